@@ -1,0 +1,379 @@
+//! The command line: raw arguments (clap) -> the command that does the work -> an exit code.
+//!
+//! Every command returns an [`ExitCode`] through [`crate::exit_codes`], the one place that
+//! maps outcomes to the codes of the CLI contract.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::exit_codes::Exit;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+
+use crate::catalog;
+use crate::diagnostic::{Diagnostic, Source, Span};
+use crate::exit_codes;
+use crate::model::Playbook;
+use crate::plan::{self, PlanContext};
+use crate::validate;
+
+/// Prints to stdout, ignoring a closed pipe (`irr plan ... | head`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// irr: incident-response playbooks for AWS, as code.
+#[derive(Debug, Parser)]
+#[command(name = "irr", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// AWS profile to use.
+    #[arg(long, global = true, env = "AWS_PROFILE")]
+    pub profile: Option<String>,
+    /// AWS region.
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// AWS endpoint override (e.g. the local emulator).
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+    /// Where runs are kept (runs live in STATE_DIR/runs/RUN_ID/).
+    #[arg(long, global = true, default_value = ".irr")]
+    pub state_dir: PathBuf,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// For people.
+    Text,
+    /// For programs.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check playbooks; print every problem with file:line:col.
+    Validate {
+        /// Playbook files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Show what a run would do, step by step; changes nothing.
+    Plan {
+        /// Playbook file.
+        file: PathBuf,
+        #[command(flatten)]
+        inputs: InputArgs,
+    },
+    /// Print the least-privilege IAM policy (JSON) that running this playbook needs.
+    Policy {
+        /// Playbook file.
+        file: PathBuf,
+        #[command(flatten)]
+        inputs: InputArgs,
+        /// Scope resources to this account.
+        #[arg(long)]
+        account_id: Option<String>,
+    },
+    /// The action catalog: parameters, outputs, IAM actions, whether it can be undone.
+    Actions {
+        /// One action to show in full.
+        name: Option<String>,
+    },
+    /// JSON Schema of the playbook format, for editors.
+    Schema,
+}
+
+/// `--input`, `--inputs` and `--case`.
+#[derive(Debug, Args)]
+struct InputArgs {
+    /// An input value, NAME=VALUE (a list as comma-separated values or JSON). Repeatable.
+    #[arg(long = "input", value_name = "NAME=VALUE")]
+    input: Vec<String>,
+    /// A YAML file of input values.
+    #[arg(long = "inputs", value_name = "FILE")]
+    inputs_file: Option<PathBuf>,
+    /// The case id (renders `{{case.id}}`).
+    #[arg(long = "case", value_name = "ID")]
+    case: Option<String>,
+}
+
+/// Parses the arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    run(cli).into()
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Exit {
+    let g = &cli.global;
+    match cli.command {
+        Command::Validate { files } => validate_files(&files, g.output),
+        Command::Plan { file, inputs } => plan_cmd(&file, &inputs, g),
+        Command::Policy {
+            file,
+            inputs,
+            account_id,
+        } => policy_cmd(&file, &inputs, account_id, g),
+        Command::Actions { name } => actions_cmd(name.as_deref(), g.output),
+        Command::Schema => {
+            out!("{}", pretty(&crate::schema::schema()));
+            exit_codes::SUCCESS
+        }
+    }
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+/// Prints diagnostics: rendered to stderr (text), or as one `{"problems": [...]}` object on
+/// stdout (json).
+fn report_problems(problems: &[Diagnostic], sources: &[Source], output: Output) {
+    match output {
+        Output::Json => {
+            let list: Vec<Value> = problems.iter().map(Diagnostic::to_json).collect();
+            out!("{}", pretty(&json!({ "valid": !problems.iter().any(Diagnostic::is_error), "problems": list })));
+        }
+        Output::Text => {
+            let mut err = std::io::stderr().lock();
+            for d in problems {
+                let src = sources.iter().find(|s| s.name() == d.span.file);
+                let _ = writeln!(err, "{}", d.render(src));
+            }
+            let errors = problems.iter().filter(|d| d.is_error()).count();
+            if errors > 0 {
+                let _ = writeln!(err, "{errors} error{} found; nothing was changed", if errors == 1 { "" } else { "s" });
+            }
+        }
+    }
+}
+
+fn read_source(path: &Path) -> Result<Source, Diagnostic> {
+    let name = path.display().to_string();
+    std::fs::read_to_string(path)
+        .map(|text| Source::new(name.clone(), text))
+        .map_err(|e| Diagnostic::error(Span::none(&name), format!("cannot read {name}: {e}")))
+}
+
+fn validate_files(files: &[PathBuf], output: Output) -> Exit {
+    let mut problems = Vec::new();
+    let mut sources = Vec::new();
+    let mut ok = Vec::new();
+    for f in files {
+        match read_source(f) {
+            Err(d) => problems.push(d),
+            Ok(src) => {
+                let (pb, p) = validate::check(&src);
+                if let Some(pb) = pb {
+                    ok.push((f.display().to_string(), pb.steps.len() + pb.finally.len()));
+                }
+                problems.extend(p);
+                sources.push(src);
+            }
+        }
+    }
+    let failed = problems.iter().any(Diagnostic::is_error);
+    if output == Output::Json || !problems.is_empty() {
+        report_problems(&problems, &sources, output);
+    }
+    if output == Output::Text {
+        for (f, n) in ok {
+            out!("ok: {f} ({n} steps)");
+        }
+    }
+    if failed {
+        exit_codes::INVALID
+    } else {
+        exit_codes::SUCCESS
+    }
+}
+
+/// Loads, validates and resolves inputs; on any problem prints it and returns the exit code.
+fn load_with_inputs(
+    file: &Path,
+    args: &InputArgs,
+    output: Output,
+    require_all: bool,
+) -> Result<(Playbook, serde_json::Map<String, Value>), Exit> {
+    let src = read_source(file).map_err(|d| {
+        report_problems(&[d], &[], output);
+        exit_codes::INVALID
+    })?;
+    let pb = validate::validate(&src).map_err(|p| {
+        report_problems(&p, std::slice::from_ref(&src), output);
+        exit_codes::INVALID
+    })?;
+    if let Some(case) = &args.case {
+        if let Err(e) = check_case_id(case) {
+            report_problems(&[Diagnostic::error(Span::none(format!("--case {case}")), e)], &[], output);
+            return Err(exit_codes::INVALID);
+        }
+    }
+    let inputs_src = match &args.inputs_file {
+        None => None,
+        Some(p) => Some(read_source(p).map_err(|d| {
+            report_problems(&[d], &[], output);
+            exit_codes::INVALID
+        })?),
+    };
+    let inputs = validate::resolve_inputs(&pb, &args.input, inputs_src.as_ref(), require_all).map_err(|p| {
+        let mut sources = vec![src.clone()];
+        sources.extend(inputs_src.clone());
+        report_problems(&p, &sources, output);
+        exit_codes::INVALID
+    })?;
+    Ok((pb, inputs))
+}
+
+/// A case id names folders and tags: letters, digits, `.`, `_` and `-`, at most 64.
+pub fn check_case_id(case: &str) -> Result<(), String> {
+    let ok = !case.is_empty()
+        && case.len() <= 64
+        && case.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && !case.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("case id \"{case}\" must be 1-64 letters, digits, '.', '_' or '-' (e.g. IR-2026-0042)"))
+    }
+}
+
+fn plan_cmd(file: &Path, args: &InputArgs, g: &GlobalArgs) -> Exit {
+    let (pb, inputs) = match load_with_inputs(file, args, g.output, true) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let ctx = PlanContext {
+        case_id: args.case.clone(),
+        region: g.region.clone(),
+        ..Default::default()
+    };
+    let plan = plan::plan(&pb, inputs, &ctx);
+    match g.output {
+        Output::Json => out!("{}", pretty(&serde_json::to_value(&plan).unwrap_or_default())),
+        Output::Text => {
+            let _ = write!(std::io::stdout().lock(), "{}", plan.render_text());
+        }
+    }
+    exit_codes::SUCCESS
+}
+
+fn policy_cmd(file: &Path, args: &InputArgs, account_id: Option<String>, g: &GlobalArgs) -> Exit {
+    let (pb, inputs) = match load_with_inputs(file, args, g.output, false) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    if let Some(a) = &account_id {
+        if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
+            report_problems(&[Diagnostic::error(Span::none(format!("--account-id {a}")), "an account id is 12 digits")], &[], g.output);
+            return exit_codes::INVALID;
+        }
+    }
+    let ctx = PlanContext {
+        case_id: args.case.clone(),
+        region: g.region.clone(),
+        account_id,
+        ..Default::default()
+    };
+    let plan = plan::plan(&pb, inputs, &ctx);
+    out!("{}", pretty(&crate::policy::policy(&plan)));
+    exit_codes::SUCCESS
+}
+
+/// The catalog entry as JSON (for `irr actions --output json`).
+pub fn action_json(a: &catalog::ActionSpec) -> Value {
+    json!({
+        "name": a.name,
+        "summary": a.summary,
+        "parameters": a.params.iter().map(|p| json!({
+            "name": p.name,
+            "type": p.ty.value_type().to_string(),
+            "required": p.required,
+            "default": p.default,
+            "description": p.description,
+        })).collect::<Vec<_>>(),
+        "exactly_one_of": a.exactly_one_of,
+        "outputs": a.outputs.iter().map(|o| json!({
+            "name": o.name,
+            "type": o.ty.value_type().to_string(),
+            "description": o.description,
+        })).collect::<Vec<_>>(),
+        "api_calls": a.api_calls,
+        "iam_actions": a.permissions.iter().map(|p| p.action).collect::<Vec<_>>(),
+        "mutating": a.mutating,
+        "idempotency": a.idempotency,
+        "undo": a.undo,
+    })
+}
+
+fn actions_cmd(name: Option<&str>, output: Output) -> Exit {
+    let list: Vec<&catalog::ActionSpec> = match name {
+        None => catalog::all().iter().collect(),
+        Some(n) => match catalog::find(n) {
+            Some(a) => vec![a],
+            None => {
+                let help = crate::diagnostic::suggestion(n, &catalog::names());
+                let d = Diagnostic::error(Span::none("irr actions"), format!("unknown action \"{n}\"")).with_help(help);
+                report_problems(&[d], &[], output);
+                return exit_codes::INVALID;
+            }
+        },
+    };
+    if output == Output::Json {
+        let v: Vec<Value> = list.iter().map(|a| action_json(a)).collect();
+        out!("{}", pretty(&if name.is_some() { v[0].clone() } else { Value::Array(v) }));
+        return exit_codes::SUCCESS;
+    }
+    if name.is_none() {
+        let width = list.iter().map(|a| a.name.len()).max().unwrap_or(0);
+        for a in list {
+            let tag = if a.mutating { "changes" } else { "reads  " };
+            out!("{:width$}  {tag}  {}", a.name, a.summary);
+        }
+        out!("\n`irr actions NAME` shows one in full.");
+        return exit_codes::SUCCESS;
+    }
+    let a = list[0];
+    out!("{}\n  {}\n", a.name, a.summary);
+    out!("parameters:");
+    for p in a.params {
+        let req = if p.required { "required".to_owned() } else { p.default.map(|d| format!("default {d}")).unwrap_or_else(|| "optional".to_owned()) };
+        out!("  {} ({}, {req}): {}", p.name, p.ty.value_type(), p.description);
+    }
+    for group in a.exactly_one_of {
+        out!("  exactly one of: {}", group.join(", "));
+    }
+    if !a.outputs.is_empty() {
+        out!("outputs:");
+        for o in a.outputs {
+            out!("  {} ({}): {}", o.name, o.ty.value_type(), o.description);
+        }
+    }
+    if !a.api_calls.is_empty() {
+        out!("API calls: {}", a.api_calls.join(", "));
+    }
+    let iam: Vec<&str> = a.permissions.iter().map(|p| p.action).collect();
+    if !iam.is_empty() {
+        out!("IAM actions: {}", iam.join(", "));
+    }
+    out!("changes AWS: {}", if a.mutating { "yes" } else { "no" });
+    out!("idempotency: {}", a.idempotency);
+    out!("undo: {}", a.undo.unwrap_or("cannot be undone"));
+    exit_codes::SUCCESS
+}

@@ -1,0 +1,309 @@
+//! Diagnostics: what is wrong, where (file:line:col), and what would be right.
+//!
+//! Rendered like a compiler error, with the offending text underlined:
+//!
+//! ```text
+//! error: unknown action "ec2.snapshot_volume"
+//!   --> playbooks/x.yaml:25:13
+//!    |
+//! 25 |     action: ec2.snapshot_volume
+//!    |             ^^^^^^^^^^^^^^^^^^^
+//!    = help: did you mean "ec2.snapshot_volumes"?
+//! ```
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// A source file: its name (as given on the command line) and text.
+#[derive(Clone, Debug)]
+pub struct Source {
+    inner: Arc<SourceInner>,
+}
+
+#[derive(Debug)]
+struct SourceInner {
+    name: String,
+    text: String,
+    line_starts: Vec<usize>,
+}
+
+impl Source {
+    /// A source named `name` holding `text`.
+    pub fn new(name: impl Into<String>, text: impl Into<String>) -> Source {
+        let text = text.into();
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Source {
+            inner: Arc::new(SourceInner {
+                name: name.into(),
+                text,
+                line_starts,
+            }),
+        }
+    }
+
+    /// The file name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The whole text.
+    pub fn text(&self) -> &str {
+        &self.inner.text
+    }
+
+    /// A span of `len` bytes starting at byte `start` (clamped to the text).
+    pub fn span_at(&self, start: usize, len: usize) -> Span {
+        let text = self.text();
+        let mut start = start.min(text.len());
+        while !text.is_char_boundary(start) {
+            start -= 1;
+        }
+        let line_idx = match self.inner.line_starts.binary_search(&start) {
+            Ok(i) => i,
+            Err(i) => i - 1,
+        };
+        let line_start = self.inner.line_starts[line_idx];
+        let column = text[line_start..start].chars().count() + 1;
+        let mut end = (start + len).min(text.len());
+        while !text.is_char_boundary(end) {
+            end += 1;
+        }
+        Span {
+            file: self.name().to_owned(),
+            start,
+            len: end - start,
+            line: line_idx + 1,
+            column,
+        }
+    }
+
+    /// The text of line `line` (1-based), without its newline.
+    pub fn line_text(&self, line: usize) -> &str {
+        let starts = &self.inner.line_starts;
+        let Some(&start) = starts.get(line.wrapping_sub(1)) else {
+            return "";
+        };
+        let end = starts.get(line).map(|e| e - 1).unwrap_or(self.text().len());
+        self.text()[start..end.max(start)].trim_end_matches('\r')
+    }
+}
+
+/// Where a node is: file, byte offset and length, 1-based line and column (in characters).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Span {
+    /// File name.
+    pub file: String,
+    /// Byte offset of the start.
+    #[serde(skip)]
+    pub start: usize,
+    /// Length in bytes (for the underline).
+    #[serde(skip)]
+    pub len: usize,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+impl Span {
+    /// A span that points at no file position (command-line input).
+    pub fn none(what: impl Into<String>) -> Span {
+        Span {
+            file: what.into(),
+            start: 0,
+            len: 0,
+            line: 0,
+            column: 0,
+        }
+    }
+}
+
+/// How bad a problem is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The playbook cannot run.
+    Error,
+    /// It can run, but probably not as meant.
+    Warning,
+}
+
+/// One problem found in a playbook or an input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// Where.
+    pub span: Span,
+    /// What is wrong (lowercase, no trailing period).
+    pub message: String,
+    /// What would be right, when known.
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    /// An error at `span`.
+    pub fn error(span: Span, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Error,
+            span,
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    /// A warning at `span`.
+    pub fn warning(span: Span, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(span, message)
+        }
+    }
+
+    /// Adds a suggestion.
+    pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
+        let help = help.into();
+        if !help.is_empty() {
+            self.help = Some(help);
+        }
+        self
+    }
+
+    /// `true` for errors.
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    /// Renders for a terminal, with the source line and a caret underline when `source` is
+    /// the file the span points into.
+    pub fn render(&self, source: Option<&Source>) -> String {
+        let mut out = String::new();
+        let label = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let _ = writeln!(out, "{label}: {}", self.message);
+        if self.span.line == 0 {
+            let _ = writeln!(out, "  --> {}", self.span.file);
+        } else {
+            let _ = writeln!(
+                out,
+                "  --> {}:{}:{}",
+                self.span.file, self.span.line, self.span.column
+            );
+        }
+        if let Some(src) = source.filter(|s| s.name() == self.span.file && self.span.line > 0) {
+            let line = src.line_text(self.span.line);
+            let num = self.span.line.to_string();
+            let pad = " ".repeat(num.len());
+            let before: String = line.chars().take(self.span.column - 1).collect();
+            let indent: String = before
+                .chars()
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            let rest_chars = line.chars().count().saturating_sub(self.span.column - 1);
+            let width = src
+                .text()
+                .get(self.span.start..self.span.start + self.span.len)
+                .map(|t| t.lines().next().unwrap_or("").chars().count())
+                .unwrap_or(1)
+                .clamp(1, rest_chars.max(1));
+            let _ = writeln!(out, "{pad} |");
+            let _ = writeln!(out, "{num} | {line}");
+            let _ = writeln!(out, "{pad} | {indent}{}", "^".repeat(width));
+            if let Some(help) = &self.help {
+                let _ = writeln!(out, "{pad} = help: {help}");
+            }
+        } else if let Some(help) = &self.help {
+            let _ = writeln!(out, "   = help: {help}");
+        }
+        out
+    }
+
+    /// The JSON form of the CLI contract: `file`, `line`, `column`, `message` (plus
+    /// `severity` and `help`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "file": self.span.file,
+            "line": self.span.line,
+            "column": self.span.column,
+            "severity": self.severity,
+            "message": self.message,
+            "help": self.help,
+        })
+    }
+}
+
+/// Edit distance, for "did you mean" suggestions.
+pub fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        cur[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// The closest candidate to `word`, if it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).max(2);
+    candidates
+        .into_iter()
+        .map(|c| (levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= limit || c.starts_with(word) && !word.is_empty())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// "did you mean \"x\"?" or a list of what is allowed.
+pub fn suggestion<'a>(word: &str, candidates: &[&'a str]) -> String {
+    match did_you_mean(word, candidates.iter().copied()) {
+        Some(best) => format!("did you mean \"{best}\"?"),
+        None if candidates.len() <= 12 => format!("expected one of: {}", candidates.join(", ")),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_with_caret_under_the_span() {
+        let src = Source::new("p.yaml", "steps:\n  - action: ec2.snap\n");
+        let start = src.text().find("ec2.snap").unwrap();
+        let d = Diagnostic::error(src.span_at(start, 8), "unknown action \"ec2.snap\"")
+            .with_help("did you mean \"ec2.snapshot_volumes\"?");
+        let text = d.render(Some(&src));
+        assert!(text.contains("  --> p.yaml:2:13\n"), "{text}");
+        assert!(text.contains("2 |   - action: ec2.snap\n"), "{text}");
+        assert!(text.contains("  |             ^^^^^^^^\n"), "{text}");
+        assert!(text.contains("= help: did you mean"), "{text}");
+    }
+
+    #[test]
+    fn columns_count_characters_not_bytes() {
+        let src = Source::new("p.yaml", "name: é x\n");
+        let start = src.text().find('x').unwrap();
+        assert_eq!(src.span_at(start, 1).column, 9);
+    }
+
+    #[test]
+    fn suggestions_find_near_misses_only() {
+        let c = ["ec2.snapshot_volumes", "ec2.isolate_instance"];
+        assert_eq!(
+            did_you_mean("ec2.snapshot_volume", c.iter().copied()),
+            Some("ec2.snapshot_volumes")
+        );
+        assert_eq!(did_you_mean("s3.nuke", c.iter().copied()), None);
+    }
+}

@@ -1,0 +1,22 @@
+//! irr: incident response as code for AWS.
+//!
+//! The pipeline, one module per stage: [`load`] (YAML with positions) -> [`validate`]
+//! (a checked [`model::Playbook`]) -> [`plan`] (ordered steps, rendered parameters, IAM
+//! actions) -> execute. The action catalog ([`catalog`]) is the single declaration of every
+//! action's parameters, outputs and IAM needs, read by every stage.
+#![deny(missing_docs)]
+
+pub mod actions;
+pub mod catalog;
+pub mod cli;
+pub mod diagnostic;
+pub mod emulator;
+pub mod exit_codes;
+pub mod load;
+pub mod model;
+pub mod plan;
+pub mod policy;
+pub mod schema;
+pub mod template;
+pub mod types;
+pub mod validate;

@@ -1,0 +1,427 @@
+//! Stage 1: YAML text -> a tree of [`Node`]s that remember where they came from.
+//!
+//! `serde_yaml` only locates its own syntax errors, but every semantic diagnostic ("unknown
+//! action on line 25") needs the position of the node it is about. So the loader builds its
+//! own tree from `yaml-rust2`'s marked parser events: each node keeps its byte span, line and
+//! column. Scalars are resolved to YAML 1.2 core types (null, bool, int, float, string);
+//! quoted scalars are always strings. Anchors and aliases are expanded.
+
+use std::collections::HashMap;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+use crate::diagnostic::{Diagnostic, Source, Span};
+
+/// A YAML node with its position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    /// What the node holds.
+    pub kind: NodeKind,
+    /// Where it is in the source.
+    pub span: Span,
+}
+
+/// The value of a node.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NodeKind {
+    /// `null`, `~` or nothing.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A floating-point number.
+    Float(f64),
+    /// A string (any quoted scalar, or a plain one that is not another type).
+    Str(String),
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping, in source order. Keys are nodes too (for their positions).
+    Map(Vec<(Node, Node)>),
+}
+
+impl Node {
+    /// A short name of the node's type for messages ("a string", "a list", ...).
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            NodeKind::Null => "null",
+            NodeKind::Bool(_) => "a boolean",
+            NodeKind::Int(_) => "an integer",
+            NodeKind::Float(_) => "a number",
+            NodeKind::Str(_) => "a string",
+            NodeKind::Seq(_) => "a list",
+            NodeKind::Map(_) => "a mapping",
+        }
+    }
+
+    /// The string, if this is a string scalar.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.kind {
+            NodeKind::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The entries, if this is a mapping.
+    pub fn as_map(&self) -> Option<&[(Node, Node)]> {
+        match &self.kind {
+            NodeKind::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The items, if this is a sequence.
+    pub fn as_seq(&self) -> Option<&[Node]> {
+        match &self.kind {
+            NodeKind::Seq(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Looks up a key of a mapping node.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
+    }
+
+    /// The scalar as text (for keys and messages); `None` for collections.
+    pub fn scalar_text(&self) -> Option<String> {
+        Some(match &self.kind {
+            NodeKind::Null => "null".to_owned(),
+            NodeKind::Bool(b) => b.to_string(),
+            NodeKind::Int(i) => i.to_string(),
+            NodeKind::Float(f) => f.to_string(),
+            NodeKind::Str(s) => s.clone(),
+            NodeKind::Seq(_) | NodeKind::Map(_) => return None,
+        })
+    }
+
+    /// Converts to JSON (positions dropped). Mapping keys become strings.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match &self.kind {
+            NodeKind::Null => Value::Null,
+            NodeKind::Bool(b) => Value::Bool(*b),
+            NodeKind::Int(i) => Value::from(*i),
+            NodeKind::Float(f) => serde_json::Number::from_f64(*f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
+            NodeKind::Str(s) => Value::String(s.clone()),
+            NodeKind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
+            NodeKind::Map(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.scalar_text().unwrap_or_default(), v.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// Parses one YAML document. A syntax error, or a duplicate mapping key, is returned as a
+/// diagnostic at its position. An empty document is a `Null` node.
+pub fn parse(source: &Source) -> Result<Node, Vec<Diagnostic>> {
+    let text = source.text();
+    let mut builder = Builder {
+        source,
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        root: None,
+        docs: 0,
+        problems: Vec::new(),
+    };
+    let mut parser = Parser::new_from_str(text);
+    if let Err(e) = parser.load(&mut builder, true) {
+        let span = source.span_at(e.marker().index(), 1);
+        let msg = e.info().to_owned();
+        return Err(vec![Diagnostic::error(
+            span,
+            format!("YAML syntax error: {msg}"),
+        )
+        .with_help(yaml_hint(&msg))]);
+    }
+    if !builder.problems.is_empty() {
+        return Err(builder.problems);
+    }
+    Ok(builder.root.unwrap_or(Node {
+        kind: NodeKind::Null,
+        span: source.span_at(0, 0),
+    }))
+}
+
+fn yaml_hint(msg: &str) -> &'static str {
+    if msg.contains("tab") {
+        "indent with spaces, not tabs"
+    } else if msg.contains("mapping values are not allowed") {
+        "a value containing \": \" must be quoted, or a key is indented wrongly"
+    } else if msg.contains("did not find expected") || msg.contains("while parsing") {
+        "check the indentation and that brackets and quotes are closed"
+    } else {
+        "check the indentation and quoting around this point"
+    }
+}
+
+enum Frame {
+    Seq(Vec<Node>, Span, usize),
+    /// entries, pending key, span, anchor
+    Map(Vec<(Node, Node)>, Option<Node>, Span, usize),
+}
+
+struct Builder<'a> {
+    source: &'a Source,
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, Node>,
+    root: Option<Node>,
+    docs: usize,
+    problems: Vec<Diagnostic>,
+}
+
+impl Builder<'_> {
+    fn push_node(&mut self, node: Node, anchor: usize) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        match self.stack.last_mut() {
+            None => {
+                if self.root.is_none() {
+                    self.root = Some(node);
+                }
+            }
+            Some(Frame::Seq(items, _, _)) => items.push(node),
+            Some(Frame::Map(entries, pending, _, _)) => match pending.take() {
+                None => *pending = Some(node),
+                Some(key) => {
+                    if let Some(text) = key.scalar_text() {
+                        if let Some((first, _)) = entries
+                            .iter()
+                            .find(|(k, _)| k.scalar_text().as_deref() == Some(&text))
+                        {
+                            let first_line = first.span.line;
+                            self.problems.push(
+                                Diagnostic::error(
+                                    key.span.clone(),
+                                    format!("duplicate key \"{text}\""),
+                                )
+                                .with_help(format!(
+                                    "\"{text}\" is already set on line {first_line}; keep one"
+                                )),
+                            );
+                        }
+                    }
+                    entries.push((key, node));
+                }
+            },
+        }
+    }
+
+    fn scalar(&self, value: String, style: TScalarStyle, mark: Marker) -> Node {
+        let start = mark.index();
+        let len = scalar_len(self.source.text(), start, style, &value);
+        let span = self.source.span_at(start, len);
+        let kind = if style == TScalarStyle::Plain {
+            resolve_plain(value)
+        } else {
+            NodeKind::Str(value)
+        };
+        Node { kind, span }
+    }
+}
+
+impl MarkedEventReceiver for Builder<'_> {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        match ev {
+            Event::DocumentStart => {
+                self.docs += 1;
+                if self.docs == 2 {
+                    self.problems.push(
+                        Diagnostic::error(
+                            self.source.span_at(mark.index(), 3),
+                            "a playbook file holds exactly one YAML document",
+                        )
+                        .with_help("remove the second document, or split it into its own file"),
+                    );
+                }
+            }
+            Event::Scalar(value, style, anchor, _tag) => {
+                let node = self.scalar(value, style, mark);
+                self.push_node(node, anchor);
+            }
+            Event::Alias(id) => {
+                let node = match self.anchors.get(&id) {
+                    Some(n) => n.clone(),
+                    None => Node {
+                        kind: NodeKind::Null,
+                        span: self.source.span_at(mark.index(), 1),
+                    },
+                };
+                self.push_node(node, 0);
+            }
+            Event::SequenceStart(anchor, _) => {
+                let span = self.source.span_at(mark.index(), 1);
+                self.stack.push(Frame::Seq(Vec::new(), span, anchor));
+            }
+            Event::MappingStart(anchor, _) => {
+                let span = self.source.span_at(mark.index(), 1);
+                self.stack.push(Frame::Map(Vec::new(), None, span, anchor));
+            }
+            Event::SequenceEnd => {
+                if let Some(Frame::Seq(items, span, anchor)) = self.stack.pop() {
+                    self.push_node(
+                        Node {
+                            kind: NodeKind::Seq(items),
+                            span,
+                        },
+                        anchor,
+                    );
+                }
+            }
+            Event::MappingEnd => {
+                if let Some(Frame::Map(entries, _, span, anchor)) = self.stack.pop() {
+                    self.push_node(
+                        Node {
+                            kind: NodeKind::Map(entries),
+                            span,
+                        },
+                        anchor,
+                    );
+                }
+            }
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
+        }
+    }
+}
+
+/// YAML 1.2 core schema resolution of a plain scalar.
+fn resolve_plain(value: String) -> NodeKind {
+    match value.as_str() {
+        "" | "~" | "null" | "Null" | "NULL" => return NodeKind::Null,
+        "true" | "True" | "TRUE" => return NodeKind::Bool(true),
+        "false" | "False" | "FALSE" => return NodeKind::Bool(false),
+        _ => {}
+    }
+    let v = value.as_str();
+    let int = if let Some(hex) = v.strip_prefix("0x") {
+        i64::from_str_radix(hex, 16).ok()
+    } else if let Some(oct) = v.strip_prefix("0o") {
+        i64::from_str_radix(oct, 8).ok()
+    } else if v
+        .trim_start_matches(['-', '+'])
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        && v.bytes().any(|b| b.is_ascii_digit())
+    {
+        v.parse::<i64>().ok()
+    } else {
+        None
+    };
+    if let Some(i) = int {
+        return NodeKind::Int(i);
+    }
+    let looks_float = v.bytes().any(|b| b.is_ascii_digit())
+        && v.bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
+        && v.contains(['.', 'e', 'E']);
+    if looks_float {
+        if let Ok(f) = v.parse::<f64>() {
+            return NodeKind::Float(f);
+        }
+    }
+    match v {
+        ".inf" | ".Inf" | "+.inf" => NodeKind::Float(f64::INFINITY),
+        "-.inf" | "-.Inf" => NodeKind::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" => NodeKind::Float(f64::NAN),
+        _ => NodeKind::Str(value),
+    }
+}
+
+/// How many bytes of source a scalar starting at `start` covers (its first line, for the
+/// underline). Quoted scalars include their quotes.
+fn scalar_len(text: &str, start: usize, style: TScalarStyle, value: &str) -> usize {
+    let Some(rest) = text.get(start..) else {
+        return 1;
+    };
+    let line_end = rest.find('\n').unwrap_or(rest.len());
+    let line = &rest[..line_end];
+    match style {
+        TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted => {
+            let q = if style == TScalarStyle::SingleQuoted { '\'' } else { '"' };
+            let mut chars = line.char_indices().skip(1);
+            let mut prev_backslash = false;
+            for (i, c) in chars.by_ref() {
+                if c == q && !(q == '"' && prev_backslash) {
+                    if q == '\'' && line[i + 1..].starts_with('\'') {
+                        continue;
+                    }
+                    return i + 1;
+                }
+                prev_backslash = c == '\\' && !prev_backslash;
+            }
+            line.len().max(1)
+        }
+        TScalarStyle::Plain => {
+            let first = value.lines().next().unwrap_or("");
+            if !first.is_empty() && line.starts_with(first) {
+                first.len()
+            } else {
+                line.trim_end().len().clamp(1, 80)
+            }
+        }
+        _ => line.trim_end().len().clamp(1, 80),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Node {
+        parse(&Source::new("t.yaml", text)).expect("parses")
+    }
+
+    #[test]
+    fn positions_are_one_based_lines_and_columns() {
+        let n = load("a: 1\nsteps:\n  - id: x\n    action: \"ec2.foo\"\n");
+        let steps = n.get("steps").unwrap().as_seq().unwrap();
+        let action = steps[0].get("action").unwrap();
+        assert_eq!(action.as_str(), Some("ec2.foo"));
+        assert_eq!((action.span.line, action.span.column), (4, 13));
+        assert_eq!(action.span.len, "\"ec2.foo\"".len());
+        let id = steps[0].get("id").unwrap();
+        assert_eq!((id.span.line, id.span.column, id.span.len), (3, 9, 1));
+    }
+
+    #[test]
+    fn scalars_resolve_to_core_types() {
+        let n = load("a: 1\nb: true\nc: '1'\nd: 1.5\ne: ~\nf: 4h\n");
+        assert_eq!(n.get("a").unwrap().kind, NodeKind::Int(1));
+        assert_eq!(n.get("b").unwrap().kind, NodeKind::Bool(true));
+        assert_eq!(n.get("c").unwrap().kind, NodeKind::Str("1".into()));
+        assert_eq!(n.get("d").unwrap().kind, NodeKind::Float(1.5));
+        assert_eq!(n.get("e").unwrap().kind, NodeKind::Null);
+        assert_eq!(n.get("f").unwrap().kind, NodeKind::Str("4h".into()));
+    }
+
+    #[test]
+    fn duplicate_keys_are_reported_at_the_second() {
+        let err = parse(&Source::new("t.yaml", "a: 1\nb: 2\na: 3\n")).unwrap_err();
+        assert_eq!(err.len(), 1);
+        assert_eq!((err[0].span.line, err[0].span.column), (3, 1));
+        assert!(err[0].message.contains("duplicate key \"a\""));
+    }
+
+    #[test]
+    fn syntax_errors_have_a_position() {
+        let err = parse(&Source::new("t.yaml", "a:\n  b: [1, 2\nc: 3\n")).unwrap_err();
+        assert!(err[0].message.starts_with("YAML syntax error"));
+        assert!(err[0].span.line >= 2);
+    }
+
+    #[test]
+    fn aliases_expand() {
+        let n = load("x: &a [1, 2]\ny: *a\n");
+        assert_eq!(n.get("y").unwrap().as_seq().unwrap().len(), 2);
+    }
+}

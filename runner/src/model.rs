@@ -1,0 +1,150 @@
+//! The checked playbook: what [`crate::validate`] produces and every later stage consumes.
+//!
+//! Only a validated playbook exists as a [`Playbook`]: every action is in the catalog, every
+//! parameter is declared and typed, every `needs` and template reference resolves, and the
+//! step graph has no cycle.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::catalog::ActionSpec;
+use crate::diagnostic::{Source, Span};
+use crate::types::ValueType;
+
+/// A validated playbook.
+#[derive(Clone, Debug)]
+pub struct Playbook {
+    /// The file it came from.
+    pub source: Source,
+    /// SHA-256 of the file's bytes (recorded in the evidence manifest).
+    pub sha256: String,
+    /// `metadata`.
+    pub metadata: Metadata,
+    /// `inputs`, in file order.
+    pub inputs: Vec<InputDecl>,
+    /// `evidence`.
+    pub evidence: EvidenceDecl,
+    /// `steps`, in file order.
+    pub steps: Vec<Step>,
+    /// `finally`, in file order.
+    pub finally: Vec<Step>,
+}
+
+impl Playbook {
+    /// The input declared as `name`.
+    pub fn input(&self, name: &str) -> Option<&InputDecl> {
+        self.inputs.iter().find(|i| i.name == name)
+    }
+
+    /// The step (in `steps` or `finally`) with this id.
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().chain(&self.finally).find(|s| s.id == id)
+    }
+
+    /// Every step: `steps`, then `finally`.
+    pub fn all_steps(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().chain(&self.finally)
+    }
+}
+
+/// `metadata`.
+#[derive(Clone, Debug)]
+pub struct Metadata {
+    /// `[a-z0-9][a-z0-9-]*`.
+    pub name: String,
+    /// Semver.
+    pub version: String,
+    /// What the playbook is for.
+    pub description: Option<String>,
+    /// Who owns it.
+    pub owner: Option<String>,
+    /// Free labels.
+    pub labels: Vec<String>,
+}
+
+/// One declared input.
+#[derive(Clone, Debug)]
+pub struct InputDecl {
+    /// Name (`inputs.NAME`).
+    pub name: String,
+    /// Type.
+    pub ty: ValueType,
+    /// What it is.
+    pub description: Option<String>,
+    /// Default; an input without one is required. May hold templates.
+    pub default: Option<Value>,
+    /// Where it is declared.
+    pub span: Span,
+}
+
+/// S3 Object Lock mode for evidence objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockMode {
+    /// Can be lifted by a principal with `s3:BypassGovernanceRetention`.
+    Governance,
+    /// Cannot be lifted by anyone until retention ends.
+    Compliance,
+}
+
+/// `evidence`: where evidence goes by default.
+#[derive(Clone, Debug)]
+pub struct EvidenceDecl {
+    /// `s3://bucket/prefix` or a local directory; may hold templates.
+    pub location: Option<String>,
+    /// Object Lock retention in days (default 90).
+    pub retention_days: u32,
+    /// Object Lock mode (default governance).
+    pub lock_mode: LockMode,
+}
+
+impl Default for EvidenceDecl {
+    fn default() -> Self {
+        EvidenceDecl {
+            location: None,
+            retention_days: 90,
+            lock_mode: LockMode::Governance,
+        }
+    }
+}
+
+/// What happens to the run when a step fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Stop starting new steps; run `finally`; the run fails.
+    Abort,
+    /// Record the failure; steps that need this one are skipped, others go on.
+    Continue,
+}
+
+/// One step.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// Unique id.
+    pub id: String,
+    /// The catalog entry.
+    pub action: &'static ActionSpec,
+    /// What it is for.
+    pub description: Option<String>,
+    /// Parameters as written (strings may hold templates).
+    pub with: serde_json::Map<String, Value>,
+    /// Steps that must succeed first: the explicit `needs` plus every step whose outputs or
+    /// status it references.
+    pub needs: Vec<String>,
+    /// Skip unless this renders to true.
+    pub when: Option<Value>,
+    /// Per attempt.
+    pub timeout: Option<Duration>,
+    /// Re-tries of a failed attempt.
+    pub retries: u32,
+    /// Abort or continue.
+    pub on_failure: OnFailure,
+    /// A list (or a template rendering to one): run once per item.
+    pub for_each: Option<Value>,
+    /// Declared under `finally`.
+    pub is_finally: bool,
+    /// Where the step starts in the file.
+    pub span: Span,
+}

@@ -1,0 +1,131 @@
+//! `irr schema`: the JSON Schema of the playbook format, generated from the catalog so that
+//! an editor knows every action's parameters.
+//!
+//! Where a parameter is not a string, a template string (`"{{...}}"`) is accepted as well:
+//! the validator checks such values; the schema only helps an editor complete and flag.
+
+use serde_json::{json, Value};
+
+use crate::catalog::{self, TypeSpec};
+use crate::types::INPUT_TYPE_NAMES;
+
+const TEMPLATE: &str = "\\{\\{.*\\}\\}";
+
+fn type_schema(ty: TypeSpec) -> Value {
+    let templated = |schema: Value| json!({"anyOf": [schema, {"type": "string", "pattern": TEMPLATE}]});
+    match ty {
+        TypeSpec::String => json!({"type": "string"}),
+        TypeSpec::Integer => templated(json!({"type": "integer"})),
+        TypeSpec::Boolean => templated(json!({"type": "boolean"})),
+        TypeSpec::InstanceId => json!({"type": "string", "pattern": "^(i-([0-9a-f]{8}|[0-9a-f]{17})|.*\\{\\{.*\\}\\}.*)$"}),
+        TypeSpec::Arn => json!({"type": "string", "pattern": "^(arn:aws[a-z-]*:.+|.*\\{\\{.*\\}\\}.*)$"}),
+        TypeSpec::Cidr | TypeSpec::AccessKeyId | TypeSpec::BucketName => json!({"type": "string"}),
+        TypeSpec::Duration => json!({"type": "string", "pattern": "^(([0-9]+[smhd])+|.*\\{\\{.*\\}\\}.*)$"}),
+        TypeSpec::PolicyDocument => templated(json!({"type": "object", "required": ["Statement"]})),
+        TypeSpec::Any => json!({}),
+        TypeSpec::List(t) => templated(json!({"type": "array", "items": type_schema(*t)})),
+        TypeSpec::Map(t) => templated(json!({"type": "object", "additionalProperties": type_schema(*t)})),
+    }
+}
+
+/// The schema document (JSON Schema draft 2020-12).
+pub fn schema() -> Value {
+    let names: Vec<&str> = catalog::names();
+    let per_action: Vec<Value> = catalog::all()
+        .iter()
+        .map(|a| {
+            let props: serde_json::Map<String, Value> = a
+                .params
+                .iter()
+                .map(|p| {
+                    let mut s = type_schema(p.ty);
+                    if let Value::Object(m) = &mut s {
+                        m.insert("description".into(), json!(p.description));
+                    }
+                    (p.name.to_owned(), s)
+                })
+                .collect();
+            let required: Vec<&str> = a.params.iter().filter(|p| p.required).map(|p| p.name).collect();
+            json!({
+                "if": {"properties": {"action": {"const": a.name}}, "required": ["action"]},
+                "then": {"properties": {"with": {
+                    "type": "object",
+                    "description": a.summary,
+                    "properties": props,
+                    "required": required,
+                    "additionalProperties": false,
+                }}},
+            })
+        })
+        .collect();
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://irr.dev/schema/irr-v1.json",
+        "title": "irr playbook (irr/v1)",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["apiVersion", "kind", "metadata", "steps"],
+        "properties": {
+            "apiVersion": {"const": "irr/v1"},
+            "kind": {"const": "Playbook"},
+            "metadata": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["name", "version"],
+                "properties": {
+                    "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]*$"},
+                    "version": {"type": "string", "pattern": "^(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)\\.(0|[1-9][0-9]*)([-+][0-9A-Za-z.+-]*)?$"},
+                    "description": {"type": "string"},
+                    "owner": {"type": "string"},
+                    "labels": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+            "inputs": {
+                "type": "object",
+                "propertyNames": {"pattern": "^[a-z_][a-z0-9_]*$"},
+                "additionalProperties": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["type"],
+                    "properties": {
+                        "type": {"enum": INPUT_TYPE_NAMES},
+                        "items": {"enum": INPUT_TYPE_NAMES.iter().filter(|t| **t != "list").collect::<Vec<_>>()},
+                        "description": {"type": "string"},
+                        "default": {},
+                    },
+                },
+            },
+            "evidence": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "location": {"type": "string"},
+                    "retention_days": {"type": "integer", "minimum": 1, "maximum": 36500},
+                    "lock_mode": {"enum": ["governance", "compliance", "GOVERNANCE", "COMPLIANCE"]},
+                },
+            },
+            "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/step"}},
+            "finally": {"type": "array", "items": {"$ref": "#/$defs/step"}},
+        },
+        "$defs": {
+            "step": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["id", "action"],
+                "properties": {
+                    "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$"},
+                    "action": {"enum": names},
+                    "description": {"type": "string"},
+                    "with": {"type": "object"},
+                    "needs": {"type": "array", "items": {"type": "string"}},
+                    "when": {"anyOf": [{"type": "boolean"}, {"type": "string", "pattern": TEMPLATE}]},
+                    "timeout": {"type": "string", "pattern": "^([0-9]+[smhd])+$"},
+                    "retries": {"type": "integer", "minimum": 0, "maximum": crate::validate::MAX_RETRIES},
+                    "on_failure": {"enum": ["abort", "continue"]},
+                    "for_each": {"anyOf": [{"type": "array"}, {"type": "string", "pattern": TEMPLATE}]},
+                },
+                "allOf": per_action,
+            },
+        },
+    })
+}
