@@ -165,7 +165,10 @@ pub const S3_EVIDENCE_PERMISSIONS: &[Permission] = &[
     perm("s3:ListBucket", &["arn:aws:s3:::{bucket}"]),
     perm("s3:ListBucketVersions", &["arn:aws:s3:::{bucket}"]),
     perm("s3:PutObject", &["arn:aws:s3:::{bucket}/{prefix}*"]),
-    perm("s3:PutObjectRetention", &["arn:aws:s3:::{bucket}/{prefix}*"]),
+    perm(
+        "s3:PutObjectRetention",
+        &["arn:aws:s3:::{bucket}/{prefix}*"],
+    ),
     perm("s3:GetObject", &["arn:aws:s3:::{bucket}/{prefix}*"]),
     perm("s3:GetObjectVersion", &["arn:aws:s3:::{bucket}/{prefix}*"]),
 ];
@@ -609,7 +612,15 @@ mod tests {
                     assert!(a.param(p).is_some(), "{}: {p}", a.name);
                 }
             }
-            assert!(!a.mutating || a.permissions.iter().any(|p| !p.action.contains(":Describe") && !p.action.contains(":Get") && !p.action.contains(":List")) || a.name == "control.approve", "{}", a.name);
+            assert!(
+                !a.mutating
+                    || a.permissions.iter().any(|p| !p.action.contains(":Describe")
+                        && !p.action.contains(":Get")
+                        && !p.action.contains(":List"))
+                    || a.name == "control.approve",
+                "{}",
+                a.name
+            );
         }
     }
 

@@ -97,6 +97,54 @@ enum Command {
     },
     /// JSON Schema of the playbook format, for editors.
     Schema,
+    /// Execute a playbook.
+    Run {
+        /// Playbook file.
+        file: PathBuf,
+        #[command(flatten)]
+        inputs: InputArgs,
+        /// Evidence location: s3://bucket/prefix or a local directory (default: the
+        /// playbook's evidence.location, else STATE_DIR/evidence).
+        #[arg(long, value_name = "LOCATION")]
+        evidence: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Change nothing: ask AWS whether each mutating call would be permitted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Steps (and for_each items) running at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Act in another account through this role.
+        #[arg(long, value_name = "ARN")]
+        assume_role: Option<String>,
+    },
+    /// Continue an interrupted run from its journal; finished steps are not repeated.
+    Resume {
+        /// The run id (a folder under STATE_DIR/runs/).
+        run_id: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Act in another account through this role.
+        #[arg(long, value_name = "ARN")]
+        assume_role: Option<String>,
+    },
+    /// Evidence commands.
+    Evidence {
+        #[command(subcommand)]
+        command: EvidenceCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EvidenceCommand {
+    /// Re-hash every item of a sealed run's evidence against its manifest.
+    Verify {
+        /// The run's evidence folder: LOCATION/CASE_ID/RUN_ID (local or s3://).
+        location: String,
+    },
 }
 
 /// `--input`, `--inputs` and `--case`.
@@ -135,6 +183,133 @@ pub fn run(cli: Cli) -> Exit {
             out!("{}", pretty(&crate::schema::schema()));
             exit_codes::SUCCESS
         }
+        Command::Run {
+            file,
+            inputs,
+            evidence,
+            yes,
+            dry_run,
+            concurrency,
+            assume_role,
+        } => {
+            let Some(case_id) = inputs.case.clone() else {
+                report_problems(
+                    &[
+                        Diagnostic::error(Span::none("irr run"), "--case is required")
+                            .with_help("name the incident, e.g. --case IR-2026-0042"),
+                    ],
+                    &[],
+                    g.output,
+                );
+                return exit_codes::INVALID;
+            };
+            let (pb, values) = match load_with_inputs(&file, &inputs, g.output, true) {
+                Ok(x) => x,
+                Err(code) => return code,
+            };
+            let req = crate::run::RunRequest {
+                playbook_path: file,
+                playbook: pb,
+                inputs: values,
+                case_id,
+                evidence,
+                yes,
+                dry_run,
+                concurrency,
+                state_dir: g.state_dir.clone(),
+                json: g.output == Output::Json,
+                aws: aws_options(g, assume_role),
+                create_evidence_bucket: false,
+            };
+            block_on(crate::run::run(req)).exit
+        }
+        Command::Resume {
+            run_id,
+            yes,
+            assume_role,
+        } => {
+            let opts = aws_options(g, assume_role);
+            block_on(crate::run::resume(
+                &run_id,
+                &g.state_dir,
+                yes,
+                g.output == Output::Json,
+                opts,
+            ))
+            .exit
+        }
+        Command::Evidence {
+            command: EvidenceCommand::Verify { location },
+        } => verify_cmd(&location, g),
+    }
+}
+
+fn aws_options(g: &GlobalArgs, assume_role: Option<String>) -> crate::aws::AwsOptions {
+    crate::aws::AwsOptions {
+        profile: g.profile.clone(),
+        region: g.region.clone(),
+        endpoint_url: g.endpoint_url.clone(),
+        assume_role,
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("start the async runtime")
+        .block_on(f)
+}
+
+fn verify_cmd(location: &str, g: &GlobalArgs) -> Exit {
+    let loc = match irr_forensics::EvidenceLocation::parse(location) {
+        Ok(l) => l,
+        Err(e) => {
+            report_problems(
+                &[Diagnostic::error(Span::none(location), e.to_string())],
+                &[],
+                g.output,
+            );
+            return exit_codes::INVALID;
+        }
+    };
+    let report = block_on(async {
+        let client = if matches!(loc, irr_forensics::EvidenceLocation::S3 { .. }) {
+            match crate::aws::connect(&aws_options(g, None)).await {
+                Ok(a) => Some(a.clients.s3),
+                Err(e) => return Err(e.to_string()),
+            }
+        } else {
+            None
+        };
+        irr_forensics::verify(&loc, client.as_ref())
+            .await
+            .map_err(|e| e.to_string())
+    });
+    match report {
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "error: cannot verify {location}: {e}"
+            );
+            exit_codes::EVIDENCE_MISMATCH
+        }
+        Ok(report) => {
+            match g.output {
+                Output::Json => out!(
+                    "{}",
+                    pretty(&serde_json::to_value(&report).unwrap_or_default())
+                ),
+                Output::Text => {
+                    let _ = write!(std::io::stdout().lock(), "{report}");
+                }
+            }
+            if report.is_ok() {
+                exit_codes::SUCCESS
+            } else {
+                exit_codes::EVIDENCE_MISMATCH
+            }
+        }
     }
 }
 
@@ -148,7 +323,12 @@ fn report_problems(problems: &[Diagnostic], sources: &[Source], output: Output) 
     match output {
         Output::Json => {
             let list: Vec<Value> = problems.iter().map(Diagnostic::to_json).collect();
-            out!("{}", pretty(&json!({ "valid": !problems.iter().any(Diagnostic::is_error), "problems": list })));
+            out!(
+                "{}",
+                pretty(
+                    &json!({ "valid": !problems.iter().any(Diagnostic::is_error), "problems": list })
+                )
+            );
         }
         Output::Text => {
             let mut err = std::io::stderr().lock();
@@ -158,7 +338,11 @@ fn report_problems(problems: &[Diagnostic], sources: &[Source], output: Output) 
             }
             let errors = problems.iter().filter(|d| d.is_error()).count();
             if errors > 0 {
-                let _ = writeln!(err, "{errors} error{} found; nothing was changed", if errors == 1 { "" } else { "s" });
+                let _ = writeln!(
+                    err,
+                    "{errors} error{} found; nothing was changed",
+                    if errors == 1 { "" } else { "s" }
+                );
             }
         }
     }
@@ -221,7 +405,11 @@ fn load_with_inputs(
     })?;
     if let Some(case) = &args.case {
         if let Err(e) = check_case_id(case) {
-            report_problems(&[Diagnostic::error(Span::none(format!("--case {case}")), e)], &[], output);
+            report_problems(
+                &[Diagnostic::error(Span::none(format!("--case {case}")), e)],
+                &[],
+                output,
+            );
             return Err(exit_codes::INVALID);
         }
     }
@@ -232,12 +420,13 @@ fn load_with_inputs(
             exit_codes::INVALID
         })?),
     };
-    let inputs = validate::resolve_inputs(&pb, &args.input, inputs_src.as_ref(), require_all).map_err(|p| {
-        let mut sources = vec![src.clone()];
-        sources.extend(inputs_src.clone());
-        report_problems(&p, &sources, output);
-        exit_codes::INVALID
-    })?;
+    let inputs = validate::resolve_inputs(&pb, &args.input, inputs_src.as_ref(), require_all)
+        .map_err(|p| {
+            let mut sources = vec![src.clone()];
+            sources.extend(inputs_src.clone());
+            report_problems(&p, &sources, output);
+            exit_codes::INVALID
+        })?;
     Ok((pb, inputs))
 }
 
@@ -245,12 +434,16 @@ fn load_with_inputs(
 pub fn check_case_id(case: &str) -> Result<(), String> {
     let ok = !case.is_empty()
         && case.len() <= 64
-        && case.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && case
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         && !case.starts_with('.');
     if ok {
         Ok(())
     } else {
-        Err(format!("case id \"{case}\" must be 1-64 letters, digits, '.', '_' or '-' (e.g. IR-2026-0042)"))
+        Err(format!(
+            "case id \"{case}\" must be 1-64 letters, digits, '.', '_' or '-' (e.g. IR-2026-0042)"
+        ))
     }
 }
 
@@ -266,7 +459,10 @@ fn plan_cmd(file: &Path, args: &InputArgs, g: &GlobalArgs) -> Exit {
     };
     let plan = plan::plan(&pb, inputs, &ctx);
     match g.output {
-        Output::Json => out!("{}", pretty(&serde_json::to_value(&plan).unwrap_or_default())),
+        Output::Json => out!(
+            "{}",
+            pretty(&serde_json::to_value(&plan).unwrap_or_default())
+        ),
         Output::Text => {
             let _ = write!(std::io::stdout().lock(), "{}", plan.render_text());
         }
@@ -281,7 +477,14 @@ fn policy_cmd(file: &Path, args: &InputArgs, account_id: Option<String>, g: &Glo
     };
     if let Some(a) = &account_id {
         if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
-            report_problems(&[Diagnostic::error(Span::none(format!("--account-id {a}")), "an account id is 12 digits")], &[], g.output);
+            report_problems(
+                &[Diagnostic::error(
+                    Span::none(format!("--account-id {a}")),
+                    "an account id is 12 digits",
+                )],
+                &[],
+                g.output,
+            );
             return exit_codes::INVALID;
         }
     }
@@ -329,7 +532,9 @@ fn actions_cmd(name: Option<&str>, output: Output) -> Exit {
             Some(a) => vec![a],
             None => {
                 let help = crate::diagnostic::suggestion(n, &catalog::names());
-                let d = Diagnostic::error(Span::none("irr actions"), format!("unknown action \"{n}\"")).with_help(help);
+                let d =
+                    Diagnostic::error(Span::none("irr actions"), format!("unknown action \"{n}\""))
+                        .with_help(help);
                 report_problems(&[d], &[], output);
                 return exit_codes::INVALID;
             }
@@ -337,7 +542,14 @@ fn actions_cmd(name: Option<&str>, output: Output) -> Exit {
     };
     if output == Output::Json {
         let v: Vec<Value> = list.iter().map(|a| action_json(a)).collect();
-        out!("{}", pretty(&if name.is_some() { v[0].clone() } else { Value::Array(v) }));
+        out!(
+            "{}",
+            pretty(&if name.is_some() {
+                v[0].clone()
+            } else {
+                Value::Array(v)
+            })
+        );
         return exit_codes::SUCCESS;
     }
     if name.is_none() {
@@ -353,8 +565,19 @@ fn actions_cmd(name: Option<&str>, output: Output) -> Exit {
     out!("{}\n  {}\n", a.name, a.summary);
     out!("parameters:");
     for p in a.params {
-        let req = if p.required { "required".to_owned() } else { p.default.map(|d| format!("default {d}")).unwrap_or_else(|| "optional".to_owned()) };
-        out!("  {} ({}, {req}): {}", p.name, p.ty.value_type(), p.description);
+        let req = if p.required {
+            "required".to_owned()
+        } else {
+            p.default
+                .map(|d| format!("default {d}"))
+                .unwrap_or_else(|| "optional".to_owned())
+        };
+        out!(
+            "  {} ({}, {req}): {}",
+            p.name,
+            p.ty.value_type(),
+            p.description
+        );
     }
     for group in a.exactly_one_of {
         out!("  exactly one of: {}", group.join(", "));

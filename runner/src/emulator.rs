@@ -41,7 +41,9 @@ impl Emulator {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = emu.child.try_wait() {
-                return Err(EmulatorError::Spawn(format!("moto_server exited with {status}")));
+                return Err(EmulatorError::Spawn(format!(
+                    "moto_server exited with {status}"
+                )));
             }
             if is_ready(&emu.endpoint()) {
                 return Ok(emu);
@@ -105,9 +107,7 @@ pub fn is_ready(endpoint: &str) -> bool {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let req = format!(
-        "GET /moto-api/ HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    );
+    let req = format!("GET /moto-api/ HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     if stream.write_all(req.as_bytes()).is_err() {
         return false;
     }

@@ -7,15 +7,22 @@
 #![deny(missing_docs)]
 
 pub mod actions;
+pub mod aws;
 pub mod catalog;
 pub mod cli;
 pub mod diagnostic;
 pub mod emulator;
+pub mod events;
+pub mod evidence;
+pub mod executor;
 pub mod exit_codes;
+pub mod journal;
 pub mod load;
 pub mod model;
 pub mod plan;
 pub mod policy;
+pub mod reporter;
+pub mod run;
 pub mod schema;
 pub mod template;
 pub mod types;

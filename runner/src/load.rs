@@ -135,13 +135,7 @@ pub fn parse(source: &Source) -> Result<Node, Vec<Diagnostic>> {
     };
     let mut parser = Parser::new_from_str(text);
     if let Err(e) = parser.load(&mut builder, true) {
-        let span = source.span_at(e.marker().index(), 1);
-        let msg = e.info().to_owned();
-        return Err(vec![Diagnostic::error(
-            span,
-            format!("YAML syntax error: {msg}"),
-        )
-        .with_help(yaml_hint(&msg))]);
+        return Err(vec![syntax_error(source, e.marker().index(), e.info())]);
     }
     if !builder.problems.is_empty() {
         return Err(builder.problems);
@@ -152,16 +146,145 @@ pub fn parse(source: &Source) -> Result<Node, Vec<Diagnostic>> {
     }))
 }
 
-fn yaml_hint(msg: &str) -> &'static str {
-    if msg.contains("tab") {
-        "indent with spaces, not tabs"
-    } else if msg.contains("mapping values are not allowed") {
-        "a value containing \": \" must be quoted, or a key is indented wrongly"
-    } else if msg.contains("did not find expected") || msg.contains("while parsing") {
-        "check the indentation and that brackets and quotes are closed"
-    } else {
-        "check the indentation and quoting around this point"
+/// A YAML syntax error, moved to where the fix goes and explained for a playbook author.
+///
+/// The parser reports where it gave up, which is often a token after the real mistake: the
+/// `:` of a mis-indented key, or a line after an unclosed bracket. So the common mistakes are
+/// recognised here and pointed at where they are.
+fn syntax_error(source: &Source, index: usize, info: &str) -> Diagnostic {
+    let text = source.text();
+    let index = index.min(text.len());
+    if let Some((open, ch)) = unclosed_bracket(text, index) {
+        let close = if ch == '[' { ']' } else { '}' };
+        let (what, example) = if ch == '[' {
+            ("list", "needs: [capture, snapshot]")
+        } else {
+            ("mapping", "with: {instance_id: i-0abc1234def567890}")
+        };
+        let span = source.span_at(open, 1);
+        return Diagnostic::error(span, format!("YAML syntax error: \"{ch}\" is never closed"))
+            .with_help(format!(
+                "close the {what} with \"{close}\" on the same line, e.g. \"{example}\""
+            ));
     }
+    let line_start = text[..index].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[index..].find('\n').map_or(text.len(), |i| index + i);
+    let line = &text[line_start..line_end];
+    let indent = line.len() - line.trim_start_matches(' ').len();
+    let at = text[index..].chars().next();
+    let key_start = line_start + indent;
+    // An unquoted template: YAML reads `{{` as the start of a flow mapping.
+    if let Some(pos) = line.find(": {{").or_else(|| line.find("- {{")) {
+        let span = source.span_at(line_start + pos + 2, 2);
+        return Diagnostic::error(
+            span,
+            "YAML syntax error: a value that starts with \"{{\" must be quoted",
+        )
+        .with_help("write the template in quotes, e.g. instance_id: \"{{inputs.instance_id}}\"");
+    }
+    let mut span = source.span_at(index, 1);
+    let help: String = if info.contains("tab") {
+        "indent with spaces, not tabs".into()
+    } else if info.contains("quoted scalar") && info.contains("end of stream")
+        || info.contains("indentation in quoted scalar")
+    {
+        "the quote that starts here is never closed; add the closing quote on the same line".into()
+    } else if info.contains("trailing content after") {
+        "a quote inside a quoted value must be escaped: inside '...' write '' for ', inside \"...\" write \\\"; or quote the value with the other kind of quote".into()
+    } else if info.contains("mapping values are not allowed") {
+        let before = text[key_start..index].trim_end();
+        let is_key_only = !before.is_empty()
+            && before
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if is_key_only && previous_indent(text, line_start).is_some_and(|p| p < indent) {
+            span = source.span_at(key_start, before.len());
+            "this key is indented more than the line above it; keys of one mapping start in the same column".into()
+        } else {
+            "a value containing \": \" must be quoted, e.g. description: \"Contain: an instance\""
+                .into()
+        }
+    } else if info.contains("did not find expected key") && at == Some(':') {
+        let key = text[key_start..index].trim_end();
+        span = source.span_at(key_start, key.len().max(1));
+        "this key is not aligned with the keys above it; keys of one mapping start in the same column".into()
+    } else if info.contains("did not find expected '-' indicator") {
+        if at == Some(':') {
+            let key = text[key_start..index].trim_end();
+            span = source.span_at(key_start, key.len().max(1));
+        }
+        "this line is neither a new list item (\"- \") nor aligned with the keys of the item above; fix its indentation".into()
+    } else if matches!(at, Some(']' | '}')) {
+        format!("this \"{}\" closes nothing; remove it", at.unwrap_or(']'))
+    } else if info.contains("did not find expected") || info.contains("while parsing") {
+        "check the indentation and that brackets and quotes are closed".into()
+    } else if info.contains("unexpected character") || info.contains("cannot start any") {
+        "a value starting with this character must be quoted".into()
+    } else {
+        "check the indentation and quoting around this point".into()
+    };
+    Diagnostic::error(span, format!("YAML syntax error: {info}")).with_help(help)
+}
+
+/// The indentation of the last non-blank, non-comment line before the line at `line_start`.
+fn previous_indent(text: &str, line_start: usize) -> Option<usize> {
+    text[..line_start.saturating_sub(1).min(text.len())]
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|l| l.len() - l.trim_start_matches(' ').len())
+}
+
+/// An opening `[` or `{` of a flow collection, on a line before the one holding `end`, that
+/// is still open at `end`. Quotes, comments and brackets inside plain text are skipped.
+fn unclosed_bracket(text: &str, end: usize) -> Option<(usize, char)> {
+    let mut stack: Vec<(usize, char)> = Vec::new();
+    let mut quote: Option<char> = None;
+    let mut prev = '\n'; // previous significant character on the line
+    let mut last = '\n'; // previous character
+    let mut comment = false;
+    for (i, c) in text[..end].char_indices() {
+        if c == '\n' {
+            comment = false;
+            if stack.is_empty() {
+                prev = '\n';
+            }
+            last = c;
+            continue;
+        }
+        if comment {
+            continue;
+        }
+        match quote {
+            Some(q) => {
+                if c == q && !(q == '"' && last == '\\') {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '#' if last.is_whitespace() || last == '\n' => comment = true,
+                '"' | '\''
+                    if matches!(prev, ':' | '-' | ',' | '[' | '{' | '\n')
+                        && (last.is_whitespace() || matches!(last, '[' | '{' | ',' | '\n')) =>
+                {
+                    quote = Some(c)
+                }
+                '[' | '{' if !stack.is_empty() || matches!(prev, ':' | '-' | '\n') => {
+                    stack.push((i, c))
+                }
+                ']' | '}' if !stack.is_empty() => {
+                    stack.pop();
+                }
+                _ => {}
+            },
+        }
+        if !c.is_whitespace() {
+            prev = c;
+        }
+        last = c;
+    }
+    let line_start = text[..end].rfind('\n').map_or(0, |i| i + 1);
+    stack.into_iter().next().filter(|(i, _)| *i < line_start)
 }
 
 enum Frame {
@@ -279,7 +402,13 @@ impl MarkedEventReceiver for Builder<'_> {
                 }
             }
             Event::MappingEnd => {
-                if let Some(Frame::Map(entries, _, span, anchor)) = self.stack.pop() {
+                if let Some(Frame::Map(entries, _, mut span, anchor)) = self.stack.pop() {
+                    // The parser marks a block mapping at its first `:`; a mapping is where
+                    // its first key is (flow mappings keep their `{`).
+                    let flow = self.source.text().as_bytes().get(span.start) == Some(&b'{');
+                    if let (false, Some((first, _))) = (flow, entries.first()) {
+                        span = first.span.clone();
+                    }
                     self.push_node(
                         Node {
                             kind: NodeKind::Map(entries),
@@ -347,7 +476,11 @@ fn scalar_len(text: &str, start: usize, style: TScalarStyle, value: &str) -> usi
     let line = &rest[..line_end];
     match style {
         TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted => {
-            let q = if style == TScalarStyle::SingleQuoted { '\'' } else { '"' };
+            let q = if style == TScalarStyle::SingleQuoted {
+                '\''
+            } else {
+                '"'
+            };
             let mut chars = line.char_indices().skip(1);
             let mut prev_backslash = false;
             for (i, c) in chars.by_ref() {

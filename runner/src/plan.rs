@@ -99,7 +99,11 @@ pub struct PlannedStep {
 }
 
 /// The template context known before a run starts.
-pub fn base_context(playbook: &Playbook, inputs: &serde_json::Map<String, Value>, ctx: &PlanContext) -> Value {
+pub fn base_context(
+    playbook: &Playbook,
+    inputs: &serde_json::Map<String, Value>,
+    ctx: &PlanContext,
+) -> Value {
     let mut root = json!({
         "playbook": {"name": playbook.metadata.name, "version": playbook.metadata.version},
     });
@@ -139,9 +143,19 @@ pub fn base_context(playbook: &Playbook, inputs: &serde_json::Map<String, Value>
 /// Orders `steps` into concurrency groups: a step's group is one more than the highest group
 /// of the steps it needs. Within a group, file order.
 pub fn groups(steps: &[Step]) -> Vec<Vec<String>> {
-    let index: HashMap<&str, usize> = steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
     let mut level: Vec<Option<usize>> = vec![None; steps.len()];
-    fn level_of(i: usize, steps: &[Step], index: &HashMap<&str, usize>, level: &mut [Option<usize>], depth: usize) -> usize {
+    fn level_of(
+        i: usize,
+        steps: &[Step],
+        index: &HashMap<&str, usize>,
+        level: &mut [Option<usize>],
+        depth: usize,
+    ) -> usize {
         if let Some(l) = level[i] {
             return l;
         }
@@ -172,7 +186,11 @@ pub fn groups(steps: &[Step]) -> Vec<Vec<String>> {
 }
 
 /// Builds the plan. `inputs` must come from [`crate::validate::resolve_inputs`].
-pub fn plan(playbook: &Playbook, inputs: serde_json::Map<String, Value>, ctx: &PlanContext) -> Plan {
+pub fn plan(
+    playbook: &Playbook,
+    inputs: serde_json::Map<String, Value>,
+    ctx: &PlanContext,
+) -> Plan {
     let context = base_context(playbook, &inputs, ctx);
     let step_groups = groups(&playbook.steps);
     let finally_groups = groups(&playbook.finally);
@@ -181,19 +199,22 @@ pub fn plan(playbook: &Playbook, inputs: serde_json::Map<String, Value>, ctx: &P
             .iter()
             .enumerate()
             .flat_map(|(g, ids)| ids.iter().map(move |id| (g + 1, id)))
-            .filter_map(|(g, id)| steps.iter().find(|s| &s.id == id).map(|s| planned_step(s, g, &context)))
+            .filter_map(|(g, id)| {
+                steps
+                    .iter()
+                    .find(|s| &s.id == id)
+                    .map(|s| planned_step(s, g, &context))
+            })
             .collect()
     };
     let steps = planned(&playbook.steps, &step_groups);
     let finally = planned(&playbook.finally, &finally_groups);
-    let evidence_location = playbook
-        .evidence
-        .location
-        .as_ref()
-        .map(|l| match template::render_partial(&Value::String(l.clone()), &context) {
+    let evidence_location = playbook.evidence.location.as_ref().map(|l| {
+        match template::render_partial(&Value::String(l.clone()), &context) {
             Value::String(s) => s,
             other => other.to_string(),
-        });
+        }
+    });
     Plan {
         playbook: playbook.metadata.name.clone(),
         version: playbook.metadata.version.clone(),
@@ -217,12 +238,18 @@ fn planned_step(step: &Step, group: usize, ctx: &Value) -> PlannedStep {
             }
             None => {
                 if let Some(d) = p.default {
-                    params.insert(p.name.to_owned(), template::render_partial(&default_value(d), ctx));
+                    params.insert(
+                        p.name.to_owned(),
+                        template::render_partial(&default_value(d), ctx),
+                    );
                 }
             }
         }
     }
-    let for_each = step.for_each.as_ref().map(|f| template::render_partial(f, ctx));
+    let for_each = step
+        .for_each
+        .as_ref()
+        .map(|f| template::render_partial(f, ctx));
     let items = for_each.as_ref().and_then(|f| f.as_array().map(Vec::len));
     let mut iam: Vec<String> = spec
         .permissions
@@ -258,7 +285,10 @@ pub fn default_value(text: &str) -> Value {
     match text {
         "true" => Value::Bool(true),
         "false" => Value::Bool(false),
-        t => t.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::String(t.to_owned())),
+        t => t
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::String(t.to_owned())),
     }
 }
 
@@ -266,7 +296,12 @@ impl Plan {
     /// The plan as text for a terminal.
     pub fn render_text(&self) -> String {
         let mut out = String::new();
-        let mutating = self.steps.iter().chain(&self.finally).filter(|s| s.mutating).count();
+        let mutating = self
+            .steps
+            .iter()
+            .chain(&self.finally)
+            .filter(|s| s.mutating)
+            .count();
         let _ = writeln!(
             out,
             "Plan: {} {} — {} steps in {} groups, {} finally; {} change AWS",
@@ -292,10 +327,18 @@ impl Plan {
                 if s.group != last_group {
                     last_group = s.group;
                     let n = steps.iter().filter(|x| x.group == s.group).count();
-                    let conc = if n > 1 { format!(" ({n} steps at once)") } else { String::new() };
+                    let conc = if n > 1 {
+                        format!(" ({n} steps at once)")
+                    } else {
+                        String::new()
+                    };
                     let _ = writeln!(out, "\n{title} group {}{conc}", s.group);
                 }
-                let tag = if s.mutating { "changes AWS" } else { "read-only" };
+                let tag = if s.mutating {
+                    "changes AWS"
+                } else {
+                    "read-only"
+                };
                 let _ = writeln!(out, "  {} [{}] {tag}", s.id, s.action);
                 if let Some(d) = &s.description {
                     let _ = writeln!(out, "      {d}");
@@ -356,11 +399,22 @@ mod tests {
             ..Default::default()
         };
         let p = plan(&pb, inputs, &ctx);
-        assert_eq!(p.groups, vec![vec!["meta".to_owned(), "snap".to_owned()], vec!["tag".to_owned()]]);
+        assert_eq!(
+            p.groups,
+            vec![
+                vec!["meta".to_owned(), "snap".to_owned()],
+                vec!["tag".to_owned()]
+            ]
+        );
         assert_eq!(p.steps[1].params["instance_id"], json!("i-12345678"));
-        assert_eq!(p.steps[2].params["resource_ids"], json!("{{steps.snap.outputs.snapshot_ids}}"));
+        assert_eq!(
+            p.steps[2].params["resource_ids"],
+            json!("{{steps.snap.outputs.snapshot_ids}}")
+        );
         assert_eq!(p.steps[2].params["tags"]["case"], json!("IR-7"));
-        assert!(p.steps[1].iam_actions.contains(&"ec2:CreateSnapshot".to_owned()));
+        assert!(p.steps[1]
+            .iam_actions
+            .contains(&"ec2:CreateSnapshot".to_owned()));
         let text = p.render_text();
         assert!(text.contains("Steps group 1 (2 steps at once)"), "{text}");
     }

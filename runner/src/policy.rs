@@ -37,7 +37,10 @@ pub fn policy(plan: &Plan) -> Value {
     for step in plan.steps.iter().chain(&plan.finally) {
         let Some(spec) = step.spec else { continue };
         for perm in spec.permissions {
-            if perm.when_param.is_some_and(|p| step.params.get(p).is_none()) {
+            if perm
+                .when_param
+                .is_some_and(|p| step.params.get(p).is_none())
+            {
                 continue;
             }
             add(perm, &|name| param_value(step, plan, name));
@@ -125,9 +128,19 @@ fn param_value(step: &PlannedStep, plan: &Plan, name: &str) -> Option<String> {
         let fixed = s.split("{{").next().unwrap_or("");
         return (!fixed.is_empty()).then(|| format!("{fixed}*"));
     };
-    match r.path.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match r
+        .path
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["steps", sid, "outputs", "role_name"] => {
-            let grant = plan.steps.iter().chain(&plan.finally).find(|p| p.id == *sid)?;
+            let grant = plan
+                .steps
+                .iter()
+                .chain(&plan.finally)
+                .find(|p| p.id == *sid)?;
             param_value(grant, plan, "role_name")
         }
         _ => None,
@@ -143,7 +156,11 @@ pub fn s3_location(loc: &str) -> Option<(String, String)> {
         return None;
     }
     let prefix = prefix.split("{{").next().unwrap_or("");
-    let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix.to_owned() } else { format!("{prefix}/") };
+    let prefix = if prefix.is_empty() || prefix.ends_with('/') {
+        prefix.to_owned()
+    } else {
+        format!("{prefix}/")
+    };
     Some((bucket.to_owned(), prefix))
 }
 
@@ -156,7 +173,10 @@ mod tests {
 
     fn doc(text: &str, inputs: &[(&str, Value)], ctx: PlanContext) -> Value {
         let pb = validate(&Source::new("t.yaml", text)).unwrap();
-        let inputs = inputs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+        let inputs = inputs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
         policy(&plan(&pb, inputs, &ctx))
     }
 
@@ -181,29 +201,51 @@ mod tests {
         };
         let d = doc(PB, &[("instance_id", json!("i-0123456789abcdef0"))], ctx);
         let modify = statement_for(&d, "ec2:ModifyInstanceAttribute");
-        assert_eq!(modify["Resource"], json!("arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0"));
+        assert_eq!(
+            modify["Resource"],
+            json!("arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0")
+        );
         let delete = statement_for(&d, "iam:DeleteRole");
-        assert_eq!(delete["Resource"], json!("arn:aws:iam::123456789012:role/irr-responder-IR-9"));
+        assert_eq!(
+            delete["Resource"],
+            json!("arn:aws:iam::123456789012:role/irr-responder-IR-9")
+        );
         let put = statement_for(&d, "s3:PutObject");
         assert_eq!(put["Resource"], json!("arn:aws:s3:::ev-bucket/cases/*"));
         let describe = statement_for(&d, "ec2:DescribeInstances");
         assert_eq!(describe["Resource"], json!("*"));
-        let all: Vec<&str> = d["Statement"].as_array().unwrap().iter().flat_map(|s| s["Action"].as_array().unwrap()).map(|a| a.as_str().unwrap()).collect();
+        let all: Vec<&str> = d["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["Action"].as_array().unwrap())
+            .map(|a| a.as_str().unwrap())
+            .collect();
         assert!(!all.contains(&"ec2:CreateSnapshot"), "{all:?}");
         assert!(!all.iter().any(|a| a.contains('*')), "{all:?}");
     }
 
     #[test]
     fn unknowns_become_wildcards_in_their_segment() {
-        let d = doc(PB, &[("instance_id", json!("i-0123456789abcdef0"))], PlanContext::default());
+        let d = doc(
+            PB,
+            &[("instance_id", json!("i-0123456789abcdef0"))],
+            PlanContext::default(),
+        );
         let modify = statement_for(&d, "ec2:ModifyInstanceAttribute");
-        assert_eq!(modify["Resource"], json!("arn:aws:ec2:*:*:instance/i-0123456789abcdef0"));
+        assert_eq!(
+            modify["Resource"],
+            json!("arn:aws:ec2:*:*:instance/i-0123456789abcdef0")
+        );
     }
 
     #[test]
     fn patterns() {
         assert_eq!(fill_pattern("role/{x}", &|_| None), "role/*");
-        assert_eq!(s3_location("s3://b/p/{{case.id}}"), Some(("b".into(), "p/".into())));
+        assert_eq!(
+            s3_location("s3://b/p/{{case.id}}"),
+            Some(("b".into(), "p/".into()))
+        );
         assert_eq!(s3_location("s3://b"), Some(("b".into(), String::new())));
     }
 }

@@ -12,19 +12,28 @@ use crate::types::INPUT_TYPE_NAMES;
 const TEMPLATE: &str = "\\{\\{.*\\}\\}";
 
 fn type_schema(ty: TypeSpec) -> Value {
-    let templated = |schema: Value| json!({"anyOf": [schema, {"type": "string", "pattern": TEMPLATE}]});
+    let templated =
+        |schema: Value| json!({"anyOf": [schema, {"type": "string", "pattern": TEMPLATE}]});
     match ty {
         TypeSpec::String => json!({"type": "string"}),
         TypeSpec::Integer => templated(json!({"type": "integer"})),
         TypeSpec::Boolean => templated(json!({"type": "boolean"})),
-        TypeSpec::InstanceId => json!({"type": "string", "pattern": "^(i-([0-9a-f]{8}|[0-9a-f]{17})|.*\\{\\{.*\\}\\}.*)$"}),
-        TypeSpec::Arn => json!({"type": "string", "pattern": "^(arn:aws[a-z-]*:.+|.*\\{\\{.*\\}\\}.*)$"}),
+        TypeSpec::InstanceId => {
+            json!({"type": "string", "pattern": "^(i-([0-9a-f]{8}|[0-9a-f]{17})|.*\\{\\{.*\\}\\}.*)$"})
+        }
+        TypeSpec::Arn => {
+            json!({"type": "string", "pattern": "^(arn:aws[a-z-]*:.+|.*\\{\\{.*\\}\\}.*)$"})
+        }
         TypeSpec::Cidr | TypeSpec::AccessKeyId | TypeSpec::BucketName => json!({"type": "string"}),
-        TypeSpec::Duration => json!({"type": "string", "pattern": "^(([0-9]+[smhd])+|.*\\{\\{.*\\}\\}.*)$"}),
+        TypeSpec::Duration => {
+            json!({"type": "string", "pattern": "^(([0-9]+[smhd])+|.*\\{\\{.*\\}\\}.*)$"})
+        }
         TypeSpec::PolicyDocument => templated(json!({"type": "object", "required": ["Statement"]})),
         TypeSpec::Any => json!({}),
         TypeSpec::List(t) => templated(json!({"type": "array", "items": type_schema(*t)})),
-        TypeSpec::Map(t) => templated(json!({"type": "object", "additionalProperties": type_schema(*t)})),
+        TypeSpec::Map(t) => {
+            templated(json!({"type": "object", "additionalProperties": type_schema(*t)}))
+        }
     }
 }
 
@@ -45,7 +54,12 @@ pub fn schema() -> Value {
                     (p.name.to_owned(), s)
                 })
                 .collect();
-            let required: Vec<&str> = a.params.iter().filter(|p| p.required).map(|p| p.name).collect();
+            let required: Vec<&str> = a
+                .params
+                .iter()
+                .filter(|p| p.required)
+                .map(|p| p.name)
+                .collect();
             json!({
                 "if": {"properties": {"action": {"const": a.name}}, "required": ["action"]},
                 "then": {"properties": {"with": {

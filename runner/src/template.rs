@@ -351,7 +351,10 @@ mod tests {
     #[test]
     fn partial_rendering_keeps_unknowns() {
         let ctx = json!({"inputs": {"i": "i-12345678"}});
-        let v = render_partial(&json!({"a": "{{inputs.i}}", "b": "{{steps.x.outputs.y}}"}), &ctx);
+        let v = render_partial(
+            &json!({"a": "{{inputs.i}}", "b": "{{steps.x.outputs.y}}"}),
+            &ctx,
+        );
         assert_eq!(v, json!({"a": "i-12345678", "b": "{{steps.x.outputs.y}}"}));
     }
 }

@@ -127,13 +127,13 @@ impl ValueType {
                 Value::Array(items) => items.iter().enumerate().try_for_each(|(i, v)| {
                     item.check(v).map_err(|e| format!("item {}: {e}", i + 1))
                 }),
-                other => Err(format!("expected a list of {item}, got {}", describe(other))),
+                other => Err(format!("expected {self}, got {}", describe(other))),
             },
             T::Map(item) => match value {
                 Value::Object(m) => m
                     .iter()
                     .try_for_each(|(k, v)| item.check(v).map_err(|e| format!("\"{k}\": {e}"))),
-                other => Err(format!("expected a mapping, got {}", describe(other))),
+                other => Err(format!("expected {self}, got {}", describe(other))),
             },
             T::PolicyDocument => match value {
                 Value::Object(m) if m.contains_key("Statement") => Ok(()),
@@ -165,7 +165,8 @@ impl ValueType {
             T::AccessKeyId => {
                 (s.starts_with("AKIA") || s.starts_with("ASIA"))
                     && s.len() == 20
-                    && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+                    && s.bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
             }
             T::BucketName => is_bucket_name(s),
             T::Duration => return parse_duration(s).map(|_| ()),
@@ -325,7 +326,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(bad());
     }
     if total == 0 {
-        return Err(format!("\"{s}\" is zero; a duration must be longer than that"));
+        return Err(format!(
+            "\"{s}\" is zero; a duration must be longer than that"
+        ));
     }
     Ok(Duration::from_secs(total))
 }
@@ -346,21 +349,29 @@ mod tests {
 
     #[test]
     fn ids_and_names() {
-        assert!(ValueType::InstanceId.check(&json!("i-0abc1234def567890")).is_ok());
+        assert!(ValueType::InstanceId
+            .check(&json!("i-0abc1234def567890"))
+            .is_ok());
         assert!(ValueType::InstanceId.check(&json!("i-12345678")).is_ok());
         assert!(ValueType::InstanceId.check(&json!("i-123")).is_err());
-        assert!(ValueType::Arn.check(&json!("arn:aws:iam::123456789012:role/x")).is_ok());
+        assert!(ValueType::Arn
+            .check(&json!("arn:aws:iam::123456789012:role/x"))
+            .is_ok());
         assert!(ValueType::Arn.check(&json!("role/x")).is_err());
         assert!(ValueType::Cidr.check(&json!("10.0.0.0/8")).is_ok());
         assert!(ValueType::Cidr.check(&json!("10.0.0.0/33")).is_err());
         assert!(ValueType::BucketName.check(&json!("Evidence")).is_err());
-        assert!(ValueType::AccessKeyId.check(&json!("AKIAIOSFODNN7EXAMPLE")).is_ok());
+        assert!(ValueType::AccessKeyId
+            .check(&json!("AKIAIOSFODNN7EXAMPLE"))
+            .is_ok());
     }
 
     #[test]
     fn lists_name_the_bad_item() {
         let t = ValueType::List(Box::new(ValueType::Arn));
-        let err = t.check(&json!(["arn:aws:iam::123456789012:user/a", "bob"])).unwrap_err();
+        let err = t
+            .check(&json!(["arn:aws:iam::123456789012:user/a", "bob"]))
+            .unwrap_err();
         assert!(err.starts_with("item 2:"), "{err}");
     }
 

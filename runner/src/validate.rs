@@ -129,7 +129,12 @@ impl Validator<'_> {
 
     /// The text of a span as written in the file.
     fn source_text(&self, span: &Span) -> String {
-        self.source.text().get(span.start..span.start + span.len).unwrap_or("").trim_matches(['"', '\'']).to_owned()
+        self.source
+            .text()
+            .get(span.start..span.start + span.len)
+            .unwrap_or("")
+            .trim_matches(['"', '\''])
+            .to_owned()
     }
 
     fn root_span(&self) -> Span {
@@ -137,9 +142,17 @@ impl Validator<'_> {
     }
 
     /// Checks that `node` is a mapping with only `allowed` keys; reports the others.
-    fn mapping<'n>(&mut self, node: &'n Node, what: &str, allowed: &[&str]) -> Option<&'n [(Node, Node)]> {
+    fn mapping<'n>(
+        &mut self,
+        node: &'n Node,
+        what: &str,
+        allowed: &[&str],
+    ) -> Option<&'n [(Node, Node)]> {
         let Some(entries) = node.as_map() else {
-            self.error(&node.span, format!("{what} must be a mapping, found {}", node.type_name()));
+            self.error(
+                &node.span,
+                format!("{what} must be a mapping, found {}", node.type_name()),
+            );
             return None;
         };
         for (k, _) in entries {
@@ -156,7 +169,10 @@ impl Validator<'_> {
         match &node.kind {
             NodeKind::Str(s) => Some(s),
             _ => {
-                self.error(&node.span, format!("{what} must be a string, found {}", node.type_name()));
+                self.error(
+                    &node.span,
+                    format!("{what} must be a string, found {}", node.type_name()),
+                );
                 None
             }
         }
@@ -174,12 +190,20 @@ impl Validator<'_> {
         self.mapping(root, "the playbook", TOP_KEYS)?;
 
         match root.get("apiVersion") {
-            None => self.help(&root.span, "missing \"apiVersion\"", "add \"apiVersion: irr/v1\" at the top"),
+            None => self.help(
+                &root.span,
+                "missing \"apiVersion\"",
+                "add \"apiVersion: irr/v1\" at the top",
+            ),
             Some(n) => match n.as_str() {
                 Some(API_VERSION) => {}
                 _ => {
                     let found = n.scalar_text().unwrap_or_else(|| n.type_name().to_owned());
-                    self.help(&n.span, format!("unsupported apiVersion \"{found}\""), format!("this irr reads \"{API_VERSION}\""));
+                    self.help(
+                        &n.span,
+                        format!("unsupported apiVersion \"{found}\""),
+                        format!("this irr reads \"{API_VERSION}\""),
+                    );
                 }
             },
         }
@@ -188,28 +212,45 @@ impl Validator<'_> {
             Some(n) if n.as_str() == Some("Playbook") => {}
             Some(n) => {
                 let found = n.scalar_text().unwrap_or_else(|| n.type_name().to_owned());
-                self.help(&n.span, format!("unsupported kind \"{found}\""), "the kind of a playbook is \"Playbook\"");
+                self.help(
+                    &n.span,
+                    format!("unsupported kind \"{found}\""),
+                    "the kind of a playbook is \"Playbook\"",
+                );
             }
         }
         let metadata = self.metadata(root);
-        let inputs = root.get("inputs").map(|n| self.inputs(n)).unwrap_or_default();
+        let inputs = root
+            .get("inputs")
+            .map(|n| self.inputs(n))
+            .unwrap_or_default();
         let evidence_node = root.get("evidence");
 
         let steps_node = root.get("steps");
         let finally_node = root.get("finally");
         let step_nodes = match steps_node {
             None => {
-                self.help(&root.span, "missing \"steps\"", "a playbook needs at least one step under \"steps:\"");
+                self.help(
+                    &root.span,
+                    "missing \"steps\"",
+                    "a playbook needs at least one step under \"steps:\"",
+                );
                 Vec::new()
             }
             Some(n) => self.step_list(n, "steps", true),
         };
-        let finally_nodes = finally_node.map(|n| self.step_list(n, "finally", false)).unwrap_or_default();
+        let finally_nodes = finally_node
+            .map(|n| self.step_list(n, "finally", false))
+            .unwrap_or_default();
 
         // First pass: ids and actions, so references can be checked in any order.
         let mut infos: HashMap<String, StepInfo> = HashMap::new();
         let mut first_pass = Vec::new();
-        for (node, is_finally) in step_nodes.iter().map(|n| (*n, false)).chain(finally_nodes.iter().map(|n| (*n, true))) {
+        for (node, is_finally) in step_nodes
+            .iter()
+            .map(|n| (*n, false))
+            .chain(finally_nodes.iter().map(|n| (*n, true)))
+        {
             let id = self.step_id(node);
             let action = self.step_action(node);
             if let Some((id, id_span)) = &id {
@@ -283,7 +324,11 @@ impl Validator<'_> {
         };
         let version = match node.get("version") {
             None => {
-                self.help(&node.span, "missing \"metadata.version\"", "add a semantic version such as \"1.0.0\"");
+                self.help(
+                    &node.span,
+                    "missing \"metadata.version\"",
+                    "add a semantic version such as \"1.0.0\"",
+                );
                 None
             }
             Some(n) => {
@@ -292,24 +337,45 @@ impl Validator<'_> {
                     (NodeKind::Str(s), _) if is_semver(s) => Some(s.clone()),
                     (_, Some(_)) => {
                         let t = self.source_text(&n.span);
-                        self.help(&n.span, format!("metadata.version \"{t}\" is not a semantic version"), "write MAJOR.MINOR.PATCH, e.g. \"1.0.0\"");
+                        self.help(
+                            &n.span,
+                            format!("metadata.version \"{t}\" is not a semantic version"),
+                            "write MAJOR.MINOR.PATCH, e.g. \"1.0.0\"",
+                        );
                         None
                     }
                     (_, None) => {
-                        self.help(&n.span, "metadata.version must be a string", "write MAJOR.MINOR.PATCH, e.g. \"1.0.0\"");
+                        self.help(
+                            &n.span,
+                            "metadata.version must be a string",
+                            "write MAJOR.MINOR.PATCH, e.g. \"1.0.0\"",
+                        );
                         None
                     }
                 }
             }
         };
-        let description = node.get("description").and_then(|n| self.string(n, "metadata.description")).map(str::to_owned);
-        let owner = node.get("owner").and_then(|n| self.string(n, "metadata.owner")).map(str::to_owned);
+        let description = node
+            .get("description")
+            .and_then(|n| self.string(n, "metadata.description"))
+            .map(str::to_owned);
+        let owner = node
+            .get("owner")
+            .and_then(|n| self.string(n, "metadata.owner"))
+            .map(str::to_owned);
         let labels = match node.get("labels") {
             None => Vec::new(),
             Some(n) => match n.as_seq() {
-                Some(items) => items.iter().filter_map(|i| self.string(i, "a label").map(str::to_owned)).collect(),
+                Some(items) => items
+                    .iter()
+                    .filter_map(|i| self.string(i, "a label").map(str::to_owned))
+                    .collect(),
                 None => {
-                    self.help(&n.span, format!("metadata.labels must be a list, found {}", n.type_name()), "e.g. \"labels: [ec2, containment]\"");
+                    self.help(
+                        &n.span,
+                        format!("metadata.labels must be a list, found {}", n.type_name()),
+                        "e.g. \"labels: [ec2, containment]\"",
+                    );
                     Vec::new()
                 }
             },
@@ -326,7 +392,14 @@ impl Validator<'_> {
     fn inputs(&mut self, node: &Node) -> Vec<InputDecl> {
         let mut out = Vec::new();
         let Some(entries) = node.as_map() else {
-            self.help(&node.span, format!("inputs must be a mapping of input names to declarations, found {}", node.type_name()), "e.g. \"inputs: {instance_id: {type: instance_id}}\"");
+            self.help(
+                &node.span,
+                format!(
+                    "inputs must be a mapping of input names to declarations, found {}",
+                    node.type_name()
+                ),
+                "e.g. \"inputs: {instance_id: {type: instance_id}}\"",
+            );
             return out;
         };
         for (k, decl) in entries {
@@ -339,15 +412,25 @@ impl Validator<'_> {
             };
             let ty = match decl.get("type") {
                 None => {
-                    self.help(&decl.span, format!("input \"{name}\" has no type"), format!("add \"type:\" with one of: {}", INPUT_TYPE_NAMES.join(", ")));
+                    self.help(
+                        &decl.span,
+                        format!("input \"{name}\" has no type"),
+                        format!("add \"type:\" with one of: {}", INPUT_TYPE_NAMES.join(", ")),
+                    );
                     None
                 }
                 Some(t) => self.input_type(t, decl, &name),
             };
-            let description = decl.get("description").and_then(|n| self.string(n, "an input's description")).map(str::to_owned);
+            let description = decl
+                .get("description")
+                .and_then(|n| self.string(n, "an input's description"))
+                .map(str::to_owned);
             let default = decl.get("default").map(Node::to_json);
             if let (Some(ty), Some(default), Some(dnode)) = (&ty, &default, decl.get("default")) {
-                if template::strings_in(default).iter().any(|s| template::is_template(s)) {
+                if template::strings_in(default)
+                    .iter()
+                    .any(|s| template::is_template(s))
+                {
                     let scope_steps = HashMap::new();
                     let scope = Scope {
                         inputs: &[],
@@ -360,7 +443,13 @@ impl Validator<'_> {
                     };
                     self.templates_in(dnode, &scope);
                 } else if let Err(e) = ty.check(default) {
-                    self.help(&dnode.span, format!("the default of input \"{name}\" does not fit its type: {e}"), format!("give a default that is {ty}, or remove it to make the input required"));
+                    self.help(
+                        &dnode.span,
+                        format!("the default of input \"{name}\" does not fit its type: {e}"),
+                        format!(
+                            "give a default that is {ty}, or remove it to make the input required"
+                        ),
+                    );
                 }
             }
             // An input whose type is wrong is still declared (as any type), so references to
@@ -383,7 +472,11 @@ impl Validator<'_> {
         let tname = self.string(t, "an input's type")?;
         if tname == "list" {
             let Some(items) = decl.get("items") else {
-                self.help(&t.span, format!("input \"{name}\" is a list but does not say of what"), "add \"items:\" with the item type, e.g. \"items: arn\"");
+                self.help(
+                    &t.span,
+                    format!("input \"{name}\" is a list but does not say of what"),
+                    "add \"items:\" with the item type, e.g. \"items: arn\"",
+                );
                 return None;
             };
             let iname = self.string(items, "items")?;
@@ -397,7 +490,13 @@ impl Validator<'_> {
             }
         } else {
             if let Some(items) = decl.get("items") {
-                self.help(&items.span, format!("\"items\" only applies to inputs of type list, and \"{name}\" is {tname}"), "remove \"items\", or make the type \"list\"");
+                self.help(
+                    &items.span,
+                    format!(
+                        "\"items\" only applies to inputs of type list, and \"{name}\" is {tname}"
+                    ),
+                    "remove \"items\", or make the type \"list\"",
+                );
             }
             match ValueType::scalar_from_name(tname) {
                 Some(ty) => Some(ty),
@@ -410,7 +509,12 @@ impl Validator<'_> {
         }
     }
 
-    fn evidence(&mut self, node: Option<&Node>, inputs: &[InputDecl], infos: &HashMap<String, StepInfo>) -> EvidenceDecl {
+    fn evidence(
+        &mut self,
+        node: Option<&Node>,
+        inputs: &[InputDecl],
+        infos: &HashMap<String, StepInfo>,
+    ) -> EvidenceDecl {
         let mut ev = EvidenceDecl::default();
         let Some(node) = node else { return ev };
         if self.mapping(node, "evidence", EVIDENCE_KEYS).is_none() {
@@ -429,9 +533,17 @@ impl Validator<'_> {
                 };
                 self.templates_in(loc, &scope);
                 if s.trim().is_empty() {
-                    self.help(&loc.span, "evidence.location is empty", "give \"s3://bucket/prefix\" or a local directory");
+                    self.help(
+                        &loc.span,
+                        "evidence.location is empty",
+                        "give \"s3://bucket/prefix\" or a local directory",
+                    );
                 } else if s.starts_with("s3:") && !s.starts_with("s3://") {
-                    self.help(&loc.span, format!("evidence.location \"{s}\" is not an S3 URL"), "write \"s3://bucket/prefix\"");
+                    self.help(
+                        &loc.span,
+                        format!("evidence.location \"{s}\" is not an S3 URL"),
+                        "write \"s3://bucket/prefix\"",
+                    );
                 }
                 ev.location = Some(s.to_owned());
             }
@@ -451,7 +563,11 @@ impl Validator<'_> {
                 Some("compliance" | "COMPLIANCE") => ev.lock_mode = LockMode::Compliance,
                 _ => {
                     let t = m.scalar_text().unwrap_or_default();
-                    self.help(&m.span, format!("evidence.lock_mode \"{t}\" is not an Object Lock mode"), "use \"governance\" or \"compliance\"");
+                    self.help(
+                        &m.span,
+                        format!("evidence.lock_mode \"{t}\" is not an Object Lock mode"),
+                        "use \"governance\" or \"compliance\"",
+                    );
                 }
             }
         }
@@ -460,11 +576,22 @@ impl Validator<'_> {
 
     fn step_list<'n>(&mut self, node: &'n Node, what: &str, required: bool) -> Vec<&'n Node> {
         let Some(items) = node.as_seq() else {
-            self.help(&node.span, format!("\"{what}\" must be a list of steps, found {}", node.type_name()), "each step starts with \"- id: ...\"");
+            self.help(
+                &node.span,
+                format!(
+                    "\"{what}\" must be a list of steps, found {}",
+                    node.type_name()
+                ),
+                "each step starts with \"- id: ...\"",
+            );
             return Vec::new();
         };
         if items.is_empty() && required {
-            self.help(&node.span, "no steps", "a playbook needs at least one step under \"steps:\"");
+            self.help(
+                &node.span,
+                "no steps",
+                "a playbook needs at least one step under \"steps:\"",
+            );
         }
         items
             .iter()
@@ -472,7 +599,11 @@ impl Validator<'_> {
                 if item.as_map().is_some() {
                     true
                 } else {
-                    self.help(&item.span, format!("a step must be a mapping, found {}", item.type_name()), "a step looks like \"- id: snapshot\\n    action: ec2.snapshot_volumes\"");
+                    self.help(
+                        &item.span,
+                        format!("a step must be a mapping, found {}", item.type_name()),
+                        "a step looks like \"- id: snapshot\\n    action: ec2.snapshot_volumes\"",
+                    );
                     false
                 }
             })
@@ -482,7 +613,11 @@ impl Validator<'_> {
     fn step_id(&mut self, node: &Node) -> Option<(String, Span)> {
         let Some(idn) = node.get("id") else {
             let action = node.get("action").and_then(Node::as_str).unwrap_or("?");
-            self.help(&node.span, format!("a step has no \"id\" (action \"{action}\")"), "give every step a unique id, e.g. \"id: snapshot\"");
+            self.help(
+                &node.span,
+                format!("a step has no \"id\" (action \"{action}\")"),
+                "give every step a unique id, e.g. \"id: snapshot\"",
+            );
             return None;
         };
         let id = idn.scalar_text().unwrap_or_default();
@@ -494,8 +629,15 @@ impl Validator<'_> {
 
     fn step_action(&mut self, node: &Node) -> Option<&'static ActionSpec> {
         let Some(an) = node.get("action") else {
-            let id = node.get("id").and_then(Node::scalar_text).unwrap_or_default();
-            self.help(&node.span, format!("step \"{id}\" has no \"action\""), "add \"action:\" with an action from `irr actions`");
+            let id = node
+                .get("id")
+                .and_then(Node::scalar_text)
+                .unwrap_or_default();
+            self.help(
+                &node.span,
+                format!("step \"{id}\" has no \"action\""),
+                "add \"action:\" with an action from `irr actions`",
+            );
             return None;
         };
         let name = self.string(an, "action")?;
@@ -524,7 +666,10 @@ impl Validator<'_> {
     ) -> Option<Step> {
         let id_text = id.clone().unwrap_or_default();
         self.mapping(node, &format!("step \"{id_text}\""), STEP_KEYS);
-        let description = node.get("description").and_then(|n| self.string(n, "a step's description")).map(str::to_owned);
+        let description = node
+            .get("description")
+            .and_then(|n| self.string(n, "a step's description"))
+            .map(str::to_owned);
 
         // needs
         let mut needs: Vec<String> = Vec::new();
@@ -532,19 +677,36 @@ impl Validator<'_> {
             match n.as_seq() {
                 None => {
                     let t = n.scalar_text().unwrap_or_default();
-                    self.help(&n.span, format!("needs must be a list of step ids, found {}", n.type_name()), format!("write \"needs: [{t}]\""));
+                    self.help(
+                        &n.span,
+                        format!("needs must be a list of step ids, found {}", n.type_name()),
+                        format!("write \"needs: [{t}]\""),
+                    );
                 }
                 Some(items) => {
                     for item in items {
-                        let Some(dep) = self.string(item, "a step id in needs") else { continue };
+                        let Some(dep) = self.string(item, "a step id in needs") else {
+                            continue;
+                        };
                         if dep == id_text {
-                            self.help(&item.span, format!("step \"{dep}\" needs itself"), "remove it from needs");
+                            self.help(
+                                &item.span,
+                                format!("step \"{dep}\" needs itself"),
+                                "remove it from needs",
+                            );
                             continue;
                         }
                         match infos.get(dep) {
                             None => {
-                                let help = suggestion(dep, &infos.keys().map(String::as_str).collect::<Vec<_>>());
-                                self.help(&item.span, format!("needs names an unknown step \"{dep}\""), help);
+                                let help = suggestion(
+                                    dep,
+                                    &infos.keys().map(String::as_str).collect::<Vec<_>>(),
+                                );
+                                self.help(
+                                    &item.span,
+                                    format!("needs names an unknown step \"{dep}\""),
+                                    help,
+                                );
                             }
                             Some(info) if info.is_finally && !is_finally => {
                                 self.help(&item.span, format!("step \"{id_text}\" needs \"{dep}\", a finally step, which only runs after all steps"), "move the step to finally, or drop the need");
@@ -579,7 +741,14 @@ impl Validator<'_> {
         let with_node = node.get("with");
         if let Some(wn) = with_node {
             if wn.as_map().is_none() && !matches!(wn.kind, NodeKind::Null) {
-                self.help(&wn.span, format!("with must be a mapping of parameter names to values, found {}", wn.type_name()), "e.g. \"with: {instance_id: \\\"{{inputs.instance_id}}\\\"}\"");
+                self.help(
+                    &wn.span,
+                    format!(
+                        "with must be a mapping of parameter names to values, found {}",
+                        wn.type_name()
+                    ),
+                    "e.g. \"with: {instance_id: \\\"{{inputs.instance_id}}\\\"}\"",
+                );
             }
         }
         let entries: &[(Node, Node)] = with_node.and_then(Node::as_map).unwrap_or(&[]);
@@ -597,23 +766,55 @@ impl Validator<'_> {
                     None if names.is_empty() => format!("{} takes no parameters", action.name),
                     None => format!("{} takes: {}", action.name, names.join(", ")),
                 };
-                self.help(&k.span, format!("unknown parameter \"{pname}\" for action {}", action.name), help);
+                self.help(
+                    &k.span,
+                    format!("unknown parameter \"{pname}\" for action {}", action.name),
+                    help,
+                );
                 continue;
             };
-            self.param_type(v, &param.ty.value_type(), &format!("parameter \"{pname}\" of {}", action.name), &scope);
+            self.param_type(
+                v,
+                &param.ty.value_type(),
+                &format!("parameter \"{pname}\" of {}", action.name),
+                &scope,
+            );
         }
         if let Some(action) = action {
             let anchor = with_node.map(|w| &w.span).unwrap_or(&node.span).clone();
             for p in action.params.iter().filter(|p| p.required) {
                 if !with.contains_key(p.name) {
-                    self.help(&anchor, format!("step \"{id_text}\": missing required parameter \"{}\" for action {}", p.name, action.name), format!("add \"{}:\" ({}) under with", p.name, p.ty.value_type()));
+                    self.help(
+                        &anchor,
+                        format!(
+                            "step \"{id_text}\": missing required parameter \"{}\" for action {}",
+                            p.name, action.name
+                        ),
+                        format!("add \"{}:\" ({}) under with", p.name, p.ty.value_type()),
+                    );
                 }
             }
             for group in action.exactly_one_of {
-                let given: Vec<&str> = group.iter().copied().filter(|g| with.contains_key(*g)).collect();
+                let given: Vec<&str> = group
+                    .iter()
+                    .copied()
+                    .filter(|g| with.contains_key(*g))
+                    .collect();
                 if given.len() != 1 {
-                    let what = if given.is_empty() { "none was given" } else { "several were given" };
-                    self.help(&anchor, format!("step \"{id_text}\": action {} takes exactly one of {}; {what}", action.name, group.join(", ")), format!("keep one of: {}", group.join(", ")));
+                    let what = if given.is_empty() {
+                        "none was given"
+                    } else {
+                        "several were given"
+                    };
+                    self.help(
+                        &anchor,
+                        format!(
+                            "step \"{id_text}\": action {} takes exactly one of {}; {what}",
+                            action.name,
+                            group.join(", ")
+                        ),
+                        format!("keep one of: {}", group.join(", ")),
+                    );
                 }
             }
         }
@@ -623,13 +824,20 @@ impl Validator<'_> {
             match &n.kind {
                 NodeKind::Bool(_) => {}
                 NodeKind::Str(s) if template::is_template(s) => {
-                    let scope = Scope { item: false, ..scope.clone() };
+                    let scope = Scope {
+                        item: false,
+                        ..scope.clone()
+                    };
                     let refs = self.templates_in(n, &scope);
                     implicit.extend(upstream_of(&refs, is_finally, infos));
                 }
                 _ => {
                     let t = n.scalar_text().unwrap_or_else(|| n.type_name().to_owned());
-                    self.help(&n.span, format!("when must be true, false or a template, found \"{t}\""), "e.g. \"when: \\\"{{inputs.snapshot}}\\\"\"");
+                    self.help(
+                        &n.span,
+                        format!("when must be true, false or a template, found \"{t}\""),
+                        "e.g. \"when: \\\"{{inputs.snapshot}}\\\"\"",
+                    );
                 }
             }
             n.to_json()
@@ -645,7 +853,11 @@ impl Validator<'_> {
                     None
                 }
                 _ => {
-                    self.help(&n.span, format!("bad timeout \"{text}\": a duration needs a unit"), format!("e.g. \"{text}s\" or \"{text}m\""));
+                    self.help(
+                        &n.span,
+                        format!("bad timeout \"{text}\": a duration needs a unit"),
+                        format!("e.g. \"{text}s\" or \"{text}m\""),
+                    );
                     None
                 }
             }
@@ -656,7 +868,11 @@ impl Validator<'_> {
                 NodeKind::Int(r) if (0..=MAX_RETRIES).contains(&r) => r as u32,
                 _ => {
                     let t = n.scalar_text().unwrap_or_else(|| n.type_name().to_owned());
-                    self.help(&n.span, format!("retries \"{t}\" must be a whole number from 0 to {MAX_RETRIES}"), "e.g. \"retries: 2\"");
+                    self.help(
+                        &n.span,
+                        format!("retries \"{t}\" must be a whole number from 0 to {MAX_RETRIES}"),
+                        "e.g. \"retries: 2\"",
+                    );
                     0
                 }
             },
@@ -669,7 +885,11 @@ impl Validator<'_> {
                 _ => {
                     let t = n.scalar_text().unwrap_or_else(|| n.type_name().to_owned());
                     let help = suggestion(&t, &["abort", "continue"]);
-                    self.help(&n.span, format!("on_failure \"{t}\" is not abort or continue"), help);
+                    self.help(
+                        &n.span,
+                        format!("on_failure \"{t}\" is not abort or continue"),
+                        help,
+                    );
                     OnFailure::Abort
                 }
             },
@@ -731,7 +951,11 @@ impl Validator<'_> {
                 if let Some(r) = template::single_expression(s) {
                     if let Some(found) = self.reference_type(&r, scope) {
                         if !ty.accepts(&found) {
-                            self.help(&v.span, format!("{what} must be {ty}, but \"{}\" is {found}", r.text()), hint_for(ty));
+                            self.help(
+                                &v.span,
+                                format!("{what} must be {ty}, but \"{}\" is {found}", r.text()),
+                                hint_for(ty),
+                            );
                         }
                     }
                 } else if !ty.is_stringy() && !matches!(ty, ValueType::Any) {
@@ -753,7 +977,9 @@ impl Validator<'_> {
             }
             _ => {
                 let json = v.to_json();
-                let has_template = template::strings_in(&json).iter().any(|s| template::is_template(s));
+                let has_template = template::strings_in(&json)
+                    .iter()
+                    .any(|s| template::is_template(s));
                 if has_template {
                     return;
                 }
@@ -771,7 +997,11 @@ impl Validator<'_> {
             NodeKind::Str(s) if template::is_template(s) => match template::scan(s) {
                 Err(e) => {
                     let span = self.inner_span(node, s, e.offset, 2);
-                    self.help(&span, format!("bad template: {}", e.message), "expressions look like \"{{inputs.instance_id}}\"");
+                    self.help(
+                        &span,
+                        format!("bad template: {}", e.message),
+                        "expressions look like \"{{inputs.instance_id}}\"",
+                    );
                 }
                 Ok(found) => {
                     for r in found {
@@ -805,7 +1035,10 @@ impl Validator<'_> {
         let quoted = src.starts_with('"') || src.starts_with('\'');
         let body_start = node.span.start + usize::from(quoted);
         let needle = &value[..(offset + len).min(value.len())];
-        if text.get(body_start..).is_some_and(|t| t.starts_with(needle)) {
+        if text
+            .get(body_start..)
+            .is_some_and(|t| t.starts_with(needle))
+        {
             self.source.span_at(body_start + offset, len)
         } else {
             node.span.clone()
@@ -816,26 +1049,54 @@ impl Validator<'_> {
     fn reference(&mut self, r: &Reference, scope: &Scope<'_>, span: &Span) -> bool {
         let p: Vec<&str> = r.path.iter().map(String::as_str).collect();
         let text = r.text();
-        const ROOTS: &[&str] = &["inputs", "steps", "case", "run", "playbook", "aws", "item", "item_index"];
+        const ROOTS: &[&str] = &[
+            "inputs",
+            "steps",
+            "case",
+            "run",
+            "playbook",
+            "aws",
+            "item",
+            "item_index",
+        ];
         let fixed = |this: &mut Self, allowed: &[&str], root: &str| -> bool {
             match p.get(1) {
                 Some(f) if allowed.contains(f) && p.len() == 2 => true,
                 _ => {
                     let field = p.get(1).copied().unwrap_or("");
-                    let help = format!("{root} has: {}", allowed.iter().map(|a| format!("{root}.{a}")).collect::<Vec<_>>().join(", "));
-                    this.help(span, format!("unknown reference \"{text}\": {root} has no \"{field}\""), help);
+                    let help = format!(
+                        "{root} has: {}",
+                        allowed
+                            .iter()
+                            .map(|a| format!("{root}.{a}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    this.help(
+                        span,
+                        format!("unknown reference \"{text}\": {root} has no \"{field}\""),
+                        help,
+                    );
                     false
                 }
             }
         };
         match p[0] {
             "inputs" if !scope.inputs_allowed => {
-                self.help(span, format!("\"{text}\" cannot be used here"), "an input's default may refer only to case, run, playbook and aws");
+                self.help(
+                    span,
+                    format!("\"{text}\" cannot be used here"),
+                    "an input's default may refer only to case, run, playbook and aws",
+                );
                 false
             }
             "inputs" => {
                 let Some(name) = p.get(1) else {
-                    self.help(span, "\"inputs\" needs an input name", "e.g. \"{{inputs.instance_id}}\"");
+                    self.help(
+                        span,
+                        "\"inputs\" needs an input name",
+                        "e.g. \"{{inputs.instance_id}}\"",
+                    );
                     return false;
                 };
                 if scope.inputs.iter().any(|i| i.name == *name) {
@@ -844,15 +1105,26 @@ impl Validator<'_> {
                     let names: Vec<&str> = scope.inputs.iter().map(|i| i.name.as_str()).collect();
                     let help = match did_you_mean(name, names.iter().copied()) {
                         Some(b) => format!("did you mean \"inputs.{b}\"?"),
-                        None if names.is_empty() => "the playbook declares no inputs; declare it under \"inputs:\"".to_owned(),
+                        None if names.is_empty() => {
+                            "the playbook declares no inputs; declare it under \"inputs:\""
+                                .to_owned()
+                        }
                         None => format!("declared inputs: {}", names.join(", ")),
                     };
-                    self.help(span, format!("unknown input \"{name}\" in \"{text}\""), help);
+                    self.help(
+                        span,
+                        format!("unknown input \"{name}\" in \"{text}\""),
+                        help,
+                    );
                     false
                 }
             }
             "steps" if !scope.steps_allowed => {
-                self.help(span, format!("\"{text}\" cannot be used here"), "step outputs are known only while the run goes on; refer to inputs here");
+                self.help(
+                    span,
+                    format!("\"{text}\" cannot be used here"),
+                    "step outputs are known only while the run goes on; refer to inputs here",
+                );
                 false
             }
             "steps" => self.step_reference(&p, &text, scope, span),
@@ -868,13 +1140,18 @@ impl Validator<'_> {
                 true
             }
             "item" | "item_index" => {
-                self.help(span, format!("\"{text}\" is only defined in the with of a step that has for_each"), "add for_each to the step, or refer to an input");
+                self.help(
+                    span,
+                    format!("\"{text}\" is only defined in the with of a step that has for_each"),
+                    "add for_each to the step, or refer to an input",
+                );
                 false
             }
             other => {
                 let help = match did_you_mean(other, ROOTS.iter().copied()) {
                     Some(b) => format!("did you mean \"{b}\"?"),
-                    None => "references start with inputs., steps., case., run., playbook. or aws.".to_owned(),
+                    None => "references start with inputs., steps., case., run., playbook. or aws."
+                        .to_owned(),
                 };
                 self.help(span, format!("unknown reference \"{text}\""), help);
                 false
@@ -884,16 +1161,27 @@ impl Validator<'_> {
 
     fn step_reference(&mut self, p: &[&str], text: &str, scope: &Scope<'_>, span: &Span) -> bool {
         let Some(&sid) = p.get(1) else {
-            self.help(span, "\"steps\" needs a step id", "e.g. \"{{steps.snapshot.outputs.snapshot_ids}}\"");
+            self.help(
+                span,
+                "\"steps\" needs a step id",
+                "e.g. \"{{steps.snapshot.outputs.snapshot_ids}}\"",
+            );
             return false;
         };
         let Some(info) = scope.steps.get(sid) else {
-            let help = suggestion(sid, &scope.steps.keys().map(String::as_str).collect::<Vec<_>>());
+            let help = suggestion(
+                sid,
+                &scope.steps.keys().map(String::as_str).collect::<Vec<_>>(),
+            );
             self.help(span, format!("unknown step \"{sid}\" in \"{text}\""), help);
             return false;
         };
         if Some(sid) == scope.current {
-            self.help(span, format!("step \"{sid}\" refers to itself in \"{text}\""), "a step can use the outputs of the steps before it, not its own");
+            self.help(
+                span,
+                format!("step \"{sid}\" refers to itself in \"{text}\""),
+                "a step can use the outputs of the steps before it, not its own",
+            );
             return false;
         }
         if info.is_finally && !scope.current_is_finally {
@@ -904,10 +1192,16 @@ impl Validator<'_> {
             Some("status") if p.len() == 3 => true,
             Some("outputs") => {
                 let Some(&oname) = p.get(3) else {
-                    self.help(span, format!("\"{text}\" needs an output name"), "e.g. steps.ID.outputs.NAME");
+                    self.help(
+                        span,
+                        format!("\"{text}\" needs an output name"),
+                        "e.g. steps.ID.outputs.NAME",
+                    );
                     return false;
                 };
-                let Some(action) = info.action else { return true };
+                let Some(action) = info.action else {
+                    return true;
+                };
                 if action.output(oname).is_some() {
                     true
                 } else {
@@ -917,12 +1211,20 @@ impl Validator<'_> {
                         None if names.is_empty() => format!("{} has no outputs", action.name),
                         None => format!("{} outputs: {}", action.name, names.join(", ")),
                     };
-                    self.help(span, format!("step \"{sid}\" ({}) has no output \"{oname}\"", action.name), help);
+                    self.help(
+                        span,
+                        format!("step \"{sid}\" ({}) has no output \"{oname}\"", action.name),
+                        help,
+                    );
                     false
                 }
             }
             _ => {
-                self.help(span, format!("unknown reference \"{text}\""), format!("a step has steps.{sid}.outputs.NAME and steps.{sid}.status"));
+                self.help(
+                    span,
+                    format!("unknown reference \"{text}\""),
+                    format!("a step has steps.{sid}.outputs.NAME and steps.{sid}.status"),
+                );
                 false
             }
         }
@@ -932,13 +1234,25 @@ impl Validator<'_> {
     fn reference_type(&self, r: &Reference, scope: &Scope<'_>) -> Option<ValueType> {
         let p: Vec<&str> = r.path.iter().map(String::as_str).collect();
         match p.as_slice() {
-            ["inputs", name] => scope.inputs.iter().find(|i| i.name == *name).map(|i| i.ty.clone()),
+            ["inputs", name] => scope
+                .inputs
+                .iter()
+                .find(|i| i.name == *name)
+                .map(|i| i.ty.clone()),
             ["steps", sid, "outputs", oname] => {
                 let info = scope.steps.get(*sid)?;
                 let ty = info.action?.output(oname)?.ty.value_type();
-                Some(if info.for_each { ValueType::List(Box::new(ty)) } else { ty })
+                Some(if info.for_each {
+                    ValueType::List(Box::new(ty))
+                } else {
+                    ty
+                })
             }
-            ["steps", _, "status"] | ["case", ..] | ["run", ..] | ["playbook", ..] | ["aws", ..] => Some(ValueType::String),
+            ["steps", _, "status"]
+            | ["case", ..]
+            | ["run", ..]
+            | ["playbook", ..]
+            | ["aws", ..] => Some(ValueType::String),
             ["item_index"] => Some(ValueType::Integer),
             _ => None,
         }
@@ -946,7 +1260,11 @@ impl Validator<'_> {
 
     /// Reports each dependency cycle once, naming its steps.
     fn cycles(&mut self, steps: &[Step]) {
-        let index: HashMap<&str, usize> = steps.iter().enumerate().map(|(i, s)| (s.id.as_str(), i)).collect();
+        let index: HashMap<&str, usize> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i))
+            .collect();
         // 0 = unvisited, 1 = on stack, 2 = done
         let mut state = vec![0u8; steps.len()];
         let mut stack: Vec<usize> = Vec::new();
@@ -962,7 +1280,9 @@ impl Validator<'_> {
             state[i] = 1;
             stack.push(i);
             for dep in &steps[i].needs {
-                let Some(&j) = index.get(dep.as_str()) else { continue };
+                let Some(&j) = index.get(dep.as_str()) else {
+                    continue;
+                };
                 if state[j] == 1 {
                     let pos = stack.iter().position(|&x| x == j).unwrap_or(0);
                     found.push(stack[pos..].to_vec());
@@ -988,7 +1308,11 @@ impl Validator<'_> {
             // Report at the step that appears first in the file.
             let first = *cycle.iter().min().expect("a cycle has steps");
             let start = cycle.iter().position(|&x| x == first).expect("present");
-            let ordered: Vec<&str> = cycle[start..].iter().chain(&cycle[..start]).map(|&i| steps[i].id.as_str()).collect();
+            let ordered: Vec<&str> = cycle[start..]
+                .iter()
+                .chain(&cycle[..start])
+                .map(|&i| steps[i].id.as_str())
+                .collect();
             // The walk follows `needs`, so reverse it to read in run order: a runs before b.
             let mut chain: Vec<&str> = ordered.clone();
             chain.push(ordered[0]);
@@ -1003,7 +1327,11 @@ impl Validator<'_> {
 }
 
 /// Steps a step implicitly needs because it references them.
-fn upstream_of(refs: &[Reference], is_finally: bool, infos: &HashMap<String, StepInfo>) -> Vec<String> {
+fn upstream_of(
+    refs: &[Reference],
+    is_finally: bool,
+    infos: &HashMap<String, StepInfo>,
+) -> Vec<String> {
     refs.iter()
         .filter(|r| r.path.first().map(String::as_str) == Some("steps"))
         .filter_map(|r| r.path.get(1))
@@ -1014,7 +1342,9 @@ fn upstream_of(refs: &[Reference], is_finally: bool, infos: &HashMap<String, Ste
 
 fn hint_for(ty: &ValueType) -> String {
     match ty {
-        ValueType::List(_) => "give a list, e.g. [a, b], or one expression naming a list input".to_owned(),
+        ValueType::List(_) => {
+            "give a list, e.g. [a, b], or one expression naming a list input".to_owned()
+        }
         ValueType::Duration => "e.g. 30m, 4h or 1h30m".to_owned(),
         ValueType::Boolean => "write true or false (without quotes)".to_owned(),
         ValueType::Integer => "write a whole number (without quotes)".to_owned(),
@@ -1025,8 +1355,12 @@ fn hint_for(ty: &ValueType) -> String {
 /// `[a-z0-9][a-z0-9-]*` (metadata names) or with `_` too (step ids).
 fn is_name(s: &str, underscore: bool) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (underscore && c == '_'))
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (underscore && c == '_')
+        })
 }
 
 fn is_step_id(s: &str) -> bool {
@@ -1035,7 +1369,9 @@ fn is_step_id(s: &str) -> bool {
 
 fn is_ident(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
@@ -1062,8 +1398,14 @@ pub fn is_semver(s: &str) -> bool {
     let core = s.split(['-', '+']).next().unwrap_or("");
     let parts: Vec<&str> = core.split('.').collect();
     parts.len() == 3
-        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (p.len() == 1 || !p.starts_with('0')))
-        && s[core.len()..].chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'))
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && (p.len() == 1 || !p.starts_with('0'))
+        })
+        && s[core.len()..]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'))
 }
 
 /// Checks a value given for an input (from `--input` or an inputs file) against the input's
@@ -1087,7 +1429,11 @@ pub fn parse_input_value(decl: &InputDecl, raw: &str) -> Result<Value, String> {
             } else if t.is_empty() {
                 Value::Array(Vec::new())
             } else {
-                Value::Array(t.split(',').map(|s| Value::String(s.trim().to_owned())).collect())
+                Value::Array(
+                    t.split(',')
+                        .map(|s| Value::String(s.trim().to_owned()))
+                        .collect(),
+                )
             }
         }
         _ => Value::String(raw.to_owned()),
@@ -1122,42 +1468,57 @@ pub fn resolve_inputs(
     if let Some(src) = inputs_file {
         match load::parse(src) {
             Err(d) => problems.extend(d),
-            Ok(root) => match root.as_map() {
-                None if matches!(root.kind, NodeKind::Null) => {}
-                None => problems.push(Diagnostic::error(root.span.clone(), "an inputs file must be a mapping of input names to values")),
-                Some(entries) => {
-                    for (k, v) in entries {
-                        let name = k.scalar_text().unwrap_or_default();
-                        match playbook.input(&name) {
-                            None => problems.push(unknown(&name, k.span.clone())),
-                            Some(decl) => {
-                                let mut json = v.to_json();
-                                if let (Value::String(s), false) = (&json, decl.ty.is_stringy()) {
-                                    match parse_input_value(decl, s) {
-                                        Ok(parsed) => json = parsed,
-                                        Err(e) => {
-                                            problems.push(Diagnostic::error(v.span.clone(), format!("input \"{name}\": {e}")).with_help(format!("\"{name}\" is {}", decl.ty)));
-                                            continue;
+            Ok(root) => {
+                match root.as_map() {
+                    None if matches!(root.kind, NodeKind::Null) => {}
+                    None => problems.push(Diagnostic::error(
+                        root.span.clone(),
+                        "an inputs file must be a mapping of input names to values",
+                    )),
+                    Some(entries) => {
+                        for (k, v) in entries {
+                            let name = k.scalar_text().unwrap_or_default();
+                            match playbook.input(&name) {
+                                None => problems.push(unknown(&name, k.span.clone())),
+                                Some(decl) => {
+                                    let mut json = v.to_json();
+                                    if let (Value::String(s), false) = (&json, decl.ty.is_stringy())
+                                    {
+                                        match parse_input_value(decl, s) {
+                                            Ok(parsed) => json = parsed,
+                                            Err(e) => {
+                                                problems.push(Diagnostic::error(v.span.clone(), format!("input \"{name}\": {e}")).with_help(format!("\"{name}\" is {}", decl.ty)));
+                                                continue;
+                                            }
                                         }
                                     }
-                                }
-                                match decl.ty.check(&json) {
-                                    Ok(()) => {
-                                        values.insert(name, json);
+                                    match decl.ty.check(&json) {
+                                        Ok(()) => {
+                                            values.insert(name, json);
+                                        }
+                                        Err(e) => problems.push(
+                                            Diagnostic::error(
+                                                v.span.clone(),
+                                                format!("input \"{name}\": {e}"),
+                                            )
+                                            .with_help(format!("\"{name}\" is {}", decl.ty)),
+                                        ),
                                     }
-                                    Err(e) => problems.push(Diagnostic::error(v.span.clone(), format!("input \"{name}\": {e}")).with_help(format!("\"{name}\" is {}", decl.ty))),
                                 }
                             }
                         }
                     }
                 }
-            },
+            }
         }
     }
     for pair in pairs {
         let span = Span::none(format!("--input {pair}"));
         let Some((name, raw)) = pair.split_once('=') else {
-            problems.push(Diagnostic::error(span, format!("--input \"{pair}\" is not name=value")).with_help("e.g. --input instance_id=i-0abc1234def567890"));
+            problems.push(
+                Diagnostic::error(span, format!("--input \"{pair}\" is not name=value"))
+                    .with_help("e.g. --input instance_id=i-0abc1234def567890"),
+            );
             continue;
         };
         match playbook.input(name.trim()) {
@@ -1166,12 +1527,24 @@ pub fn resolve_inputs(
                 Ok(v) => {
                     values.insert(decl.name.clone(), v);
                 }
-                Err(e) => problems.push(Diagnostic::error(span, format!("input \"{}\": {e}", decl.name)).with_help(format!("\"{}\" is {}", decl.name, decl.ty))),
+                Err(e) => problems.push(
+                    Diagnostic::error(span, format!("input \"{}\": {e}", decl.name))
+                        .with_help(format!("\"{}\" is {}", decl.name, decl.ty)),
+                ),
             },
         }
     }
+    let mentioned: Vec<String> = problems
+        .iter()
+        .filter_map(|d: &Diagnostic| {
+            d.message
+                .strip_prefix("input \"")
+                .and_then(|m| m.split('"').next())
+                .map(str::to_owned)
+        })
+        .collect();
     for decl in &playbook.inputs {
-        if values.contains_key(&decl.name) {
+        if values.contains_key(&decl.name) || mentioned.contains(&decl.name) {
             continue;
         }
         match &decl.default {
@@ -1180,8 +1553,14 @@ pub fn resolve_inputs(
             }
             None if !require_all => {}
             None => problems.push(
-                Diagnostic::error(decl.span.clone(), format!("input \"{}\" is required and was not given", decl.name))
-                    .with_help(format!("give it with --input {}=VALUE ({})", decl.name, decl.ty)),
+                Diagnostic::error(
+                    decl.span.clone(),
+                    format!("input \"{}\" is required and was not given", decl.name),
+                )
+                .with_help(format!(
+                    "give it with --input {}=VALUE ({})",
+                    decl.name, decl.ty
+                )),
             ),
         }
     }
@@ -1217,11 +1596,29 @@ mod tests {
         let text = format!("{HEAD}steps:\n  - id: a\n    action: ec2.snapshot_volume\n  - id: a\n    action: ec2.protect_instance\n    with: {{instance: i-12345678}}\n    colour: red\n");
         let d = problems(&text);
         let msgs: Vec<&str> = d.iter().map(|d| d.message.as_str()).collect();
-        assert!(msgs.iter().any(|m| m.contains("unknown action \"ec2.snapshot_volume\"")), "{msgs:?}");
-        assert!(msgs.iter().any(|m| m.contains("duplicate step id \"a\"")), "{msgs:?}");
-        assert!(msgs.iter().any(|m| m.contains("unknown parameter \"instance\"")), "{msgs:?}");
-        assert!(msgs.iter().any(|m| m.contains("unknown key \"colour\"")), "{msgs:?}");
-        assert!(msgs.iter().any(|m| m.contains("missing required parameter \"instance_id\"")), "{msgs:?}");
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("unknown action \"ec2.snapshot_volume\"")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter().any(|m| m.contains("duplicate step id \"a\"")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("unknown parameter \"instance\"")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter().any(|m| m.contains("unknown key \"colour\"")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("missing required parameter \"instance_id\"")),
+            "{msgs:?}"
+        );
     }
 
     #[test]
@@ -1229,7 +1626,11 @@ mod tests {
         let text = format!("{HEAD}steps:\n  - id: a\n    action: control.approve\n    with: {{prompt: x}}\n    needs: [b]\n  - id: b\n    action: control.approve\n    with: {{prompt: x}}\n    needs: [a]\n");
         let d = problems(&text);
         assert_eq!(d.len(), 1, "{d:?}");
-        assert!(d[0].message.contains("dependency cycle: a needs b needs a"), "{}", d[0].message);
+        assert!(
+            d[0].message.contains("dependency cycle: a needs b needs a"),
+            "{}",
+            d[0].message
+        );
     }
 
     #[test]

@@ -1,0 +1,884 @@
+//! Stage 4: execute a plan against AWS.
+//!
+//! Steps run as a graph on tokio: a step starts once every step it needs has succeeded,
+//! independent steps run at the same time up to `--concurrency`, `for_each` items run
+//! concurrently, attempts have a timeout and are retried with exponential backoff. A failed
+//! step with `on_failure: abort` stops new steps from starting; `finally` steps always run.
+//!
+//! Everything that happens is a [`RunEvent`], written to the journal (durably, before the next
+//! AWS call) and passed to the reporter. `irr resume` reads the journal back: steps that
+//! succeeded are not repeated; steps that were in flight are run again, and the actions'
+//! idempotency (case tags, client tokens) reconciles them with what AWS already holds.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
+
+use crate::actions::{
+    self, ActionCtx, ActionError, ActionOutput, AwsClients, AwsResource, CallOutcome, Recorder,
+};
+use crate::events::{now_rfc3339, RunEvent, RunStatus, StepStatus, StepSummary};
+use crate::journal::{Journal, JournalError};
+use crate::model::{OnFailure, Playbook, Step};
+use crate::template;
+
+/// What a run is: stored as `run.json` beside the journal so `irr resume` can continue it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Run id.
+    pub run_id: String,
+    /// Case id.
+    pub case_id: String,
+    /// The playbook file (absolute).
+    pub playbook_path: PathBuf,
+    /// Its SHA-256 when the run started; resume refuses a changed playbook.
+    pub playbook_sha256: String,
+    /// Resolved inputs.
+    pub inputs: serde_json::Map<String, Value>,
+    /// Evidence location (`LOCATION`, the run writes under `LOCATION/CASE/RUN/`).
+    pub evidence_location: String,
+    /// Dry run.
+    pub dry_run: bool,
+    /// `--concurrency`.
+    pub concurrency: usize,
+    /// RFC 3339.
+    pub started_at: String,
+    /// AWS region.
+    pub region: String,
+    /// Account.
+    pub account_id: String,
+    /// Who ran it.
+    pub aws_principal: String,
+}
+
+/// Where a run keeps its state: `STATE_DIR/runs/RUN_ID/`.
+pub fn run_dir(state_dir: &Path, run_id: &str) -> PathBuf {
+    state_dir.join("runs").join(run_id)
+}
+
+/// A new run id: `r-YYYYMMDDTHHMMSSZ-XXXXXX`.
+pub fn new_run_id() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let mut h = Sha256::new();
+    h.update(now.unix_timestamp_nanos().to_le_bytes());
+    h.update(std::process::id().to_le_bytes());
+    let rnd = hex::encode(&h.finalize()[..3]);
+    format!(
+        "r-{:04}{:02}{:02}T{:02}{:02}{:02}Z-{rnd}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    )
+}
+
+/// Consumes events (terminal view, JSON Lines).
+pub trait Reporter: Send + Sync {
+    /// One event, after it was journaled.
+    fn report(&self, event: &RunEvent);
+}
+
+/// The journal and the reporter behind one `emit`.
+pub struct Sink {
+    journal: Journal,
+    reporter: Box<dyn Reporter>,
+    failed_write: AtomicBool,
+}
+
+impl Sink {
+    /// Journals the event (durably), then reports it.
+    pub fn emit(&self, event: RunEvent) {
+        if let Err(e) = self.journal.append(&event) {
+            // A journal that cannot be written must stop the run: say so once, loudly.
+            if !self.failed_write.swap(true, Ordering::SeqCst) {
+                self.reporter.report(&RunEvent::Note {
+                    message: format!(
+                        "cannot write the journal: {e}; no further AWS change will be started"
+                    ),
+                });
+            }
+        }
+        self.reporter.report(&event);
+    }
+
+    /// `true` once a journal write failed.
+    pub fn broken(&self) -> bool {
+        self.failed_write.load(Ordering::SeqCst)
+    }
+}
+
+/// An artifact staged in the run directory until the evidence is sealed.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StagedArtifact {
+    /// Path in the bundle (`artifacts/STEP/NAME`).
+    pub path: String,
+    /// SHA-256.
+    pub sha256: String,
+    /// Bytes.
+    pub size: u64,
+    /// Step id.
+    pub step: String,
+    /// What it came from.
+    pub source: String,
+    /// RFC 3339.
+    pub captured_at: String,
+}
+
+/// The actions' [`Recorder`]: journal entries around every mutating call, artifacts staged
+/// under the run directory with their SHA-256, resources for the manifest.
+pub struct RunRecorder {
+    sink: Arc<Sink>,
+    staging: PathBuf,
+    calls: AtomicU64,
+    artifacts: Mutex<Vec<StagedArtifact>>,
+    resources: Mutex<Vec<AwsResource>>,
+}
+
+impl RunRecorder {
+    fn stage(
+        &self,
+        step: &str,
+        name: &str,
+        content: &[u8],
+        source: &str,
+    ) -> Result<StagedArtifact, ActionError> {
+        let clean = |s: &str| -> String {
+            s.split('/')
+                .filter(|seg| !seg.is_empty() && *seg != "." && *seg != "..")
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+        let rel = format!("artifacts/{}/{}", clean(step), clean(name));
+        let full = self.staging.join(&rel);
+        if let Some(parent) = full.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| ActionError::Evidence(format!("{rel}: {e}")))?;
+        }
+        std::fs::write(&full, content).map_err(|e| ActionError::Evidence(format!("{rel}: {e}")))?;
+        let art = StagedArtifact {
+            path: rel,
+            sha256: hex::encode(Sha256::digest(content)),
+            size: content.len() as u64,
+            step: step.to_owned(),
+            source: source.to_owned(),
+            captured_at: now_rfc3339(),
+        };
+        let mut list = self.artifacts.lock().unwrap_or_else(|e| e.into_inner());
+        list.retain(|a| a.path != art.path);
+        list.push(art.clone());
+        self.sink.emit(RunEvent::EvidenceCaptured {
+            step: step.to_owned(),
+            path: art.path.clone(),
+            sha256: art.sha256.clone(),
+            size: art.size,
+            source: source.to_owned(),
+        });
+        Ok(art)
+    }
+
+    /// Artifacts staged so far.
+    pub fn artifacts(&self) -> Vec<StagedArtifact> {
+        self.artifacts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Resources recorded so far.
+    pub fn resources(&self) -> Vec<AwsResource> {
+        self.resources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl Recorder for RunRecorder {
+    fn call_started(&self, step: &str, service: &str, operation: &str, params: &Value) -> u64 {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        self.sink.emit(RunEvent::CallStarted {
+            call,
+            step: step.to_owned(),
+            service: service.to_owned(),
+            operation: operation.to_owned(),
+            params: redact(params),
+        });
+        call
+    }
+
+    fn call_finished(&self, seq: u64, outcome: &CallOutcome) {
+        let mut outcome = outcome.clone();
+        outcome.result = redact(&outcome.result);
+        self.sink
+            .emit(RunEvent::CallFinished { call: seq, outcome });
+    }
+
+    fn artifact(
+        &self,
+        step: &str,
+        name: &str,
+        content: &[u8],
+        source: &str,
+    ) -> Result<String, ActionError> {
+        self.stage(step, name, content, source).map(|a| a.path)
+    }
+
+    fn resource(&self, resource: AwsResource) {
+        let step = resource
+            .details
+            .get("step")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        self.resources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(resource.clone());
+        self.sink
+            .emit(RunEvent::ResourceRecorded { step, resource });
+    }
+}
+
+/// Replaces the values of secret-looking keys, wherever they are, with `[redacted]`.
+pub fn redact(v: &Value) -> Value {
+    const SECRET: &[&str] = &[
+        "secret",
+        "password",
+        "session_token",
+        "sessiontoken",
+        "private_key",
+        "credentials",
+    ];
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let lk = k.to_ascii_lowercase();
+                    if SECRET.iter().any(|s| lk.contains(s)) {
+                        (k.clone(), json!("[redacted]"))
+                    } else {
+                        (k.clone(), redact(v))
+                    }
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
+        other => other.clone(),
+    }
+}
+
+/// A run about to be executed.
+pub struct Execution {
+    /// The playbook.
+    pub playbook: Playbook,
+    /// The run.
+    pub record: RunRecord,
+    /// AWS clients.
+    pub aws: AwsClients,
+    /// Auto-approve (`--yes`, drills).
+    pub assume_yes: bool,
+    /// Where runs live.
+    pub state_dir: PathBuf,
+    /// Results of an earlier attempt of this run (resume).
+    pub previous: HashMap<String, StepSummary>,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Status.
+    pub status: RunStatus,
+    /// Every step.
+    pub steps: Vec<StepSummary>,
+    /// The recorder (artifacts and resources) for sealing.
+    pub recorder: Arc<RunRecorder>,
+}
+
+impl std::fmt::Debug for RunRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunRecorder")
+            .field("staging", &self.staging)
+            .finish()
+    }
+}
+
+/// Opens the run's journal and builds the sink.
+pub fn open_sink(
+    state_dir: &Path,
+    run_id: &str,
+    reporter: Box<dyn Reporter>,
+) -> Result<Arc<Sink>, JournalError> {
+    let dir = run_dir(state_dir, run_id);
+    std::fs::create_dir_all(&dir).map_err(|source| JournalError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    Ok(Arc::new(Sink {
+        journal: Journal::open(&dir.join("journal.jsonl"))?,
+        reporter,
+        failed_write: AtomicBool::new(false),
+    }))
+}
+
+/// Runs the steps, then the finally steps. `interrupted` is set by Ctrl-C.
+pub async fn execute(exec: Execution, sink: Arc<Sink>, interrupted: Arc<AtomicBool>) -> Outcome {
+    let staging = run_dir(&exec.state_dir, &exec.record.run_id).join("evidence");
+    let recorder = Arc::new(RunRecorder {
+        sink: sink.clone(),
+        staging,
+        calls: AtomicU64::new(0),
+        artifacts: Mutex::new(Vec::new()),
+        resources: Mutex::new(Vec::new()),
+    });
+    let base_ctx = context(&exec);
+    let shared = Arc::new(Shared {
+        aws: exec.aws.clone(),
+        record: exec.record.clone(),
+        assume_yes: exec.assume_yes,
+        recorder: recorder.clone(),
+        sink: sink.clone(),
+        playbook_dir: exec
+            .record
+            .playbook_path
+            .parent()
+            .map(Path::to_owned)
+            .unwrap_or_default(),
+    });
+    let mut results: HashMap<String, StepSummary> = exec
+        .previous
+        .iter()
+        .filter(|(_, s)| s.status == StepStatus::Succeeded)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut aborted = false;
+    let declined = Arc::new(AtomicBool::new(false));
+    run_graph(
+        &exec.playbook.steps,
+        &mut results,
+        &shared,
+        &base_ctx,
+        exec.record.concurrency,
+        &interrupted,
+        &declined,
+        &mut aborted,
+        false,
+    )
+    .await;
+    // finally: always, whatever happened.
+    let mut ignore = false;
+    let never = Arc::new(AtomicBool::new(false));
+    run_graph(
+        &exec.playbook.finally,
+        &mut results,
+        &shared,
+        &base_ctx,
+        exec.record.concurrency,
+        &never,
+        &declined,
+        &mut ignore,
+        true,
+    )
+    .await;
+
+    let steps: Vec<StepSummary> = exec
+        .playbook
+        .all_steps()
+        .filter_map(|s| results.get(&s.id).cloned())
+        .collect();
+    let status = if interrupted.load(Ordering::SeqCst) || declined.load(Ordering::SeqCst) {
+        RunStatus::Aborted
+    } else if steps.iter().any(|s| s.status == StepStatus::Failed) || aborted || sink.broken() {
+        RunStatus::Failed
+    } else {
+        RunStatus::Succeeded
+    };
+    Outcome {
+        status,
+        steps,
+        recorder,
+    }
+}
+
+struct Shared {
+    aws: AwsClients,
+    record: RunRecord,
+    assume_yes: bool,
+    recorder: Arc<RunRecorder>,
+    sink: Arc<Sink>,
+    playbook_dir: PathBuf,
+}
+
+/// The template context: inputs, case, run, playbook, aws; steps are added as they finish.
+fn context(exec: &Execution) -> Value {
+    let r = &exec.record;
+    let mut ctx = json!({
+        "case": {"id": r.case_id},
+        "run": {"id": r.run_id, "started_at": r.started_at},
+        "playbook": {"name": exec.playbook.metadata.name, "version": exec.playbook.metadata.version},
+        "aws": {"account_id": r.account_id, "region": r.region},
+        "steps": {},
+    });
+    let inputs: serde_json::Map<String, Value> = r
+        .inputs
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                template::render_value(v, &ctx).unwrap_or_else(|_| v.clone()),
+            )
+        })
+        .collect();
+    ctx["inputs"] = Value::Object(inputs);
+    ctx
+}
+
+fn with_steps(base: &Value, results: &HashMap<String, StepSummary>) -> Value {
+    let mut ctx = base.clone();
+    let steps: serde_json::Map<String, Value> = results
+        .iter()
+        .map(|(id, s)| {
+            (
+                id.clone(),
+                json!({"status": s.status.as_str(), "outputs": s.outputs}),
+            )
+        })
+        .collect();
+    ctx["steps"] = Value::Object(steps);
+    ctx
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_graph(
+    steps: &[Step],
+    results: &mut HashMap<String, StepSummary>,
+    shared: &Arc<Shared>,
+    base_ctx: &Value,
+    concurrency: usize,
+    interrupted: &Arc<AtomicBool>,
+    declined: &Arc<AtomicBool>,
+    aborted: &mut bool,
+    is_finally: bool,
+) {
+    let mut pending: Vec<&Step> = steps
+        .iter()
+        .filter(|s| !results.contains_key(&s.id))
+        .collect();
+    let mut running: JoinSet<StepSummary> = JoinSet::new();
+    let mut in_flight: Vec<String> = Vec::new();
+    loop {
+        let stop = *aborted || interrupted.load(Ordering::SeqCst) || shared.sink.broken();
+        let mut i = 0;
+        while i < pending.len() {
+            let step = pending[i];
+            let deps_done = step.needs.iter().all(|d| results.contains_key(d));
+            if !deps_done {
+                i += 1;
+                continue;
+            }
+            let blocked = step.needs.iter().find(|d| {
+                results
+                    .get(*d)
+                    .is_some_and(|r| r.status != StepStatus::Succeeded)
+            });
+            if let Some(dep) = blocked {
+                let status = results[dep].status.as_str();
+                let summary = skipped(step, format!("needs \"{dep}\", which {status}"));
+                shared.sink.emit(RunEvent::StepFinished(summary.clone()));
+                results.insert(step.id.clone(), summary);
+                pending.remove(i);
+                i = 0;
+                continue;
+            }
+            if stop || running.len() >= concurrency.max(1) {
+                i += 1;
+                continue;
+            }
+            let ctx = with_steps(base_ctx, results);
+            let step_owned = step.clone();
+            let shared = shared.clone();
+            let declined = declined.clone();
+            in_flight.push(step.id.clone());
+            running.spawn(async move { run_step(&step_owned, &shared, ctx, &declined).await });
+            pending.remove(i);
+        }
+        if running.is_empty() {
+            break;
+        }
+        let joined = tokio::select! {
+            j = running.join_next() => j,
+            _ = tokio::signal::ctrl_c(), if !is_finally && !interrupted.load(Ordering::SeqCst) => {
+                interrupted.store(true, Ordering::SeqCst);
+                shared.sink.emit(RunEvent::Note {
+                    message: format!("interrupted: letting {} in-flight step(s) finish, starting no new step, then running finally", running.len()),
+                });
+                continue;
+            }
+        };
+        let Some(joined) = joined else { break };
+        let summary = match joined {
+            Ok(s) => s,
+            Err(e) => StepSummary {
+                id: in_flight.first().cloned().unwrap_or_default(),
+                status: StepStatus::Failed,
+                attempts: 0,
+                started_at: None,
+                finished_at: Some(now_rfc3339()),
+                outputs: Value::Null,
+                error: Some(format!("internal error: {e}")),
+            },
+        };
+        in_flight.retain(|id| id != &summary.id);
+        if summary.status == StepStatus::Failed {
+            let on_failure = steps
+                .iter()
+                .find(|s| s.id == summary.id)
+                .map(|s| s.on_failure);
+            if on_failure == Some(OnFailure::Abort) && !is_finally {
+                *aborted = true;
+            }
+        }
+        shared.sink.emit(RunEvent::StepFinished(summary.clone()));
+        results.insert(summary.id.clone(), summary);
+    }
+    // Whatever could not start (abort, interrupt) is recorded as skipped.
+    for step in pending {
+        let why = if interrupted.load(Ordering::SeqCst) {
+            "the run was interrupted"
+        } else {
+            "the run was aborted after a failed step"
+        };
+        let summary = skipped(step, why.to_owned());
+        shared.sink.emit(RunEvent::StepFinished(summary.clone()));
+        results.insert(step.id.clone(), summary);
+    }
+}
+
+fn skipped(step: &Step, why: String) -> StepSummary {
+    StepSummary {
+        id: step.id.clone(),
+        status: StepStatus::Skipped,
+        attempts: 0,
+        started_at: None,
+        finished_at: Some(now_rfc3339()),
+        outputs: Value::Null,
+        error: Some(why),
+    }
+}
+
+/// `true`/`false`, or the strings "true"/"false".
+fn truthy(v: &Value) -> Result<bool, String> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) if s.trim() == "true" => Ok(true),
+        Value::String(s) if s.trim() == "false" || s.trim().is_empty() => Ok(false),
+        other => Err(format!("when must render to true or false, got {other}")),
+    }
+}
+
+async fn run_step(
+    step: &Step,
+    shared: &Arc<Shared>,
+    ctx: Value,
+    declined: &Arc<AtomicBool>,
+) -> StepSummary {
+    let started = now_rfc3339();
+    let fail = |attempts: u32, error: String| StepSummary {
+        id: step.id.clone(),
+        status: StepStatus::Failed,
+        attempts,
+        started_at: Some(started.clone()),
+        finished_at: Some(now_rfc3339()),
+        outputs: Value::Null,
+        error: Some(error),
+    };
+    if let Some(w) = &step.when {
+        match template::render_value(w, &ctx)
+            .map_err(|e| e.to_string())
+            .and_then(|v| truthy(&v))
+        {
+            Ok(true) => {}
+            Ok(false) => return skipped(step, "when was false".to_owned()),
+            Err(e) => return fail(0, format!("when: {e}")),
+        }
+    }
+    let items: Option<Vec<Value>> = match &step.for_each {
+        None => None,
+        Some(f) => match template::render_value(f, &ctx) {
+            Ok(Value::Array(items)) => Some(items),
+            Ok(other) => return fail(0, format!("for_each must render to a list, got {other}")),
+            Err(e) => return fail(0, format!("for_each: {e}")),
+        },
+    };
+    match items {
+        None => {
+            let (attempts, result) = attempt_loop(step, shared, &ctx, None, declined).await;
+            match result {
+                Ok(out) => StepSummary {
+                    id: step.id.clone(),
+                    status: StepStatus::Succeeded,
+                    attempts,
+                    started_at: Some(started),
+                    finished_at: Some(now_rfc3339()),
+                    outputs: Value::Object(out.outputs),
+                    error: None,
+                },
+                Err(e) => fail(attempts, e),
+            }
+        }
+        Some(items) => {
+            let sem = Arc::new(tokio::sync::Semaphore::new(
+                shared.record.concurrency.max(1),
+            ));
+            let mut set = JoinSet::new();
+            for (i, item) in items.into_iter().enumerate() {
+                let mut ictx = ctx.clone();
+                ictx["item"] = item;
+                ictx["item_index"] = json!(i);
+                let step = step.clone();
+                let shared = shared.clone();
+                let sem = sem.clone();
+                let declined = declined.clone();
+                set.spawn(async move {
+                    let _permit = sem.acquire_owned().await;
+                    let r = attempt_loop(&step, &shared, &ictx, Some(i), &declined).await;
+                    (i, r)
+                });
+            }
+            let mut results: Vec<Option<(u32, Result<ActionOutput, String>)>> = Vec::new();
+            while let Some(j) = set.join_next().await {
+                if let Ok((i, r)) = j {
+                    if results.len() <= i {
+                        results.resize_with(i + 1, || None);
+                    }
+                    results[i] = Some(r);
+                }
+            }
+            let mut outputs: serde_json::Map<String, Value> = step
+                .action
+                .outputs
+                .iter()
+                .map(|o| (o.name.to_owned(), json!([])))
+                .collect();
+            let mut errors = Vec::new();
+            let mut attempts = 0;
+            for (i, r) in results.into_iter().enumerate() {
+                match r {
+                    Some((a, Ok(out))) => {
+                        attempts = attempts.max(a);
+                        for (k, v) in outputs.iter_mut() {
+                            if let Value::Array(list) = v {
+                                list.push(out.outputs.get(k).cloned().unwrap_or(Value::Null));
+                            }
+                        }
+                    }
+                    Some((a, Err(e))) => {
+                        attempts = attempts.max(a);
+                        errors.push(format!("item {i}: {e}"));
+                        for v in outputs.values_mut() {
+                            if let Value::Array(list) = v {
+                                list.push(Value::Null);
+                            }
+                        }
+                    }
+                    None => errors.push(format!("item {i}: did not finish")),
+                }
+            }
+            if errors.is_empty() {
+                StepSummary {
+                    id: step.id.clone(),
+                    status: StepStatus::Succeeded,
+                    attempts,
+                    started_at: Some(started),
+                    finished_at: Some(now_rfc3339()),
+                    outputs: Value::Object(outputs),
+                    error: None,
+                }
+            } else {
+                let mut s = fail(attempts, errors.join("; "));
+                s.outputs = Value::Object(outputs);
+                s
+            }
+        }
+    }
+}
+
+async fn attempt_loop(
+    step: &Step,
+    shared: &Arc<Shared>,
+    ctx: &Value,
+    item: Option<usize>,
+    declined: &AtomicBool,
+) -> (u32, Result<ActionOutput, String>) {
+    let params = match template::render_value(&Value::Object(step.with.clone()), ctx) {
+        Ok(p) => p,
+        Err(e) => return (0, Err(format!("parameters: {e}"))),
+    };
+    if let Err(e) = check_params(step, &params) {
+        return (0, Err(e));
+    }
+    let step_key = match item {
+        None => step.id.clone(),
+        Some(i) => format!("{}/{i}", step.id),
+    };
+    let max = step.retries + 1;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        shared.sink.emit(RunEvent::StepStarted {
+            step: step.id.clone(),
+            attempt,
+            item,
+        });
+        let actx = ActionCtx {
+            aws: shared.aws.clone(),
+            case_id: shared.record.case_id.clone(),
+            run_id: shared.record.run_id.clone(),
+            step_id: step_key.clone(),
+            dry_run: shared.record.dry_run,
+            assume_yes: shared.assume_yes,
+            recorder: shared.recorder.clone(),
+        };
+        let started = Instant::now();
+        let fut = dispatch(step, &actx, params.clone(), shared);
+        let result = match step.timeout {
+            Some(t) => match tokio::time::timeout(t, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(ActionError::Target(format!(
+                    "timed out after {}s",
+                    t.as_secs()
+                ))),
+            },
+            None => fut.await,
+        };
+        match result {
+            Ok(out) => return (attempt, Ok(out)),
+            Err(ActionError::Declined(why)) => {
+                declined.store(true, Ordering::SeqCst);
+                return (attempt, Err(format!("declined: {why}")));
+            }
+            Err(e @ ActionError::Params(_)) => return (attempt, Err(e.to_string())),
+            Err(e) if attempt >= max => return (attempt, Err(e.to_string())),
+            Err(e) => {
+                let delay = backoff(attempt, started.elapsed());
+                shared.sink.emit(RunEvent::StepRetrying {
+                    step: step.id.clone(),
+                    attempt,
+                    error: e.to_string(),
+                    delay_ms: delay.as_millis() as u64,
+                });
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// Exponential backoff from 1 s, capped at 30 s.
+fn backoff(attempt: u32, _took: Duration) -> Duration {
+    Duration::from_secs((1u64 << attempt.min(5).saturating_sub(1)).min(30))
+}
+
+/// Checks the rendered parameters against the catalog's types (what could not be checked
+/// statically, e.g. a value that came from a step's output).
+fn check_params(step: &Step, params: &Value) -> Result<(), String> {
+    let Value::Object(map) = params else {
+        return Ok(());
+    };
+    for p in step.action.params {
+        if let Some(v) = map.get(p.name) {
+            p.ty.value_type()
+                .check(v)
+                .map_err(|e| format!("parameter \"{}\": {e}", p.name))?;
+        }
+    }
+    Ok(())
+}
+
+/// Actions this build can run.
+pub fn implemented(action: &str) -> bool {
+    action == "evidence.capture" || actions::ACTIONS.contains(&action)
+}
+
+async fn dispatch(
+    step: &Step,
+    ctx: &ActionCtx,
+    params: Value,
+    shared: &Arc<Shared>,
+) -> Result<ActionOutput, ActionError> {
+    if step.action.name == "evidence.capture" {
+        return evidence_capture(ctx, params, shared);
+    }
+    actions::dispatch(step.action.name, ctx, params).await
+}
+
+fn evidence_capture(
+    ctx: &ActionCtx,
+    params: Value,
+    shared: &Arc<Shared>,
+) -> Result<ActionOutput, ActionError> {
+    let name = params
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ActionError::Params("evidence.capture: name is required".into()))?;
+    let (bytes, source) = match (
+        params.get("content"),
+        params.get("file").and_then(Value::as_str),
+    ) {
+        (Some(Value::String(s)), None) => (s.clone().into_bytes(), "playbook".to_owned()),
+        (Some(v), None) => (
+            serde_json::to_vec_pretty(v).unwrap_or_default(),
+            "playbook".to_owned(),
+        ),
+        (None, Some(f)) => {
+            let path = shared.playbook_dir.join(f);
+            let bytes = std::fs::read(&path)
+                .map_err(|e| ActionError::Evidence(format!("{}: {e}", path.display())))?;
+            (bytes, format!("file:{f}"))
+        }
+        _ => {
+            return Err(ActionError::Params(
+                "evidence.capture: give exactly one of content or file".into(),
+            ))
+        }
+    };
+    let art = shared.recorder.stage(&ctx.step_id, name, &bytes, &source)?;
+    Ok(ActionOutput::default()
+        .with("path", art.path)
+        .with("sha256", art.sha256))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_hides_secret_keys_anywhere() {
+        let v = json!({"AccessKeyId": "AKIA...", "nested": [{"SecretAccessKey": "x", "SessionToken": "y"}]});
+        let r = redact(&v);
+        assert_eq!(r["AccessKeyId"], "AKIA...");
+        assert_eq!(r["nested"][0]["SecretAccessKey"], "[redacted]");
+        assert_eq!(r["nested"][0]["SessionToken"], "[redacted]");
+    }
+
+    #[test]
+    fn run_ids_are_unique_enough_and_sortable() {
+        let a = new_run_id();
+        assert!(a.starts_with("r-2"), "{a}");
+        assert_eq!(a.len(), "r-20261127T120000Z-abcdef".len());
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(1, Duration::ZERO), Duration::from_secs(1));
+        assert_eq!(backoff(3, Duration::ZERO), Duration::from_secs(4));
+        assert_eq!(backoff(9, Duration::ZERO), Duration::from_secs(16));
+    }
+}

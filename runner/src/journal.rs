@@ -1,0 +1,260 @@
+//! The run journal: `STATE_DIR/runs/RUN_ID/journal.jsonl`, append-only.
+//!
+//! Every [`RunEvent`] of a run is one line. Each line carries `seq`, `ts` and `prev_sha256`:
+//! the SHA-256 of the previous line's bytes (the first line's is 64 zeros), so a line removed
+//! or edited breaks the chain. Each line is written and `fsync`ed before the executor goes
+//! on, so the journal always says which mutating AWS calls were started and which finished,
+//! even after a crash.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::events::RunEvent;
+
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Why the journal could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The file could not be opened, written or synced.
+    #[error("journal {path}: {source}")]
+    Io {
+        /// The journal file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line is not JSON, or the hash chain is broken.
+    #[error("journal {path} line {line}: {message}")]
+    Corrupt {
+        /// The journal file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+struct State {
+    file: File,
+    seq: u64,
+    last_hash: String,
+}
+
+/// An open journal, appended to by the executor (shared across tasks).
+pub struct Journal {
+    path: PathBuf,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal").field("path", &self.path).finish()
+    }
+}
+
+impl Journal {
+    /// Opens (or creates) the journal at `path`, checking the chain of what is already there
+    /// and continuing it.
+    pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        let existing = if path.exists() {
+            read(path)?
+        } else {
+            Vec::new()
+        };
+        let (seq, last_hash) = match existing.last() {
+            Some(last) => (last.seq, last.hash.clone()),
+            None => (0, GENESIS.to_owned()),
+        };
+        let io = |source| JournalError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        // A line torn by a crash is cut off, so the next line starts clean.
+        if path.exists() {
+            let bytes = std::fs::read(path).map_err(io)?;
+            let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            if whole < bytes.len() {
+                let f = OpenOptions::new().write(true).open(path).map_err(io)?;
+                f.set_len(whole as u64).map_err(io)?;
+                f.sync_data().map_err(io)?;
+            }
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io)?;
+        Ok(Journal {
+            path: path.to_owned(),
+            state: Mutex::new(State {
+                file,
+                seq,
+                last_hash,
+            }),
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one event, durably (written and fsynced before returning). Returns its `seq`.
+    pub fn append(&self, event: &RunEvent) -> Result<u64, JournalError> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.seq += 1;
+        let mut entry = json!({
+            "seq": st.seq,
+            "ts": crate::events::now_rfc3339(),
+            "prev_sha256": st.last_hash,
+        });
+        if let (Value::Object(m), Ok(Value::Object(ev))) = (&mut entry, serde_json::to_value(event))
+        {
+            m.extend(ev);
+        }
+        let mut line = serde_json::to_vec(&entry).unwrap_or_default();
+        line.push(b'\n');
+        let io = |source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        st.file.write_all(&line).map_err(io)?;
+        st.file.sync_data().map_err(io)?;
+        st.last_hash = hex::encode(Sha256::digest(&line));
+        Ok(st.seq)
+    }
+}
+
+/// One line read back from a journal.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// Its sequence number.
+    pub seq: u64,
+    /// The whole line as JSON (`event`, `ts`, and the event's fields).
+    pub value: Value,
+    /// SHA-256 of the line's bytes (what the next line's `prev_sha256` must be).
+    pub hash: String,
+}
+
+impl Entry {
+    /// The event name (`run_started`, `step_finished`, ...).
+    pub fn event(&self) -> &str {
+        self.value
+            .get("event")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+}
+
+/// Reads a journal and checks its hash chain. A last line cut short by a crash (no newline)
+/// is ignored; any other damage is an error naming the line.
+pub fn read(path: &Path) -> Result<Vec<Entry>, JournalError> {
+    let file = File::open(path).map_err(|source| JournalError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut reader = BufReader::new(file);
+    let mut out = Vec::new();
+    let mut prev = GENESIS.to_owned();
+    let mut buf = Vec::new();
+    let mut line_no = 0;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|source| JournalError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        if n == 0 || !buf.ends_with(b"\n") {
+            break;
+        }
+        line_no += 1;
+        let corrupt = |message: String| JournalError::Corrupt {
+            path: path.to_owned(),
+            line: line_no,
+            message,
+        };
+        let value: Value =
+            serde_json::from_slice(&buf).map_err(|e| corrupt(format!("not JSON: {e}")))?;
+        let claimed = value
+            .get("prev_sha256")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if claimed != prev {
+            return Err(corrupt(
+                "prev_sha256 does not match the previous line: the journal was altered".to_owned(),
+            ));
+        }
+        let seq = value.get("seq").and_then(Value::as_u64).unwrap_or(0);
+        let hash = hex::encode(Sha256::digest(&buf));
+        prev = hash.clone();
+        out.push(Entry { seq, value, hash });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::RunEvent;
+
+    #[test]
+    fn chain_survives_reopen_and_detects_edits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let j = Journal::open(&path).unwrap();
+        j.append(&RunEvent::Note {
+            message: "one".into(),
+        })
+        .unwrap();
+        drop(j);
+        let j = Journal::open(&path).unwrap();
+        assert_eq!(
+            j.append(&RunEvent::Note {
+                message: "two".into()
+            })
+            .unwrap(),
+            2
+        );
+        let entries = read(&path).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[1].value["message"], "two");
+
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("one", "uno");
+        std::fs::write(&path, text).unwrap();
+        let err = read(&path).unwrap_err().to_string();
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let j = Journal::open(&path).unwrap();
+        j.append(&RunEvent::Note {
+            message: "one".into(),
+        })
+        .unwrap();
+        drop(j);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"seq\":2,\"ev").unwrap();
+        assert_eq!(read(&path).unwrap().len(), 1);
+        let j = Journal::open(&path).unwrap();
+        j.append(&RunEvent::Note {
+            message: "two".into(),
+        })
+        .unwrap();
+        assert_eq!(read(&path).unwrap().len(), 2);
+    }
+}

@@ -1,0 +1,591 @@
+//! `irr run` and `irr resume`: from a checked playbook to a sealed, journaled run.
+//!
+//! The order matters for a responder under stress: everything that can be checked without
+//! changing anything is checked first (playbook, inputs, actions available, AWS identity,
+//! evidence bucket); then the plan is shown and confirmed; only then does the first change
+//! happen. Whatever happens after that, the evidence is sealed and the run's last event is
+//! its summary.
+
+use std::collections::HashMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::aws::{self, AwsOptions};
+use crate::events::{now_rfc3339, RunEvent, RunStatus, StepStatus, StepSummary};
+use crate::evidence;
+use crate::executor::{self, Execution, Reporter, RunRecord};
+use crate::exit_codes::Exit;
+use crate::journal;
+use crate::model::Playbook;
+use crate::plan::{self, PlanContext};
+use crate::reporter::{JsonLines, Terminal};
+use crate::template;
+
+/// What `irr run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// The playbook file.
+    pub playbook_path: PathBuf,
+    /// The validated playbook.
+    pub playbook: Playbook,
+    /// Resolved inputs.
+    pub inputs: serde_json::Map<String, Value>,
+    /// `--case`.
+    pub case_id: String,
+    /// `--evidence`.
+    pub evidence: Option<String>,
+    /// `--yes`.
+    pub yes: bool,
+    /// `--dry-run`.
+    pub dry_run: bool,
+    /// `--concurrency`.
+    pub concurrency: usize,
+    /// `--state-dir`.
+    pub state_dir: PathBuf,
+    /// JSON Lines output.
+    pub json: bool,
+    /// AWS access.
+    pub aws: AwsOptions,
+    /// Create the evidence bucket if missing (drills).
+    pub create_evidence_bucket: bool,
+}
+
+/// The result of a run, for callers such as `irr gameday`.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// The exit code.
+    pub exit: Exit,
+    /// The run id, once one was made.
+    pub run_id: Option<String>,
+    /// The run's status.
+    pub status: Option<RunStatus>,
+    /// Step results.
+    pub steps: Vec<StepSummary>,
+    /// The evidence summary.
+    pub evidence: Option<crate::events::EvidenceSummary>,
+}
+
+impl RunResult {
+    fn early(exit: Exit) -> RunResult {
+        RunResult {
+            exit,
+            run_id: None,
+            status: None,
+            steps: Vec::new(),
+            evidence: None,
+        }
+    }
+}
+
+fn say(json: bool, msg: &str) {
+    if json {
+        let line = serde_json::json!({"event": "error", "message": msg});
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
+    } else {
+        let _ = writeln!(std::io::stderr().lock(), "{msg}");
+    }
+}
+
+fn reporter(json: bool) -> Box<dyn Reporter> {
+    if json {
+        Box::new(JsonLines)
+    } else {
+        Box::new(Terminal::new(false))
+    }
+}
+
+/// Asks on the terminal; `None` when there is no terminal to ask on.
+fn confirm(question: &str) -> Option<bool> {
+    if !std::io::stdin().is_terminal() {
+        return None;
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "{question} [y/N] ");
+    let _ = err.flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).ok()?;
+    Some(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+/// `irr run`.
+pub async fn run(req: RunRequest) -> RunResult {
+    let pb = &req.playbook;
+    if let Some(step) = pb
+        .all_steps()
+        .find(|s| !executor::implemented(s.action.name))
+    {
+        say(req.json, &format!("error: step \"{}\" uses {}, which this build of irr cannot run yet; nothing was changed", step.id, step.action.name));
+        return RunResult::early(Exit::Invalid);
+    }
+    let run_id = executor::new_run_id();
+    let started_at = now_rfc3339();
+    // Evidence location: --evidence, else the playbook's, else STATE_DIR/evidence.
+    let pre_ctx = plan::base_context(
+        pb,
+        &req.inputs,
+        &PlanContext {
+            case_id: Some(req.case_id.clone()),
+            run_id: Some(run_id.clone()),
+            started_at: Some(started_at.clone()),
+            region: req.aws.region.clone(),
+            account_id: None,
+        },
+    );
+    let location = match &req.evidence {
+        Some(l) => l.clone(),
+        None => match &pb.evidence.location {
+            Some(l) => match template::render_str(l, &pre_ctx) {
+                Ok(Value::String(s)) => s,
+                Ok(other) => other.to_string(),
+                Err(e) => {
+                    say(
+                        req.json,
+                        &format!("error: evidence.location: {e}; nothing was changed"),
+                    );
+                    return RunResult::early(Exit::Invalid);
+                }
+            },
+            None => absolute(&req.state_dir.join("evidence"))
+                .display()
+                .to_string(),
+        },
+    };
+    let aws = match aws::connect(&req.aws).await {
+        Ok(a) => a,
+        Err(e) => {
+            say(req.json, &format!("error: {e}; nothing was changed"));
+            return RunResult::early(Exit::RunFailed);
+        }
+    };
+    let identity = match aws.identity().await {
+        Ok(i) => i,
+        Err(e) => {
+            say(req.json, &format!("error: {e}; nothing was changed"));
+            return RunResult::early(Exit::RunFailed);
+        }
+    };
+    let store = match evidence::open_store(
+        &location,
+        Some(aws.clients.s3.clone()),
+        &pb.evidence,
+        req.create_evidence_bucket,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            say(
+                req.json,
+                &format!("error: evidence location {location}: {e}; nothing was changed"),
+            );
+            return RunResult::early(Exit::Invalid);
+        }
+    };
+    let ctx = PlanContext {
+        case_id: Some(req.case_id.clone()),
+        run_id: Some(run_id.clone()),
+        started_at: Some(started_at.clone()),
+        region: Some(aws.region.clone()),
+        account_id: Some(identity.account_id.clone()),
+    };
+    let the_plan = plan::plan(pb, req.inputs.clone(), &ctx);
+    if !req.yes && !req.dry_run {
+        let changes = the_plan
+            .steps
+            .iter()
+            .chain(&the_plan.finally)
+            .filter(|s| s.mutating)
+            .count();
+        let _ = write!(std::io::stderr().lock(), "{}", the_plan.render_text());
+        let question = format!(
+            "\nThis run makes {changes} changing step(s) in account {} ({}) as {}. Proceed?",
+            identity.account_id, aws.region, identity.arn
+        );
+        match confirm(&question) {
+            Some(true) => {}
+            Some(false) => {
+                say(req.json, "aborted: not confirmed; nothing was changed");
+                return RunResult::early(Exit::Aborted);
+            }
+            None => {
+                say(req.json, "refused: no terminal to confirm on; pass --yes to run without confirmation (or --dry-run); nothing was changed");
+                return RunResult::early(Exit::Aborted);
+            }
+        }
+    }
+    let record = RunRecord {
+        run_id: run_id.clone(),
+        case_id: req.case_id.clone(),
+        playbook_path: absolute(&req.playbook_path),
+        playbook_sha256: pb.sha256.clone(),
+        inputs: req.inputs.clone(),
+        evidence_location: location,
+        dry_run: req.dry_run,
+        concurrency: req.concurrency.max(1),
+        started_at,
+        region: aws.region.clone(),
+        account_id: identity.account_id.clone(),
+        aws_principal: identity.arn.clone(),
+    };
+    let dir = executor::run_dir(&req.state_dir, &run_id);
+    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| {
+        std::fs::write(
+            dir.join("run.json"),
+            serde_json::to_vec_pretty(&record).unwrap_or_default(),
+        )
+    }) {
+        say(
+            req.json,
+            &format!(
+                "error: cannot write the run's state in {}: {e}; nothing was changed",
+                dir.display()
+            ),
+        );
+        return RunResult::early(Exit::Invalid);
+    }
+    execute_and_seal(
+        pb.clone(),
+        record,
+        aws.clients,
+        store,
+        req.yes,
+        &req.state_dir,
+        HashMap::new(),
+        req.json,
+        false,
+    )
+    .await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn execute_and_seal(
+    playbook: Playbook,
+    record: RunRecord,
+    clients: crate::actions::AwsClients,
+    store: irr_forensics::Store,
+    yes: bool,
+    state_dir: &Path,
+    previous: HashMap<String, StepSummary>,
+    json: bool,
+    resumed: bool,
+) -> RunResult {
+    let sink = match executor::open_sink(state_dir, &record.run_id, reporter(json)) {
+        Ok(s) => s,
+        Err(e) => {
+            say(json, &format!("error: {e}; nothing was changed"));
+            return RunResult::early(Exit::Invalid);
+        }
+    };
+    sink.emit(RunEvent::RunStarted {
+        run_id: record.run_id.clone(),
+        case_id: record.case_id.clone(),
+        playbook: playbook.metadata.name.clone(),
+        version: playbook.metadata.version.clone(),
+        playbook_sha256: playbook.sha256.clone(),
+        dry_run: record.dry_run,
+        resumed,
+        aws_principal: Some(record.aws_principal.clone()),
+    });
+    let run_id = record.run_id.clone();
+    let case_id = record.case_id.clone();
+    let exec = Execution {
+        playbook: playbook.clone(),
+        record: record.clone(),
+        aws: clients,
+        assume_yes: yes,
+        state_dir: state_dir.to_owned(),
+        previous,
+    };
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let outcome = executor::execute(exec, sink.clone(), interrupted).await;
+
+    let dir = executor::run_dir(state_dir, &run_id);
+    // Artifacts of earlier attempts (resume) come back from the journal.
+    let mut artifacts = staged_from_journal(&dir.join("journal.jsonl"));
+    for a in outcome.recorder.artifacts() {
+        artifacts.retain(|x| x.path != a.path);
+        artifacts.push(a);
+    }
+    let mut resources = resources_from_journal(&dir.join("journal.jsonl"));
+    for r in outcome.recorder.resources() {
+        if !resources.contains(&r) {
+            resources.push(r);
+        }
+    }
+    let summary = evidence::seal(
+        store,
+        &playbook,
+        &record,
+        &dir.join("evidence"),
+        &artifacts,
+        &resources,
+        &dir.join("journal.jsonl"),
+    )
+    .await;
+    sink.emit(RunEvent::EvidenceSealed(summary.clone()));
+    let mut status = outcome.status;
+    if summary.error.is_some() && status == RunStatus::Succeeded {
+        status = RunStatus::Failed;
+    }
+    sink.emit(RunEvent::RunFinished {
+        run_id: run_id.clone(),
+        case_id,
+        status,
+        steps: outcome.steps.clone(),
+        evidence: Some(summary.clone()),
+    });
+    let exit = match status {
+        RunStatus::Succeeded => Exit::Success,
+        RunStatus::Failed => Exit::RunFailed,
+        RunStatus::Aborted => Exit::Aborted,
+    };
+    RunResult {
+        exit,
+        run_id: Some(run_id),
+        status: Some(status),
+        steps: outcome.steps,
+        evidence: Some(summary),
+    }
+}
+
+fn staged_from_journal(path: &Path) -> Vec<executor::StagedArtifact> {
+    let Ok(entries) = journal::read(path) else {
+        return Vec::new();
+    };
+    let mut out: Vec<executor::StagedArtifact> = Vec::new();
+    for e in entries.iter().filter(|e| e.event() == "evidence_captured") {
+        let v = &e.value;
+        let s = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let art = executor::StagedArtifact {
+            path: s("path"),
+            sha256: s("sha256"),
+            size: v.get("size").and_then(Value::as_u64).unwrap_or(0),
+            step: s("step"),
+            source: s("source"),
+            captured_at: s("ts"),
+        };
+        out.retain(|a| a.path != art.path);
+        out.push(art);
+    }
+    out
+}
+
+fn resources_from_journal(path: &Path) -> Vec<crate::actions::AwsResource> {
+    let Ok(entries) = journal::read(path) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.iter().filter(|e| e.event() == "resource_recorded") {
+        if let Some(r) = e
+            .value
+            .get("resource")
+            .and_then(|r| serde_json::from_value(r.clone()).ok())
+        {
+            if !out.contains(&r) {
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
+/// `irr resume RUN_ID`.
+pub async fn resume(
+    run_id: &str,
+    state_dir: &Path,
+    yes: bool,
+    json: bool,
+    aws_opts: AwsOptions,
+) -> RunResult {
+    let dir = executor::run_dir(state_dir, run_id);
+    let record: RunRecord = match std::fs::read(dir.join("run.json"))
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            say(
+                json,
+                &format!("error: no run {run_id} in {}: {e}", state_dir.display()),
+            );
+            return RunResult::early(Exit::Invalid);
+        }
+    };
+    let entries = match journal::read(&dir.join("journal.jsonl")) {
+        Ok(e) => e,
+        Err(e) => {
+            say(json, &format!("error: {e}; nothing was changed"));
+            return RunResult::early(Exit::Invalid);
+        }
+    };
+    if let Some(fin) = entries.iter().rev().find(|e| e.event() == "run_finished") {
+        let status = fin
+            .value
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or("?");
+        say(json, &format!("run {run_id} already ended ({status}) and its evidence is sealed; a sealed run is not reopened. Start a new run for case {}: its evidence chains to this one", record.case_id));
+        return RunResult::early(if status == "succeeded" {
+            Exit::Success
+        } else {
+            Exit::Invalid
+        });
+    }
+    let playbook = match crate::validate::validate_file(&record.playbook_path) {
+        Ok(p) => p,
+        Err(problems) => {
+            for p in problems {
+                say(json, &p.render(None));
+            }
+            return RunResult::early(Exit::Invalid);
+        }
+    };
+    if playbook.sha256 != record.playbook_sha256 {
+        say(json, &format!("error: {} changed since run {run_id} started (sha256 {} then, {} now); resume needs the same playbook; nothing was changed", record.playbook_path.display(), record.playbook_sha256, playbook.sha256));
+        return RunResult::early(Exit::Invalid);
+    }
+    // The last word on each step, from earlier attempts.
+    let mut previous: HashMap<String, StepSummary> = HashMap::new();
+    for e in entries.iter().filter(|e| e.event() == "step_finished") {
+        if let Ok(s) = serde_json::from_value::<StepSummary>(e.value.clone()) {
+            previous.insert(s.id.clone(), s);
+        }
+    }
+    let in_flight: Vec<String> = {
+        let finished: std::collections::HashSet<u64> = entries
+            .iter()
+            .filter(|e| e.event() == "call_finished")
+            .filter_map(|e| e.value.get("call").and_then(Value::as_u64))
+            .collect();
+        entries
+            .iter()
+            .filter(|e| e.event() == "call_started")
+            .filter(|e| {
+                e.value
+                    .get("call")
+                    .and_then(Value::as_u64)
+                    .is_some_and(|c| !finished.contains(&c))
+            })
+            .map(|e| {
+                let v = &e.value;
+                format!(
+                    "call {} {}:{} of step {}",
+                    v.get("call").and_then(Value::as_u64).unwrap_or(0),
+                    v.get("service").and_then(Value::as_str).unwrap_or("?"),
+                    v.get("operation").and_then(Value::as_str).unwrap_or("?"),
+                    v.get("step").and_then(Value::as_str).unwrap_or("?")
+                )
+            })
+            .collect()
+    };
+    let mut opts = aws_opts;
+    if opts.region.is_none() {
+        opts.region = Some(record.region.clone());
+    }
+    let aws = match aws::connect(&opts).await {
+        Ok(a) => a,
+        Err(e) => {
+            say(json, &format!("error: {e}; nothing was changed"));
+            return RunResult::early(Exit::RunFailed);
+        }
+    };
+    if let Ok(id) = aws.identity().await {
+        if id.account_id != record.account_id {
+            say(json, &format!("error: run {run_id} acts in account {}, but these credentials are for {}; nothing was changed", record.account_id, id.account_id));
+            return RunResult::early(Exit::Invalid);
+        }
+    }
+    let store = match evidence::open_store(
+        &record.evidence_location,
+        Some(aws.clients.s3.clone()),
+        &playbook.evidence,
+        false,
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            say(
+                json,
+                &format!(
+                    "error: evidence location {}: {e}; nothing was changed",
+                    record.evidence_location
+                ),
+            );
+            return RunResult::early(Exit::Invalid);
+        }
+    };
+    let done = previous
+        .values()
+        .filter(|s| s.status == StepStatus::Succeeded)
+        .count();
+    if !yes && !record.dry_run {
+        let left = playbook.all_steps().count() - done;
+        match confirm(&format!(
+            "Resume run {run_id}: {done} step(s) done, {left} to go. Proceed?"
+        )) {
+            Some(true) => {}
+            Some(false) => {
+                say(json, "aborted: not confirmed; nothing was changed");
+                return RunResult::early(Exit::Aborted);
+            }
+            None => {
+                say(
+                    json,
+                    "refused: no terminal to confirm on; pass --yes; nothing was changed",
+                );
+                return RunResult::early(Exit::Aborted);
+            }
+        }
+    }
+    let sink_note = |sink: &executor::Sink| {
+        for call in &in_flight {
+            sink.emit(RunEvent::Note {
+                message: format!("{call} was in flight when the run stopped; its step runs again and reconciles with what AWS shows (case tags, existing resources), so nothing is made twice"),
+            });
+        }
+    };
+    // Notes go into the journal before the resumed run starts.
+    if !in_flight.is_empty() {
+        if let Ok(sink) = executor::open_sink(state_dir, run_id, Box::new(NullReporter)) {
+            sink_note(&sink);
+        }
+    }
+    execute_and_seal(
+        playbook,
+        record,
+        aws.clients,
+        store,
+        yes,
+        state_dir,
+        previous,
+        json,
+        true,
+    )
+    .await
+}
+
+struct NullReporter;
+
+impl Reporter for NullReporter {
+    fn report(&self, _event: &RunEvent) {}
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_owned()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_owned())
+    }
+}
