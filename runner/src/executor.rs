@@ -97,7 +97,11 @@ pub struct Sink {
 impl Sink {
     /// Journals the event (durably), then reports it.
     pub fn emit(&self, event: RunEvent) {
-        if let Err(e) = self.journal.append(&event) {
+        let written = self.journal.append(&event);
+        if let Ok(seq) = written {
+            crash_point(seq);
+        }
+        if let Err(e) = written {
             // A journal that cannot be written must stop the run: say so once, loudly.
             if !self.failed_write.swap(true, Ordering::SeqCst) {
                 self.reporter.report(&RunEvent::Note {
@@ -113,6 +117,24 @@ impl Sink {
     /// `true` once a journal write failed.
     pub fn broken(&self) -> bool {
         self.failed_write.load(Ordering::SeqCst)
+    }
+}
+
+/// Fault injection for the crash tests: with `IRR_FAULT_KILL_AT_SEQ=N`, the process sends
+/// itself SIGKILL right after journal entry N is durable, exactly as a crash or `kill -9`
+/// would stop it. Never set outside tests.
+fn crash_point(seq: u64) {
+    static AT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let at = AT.get_or_init(|| {
+        std::env::var("IRR_FAULT_KILL_AT_SEQ")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if *at == Some(seq) {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &std::process::id().to_string()])
+            .status();
+        std::process::abort();
     }
 }
 

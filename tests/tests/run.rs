@@ -1,0 +1,647 @@
+//! `irr run` and `irr resume` end to end, as a responder runs them, against the emulator:
+//! the containment playbook's resulting AWS state, the sealed evidence, the journal, exit
+//! codes, and crash safety (SIGKILL at step boundaries and in the middle of steps, then
+//! `irr resume`: the same final state as an uninterrupted run, nothing created twice).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use aws_sdk_ec2::types::{
+    BlockDeviceMapping, EbsBlockDevice, Filter, IamInstanceProfileSpecification,
+    InstanceNetworkInterfaceSpecification,
+};
+use serde_json::Value;
+
+/// The `irr` binary of this build (cargo builds it for `--workspace --all-targets`).
+fn irr_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/debug");
+    let bin = dir.join("irr");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p irr-runner`",
+        bin.display()
+    );
+    bin
+}
+
+fn playbook(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../playbooks")
+        .join(name)
+}
+
+struct Incident {
+    instance_id: String,
+    vpc_id: String,
+    volumes: Vec<String>,
+    open_group: String,
+}
+
+/// A compromised instance: its own VPC, an open security group, an instance profile, two
+/// volumes.
+async fn compromised_instance(ec2: &aws_sdk_ec2::Client, iam: &aws_sdk_iam::Client) -> Incident {
+    let vpc_id = ec2
+        .create_vpc()
+        .cidr_block("10.9.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .vpc
+        .unwrap()
+        .vpc_id
+        .unwrap();
+    let subnet = ec2
+        .create_subnet()
+        .vpc_id(&vpc_id)
+        .cidr_block("10.9.1.0/24")
+        .send()
+        .await
+        .unwrap()
+        .subnet
+        .unwrap()
+        .subnet_id
+        .unwrap();
+    let open_group = ec2
+        .create_security_group()
+        .group_name(irr_tests::unique("open"))
+        .description("wide open")
+        .vpc_id(&vpc_id)
+        .send()
+        .await
+        .unwrap()
+        .group_id
+        .unwrap();
+    let role = irr_tests::unique("web-role");
+    iam.create_role().role_name(&role).assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#).send().await.unwrap();
+    let profile = irr_tests::unique("web-profile");
+    iam.create_instance_profile()
+        .instance_profile_name(&profile)
+        .send()
+        .await
+        .unwrap();
+    iam.add_role_to_instance_profile()
+        .instance_profile_name(&profile)
+        .role_name(&role)
+        .send()
+        .await
+        .unwrap();
+    let run = ec2
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .min_count(1)
+        .max_count(1)
+        .network_interfaces(
+            InstanceNetworkInterfaceSpecification::builder()
+                .device_index(0)
+                .subnet_id(&subnet)
+                .groups(&open_group)
+                .build(),
+        )
+        .iam_instance_profile(
+            IamInstanceProfileSpecification::builder()
+                .name(&profile)
+                .build(),
+        )
+        // moto creates no root volume when mappings are given: map both.
+        .block_device_mappings(
+            BlockDeviceMapping::builder()
+                .device_name("/dev/sda1")
+                .ebs(EbsBlockDevice::builder().volume_size(8).build())
+                .build(),
+        )
+        .block_device_mappings(
+            BlockDeviceMapping::builder()
+                .device_name("/dev/sdb")
+                .ebs(EbsBlockDevice::builder().volume_size(2).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let inst = run.instances().first().unwrap();
+    let instance_id = inst.instance_id().unwrap().to_owned();
+    let volumes = ec2
+        .describe_volumes()
+        .filters(
+            Filter::builder()
+                .name("attachment.instance-id")
+                .values(&instance_id)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .volumes()
+        .iter()
+        .filter_map(|v| v.volume_id().map(str::to_owned))
+        .collect::<Vec<_>>();
+    assert_eq!(volumes.len(), 2, "the test instance has two volumes");
+    Incident {
+        instance_id,
+        vpc_id,
+        volumes,
+        open_group,
+    }
+}
+
+fn irr(args: &[&str], state: &Path, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(irr_bin());
+    cmd.args(args)
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--endpoint-url")
+        .arg(irr_tests::endpoint())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("IRR_FAULT_KILL_AT_SEQ");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run irr")
+}
+
+fn json_lines(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The containment state of an instance, in a form two runs can be compared by.
+#[derive(Debug, PartialEq)]
+struct Contained {
+    /// Each interface's groups are exactly [the isolation group].
+    isolated: bool,
+    /// The isolation group has no rules.
+    isolation_group_empty: bool,
+    /// Isolation groups for the case in the VPC.
+    isolation_groups: usize,
+    termination_protected: bool,
+    profile_associations: usize,
+    /// Snapshots per volume tagged with the case.
+    snapshots_per_volume: Vec<usize>,
+    /// Responder roles of the case left.
+    responder_roles: usize,
+}
+
+async fn contained(
+    ec2: &aws_sdk_ec2::Client,
+    iam: &aws_sdk_iam::Client,
+    inc: &Incident,
+    case: &str,
+) -> Contained {
+    let groups = ec2
+        .describe_security_groups()
+        .filters(Filter::builder().name("vpc-id").values(&inc.vpc_id).build())
+        .filters(Filter::builder().name("tag:irr:case").values(case).build())
+        .send()
+        .await
+        .unwrap();
+    let isolation: Vec<_> = groups
+        .security_groups()
+        .iter()
+        .filter(|g| {
+            g.tags()
+                .iter()
+                .any(|t| t.key() == Some("irr:purpose") && t.value() == Some("isolation"))
+        })
+        .collect();
+    let iso_id = isolation
+        .first()
+        .and_then(|g| g.group_id())
+        .unwrap_or("none")
+        .to_owned();
+    let enis = ec2
+        .describe_network_interfaces()
+        .filters(
+            Filter::builder()
+                .name("attachment.instance-id")
+                .values(&inc.instance_id)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let isolated = !enis.network_interfaces().is_empty()
+        && enis.network_interfaces().iter().all(|e| {
+            let ids: Vec<&str> = e.groups().iter().filter_map(|g| g.group_id()).collect();
+            ids == [iso_id.as_str()]
+        });
+    let isolation_group_empty = isolation
+        .first()
+        .is_some_and(|g| g.ip_permissions().is_empty() && g.ip_permissions_egress().is_empty());
+    let attr = ec2
+        .describe_instance_attribute()
+        .instance_id(&inc.instance_id)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
+        .send()
+        .await
+        .unwrap();
+    let assoc = ec2
+        .describe_iam_instance_profile_associations()
+        .filters(
+            Filter::builder()
+                .name("instance-id")
+                .values(&inc.instance_id)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let active = assoc
+        .iam_instance_profile_associations()
+        .iter()
+        .filter(|a| a.state().map(|s| s.as_str()) == Some("associated"))
+        .count();
+    let mut per_volume = Vec::new();
+    for v in &inc.volumes {
+        let snaps = ec2
+            .describe_snapshots()
+            .filters(Filter::builder().name("volume-id").values(v).build())
+            .filters(Filter::builder().name("tag:irr:case").values(case).build())
+            .send()
+            .await
+            .unwrap();
+        per_volume.push(snaps.snapshots().len());
+    }
+    let roles = iam.list_roles().send().await.unwrap();
+    let responder_roles = roles
+        .roles()
+        .iter()
+        .filter(|r| r.role_name().contains(case))
+        .count();
+    Contained {
+        isolated,
+        isolation_group_empty,
+        isolation_groups: isolation.len(),
+        termination_protected: attr.disable_api_termination().and_then(|b| b.value()) == Some(true),
+        profile_associations: active,
+        snapshots_per_volume: per_volume,
+        responder_roles,
+    }
+}
+
+fn expected(volumes: usize) -> Contained {
+    Contained {
+        isolated: true,
+        isolation_group_empty: true,
+        isolation_groups: 1,
+        termination_protected: true,
+        profile_associations: 0,
+        snapshots_per_volume: vec![1; volumes],
+        responder_roles: 0,
+    }
+}
+
+async fn clients() -> (aws_sdk_ec2::Client, aws_sdk_iam::Client) {
+    let conf = irr_tests::sdk_config().await;
+    (
+        aws_sdk_ec2::Client::new(&conf),
+        aws_sdk_iam::Client::new(&conf),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_contains_the_instance_and_seals_verifiable_evidence() {
+    let (ec2, iam) = clients().await;
+    let inc = compromised_instance(&ec2, &iam).await;
+    let state = tempfile::tempdir().unwrap();
+    let case = irr_tests::unique("IR-run");
+    let input = format!("instance_id={}", inc.instance_id);
+    let out = irr(
+        &[
+            "run",
+            playbook("ec2-instance-compromise.yaml").to_str().unwrap(),
+            "--case",
+            &case,
+            "--input",
+            &input,
+            "--yes",
+            "--output",
+            "json",
+        ],
+        state.path(),
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "irr run failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let events = json_lines(&out);
+    let last = events.last().expect("events");
+    assert_eq!(
+        last["event"], "run_finished",
+        "the summary is the last line"
+    );
+    assert_eq!(last["status"], "succeeded");
+    assert_eq!(last["steps"].as_array().unwrap().len(), 7);
+    assert!(events.iter().any(|e| e["event"] == "evidence_captured"));
+    assert_eq!(
+        contained(&ec2, &iam, &inc, &case).await,
+        expected(inc.volumes.len())
+    );
+    // The open group is no longer on the instance, but it still exists (recorded for release).
+    let still = ec2
+        .describe_security_groups()
+        .group_ids(&inc.open_group)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still.security_groups().len(), 1);
+
+    // Evidence: sealed, verifiable by irr and by coreutils.
+    let location = last["evidence"]["location"].as_str().unwrap().to_owned();
+    assert!(last["evidence"]["manifest_sha256"]
+        .as_str()
+        .is_some_and(|h| h.len() == 64));
+    let verify = irr(&["evidence", "verify", &location], state.path(), &[]);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    let sums = Command::new("sha256sum")
+        .args(["-c", "SHA256SUMS"])
+        .current_dir(&location)
+        .output()
+        .unwrap();
+    assert!(
+        sums.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sums.stdout)
+    );
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(Path::new(&location).join("manifest.json")).unwrap())
+            .unwrap();
+    let paths: Vec<&str> = manifest["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["path"].as_str().unwrap())
+        .collect();
+    assert!(paths.contains(&"journal.jsonl"), "{paths:?}");
+    assert!(
+        paths.iter().any(|p| p.starts_with("artifacts/capture/")),
+        "{paths:?}"
+    );
+    let snaps: Vec<&Value> = manifest["aws_resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["type"] == "ebs-snapshot")
+        .collect();
+    assert_eq!(snaps.len(), inc.volumes.len(), "{manifest:#}");
+
+    // The journal: a chain of entries, a call_started before every call_finished.
+    let run_id = last["run_id"].as_str().unwrap();
+    let journal =
+        std::fs::read_to_string(state.path().join("runs").join(run_id).join("journal.jsonl"))
+            .unwrap();
+    let entries: Vec<Value> = journal
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let started = entries
+        .iter()
+        .filter(|e| e["event"] == "call_started")
+        .count();
+    let finished = entries
+        .iter()
+        .filter(|e| e["event"] == "call_finished")
+        .count();
+    assert!(started >= 8, "mutating calls journaled: {started}");
+    assert_eq!(started, finished);
+    assert!(
+        !journal.contains("SecretAccessKey") && !journal.contains("\"testing\""),
+        "no secrets in the journal"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_run_exits_1_and_still_seals_its_evidence() {
+    let state = tempfile::tempdir().unwrap();
+    let case = irr_tests::unique("IR-fail");
+    let out = irr(
+        &[
+            "run",
+            playbook("ec2-instance-compromise.yaml").to_str().unwrap(),
+            "--case",
+            &case,
+            "--input",
+            "instance_id=i-0000000000000dead",
+            "--yes",
+            "--output",
+            "json",
+        ],
+        state.path(),
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = json_lines(&out);
+    let last = events.last().unwrap();
+    assert_eq!(last["status"], "failed");
+    let status_of = |id: &str| {
+        last["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .map(|s| s["status"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(status_of("capture").as_deref(), Some("failed"));
+    assert_eq!(
+        status_of("isolate").as_deref(),
+        Some("skipped"),
+        "nothing after a failed abort step runs"
+    );
+    assert_eq!(
+        status_of("revoke-access").as_deref(),
+        Some("succeeded"),
+        "finally always runs"
+    );
+    let location = last["evidence"]["location"].as_str().unwrap();
+    assert!(
+        Path::new(location).join("SHA256SUMS").exists(),
+        "a failed run is sealed too"
+    );
+    let verify = irr(&["evidence", "verify", location], state.path(), &[]);
+    assert!(verify.status.success());
+}
+
+#[test]
+fn without_yes_and_without_a_terminal_irr_refuses_and_changes_nothing() {
+    let state = tempfile::tempdir().unwrap();
+    let out = irr(
+        &[
+            "run",
+            playbook("s3-bucket-exposure.yaml").to_str().unwrap(),
+            "--case",
+            "IR-no-tty",
+            "--input",
+            "bucket=some-bucket",
+        ],
+        state.path(),
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
+    assert!(!state.path().join("runs").exists(), "no run was started");
+}
+
+#[test]
+fn invalid_input_exits_2_before_touching_aws() {
+    let state = tempfile::tempdir().unwrap();
+    let out = irr(
+        &[
+            "run",
+            playbook("ec2-instance-compromise.yaml").to_str().unwrap(),
+            "--case",
+            "IR-x",
+            "--input",
+            "instance_id=web-1",
+            "--yes",
+        ],
+        state.path(),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"web-1\" is not an instance id"), "{err}");
+    assert!(!state.path().join("runs").exists());
+}
+
+/// Kills the runner with SIGKILL right after a chosen journal entry, resumes, and checks the
+/// final state equals an uninterrupted run's, with no duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_any_point_then_resumed_ends_in_the_same_state() {
+    let (ec2, iam) = clients().await;
+    // A reference run tells where the boundaries are.
+    let reference = compromised_instance(&ec2, &iam).await;
+    let state = tempfile::tempdir().unwrap();
+    let case = irr_tests::unique("IR-ref");
+    let input = format!("instance_id={}", reference.instance_id);
+    let pb = playbook("ec2-instance-compromise.yaml");
+    let out = irr(
+        &[
+            "run",
+            pb.to_str().unwrap(),
+            "--case",
+            &case,
+            "--input",
+            &input,
+            "--yes",
+            "--output",
+            "json",
+        ],
+        state.path(),
+        &[],
+    );
+    assert!(out.status.success());
+    let events = json_lines(&out);
+    // Entry seq = line number in the journal = position in the event stream.
+    let points: Vec<usize> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| {
+            matches!(
+                e["event"].as_str(),
+                Some("step_started" | "call_started" | "call_finished" | "step_finished")
+            )
+        })
+        .map(|(i, _)| i + 1)
+        .collect();
+    assert!(points.len() > 20, "{}", points.len());
+    // Every boundary kind, spread over the whole run (every third point keeps the test quick).
+    let chosen: Vec<usize> = points.iter().copied().step_by(3).collect();
+    for at in chosen {
+        let inc = compromised_instance(&ec2, &iam).await;
+        let case = irr_tests::unique("IR-crash");
+        let input = format!("instance_id={}", inc.instance_id);
+        let killed = irr(
+            &[
+                "run",
+                pb.to_str().unwrap(),
+                "--case",
+                &case,
+                "--input",
+                &input,
+                "--yes",
+                "--output",
+                "json",
+            ],
+            state.path(),
+            &[("IRR_FAULT_KILL_AT_SEQ", &at.to_string())],
+        );
+        assert_eq!(
+            killed.status.code(),
+            None,
+            "killed by a signal at entry {at}"
+        );
+        let run_id = json_lines(&killed)
+            .first()
+            .and_then(|e| e["run_id"].as_str().map(str::to_owned))
+            .expect("run_started was printed");
+        let resumed = irr(
+            &["resume", &run_id, "--yes", "--output", "json"],
+            state.path(),
+            &[],
+        );
+        assert!(
+            resumed.status.success(),
+            "resume after a kill at entry {at} failed: {}\n{}",
+            String::from_utf8_lossy(&resumed.stderr),
+            String::from_utf8_lossy(&resumed.stdout)
+        );
+        let last = json_lines(&resumed).pop().unwrap();
+        assert_eq!(last["status"], "succeeded", "after a kill at entry {at}");
+        assert_eq!(
+            contained(&ec2, &iam, &inc, &case).await,
+            expected(inc.volumes.len()),
+            "state after a kill at entry {at}"
+        );
+        // The journal tells the whole story: both starts, the resume, one chain.
+        let journal = std::fs::read_to_string(
+            state
+                .path()
+                .join("runs")
+                .join(&run_id)
+                .join("journal.jsonl"),
+        )
+        .unwrap();
+        let starts: Vec<Value> = journal
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|e| e["event"] == "run_started")
+            .collect();
+        assert_eq!(starts.len(), 2);
+        assert_eq!(starts[1]["resumed"], true);
+        let verify = irr(
+            &[
+                "evidence",
+                "verify",
+                last["evidence"]["location"].as_str().unwrap(),
+            ],
+            state.path(),
+            &[],
+        );
+        assert!(
+            verify.status.success(),
+            "evidence after a kill at entry {at}: {}",
+            String::from_utf8_lossy(&verify.stdout)
+        );
+    }
+}
