@@ -268,7 +268,7 @@ pub fn did_you_mean<'a>(
 }
 
 /// "did you mean \"x\"?" or a list of what is allowed.
-pub fn suggestion<'a>(word: &str, candidates: &[&'a str]) -> String {
+pub fn suggestion(word: &str, candidates: &[&str]) -> String {
     match did_you_mean(word, candidates.iter().copied()) {
         Some(best) => format!("did you mean \"{best}\"?"),
         None if candidates.len() <= 12 => format!("expected one of: {}", candidates.join(", ")),

@@ -8,7 +8,7 @@
 //! Everything that happens is a [`RunEvent`], written to the journal (durably, before the next
 //! AWS call) and passed to the reporter. `irr resume` reads the journal back: steps that
 //! succeeded are not repeated; steps that were in flight are run again, and the actions'
-//! idempotency (case tags, client tokens) reconciles them with what AWS already holds.
+//! idempotency (resources found by their case tags) reconciles them with what AWS already holds.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -501,7 +501,11 @@ async fn run_graph(
         let mut i = 0;
         while i < pending.len() {
             let step = pending[i];
-            let deps_done = step.needs.iter().all(|d| results.contains_key(d));
+            let deps_done = step
+                .needs
+                .iter()
+                .chain(&step.after)
+                .all(|d| results.contains_key(d));
             if !deps_done {
                 i += 1;
                 continue;
@@ -803,7 +807,7 @@ async fn attempt_loop(
     }
 }
 
-/// Exponential backoff from 1 s, capped at 30 s.
+/// Exponential backoff: 1, 2, 4, 8, then 16 s.
 fn backoff(attempt: u32, _took: Duration) -> Duration {
     Duration::from_secs((1u64 << attempt.min(5).saturating_sub(1)).min(30))
 }

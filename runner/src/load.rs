@@ -189,6 +189,8 @@ fn syntax_error(source: &Source, index: usize, info: &str) -> Diagnostic {
         || info.contains("indentation in quoted scalar")
     {
         "the quote that starts here is never closed; add the closing quote on the same line".into()
+    } else if info.contains("trailing content after") && !open_brackets(text, index).is_empty() {
+        "separate the entries of a [...] or {...} with commas".into()
     } else if info.contains("trailing content after") {
         "a quote inside a quoted value must be escaped: inside '...' write '' for ', inside \"...\" write \\\"; or quote the value with the other kind of quote".into()
     } else if info.contains("mapping values are not allowed") {
@@ -238,6 +240,15 @@ fn previous_indent(text: &str, line_start: usize) -> Option<usize> {
 /// An opening `[` or `{` of a flow collection, on a line before the one holding `end`, that
 /// is still open at `end`. Quotes, comments and brackets inside plain text are skipped.
 fn unclosed_bracket(text: &str, end: usize) -> Option<(usize, char)> {
+    let line_start = text[..end].rfind('\n').map_or(0, |i| i + 1);
+    open_brackets(text, end)
+        .into_iter()
+        .next()
+        .filter(|(i, _)| *i < line_start)
+}
+
+/// The flow collections (`[` or `{`, with their offsets) still open at `end`.
+fn open_brackets(text: &str, end: usize) -> Vec<(usize, char)> {
     let mut stack: Vec<(usize, char)> = Vec::new();
     let mut quote: Option<char> = None;
     let mut prev = '\n'; // previous significant character on the line
@@ -283,8 +294,7 @@ fn unclosed_bracket(text: &str, end: usize) -> Option<(usize, char)> {
         }
         last = c;
     }
-    let line_start = text[..end].rfind('\n').map_or(0, |i| i + 1);
-    stack.into_iter().next().filter(|(i, _)| *i < line_start)
+    stack
 }
 
 enum Frame {
@@ -313,10 +323,24 @@ impl Builder<'_> {
                     self.root = Some(node);
                 }
             }
-            Some(Frame::Seq(items, _, _)) => items.push(node),
+            Some(Frame::Seq(items, _, _)) => {
+                let mut node = node;
+                if node.kind == NodeKind::Null && node.span.len == 0 {
+                    // An empty item: point at its `-`.
+                    let text = self.source.text();
+                    if let Some(dash) = text[..node.span.start.min(text.len())].rfind('-') {
+                        node.span = self.source.span_at(dash, 1);
+                    }
+                }
+                items.push(node)
+            }
             Some(Frame::Map(entries, pending, _, _)) => match pending.take() {
                 None => *pending = Some(node),
                 Some(key) => {
+                    let mut node = node;
+                    if node.kind == NodeKind::Null && node.span.len == 0 {
+                        node.span = key.span.clone();
+                    }
                     if let Some(text) = key.scalar_text() {
                         if let Some((first, _)) = entries
                             .iter()
@@ -342,7 +366,13 @@ impl Builder<'_> {
 
     fn scalar(&self, value: String, style: TScalarStyle, mark: Marker) -> Node {
         let start = mark.index();
-        let len = scalar_len(self.source.text(), start, style, &value);
+        // An empty plain scalar (`key:` with nothing after it) covers no text: its mark is
+        // wherever the next token is. `push_node` places it at its key instead.
+        let len = if value.is_empty() && style == TScalarStyle::Plain {
+            0
+        } else {
+            scalar_len(self.source.text(), start, style, &value)
+        };
         let span = self.source.span_at(start, len);
         let kind = if style == TScalarStyle::Plain {
             resolve_plain(value)

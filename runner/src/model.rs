@@ -133,6 +133,8 @@ pub struct Step {
     /// Steps that must succeed first: the explicit `needs` plus every step whose outputs or
     /// status it references.
     pub needs: Vec<String>,
+    /// Steps that must have ended (in any status) first: those whose `status` it reads.
+    pub after: Vec<String>,
     /// Skip unless this renders to true.
     pub when: Option<Value>,
     /// Per attempt.

@@ -166,6 +166,7 @@ pub fn groups(steps: &[Step]) -> Vec<Vec<String>> {
             steps[i]
                 .needs
                 .iter()
+                .chain(&steps[i].after)
                 .filter_map(|d| index.get(d.as_str()))
                 .map(|&j| level_of(j, steps, index, level, depth + 1) + 1)
                 .max()
@@ -417,5 +418,20 @@ mod tests {
             .contains(&"ec2:CreateSnapshot".to_owned()));
         let text = p.render_text();
         assert!(text.contains("Steps group 1 (2 steps at once)"), "{text}");
+    }
+
+    #[test]
+    fn a_status_reference_orders_without_needing_success() {
+        let text = "apiVersion: irr/v1\nkind: Playbook\nmetadata: {name: t, version: 1.0.0}\nsteps:\n  - id: a\n    action: control.approve\n    with: {prompt: go}\n  - id: b\n    action: control.approve\n    when: \"{{eq steps.a.status \\\"failed\\\"}}\"\n    with: {prompt: fallback}\n";
+        let pb = validate(&Source::new("t.yaml", text)).unwrap();
+        assert!(pb.steps[1].needs.is_empty());
+        assert_eq!(pb.steps[1].after, ["a"]);
+        let p = plan(&pb, serde_json::Map::new(), &PlanContext::default());
+        assert_eq!(p.groups, vec![vec!["a".to_owned()], vec!["b".to_owned()]]);
+        let ctx = json!({"steps": {"a": {"status": "failed"}}});
+        assert_eq!(
+            template::render_str("{{eq steps.a.status \"failed\"}}", &ctx).unwrap(),
+            json!("true")
+        );
     }
 }

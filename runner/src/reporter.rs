@@ -202,7 +202,7 @@ impl Reporter for Terminal {
                     n(StepStatus::Skipped)
                 ));
                 if *status != RunStatus::Succeeded {
-                    self.line(&format!("  the journal says exactly what changed: irr report {run_id}; continue with: irr resume {run_id}"));
+                    self.line(&format!("  the journal says exactly what was changed and what was not: STATE_DIR/runs/{run_id}/journal.jsonl"));
                 }
             }
             _ => {}

@@ -123,6 +123,20 @@ pub async fn run(req: RunRequest) -> RunResult {
     }
     let run_id = executor::new_run_id();
     let started_at = now_rfc3339();
+    let aws = match aws::connect(&req.aws).await {
+        Ok(a) => a,
+        Err(e) => {
+            say(req.json, &format!("error: {e}; nothing was changed"));
+            return RunResult::early(Exit::RunFailed);
+        }
+    };
+    let identity = match aws.identity().await {
+        Ok(i) => i,
+        Err(e) => {
+            say(req.json, &format!("error: {e}; nothing was changed"));
+            return RunResult::early(Exit::RunFailed);
+        }
+    };
     // Evidence location: --evidence, else the playbook's, else STATE_DIR/evidence.
     let pre_ctx = plan::base_context(
         pb,
@@ -131,8 +145,8 @@ pub async fn run(req: RunRequest) -> RunResult {
             case_id: Some(req.case_id.clone()),
             run_id: Some(run_id.clone()),
             started_at: Some(started_at.clone()),
-            region: req.aws.region.clone(),
-            account_id: None,
+            region: Some(aws.region.clone()),
+            account_id: Some(identity.account_id.clone()),
         },
     );
     let location = match &req.evidence {
@@ -153,20 +167,6 @@ pub async fn run(req: RunRequest) -> RunResult {
                 .display()
                 .to_string(),
         },
-    };
-    let aws = match aws::connect(&req.aws).await {
-        Ok(a) => a,
-        Err(e) => {
-            say(req.json, &format!("error: {e}; nothing was changed"));
-            return RunResult::early(Exit::RunFailed);
-        }
-    };
-    let identity = match aws.identity().await {
-        Ok(i) => i,
-        Err(e) => {
-            say(req.json, &format!("error: {e}; nothing was changed"));
-            return RunResult::early(Exit::RunFailed);
-        }
     };
     let store = match evidence::open_store(
         &location,

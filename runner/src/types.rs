@@ -226,8 +226,10 @@ impl fmt::Display for Plural<'_> {
             .strip_prefix("a ")
             .or_else(|| s.strip_prefix("an "))
             .unwrap_or(&s);
-        if s.starts_with("list") || s.starts_with("mapping") {
-            write!(f, "{s}s")
+        if let Some(rest) = s.strip_prefix("list") {
+            write!(f, "lists{rest}")
+        } else if let Some(rest) = s.strip_prefix("mapping") {
+            write!(f, "mappings{rest}")
         } else if s == "any value" {
             f.write_str("values")
         } else {

@@ -78,6 +78,8 @@ pub fn check(source: &Source) -> (Option<Playbook>, Vec<Diagnostic>) {
     let mut v = Validator {
         source,
         problems: Vec::new(),
+        inputs_misplaced: false,
+        renamed_inputs: Vec::new(),
     };
     let playbook = v.playbook(&root);
     let mut problems = v.problems;
@@ -90,6 +92,10 @@ pub fn check(source: &Source) -> (Option<Playbook>, Vec<Diagnostic>) {
 struct Validator<'a> {
     source: &'a Source,
     problems: Vec<Diagnostic>,
+    /// The playbook declares its inputs under a misspelled key (reported once).
+    inputs_misplaced: bool,
+    /// Corrected names of inputs whose declared name is invalid (reported once).
+    renamed_inputs: Vec<String>,
 }
 
 /// What a template may refer to from a given place.
@@ -146,23 +152,62 @@ impl Validator<'_> {
         &mut self,
         node: &'n Node,
         what: &str,
-        allowed: &[&str],
+        allowed: &[&'static str],
+    ) -> Option<&'n [(Node, Node)]> {
+        self.mapping_hinted(node, what, allowed, &|_| None)
+    }
+
+    /// [`Self::mapping`], with `hint` giving the help for an unknown key when it knows better.
+    fn mapping_hinted<'n>(
+        &mut self,
+        node: &'n Node,
+        what: &str,
+        allowed: &[&'static str],
+        hint: &dyn Fn(&str) -> Option<String>,
     ) -> Option<&'n [(Node, Node)]> {
         let Some(entries) = node.as_map() else {
-            self.error(
+            let help = if matches!(node.kind, NodeKind::Null) {
+                format!("write the keys of {what} on the lines below it, indented")
+            } else {
+                format!(
+                    "{what} holds \"key: value\" lines, one of: {}",
+                    allowed.join(", ")
+                )
+            };
+            self.help(
                 &node.span,
                 format!("{what} must be a mapping, found {}", node.type_name()),
+                help,
             );
             return None;
         };
         for (k, _) in entries {
             let key = k.scalar_text().unwrap_or_default();
             if !allowed.contains(&key.as_str()) {
-                let help = suggestion(&key, allowed);
+                let help = match (hint(&key), intended_key(&key, allowed)) {
+                    (Some(h), _) => h,
+                    (None, Some(best)) => format!("did you mean \"{best}\"?"),
+                    (None, None) => suggestion(&key, allowed),
+                };
                 self.help(&k.span, format!("unknown key \"{key}\" in {what}"), help);
             }
         }
         Some(entries)
+    }
+
+    /// Reports that `node` lacks `key`, unless a misspelling of it is reported already.
+    fn missing(
+        &mut self,
+        node: &Node,
+        key: &str,
+        allowed: &[&'static str],
+        span: &Span,
+        msg: impl Into<String>,
+        help: impl Into<String>,
+    ) {
+        if !misspelled(node, key, allowed) {
+            self.help(span, msg, help);
+        }
     }
 
     fn string<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n str> {
@@ -187,10 +232,17 @@ impl Validator<'_> {
             );
             return None;
         }
-        self.mapping(root, "the playbook", TOP_KEYS)?;
+        self.mapping_hinted(root, "the playbook", TOP_KEYS, &|key| {
+            METADATA_KEYS
+                .contains(&key)
+                .then(|| format!("\"{key}\" belongs under \"metadata:\", indented"))
+        })?;
 
         match root.get("apiVersion") {
-            None => self.help(
+            None => self.missing(
+                root,
+                "apiVersion",
+                TOP_KEYS,
                 &root.span,
                 "missing \"apiVersion\"",
                 "add \"apiVersion: irr/v1\" at the top",
@@ -208,7 +260,14 @@ impl Validator<'_> {
             },
         }
         match root.get("kind") {
-            None => self.help(&root.span, "missing \"kind\"", "add \"kind: Playbook\""),
+            None => self.missing(
+                root,
+                "kind",
+                TOP_KEYS,
+                &root.span,
+                "missing \"kind\"",
+                "add \"kind: Playbook\"",
+            ),
             Some(n) if n.as_str() == Some("Playbook") => {}
             Some(n) => {
                 let found = n.scalar_text().unwrap_or_else(|| n.type_name().to_owned());
@@ -224,13 +283,19 @@ impl Validator<'_> {
             .get("inputs")
             .map(|n| self.inputs(n))
             .unwrap_or_default();
+        // Inputs declared under a misspelled key: references to them would only repeat that.
+        self.inputs_misplaced =
+            root.get("inputs").is_none() && misspelled(root, "inputs", TOP_KEYS);
         let evidence_node = root.get("evidence");
 
         let steps_node = root.get("steps");
         let finally_node = root.get("finally");
         let step_nodes = match steps_node {
             None => {
-                self.help(
+                self.missing(
+                    root,
+                    "steps",
+                    TOP_KEYS,
                     &root.span,
                     "missing \"steps\"",
                     "a playbook needs at least one step under \"steps:\"",
@@ -253,8 +318,10 @@ impl Validator<'_> {
         {
             let id = self.step_id(node);
             let action = self.step_action(node);
+            let mut duplicate = false;
             if let Some((id, id_span)) = &id {
                 if let Some(prev) = infos.get(id) {
+                    duplicate = true;
                     let line = prev.span.line;
                     self.help(id_span, format!("duplicate step id \"{id}\""), format!("\"{id}\" is already the id of the step on line {line}; ids must be unique across steps and finally"));
                 } else {
@@ -269,15 +336,15 @@ impl Validator<'_> {
                     );
                 }
             }
-            first_pass.push((node, is_finally, id.map(|(i, _)| i), action));
+            first_pass.push((node, is_finally, id.map(|(i, _)| i), action, duplicate));
         }
 
         let evidence = self.evidence(evidence_node, &inputs, &infos);
 
         let mut steps = Vec::new();
         let mut finally = Vec::new();
-        for (node, is_finally, id, action) in first_pass {
-            let step = self.step(node, is_finally, id, action, &inputs, &infos);
+        for (node, is_finally, id, action, duplicate) in first_pass {
+            let step = self.step(node, is_finally, id, action, duplicate, &inputs, &infos);
             if let Some(step) = step {
                 if is_finally {
                     finally.push(step);
@@ -286,8 +353,8 @@ impl Validator<'_> {
                 }
             }
         }
-        self.cycles(&steps);
-        self.cycles(&finally);
+        self.cycles(&steps, &infos);
+        self.cycles(&finally, &infos);
 
         let metadata = metadata?;
         Some(Playbook {
@@ -303,13 +370,24 @@ impl Validator<'_> {
 
     fn metadata(&mut self, root: &Node) -> Option<Metadata> {
         let Some(node) = root.get("metadata") else {
-            self.help(&root.span, "missing \"metadata\"", "add metadata with a name and a version, e.g. \"metadata: {name: my-playbook, version: 1.0.0}\"");
+            self.missing(root, "metadata", TOP_KEYS, &root.span, "missing \"metadata\"", "add metadata with a name and a version, e.g. \"metadata: {name: my-playbook, version: 1.0.0}\"");
             return None;
         };
+        if matches!(node.kind, NodeKind::Null)
+            && root
+                .as_map()
+                .unwrap_or(&[])
+                .iter()
+                .any(|(k, _)| k.as_str().is_some_and(|k| METADATA_KEYS.contains(&k)))
+        {
+            // `name:` and `version:` written unindented below it: reported there.
+            return None;
+        }
         self.mapping(node, "metadata", METADATA_KEYS)?;
+        let at = key_span(root, "metadata").unwrap_or_else(|| node.span.clone());
         let name = match node.get("name") {
             None => {
-                self.help(&node.span, "missing \"metadata.name\"", "add a name such as \"ec2-instance-compromise\"");
+                self.missing(node, "name", METADATA_KEYS, &at, "missing \"metadata.name\"", "add a name such as \"ec2-instance-compromise\"");
                 None
             }
             Some(n) => self.string(n, "metadata.name").and_then(|s| {
@@ -324,8 +402,11 @@ impl Validator<'_> {
         };
         let version = match node.get("version") {
             None => {
-                self.help(
-                    &node.span,
+                self.missing(
+                    node,
+                    "version",
+                    METADATA_KEYS,
+                    &at,
                     "missing \"metadata.version\"",
                     "add a semantic version such as \"1.0.0\"",
                 );
@@ -391,6 +472,14 @@ impl Validator<'_> {
 
     fn inputs(&mut self, node: &Node) -> Vec<InputDecl> {
         let mut out = Vec::new();
+        if matches!(node.kind, NodeKind::Null) {
+            self.help(
+                &node.span,
+                "\"inputs\" is empty",
+                "declare inputs under it, e.g. \"  instance_id: {type: instance_id}\", or remove it",
+            );
+            return out;
+        }
         let Some(entries) = node.as_map() else {
             self.help(
                 &node.span,
@@ -405,11 +494,52 @@ impl Validator<'_> {
         for (k, decl) in entries {
             let name = k.scalar_text().unwrap_or_default();
             if !is_ident(&name) {
-                self.help(&k.span, format!("input name \"{name}\" must be lowercase letters, digits and underscores, starting with a letter"), format!("e.g. \"{}\"", slug(&name).replace('-', "_")));
+                let fixed = slug(&name).replace('-', "_");
+                self.help(&k.span, format!("input name \"{name}\" must be lowercase letters, digits and underscores, starting with a letter"), format!("e.g. \"{fixed}\""));
+                self.renamed_inputs.push(fixed);
             }
-            let Some(_) = self.mapping(decl, &format!("input \"{name}\""), INPUT_KEYS) else {
+            if decl.as_map().is_none() {
+                // `instance_id: i-0abc...` (a value) or `instance_id: instance_id` (a type).
+                let what = decl.scalar_text().unwrap_or_default();
+                let ty = if ValueType::scalar_from_name(&what).is_some() || what == "list" {
+                    what.clone()
+                } else {
+                    // A value: the most specific type it fits.
+                    let json = decl.to_json();
+                    [
+                        "instance_id",
+                        "volume_id",
+                        "arn",
+                        "account_id",
+                        "region",
+                        "cidr",
+                        "access_key_id",
+                        "duration",
+                        "integer",
+                        "boolean",
+                    ]
+                    .into_iter()
+                    .find(|t| {
+                        ValueType::scalar_from_name(t).is_some_and(|ty| ty.check(&json).is_ok())
+                    })
+                    .unwrap_or("string")
+                    .to_owned()
+                };
+                self.help(
+                    &decl.span,
+                    format!("input \"{name}\" must be a declaration (a mapping), found {}", decl.type_name()),
+                    format!("declare it as \"{name}: {{type: {ty}}}\"; its value is given at run time with --input {name}=VALUE, or as its default"),
+                );
+                out.push(InputDecl {
+                    name,
+                    ty: ValueType::Any,
+                    description: None,
+                    default: None,
+                    span: k.span.clone(),
+                });
                 continue;
-            };
+            }
+            self.mapping(decl, &format!("input \"{name}\""), INPUT_KEYS);
             let ty = match decl.get("type") {
                 None => {
                     self.help(
@@ -483,7 +613,7 @@ impl Validator<'_> {
             match ValueType::scalar_from_name(iname) {
                 Some(it) => Some(ValueType::List(Box::new(it))),
                 None => {
-                    let help = suggestion(iname, &INPUT_TYPE_NAMES[..]);
+                    let help = suggestion(iname, INPUT_TYPE_NAMES);
                     self.help(&items.span, format!("unknown item type \"{iname}\""), help);
                     None
                 }
@@ -575,6 +705,21 @@ impl Validator<'_> {
     }
 
     fn step_list<'n>(&mut self, node: &'n Node, what: &str, required: bool) -> Vec<&'n Node> {
+        if matches!(node.kind, NodeKind::Null) {
+            let (msg, help) = if required {
+                (
+                    "no steps".to_owned(),
+                    "a playbook needs at least one step under \"steps:\", e.g. \"  - id: capture\"",
+                )
+            } else {
+                (
+                    format!("\"{what}\" is empty"),
+                    "add steps under it, or remove it",
+                )
+            };
+            self.help(&node.span, msg, help);
+            return Vec::new();
+        }
         let Some(items) = node.as_seq() else {
             self.help(
                 &node.span,
@@ -595,16 +740,28 @@ impl Validator<'_> {
         }
         items
             .iter()
-            .filter(|item| {
-                if item.as_map().is_some() {
-                    true
-                } else {
+            .filter_map(|item| match item.as_map() {
+                // `- step: {id: ..., action: ...}`: one key wrapping the real step.
+                Some([(k, inner)])
+                    if !k.as_str().is_some_and(|k| STEP_KEYS.contains(&k))
+                        && (inner.get("id").is_some() || inner.get("action").is_some()) =>
+                {
+                    let key = k.scalar_text().unwrap_or_default();
+                    self.help(
+                        &k.span,
+                        format!("a step is written directly as a list item, not under \"{key}:\""),
+                        format!("remove \"{key}:\" and indent the step's keys as \"- id: ...\""),
+                    );
+                    Some(inner)
+                }
+                Some(_) => Some(item),
+                None => {
                     self.help(
                         &item.span,
                         format!("a step must be a mapping, found {}", item.type_name()),
                         "a step looks like \"- id: snapshot\\n    action: ec2.snapshot_volumes\"",
                     );
-                    false
+                    None
                 }
             })
             .collect()
@@ -613,13 +770,24 @@ impl Validator<'_> {
     fn step_id(&mut self, node: &Node) -> Option<(String, Span)> {
         let Some(idn) = node.get("id") else {
             let action = node.get("action").and_then(Node::as_str).unwrap_or("?");
-            self.help(
+            self.missing(
+                node,
+                "id",
+                STEP_KEYS,
                 &node.span,
                 format!("a step has no \"id\" (action \"{action}\")"),
                 "give every step a unique id, e.g. \"id: snapshot\"",
             );
             return None;
         };
+        if matches!(idn.kind, NodeKind::Null) {
+            self.help(
+                &idn.span,
+                "a step's id is empty",
+                "give every step a unique id, e.g. \"id: snapshot\"",
+            );
+            return None;
+        }
         let id = idn.scalar_text().unwrap_or_default();
         if !is_step_id(&id) {
             self.help(&idn.span, format!("step id \"{id}\" must be lowercase letters, digits, \"_\" and \"-\", starting with a letter or digit"), format!("e.g. \"{}\"", slug(&id)));
@@ -633,13 +801,24 @@ impl Validator<'_> {
                 .get("id")
                 .and_then(Node::scalar_text)
                 .unwrap_or_default();
-            self.help(
+            self.missing(
+                node,
+                "action",
+                STEP_KEYS,
                 &node.span,
                 format!("step \"{id}\" has no \"action\""),
                 "add \"action:\" with an action from `irr actions`",
             );
             return None;
         };
+        if matches!(an.kind, NodeKind::Null) {
+            self.help(
+                &an.span,
+                "a step's action is empty",
+                "name an action from `irr actions`, e.g. \"action: ec2.snapshot_volumes\"",
+            );
+            return None;
+        }
         let name = self.string(an, "action")?;
         match catalog::find(name) {
             Some(a) => Some(a),
@@ -655,17 +834,32 @@ impl Validator<'_> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn step(
         &mut self,
         node: &Node,
         is_finally: bool,
         id: Option<String>,
         action: Option<&'static ActionSpec>,
+        duplicate: bool,
         inputs: &[InputDecl],
         infos: &HashMap<String, StepInfo>,
     ) -> Option<Step> {
         let id_text = id.clone().unwrap_or_default();
-        self.mapping(node, &format!("step \"{id_text}\""), STEP_KEYS);
+        // A parameter written at the step's level (`with:` forgotten or under-indented).
+        let misplaced: Vec<&str> = node
+            .as_map()
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|(k, _)| k.as_str())
+            .filter(|k| !STEP_KEYS.contains(k) && action.is_some_and(|a| a.param(k).is_some()))
+            .collect();
+        let action_name = action.map(|a| a.name).unwrap_or_default();
+        self.mapping_hinted(node, &format!("step \"{id_text}\""), STEP_KEYS, &|key| {
+            misplaced.contains(&key).then(|| {
+                format!("\"{key}\" is a parameter of {action_name}: indent it under \"with:\"")
+            })
+        });
         let description = node
             .get("description")
             .and_then(|n| self.string(n, "a step's description"))
@@ -688,7 +882,7 @@ impl Validator<'_> {
                         let Some(dep) = self.string(item, "a step id in needs") else {
                             continue;
                         };
-                        if dep == id_text {
+                        if dep == id_text && !duplicate {
                             self.help(
                                 &item.span,
                                 format!("step \"{dep}\" needs itself"),
@@ -698,10 +892,17 @@ impl Validator<'_> {
                         }
                         match infos.get(dep) {
                             None => {
-                                let help = suggestion(
-                                    dep,
-                                    &infos.keys().map(String::as_str).collect::<Vec<_>>(),
-                                );
+                                let by_action: Vec<&str> = infos
+                                    .iter()
+                                    .filter(|(_, i)| i.action.is_some_and(|a| a.name == dep))
+                                    .map(|(id, _)| id.as_str())
+                                    .collect();
+                                let mut ids: Vec<&str> = infos.keys().map(String::as_str).collect();
+                                ids.sort_unstable();
+                                let help = match by_action.as_slice() {
+                                    [one] => format!("needs takes step ids, not actions: did you mean \"{one}\"?"),
+                                    _ => suggestion(dep, &ids),
+                                };
                                 self.help(
                                     &item.span,
                                     format!("needs names an unknown step \"{dep}\""),
@@ -729,7 +930,7 @@ impl Validator<'_> {
         let scope = Scope {
             inputs,
             steps: infos,
-            current: id.as_deref(),
+            current: id.as_deref().filter(|_| !duplicate),
             current_is_finally: is_finally,
             item: for_each_node.is_some(),
             steps_allowed: true,
@@ -753,10 +954,12 @@ impl Validator<'_> {
         }
         let entries: &[(Node, Node)] = with_node.and_then(Node::as_map).unwrap_or(&[]);
         let mut implicit: BTreeSet<String> = BTreeSet::new();
+        let mut after_set: BTreeSet<String> = BTreeSet::new();
         for (k, v) in entries {
             let pname = k.scalar_text().unwrap_or_default();
             let refs = self.templates_in(v, &scope);
             implicit.extend(upstream_of(&refs, is_finally, infos));
+            after_set.extend(after_of(&refs, is_finally, infos));
             with.insert(pname.clone(), v.to_json());
             let Some(action) = action else { continue };
             let Some(param) = action.param(&pname) else {
@@ -780,10 +983,16 @@ impl Validator<'_> {
                 &scope,
             );
         }
-        if let Some(action) = action {
-            let anchor = with_node.map(|w| &w.span).unwrap_or(&node.span).clone();
+        // Missing parameters are not reported when `with` itself is what is wrong.
+        let with_broken = with_node
+            .is_some_and(|w| w.as_map().is_none() && !matches!(w.kind, NodeKind::Null))
+            || misspelled(node, "with", STEP_KEYS);
+        if let (Some(action), false) = (action, with_broken) {
+            let anchor = key_span(node, "with")
+                .or_else(|| node.get("action").map(|a| a.span.clone()))
+                .unwrap_or_else(|| node.span.clone());
             for p in action.params.iter().filter(|p| p.required) {
-                if !with.contains_key(p.name) {
+                if !with.contains_key(p.name) && !misplaced.contains(&p.name) {
                     self.help(
                         &anchor,
                         format!(
@@ -823,6 +1032,9 @@ impl Validator<'_> {
         let when = node.get("when").map(|n| {
             match &n.kind {
                 NodeKind::Bool(_) => {}
+                NodeKind::Map(_) if self.unquoted_template(n).is_some() => {
+                    self.templates_in(n, &scope);
+                }
                 NodeKind::Str(s) if template::is_template(s) => {
                     let scope = Scope {
                         item: false,
@@ -830,6 +1042,14 @@ impl Validator<'_> {
                     };
                     let refs = self.templates_in(n, &scope);
                     implicit.extend(upstream_of(&refs, is_finally, infos));
+                    after_set.extend(after_of(&refs, is_finally, infos));
+                    if let Some(op) = comparison_outside_expression(s) {
+                        self.help(
+                            &n.span,
+                            format!("\"{op}\" outside {{{{ }}}} is plain text: this condition renders to a non-empty string, which is always true"),
+                            "compare inside the expression with a helper, e.g. \"{{eq steps.capture.status 'failed'}}\"",
+                        );
+                    }
                 }
                 _ => {
                     let t = n.scalar_text().unwrap_or_else(|| n.type_name().to_owned());
@@ -902,10 +1122,12 @@ impl Validator<'_> {
                 NodeKind::Seq(_) => {
                     let refs = self.templates_in(n, &scope);
                     implicit.extend(upstream_of(&refs, is_finally, infos));
+                    after_set.extend(after_of(&refs, is_finally, infos));
                 }
                 NodeKind::Str(s) if template::single_expression(s).is_some() => {
                     let refs = self.templates_in(n, &scope);
                     implicit.extend(upstream_of(&refs, is_finally, infos));
+                    after_set.extend(after_of(&refs, is_finally, infos));
                     if let Some(r) = refs.first() {
                         if let Some(t) = self.reference_type(r, &scope) {
                             if !matches!(t, ValueType::List(_) | ValueType::Any) {
@@ -913,6 +1135,9 @@ impl Validator<'_> {
                             }
                         }
                     }
+                }
+                NodeKind::Map(_) if self.unquoted_template(n).is_some() => {
+                    self.templates_in(n, &scope);
                 }
                 _ => {
                     let t = n.scalar_text().unwrap_or_else(|| n.type_name().to_owned());
@@ -927,12 +1152,21 @@ impl Validator<'_> {
                 needs.push(dep);
             }
         }
+        let after: Vec<String> = after_set
+            .into_iter()
+            .filter(|d| Some(d.as_str()) != id.as_deref() && !needs.contains(d))
+            .collect();
+        if duplicate {
+            // Checked above, but it is not a step of its own: the first one with the id is.
+            return None;
+        }
         Some(Step {
             id: id?,
             action: action?,
             description,
             with,
             needs,
+            after,
             when,
             timeout,
             retries,
@@ -947,6 +1181,8 @@ impl Validator<'_> {
     /// expressions by the referenced value's type, mixed text as a string.
     fn param_type(&mut self, v: &Node, ty: &ValueType, what: &str, scope: &Scope<'_>) {
         match &v.kind {
+            // Reported by `templates_in`.
+            NodeKind::Map(_) if self.unquoted_template(v).is_some() => {}
             NodeKind::Str(s) if template::is_template(s) => {
                 if let Some(r) = template::single_expression(s) {
                     if let Some(found) = self.reference_type(&r, scope) {
@@ -984,15 +1220,55 @@ impl Validator<'_> {
                     return;
                 }
                 if let Err(e) = ty.check(&json) {
-                    self.help(&v.span, format!("{what}: {e}"), hint_for(ty));
+                    let scalar = matches!(
+                        v.kind,
+                        NodeKind::Int(_) | NodeKind::Float(_) | NodeKind::Bool(_)
+                    );
+                    let help = match json.as_str().and_then(brace_typo) {
+                        Some(fixed) => format!("templates use double braces: \"{fixed}\""),
+                        None if scalar && ty.is_stringy() => {
+                            format!(
+                                "write \"{}\" in quotes to make it a string",
+                                self.source_text(&v.span)
+                            )
+                        }
+                        None => hint_for(ty),
+                    };
+                    self.help(&v.span, format!("{what}: {e}"), help);
                 }
             }
         }
     }
 
+    /// `{{inputs.x}}` written without quotes, which YAML reads as a mapping in a mapping:
+    /// the expression as written.
+    fn unquoted_template(&self, node: &Node) -> Option<String> {
+        node.as_map()?;
+        let rest = self.source.text().get(node.span.start..)?;
+        if !rest.starts_with("{{") {
+            return None;
+        }
+        let line = rest.lines().next().unwrap_or("");
+        let end = line.find("}}").map_or(line.len(), |i| i + 2);
+        Some(line[..end].to_owned())
+    }
+
+    fn report_unquoted(&mut self, node: &Node, expr: &str) {
+        let span = self.source.span_at(node.span.start, expr.len());
+        self.help(
+            &span,
+            format!("the template {expr} must be quoted"),
+            format!("write \"{expr}\": without quotes YAML reads {{ as the start of a mapping"),
+        );
+    }
+
     /// Checks every template string inside `node`; returns the references found.
     fn templates_in(&mut self, node: &Node, scope: &Scope<'_>) -> Vec<Reference> {
         let mut refs = Vec::new();
+        if let Some(expr) = self.unquoted_template(node) {
+            self.report_unquoted(node, &expr);
+            return refs;
+        }
         match &node.kind {
             NodeKind::Str(s) if template::is_template(s) => match template::scan(s) {
                 Err(e) => {
@@ -1101,6 +1377,9 @@ impl Validator<'_> {
                 };
                 if scope.inputs.iter().any(|i| i.name == *name) {
                     true
+                } else if self.inputs_misplaced || self.renamed_inputs.iter().any(|n| n == name) {
+                    // Already reported where the inputs are declared.
+                    true
                 } else {
                     let names: Vec<&str> = scope.inputs.iter().map(|i| i.name.as_str()).collect();
                     let help = match did_you_mean(name, names.iter().copied()) {
@@ -1169,10 +1448,9 @@ impl Validator<'_> {
             return false;
         };
         let Some(info) = scope.steps.get(sid) else {
-            let help = suggestion(
-                sid,
-                &scope.steps.keys().map(String::as_str).collect::<Vec<_>>(),
-            );
+            let mut ids: Vec<&str> = scope.steps.keys().map(String::as_str).collect();
+            ids.sort_unstable();
+            let help = suggestion(sid, &ids);
             self.help(span, format!("unknown step \"{sid}\" in \"{text}\""), help);
             return false;
         };
@@ -1259,7 +1537,7 @@ impl Validator<'_> {
     }
 
     /// Reports each dependency cycle once, naming its steps.
-    fn cycles(&mut self, steps: &[Step]) {
+    fn cycles(&mut self, steps: &[Step], infos: &HashMap<String, StepInfo>) {
         let index: HashMap<&str, usize> = steps
             .iter()
             .enumerate()
@@ -1279,7 +1557,7 @@ impl Validator<'_> {
         ) {
             state[i] = 1;
             stack.push(i);
-            for dep in &steps[i].needs {
+            for dep in steps[i].needs.iter().chain(&steps[i].after) {
                 let Some(&j) = index.get(dep.as_str()) else {
                     continue;
                 };
@@ -1316,7 +1594,9 @@ impl Validator<'_> {
             // The walk follows `needs`, so reverse it to read in run order: a runs before b.
             let mut chain: Vec<&str> = ordered.clone();
             chain.push(ordered[0]);
-            let span = steps[first].span.clone();
+            let span = infos
+                .get(&steps[first].id)
+                .map_or_else(|| steps[first].span.clone(), |i| i.span.clone());
             self.help(
                 &span,
                 format!("dependency cycle: {}", chain.join(" needs ")),
@@ -1326,7 +1606,131 @@ impl Validator<'_> {
     }
 }
 
+/// Keys that people coming from other tools write for ours.
+const KEY_ALIASES: &[(&str, &str)] = &[
+    ("params", "with"),
+    ("parameters", "with"),
+    ("args", "with"),
+    ("arguments", "with"),
+    ("input", "with"),
+    ("depends_on", "needs"),
+    ("dependsOn", "needs"),
+    ("depends", "needs"),
+    ("after", "needs"),
+    ("requires", "needs"),
+    ("uses", "action"),
+    ("run", "action"),
+    ("type", "action"),
+    ("name", "id"),
+    ("if", "when"),
+    ("condition", "when"),
+    ("loop", "for_each"),
+    ("foreach", "for_each"),
+    ("forEach", "for_each"),
+    ("with_items", "for_each"),
+    ("items", "for_each"),
+    ("retry", "retries"),
+    ("continue_on_error", "on_failure"),
+    ("ignore_errors", "on_failure"),
+    ("onFailure", "on_failure"),
+    ("timeout_seconds", "timeout"),
+    ("vars", "inputs"),
+    ("parameters", "inputs"),
+    ("params", "inputs"),
+    ("args", "inputs"),
+    ("arguments", "inputs"),
+    ("variables", "inputs"),
+    ("api_version", "apiVersion"),
+    ("apiversion", "apiVersion"),
+    ("meta", "metadata"),
+    ("tasks", "steps"),
+    ("always", "finally"),
+    ("cleanup", "finally"),
+    ("default_value", "default"),
+    ("item_type", "items"),
+];
+
+/// The allowed key `key` was probably meant to be: a known alias, or a near miss.
+fn intended_key(key: &str, allowed: &[&'static str]) -> Option<&'static str> {
+    KEY_ALIASES
+        .iter()
+        .filter(|(alias, _)| *alias == key)
+        .find_map(|(_, k)| allowed.iter().copied().find(|a| a == k))
+        .or_else(|| did_you_mean(key, allowed.iter().copied()))
+        .filter(|k| *k != key)
+}
+
+/// Whether `node` has an unknown key that was probably meant to be `key` (so a "missing
+/// `key`" error would only repeat the "unknown key" one).
+fn misspelled(node: &Node, key: &str, allowed: &[&'static str]) -> bool {
+    node.as_map().unwrap_or(&[]).iter().any(|(k, _)| {
+        k.as_str()
+            .is_some_and(|k| !allowed.contains(&k) && intended_key(k, allowed) == Some(key))
+    })
+}
+
+/// The span of the key `key` of the mapping `node`.
+fn key_span(node: &Node, key: &str) -> Option<Span> {
+    node.as_map()?
+        .iter()
+        .find(|(k, _)| k.as_str() == Some(key))
+        .map(|(k, _)| k.span.clone())
+}
+
+/// A comparison operator written in the text around a template's expressions.
+fn comparison_outside_expression(s: &str) -> Option<&'static str> {
+    let mut text = String::new();
+    let mut rest = s;
+    while let Some(open) = rest.find("{{") {
+        text.push_str(&rest[..open]);
+        text.push(' ');
+        rest = rest[open..]
+            .find("}}")
+            .map_or("", |c| &rest[open + c + 2..]);
+    }
+    text.push_str(rest);
+    ["==", "!=", ">=", "<=", "&&", "||", " > ", " < "]
+        .into_iter()
+        .find(|op| text.contains(op))
+        .map(str::trim)
+}
+
+/// `{inputs.x}` or `${inputs.x}` (another tool's syntax) for `{{inputs.x}}`: the fixed text.
+fn brace_typo(s: &str) -> Option<String> {
+    if s.contains("{{") {
+        return None;
+    }
+    let open = s.find('{')?;
+    let close = open + s[open..].find('}')?;
+    let inner = s[open + 1..close].trim();
+    let root = inner.split('.').next().unwrap_or("");
+    if ![
+        "inputs",
+        "steps",
+        "case",
+        "run",
+        "playbook",
+        "aws",
+        "item",
+        "item_index",
+    ]
+    .contains(&root)
+    {
+        return None;
+    }
+    let start = if s[..open].ends_with('$') {
+        open - 1
+    } else {
+        open
+    };
+    Some(format!("{}{{{{{inner}}}}}{}", &s[..start], &s[close + 1..]))
+}
+
 /// Steps a step implicitly needs because it references them.
+///
+/// A reference to a step's outputs means the step must have succeeded (`needs`); a
+/// reference to its `status` only means it must have ended (see [`after_of`]), so a `when`
+/// can react to a failure.
 fn upstream_of(
     refs: &[Reference],
     is_finally: bool,
@@ -1334,6 +1738,22 @@ fn upstream_of(
 ) -> Vec<String> {
     refs.iter()
         .filter(|r| r.path.first().map(String::as_str) == Some("steps"))
+        .filter(|r| r.path.get(2).map(String::as_str) != Some("status"))
+        .filter_map(|r| r.path.get(1))
+        .filter(|sid| infos.get(*sid).is_some_and(|i| i.is_finally == is_finally))
+        .cloned()
+        .collect()
+}
+
+/// Steps a step must wait for, whatever their outcome, because it reads their `status`.
+fn after_of(
+    refs: &[Reference],
+    is_finally: bool,
+    infos: &HashMap<String, StepInfo>,
+) -> Vec<String> {
+    refs.iter()
+        .filter(|r| r.path.first().map(String::as_str) == Some("steps"))
+        .filter(|r| r.path.get(2).map(String::as_str) == Some("status"))
         .filter_map(|r| r.path.get(1))
         .filter(|sid| infos.get(*sid).is_some_and(|i| i.is_finally == is_finally))
         .cloned()

@@ -1,0 +1,570 @@
+//! The responder moves themselves: one module per AWS service family.
+//!
+//! Every action of the catalog (`crate::catalog`) that touches AWS is implemented here as an
+//! async function `async fn NAME(ctx: &ActionCtx, params: Value) -> Result<ActionOutput, ActionError>`.
+//! The executor renders the step's `with` against the run's context, then calls
+//! [`dispatch`], which deserialises the parameters into the action's typed struct.
+//!
+//! Rules every action follows:
+//! - record what it saw before it changed anything (`ctx.recorder.artifact(..)`);
+//! - wrap every mutating AWS call in [`ActionCtx::mutating`], so the journal holds an entry
+//!   before the call and one after it (with the AWS request id), flushed before the next call;
+//! - be idempotent: find what an earlier attempt made (by the case tag or a client token) and
+//!   reuse it, so a retried or resumed step never creates a second copy of anything;
+//! - honour `ctx.dry_run`: ask AWS whether the call would be permitted (EC2 `DryRun`) and
+//!   change nothing.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_types::request_id::RequestId;
+use serde_json::Value;
+
+/// The AWS clients an action may use, all built from one `SdkConfig`.
+#[derive(Clone, Debug)]
+pub struct AwsClients {
+    /// EC2.
+    pub ec2: aws_sdk_ec2::Client,
+    /// IAM.
+    pub iam: aws_sdk_iam::Client,
+    /// S3 (path-style when an endpoint override is set).
+    pub s3: aws_sdk_s3::Client,
+    /// STS.
+    pub sts: aws_sdk_sts::Client,
+    /// CloudFormation.
+    pub cloudformation: aws_sdk_cloudformation::Client,
+    /// EC2 Auto Scaling (to take a contained instance out of its group).
+    pub autoscaling: aws_sdk_autoscaling::Client,
+}
+
+impl AwsClients {
+    /// Builds every client from one loaded configuration. S3 uses path-style addressing when
+    /// `path_style` is set (needed against an emulator on loopback).
+    pub fn from_conf(conf: &aws_config::SdkConfig, path_style: bool) -> Self {
+        let s3_conf = aws_sdk_s3::config::Builder::from(conf)
+            .force_path_style(path_style)
+            .build();
+        AwsClients {
+            ec2: aws_sdk_ec2::Client::new(conf),
+            iam: aws_sdk_iam::Client::new(conf),
+            s3: aws_sdk_s3::Client::from_conf(s3_conf),
+            sts: aws_sdk_sts::Client::new(conf),
+            cloudformation: aws_sdk_cloudformation::Client::new(conf),
+            autoscaling: aws_sdk_autoscaling::Client::new(conf),
+        }
+    }
+}
+
+/// How one mutating AWS call ended, as the journal records it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct CallOutcome {
+    /// `true` when AWS accepted the call.
+    pub ok: bool,
+    /// AWS request id, when the response carried one.
+    pub request_id: Option<String>,
+    /// AWS error code (e.g. `InvalidGroup.NotFound`), on failure.
+    pub error_code: Option<String>,
+    /// Human-readable error, on failure.
+    pub error_message: Option<String>,
+    /// Key facts of the result (ids created, previous values). Never secrets.
+    pub result: Value,
+}
+
+/// An AWS resource the run created or relied on that cannot be hashed as bytes
+/// (snapshots, stacks, roles); listed in the evidence manifest's `aws_resources`.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct AwsResource {
+    /// e.g. `ebs-snapshot`, `security-group`, `iam-role`, `cloudformation-stack`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The resource's identifier.
+    pub id: String,
+    /// Further identifying facts (`volume_id`, `state`, ...), flattened into the entry.
+    #[serde(flatten)]
+    pub details: serde_json::Map<String, Value>,
+}
+
+/// Where actions report what they do: the executor's journal and evidence store.
+///
+/// Implementations must make `call_started` durable (flushed) before returning: the call is
+/// made only after it returns.
+pub trait Recorder: Send + Sync {
+    /// A mutating call is about to be made. Returns a sequence number for `call_finished`.
+    fn call_started(&self, step: &str, service: &str, operation: &str, params: &Value) -> u64;
+    /// The call numbered `seq` ended.
+    fn call_finished(&self, seq: u64, outcome: &CallOutcome);
+    /// Stores an artifact (`artifacts/STEP/NAME` in the evidence), returning its path in the
+    /// bundle. `source` names what it came from, e.g. `ec2:DescribeInstances`.
+    fn artifact(
+        &self,
+        step: &str,
+        name: &str,
+        content: &[u8],
+        source: &str,
+    ) -> Result<String, ActionError>;
+    /// Records an AWS resource for the manifest.
+    fn resource(&self, resource: AwsResource);
+}
+
+/// Everything an action needs to run one step (or one `for_each` item).
+#[derive(Clone)]
+pub struct ActionCtx {
+    /// AWS clients.
+    pub aws: AwsClients,
+    /// The case this run belongs to; tags every resource the run creates (`irr:case`).
+    pub case_id: String,
+    /// This run's id (`irr:run` tag).
+    pub run_id: String,
+    /// The step being run (artifacts go under `artifacts/STEP_ID/`).
+    pub step_id: String,
+    /// Ask AWS whether each mutating call would be permitted; change nothing.
+    pub dry_run: bool,
+    /// Auto-approve `control.approve` (`--yes`, drills).
+    pub assume_yes: bool,
+    /// The journal and evidence sink.
+    pub recorder: Arc<dyn Recorder>,
+}
+
+/// Why an action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// The rendered parameters do not fit the action (caught at run time).
+    #[error("invalid parameters: {0}")]
+    Params(String),
+    /// AWS refused or failed a call.
+    #[error("{service}:{operation} failed: {code}: {message}")]
+    Aws {
+        /// e.g. `ec2`.
+        service: String,
+        /// e.g. `CreateSnapshot`.
+        operation: String,
+        /// AWS error code, e.g. `UnauthorizedOperation`, or `dispatch`/`timeout`.
+        code: String,
+        /// AWS message.
+        message: String,
+        /// AWS request id, when there was one.
+        request_id: Option<String>,
+    },
+    /// The target is not in a state the action can work with (e.g. no such instance).
+    #[error("{0}")]
+    Target(String),
+    /// A human declined (control.approve).
+    #[error("declined: {0}")]
+    Declined(String),
+    /// Storing evidence failed.
+    #[error("evidence: {0}")]
+    Evidence(String),
+}
+
+/// What an action returns: its declared outputs (by name).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ActionOutput {
+    /// Output name -> value, matching the catalog's declared outputs.
+    pub outputs: serde_json::Map<String, Value>,
+}
+
+impl ActionCtx {
+    /// Wraps one mutating AWS call: records the intent (durably) before it, runs it, and
+    /// records the outcome (request id or error) after it.
+    ///
+    /// `summarise` turns a successful response into the key facts the journal keeps (ids
+    /// created, previous values; never secrets).
+    pub async fn mutating<T, E, Fut>(
+        &self,
+        service: &str,
+        operation: &str,
+        params: Value,
+        call: Fut,
+        summarise: impl FnOnce(&T) -> Value,
+    ) -> Result<T, ActionError>
+    where
+        Fut: Future<Output = Result<T, E>>,
+        T: RequestId,
+        E: ProvideErrorMetadata + RequestId + std::error::Error + 'static,
+    {
+        let seq = self
+            .recorder
+            .call_started(&self.step_id, service, operation, &params);
+        match call.await {
+            Ok(out) => {
+                let outcome = CallOutcome {
+                    ok: true,
+                    request_id: out.request_id().map(str::to_owned),
+                    error_code: None,
+                    error_message: None,
+                    result: summarise(&out),
+                };
+                self.recorder.call_finished(seq, &outcome);
+                Ok(out)
+            }
+            Err(err) => {
+                let e = aws_error(service, operation, &err);
+                let outcome = CallOutcome {
+                    ok: false,
+                    request_id: err.request_id().map(str::to_owned),
+                    error_code: Some(e.code().to_owned()),
+                    error_message: Some(e.to_string()),
+                    result: Value::Null,
+                };
+                self.recorder.call_finished(seq, &outcome);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Turns an SDK error into an [`ActionError::Aws`] keeping the AWS error code and request id.
+pub fn aws_error<E>(service: &str, operation: &str, err: &E) -> ActionError
+where
+    E: ProvideErrorMetadata + RequestId + std::error::Error + 'static,
+{
+    let code = err.code().unwrap_or("dispatch").to_owned();
+    let message = err
+        .message()
+        .map(str::to_owned)
+        .unwrap_or_else(|| DisplayErrorContext(err).to_string());
+    ActionError::Aws {
+        service: service.to_owned(),
+        operation: operation.to_owned(),
+        code,
+        message,
+        request_id: err.request_id().map(str::to_owned),
+    }
+}
+
+impl ActionError {
+    /// The AWS error code, or a short word for non-AWS failures.
+    pub fn code(&self) -> &str {
+        match self {
+            ActionError::Params(_) => "params",
+            ActionError::Aws { code, .. } => code,
+            ActionError::Target(_) => "target",
+            ActionError::Declined(_) => "declined",
+            ActionError::Evidence(_) => "evidence",
+        }
+    }
+}
+
+pub mod control;
+pub mod ec2;
+pub mod iam;
+pub mod s3;
+
+/// The tag every resource a run creates carries: the case id.
+pub const TAG_CASE: &str = "irr:case";
+/// The tag every resource a run creates carries: the run id.
+pub const TAG_RUN: &str = "irr:run";
+
+/// The catalog names of the actions [`dispatch`] knows.
+pub const ACTIONS: &[&str] = &[
+    "iam.grant_responder_access",
+    "iam.revoke_responder_access",
+    "iam.capture_principal",
+    "iam.deactivate_access_key",
+    "iam.revoke_sessions",
+    "ec2.capture_instance_metadata",
+    "ec2.protect_instance",
+    "ec2.snapshot_volumes",
+    "ec2.isolate_instance",
+    "ec2.release_instance",
+    "ec2.tag_resources",
+    "s3.capture_bucket_config",
+    "s3.block_public_access",
+    "control.approve",
+];
+
+/// Runs the action named `action` (its catalog name, e.g. `ec2.isolate_instance`) with the
+/// step's rendered parameters.
+///
+/// Actions implemented elsewhere (`evidence.capture`, the CloudFormation ones) and unknown
+/// names are refused with [`ActionError::Params`].
+pub async fn dispatch(
+    action: &str,
+    ctx: &ActionCtx,
+    params: Value,
+) -> Result<ActionOutput, ActionError> {
+    match action {
+        "iam.grant_responder_access" => iam::grant_responder_access(ctx, params).await,
+        "iam.revoke_responder_access" => iam::revoke_responder_access(ctx, params).await,
+        "iam.capture_principal" => iam::capture_principal(ctx, params).await,
+        "iam.deactivate_access_key" => iam::deactivate_access_key(ctx, params).await,
+        "iam.revoke_sessions" => iam::revoke_sessions(ctx, params).await,
+        "ec2.capture_instance_metadata" => ec2::capture_instance_metadata(ctx, params).await,
+        "ec2.protect_instance" => ec2::protect_instance(ctx, params).await,
+        "ec2.snapshot_volumes" => ec2::snapshot_volumes(ctx, params).await,
+        "ec2.isolate_instance" => ec2::isolate_instance(ctx, params).await,
+        "ec2.release_instance" => ec2::release_instance(ctx, params).await,
+        "ec2.tag_resources" => ec2::tag_resources(ctx, params).await,
+        "s3.capture_bucket_config" => s3::capture_bucket_config(ctx, params).await,
+        "s3.block_public_access" => s3::block_public_access(ctx, params).await,
+        "control.approve" => control::approve(ctx, params).await,
+        other => Err(ActionError::Params(format!(
+            "action `{other}` is not implemented by actions::dispatch"
+        ))),
+    }
+}
+
+/// Deserialises an action's rendered parameters into its typed struct.
+pub(crate) fn parse_params<T: serde::de::DeserializeOwned>(
+    action: &str,
+    params: Value,
+) -> Result<T, ActionError> {
+    // A step without `with` renders to null: treat it as an empty map so that actions whose
+    // parameters are all optional still deserialise.
+    let params = if params.is_null() {
+        Value::Object(Default::default())
+    } else {
+        params
+    };
+    serde_json::from_value(params).map_err(|e| ActionError::Params(format!("{action}: {e}")))
+}
+
+impl ActionOutput {
+    /// Adds (or replaces) one output.
+    pub fn with(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.outputs.insert(name.to_owned(), value.into());
+        self
+    }
+}
+
+impl ActionCtx {
+    /// Stores `value` as a pretty-printed JSON artifact of the current step; returns its path.
+    pub fn evidence(&self, name: &str, value: &Value, source: &str) -> Result<String, ActionError> {
+        let bytes =
+            serde_json::to_vec_pretty(value).map_err(|e| ActionError::Evidence(e.to_string()))?;
+        self.recorder.artifact(&self.step_id, name, &bytes, source)
+    }
+
+    /// The tags every resource this run creates carries: `irr:case` and `irr:run`.
+    pub fn run_tags(&self) -> Vec<(String, String)> {
+        vec![
+            (TAG_CASE.to_owned(), self.case_id.clone()),
+            (TAG_RUN.to_owned(), self.run_id.clone()),
+        ]
+    }
+
+    /// Like [`ActionCtx::mutating`], for calls that take EC2's `DryRun` flag.
+    ///
+    /// In a dry run the caller builds the request with `dry_run(true)`; AWS answers
+    /// `DryRunOperation` when the call would have been permitted. That answer is recorded as a
+    /// success (`result: {"dry_run": "permitted"}`) and `Ok(None)` is returned; any other
+    /// error (e.g. `UnauthorizedOperation`) is an error as usual. Outside a dry run the
+    /// response is returned as `Ok(Some(..))`.
+    pub async fn mutating_dry<T, E, Fut>(
+        &self,
+        service: &str,
+        operation: &str,
+        mut params: Value,
+        call: Fut,
+        summarise: impl FnOnce(&T) -> Value,
+    ) -> Result<Option<T>, ActionError>
+    where
+        Fut: Future<Output = Result<T, E>>,
+        T: RequestId,
+        E: ProvideErrorMetadata + RequestId + std::error::Error + 'static,
+    {
+        if !self.dry_run {
+            return self
+                .mutating(service, operation, params, call, summarise)
+                .await
+                .map(Some);
+        }
+        if let Value::Object(map) = &mut params {
+            map.insert("dry_run".to_owned(), Value::Bool(true));
+        }
+        let seq = self
+            .recorder
+            .call_started(&self.step_id, service, operation, &params);
+        let (outcome, result) = match call.await {
+            Err(err) if err.code() == Some("DryRunOperation") => (
+                CallOutcome {
+                    ok: true,
+                    request_id: err.request_id().map(str::to_owned),
+                    error_code: None,
+                    error_message: None,
+                    result: serde_json::json!({"dry_run": "permitted"}),
+                },
+                Ok(None),
+            ),
+            Err(err) => {
+                let e = aws_error(service, operation, &err);
+                (
+                    CallOutcome {
+                        ok: false,
+                        request_id: err.request_id().map(str::to_owned),
+                        error_code: Some(e.code().to_owned()),
+                        error_message: Some(e.to_string()),
+                        result: Value::Null,
+                    },
+                    Err(e),
+                )
+            }
+            // A call that succeeded despite DryRun (an emulator ignoring the flag) did change
+            // something: record it faithfully.
+            Ok(out) => (
+                CallOutcome {
+                    ok: true,
+                    request_id: out.request_id().map(str::to_owned),
+                    error_code: None,
+                    error_message: None,
+                    result: summarise(&out),
+                },
+                Ok(Some(out)),
+            ),
+        };
+        self.recorder.call_finished(seq, &outcome);
+        result
+    }
+}
+
+/// Maps a read-only call's SDK error (not journaled) to an [`ActionError`].
+pub(crate) fn read_err<E>(
+    service: &'static str,
+    operation: &'static str,
+) -> impl FnOnce(E) -> ActionError
+where
+    E: ProvideErrorMetadata + RequestId + std::error::Error + 'static,
+{
+    move |e| aws_error(service, operation, &e)
+}
+
+/// Retries `attempt` while `retryable` says the error is transient (IAM propagation delays,
+/// concurrent modification), with a doubling backoff from 1 s, for up to about a minute.
+/// Every attempt that wraps a mutating call is journaled by that call's own
+/// [`ActionCtx::mutating`].
+pub(crate) async fn retry_transient<T, F, Fut>(
+    mut attempt: F,
+    retryable: impl Fn(&ActionError) -> bool,
+) -> Result<T, ActionError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ActionError>>,
+{
+    let mut delay = std::time::Duration::from_secs(1);
+    let mut waited = std::time::Duration::ZERO;
+    loop {
+        match attempt().await {
+            Err(e) if retryable(&e) && waited < std::time::Duration::from_secs(60) => {
+                tokio::time::sleep(delay).await;
+                waited += delay;
+                delay = (delay * 2).min(std::time::Duration::from_secs(16));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// `true` for AWS errors that clear up on their own (throttling, concurrent changes).
+pub(crate) fn is_transient(e: &ActionError) -> bool {
+    matches!(
+        e.code(),
+        "Throttling"
+            | "ThrottlingException"
+            | "RequestLimitExceeded"
+            | "ConcurrentModification"
+            | "ServiceFailure"
+    )
+}
+
+/// Formats an SDK timestamp as RFC 3339 (JSON null when absent).
+pub(crate) fn ts(t: Option<&aws_smithy_types::DateTime>) -> Value {
+    t.and_then(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).ok())
+        .map(Value::String)
+        .unwrap_or(Value::Null)
+}
+
+/// The current time, whole seconds, RFC 3339 in UTC (`2024-05-01T12:00:00Z`).
+pub(crate) fn now_rfc3339() -> String {
+    rfc3339(time::OffsetDateTime::now_utc())
+}
+
+/// Formats a time as RFC 3339 in UTC, whole seconds.
+pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
+    let t = t
+        .to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .unwrap_or(t);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+/// Helpers for unit tests of the actions against mocked clients (`aws-smithy-mocks`).
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A recorder that keeps the calls and discards artifacts.
+    #[derive(Default)]
+    pub(crate) struct NullRecorder {
+        pub(crate) calls: Mutex<Vec<(String, Option<CallOutcome>)>>,
+    }
+
+    impl Recorder for NullRecorder {
+        fn call_started(
+            &self,
+            _step: &str,
+            service: &str,
+            operation: &str,
+            _params: &Value,
+        ) -> u64 {
+            let mut c = self.calls.lock().unwrap();
+            c.push((format!("{service}:{operation}"), None));
+            (c.len() - 1) as u64
+        }
+        fn call_finished(&self, seq: u64, outcome: &CallOutcome) {
+            self.calls.lock().unwrap()[seq as usize].1 = Some(outcome.clone());
+        }
+        fn artifact(
+            &self,
+            step: &str,
+            name: &str,
+            _content: &[u8],
+            _source: &str,
+        ) -> Result<String, ActionError> {
+            Ok(format!("artifacts/{step}/{name}"))
+        }
+        fn resource(&self, _resource: AwsResource) {}
+    }
+
+    /// An action context whose IAM client answers from `rules`; the other clients point
+    /// nowhere (a test using them fails loudly).
+    pub(crate) fn ctx_with_iam(
+        case_id: &str,
+        mode: aws_smithy_mocks::RuleMode,
+        rules: &[&aws_smithy_mocks::Rule],
+    ) -> ActionCtx {
+        let mut interceptor = aws_smithy_mocks::MockResponseInterceptor::new().rule_mode(mode);
+        for r in rules {
+            interceptor = interceptor.with_rule(r);
+        }
+        let iam_conf = aws_sdk_iam::Config::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_iam::config::Credentials::new(
+                "k", "s", None, None, "test",
+            ))
+            .http_client(aws_smithy_mocks::create_mock_http_client())
+            .interceptor(interceptor)
+            .build();
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        let mut aws = AwsClients::from_conf(&sdk, true);
+        aws.iam = aws_sdk_iam::Client::from_conf(iam_conf);
+        ActionCtx {
+            aws,
+            case_id: case_id.to_owned(),
+            run_id: "run-1".to_owned(),
+            step_id: "step".to_owned(),
+            dry_run: false,
+            assume_yes: false,
+            recorder: Arc::new(NullRecorder::default()),
+        }
+    }
+}
