@@ -21,6 +21,8 @@ pub struct AwsOptions {
     pub endpoint_url: Option<String>,
     /// `--assume-role ARN`.
     pub assume_role: Option<String>,
+    /// Fixed credentials (the local emulator in drills); `None` uses the standard chain.
+    pub static_credentials: Option<(String, String)>,
 }
 
 /// Who the credentials belong to.
@@ -71,6 +73,15 @@ pub async fn connect(opts: &AwsOptions) -> Result<Aws, AwsError> {
     }
     if let Some(e) = &opts.endpoint_url {
         loader = loader.endpoint_url(e);
+    }
+    if let Some((id, secret)) = &opts.static_credentials {
+        loader = loader.credentials_provider(aws_credential_types::Credentials::new(
+            id,
+            secret,
+            None,
+            None,
+            "irr-static",
+        ));
     }
     let mut config = loader.load().await;
     let region = config

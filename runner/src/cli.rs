@@ -131,10 +131,33 @@ enum Command {
         #[arg(long, value_name = "ARN")]
         assume_role: Option<String>,
     },
+    /// A drill: stand up an incident (in a local emulator by default), run the playbook,
+    /// check the outcome, print a scorecard.
+    Gameday {
+        /// Playbook file.
+        file: PathBuf,
+        /// Scenario file (default: scenarios/NAME.yaml beside the playbook).
+        #[arg(long, value_name = "FILE")]
+        scenario: Option<PathBuf>,
+        /// Seed a real account (not the emulator): its id, which must match the credentials.
+        #[arg(long, value_name = "ACCOUNT")]
+        account_id: Option<String>,
+    },
     /// Evidence commands.
     Evidence {
         #[command(subcommand)]
         command: EvidenceCommand,
+    },
+    /// The run's timeline, steps, AWS calls and evidence, for post-incident review.
+    Report {
+        /// The run id (a folder under STATE_DIR/runs/).
+        run_id: String,
+        /// md, html (one self-contained file) or json [default: md; json with --output json].
+        #[arg(long, value_enum)]
+        format: Option<crate::report::Format>,
+        /// Write the report to FILE instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -241,6 +264,48 @@ pub fn run(cli: Cli) -> Exit {
         Command::Evidence {
             command: EvidenceCommand::Verify { location },
         } => verify_cmd(&location, g),
+        Command::Report {
+            run_id,
+            format,
+            out,
+        } => {
+            let format = format.unwrap_or(match g.output {
+                Output::Json => crate::report::Format::Json,
+                Output::Text => crate::report::Format::Md,
+            });
+            let aws = aws_options(g, None);
+            crate::report::command(&run_id, format, out.as_deref(), &g.state_dir, aws)
+        }
+        Command::Gameday {
+            file,
+            scenario,
+            account_id,
+        } => {
+            let src = match read_source(&file) {
+                Ok(s) => s,
+                Err(d) => {
+                    report_problems(&[d], &[], g.output);
+                    return exit_codes::INVALID;
+                }
+            };
+            let playbook = match validate::validate(&src) {
+                Ok(p) => p,
+                Err(problems) => {
+                    report_problems(&problems, std::slice::from_ref(&src), g.output);
+                    return exit_codes::INVALID;
+                }
+            };
+            let req = crate::gameday::GamedayRequest {
+                playbook_path: file,
+                playbook,
+                scenario_path: scenario,
+                aws: aws_options(g, None),
+                account_id,
+                state_dir: g.state_dir.clone(),
+                json: g.output == Output::Json,
+            };
+            block_on(crate::gameday::gameday(req))
+        }
     }
 }
 
@@ -250,6 +315,7 @@ fn aws_options(g: &GlobalArgs, assume_role: Option<String>) -> crate::aws::AwsOp
         region: g.region.clone(),
         endpoint_url: g.endpoint_url.clone(),
         assume_role,
+        static_credentials: None,
     }
 }
 

@@ -27,6 +27,8 @@ struct SourceInner {
     name: String,
     text: String,
     line_starts: Vec<usize>,
+    /// Byte offset of each char, when the text is not all ASCII (else char = byte).
+    char_starts: Option<Vec<usize>>,
 }
 
 impl Source {
@@ -35,11 +37,13 @@ impl Source {
         let text = text.into();
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        let char_starts = (!text.is_ascii()).then(|| text.char_indices().map(|(i, _)| i).collect());
         Source {
             inner: Arc::new(SourceInner {
                 name: name.into(),
                 text,
                 line_starts,
+                char_starts,
             }),
         }
     }
@@ -52,6 +56,15 @@ impl Source {
     /// The whole text.
     pub fn text(&self) -> &str {
         &self.inner.text
+    }
+
+    /// The byte offset of the `index`th char (the YAML parser counts chars); clamped to the
+    /// end of the text.
+    pub fn char_to_byte(&self, index: usize) -> usize {
+        match &self.inner.char_starts {
+            None => index.min(self.text().len()),
+            Some(starts) => starts.get(index).copied().unwrap_or(self.text().len()),
+        }
     }
 
     /// A span of `len` bytes starting at byte `start` (clamped to the text).

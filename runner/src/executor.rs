@@ -772,6 +772,7 @@ async fn attempt_loop(
             dry_run: shared.record.dry_run,
             assume_yes: shared.assume_yes,
             recorder: shared.recorder.clone(),
+            playbook_dir: shared.playbook_dir.clone(),
         };
         let started = Instant::now();
         let fut = dispatch(step, &actx, params.clone(), shared);

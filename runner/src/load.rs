@@ -131,11 +131,24 @@ pub fn parse(source: &Source) -> Result<Node, Vec<Diagnostic>> {
         anchors: HashMap::new(),
         root: None,
         docs: 0,
+        skip: 0,
         problems: Vec::new(),
     };
     let mut parser = Parser::new_from_str(text);
-    if let Err(e) = parser.load(&mut builder, true) {
-        return Err(vec![syntax_error(source, e.marker().index(), e.info())]);
+    // Event by event rather than `Parser::load`, which recurses once per nesting level and
+    // overflows the stack on deeply nested input before any limit applies.
+    loop {
+        match parser.next_token() {
+            Ok((Event::StreamEnd, _)) => break,
+            Ok((ev, mark)) => builder.on_event(ev, mark),
+            Err(e) => {
+                return Err(vec![syntax_error(
+                    source,
+                    source.char_to_byte(e.marker().index()),
+                    e.info(),
+                )])
+            }
+        }
     }
     if !builder.problems.is_empty() {
         return Err(builder.problems);
@@ -297,6 +310,9 @@ fn open_brackets(text: &str, end: usize) -> Vec<(usize, char)> {
     stack
 }
 
+/// The deepest nesting of collections the loader builds.
+pub const MAX_DEPTH: usize = 64;
+
 enum Frame {
     Seq(Vec<Node>, Span, usize),
     /// entries, pending key, span, anchor
@@ -309,6 +325,8 @@ struct Builder<'a> {
     anchors: HashMap<usize, Node>,
     root: Option<Node>,
     docs: usize,
+    /// How deep inside a collection nested beyond [`MAX_DEPTH`] the parser is (0: not).
+    skip: usize,
     problems: Vec<Diagnostic>,
 }
 
@@ -365,7 +383,7 @@ impl Builder<'_> {
     }
 
     fn scalar(&self, value: String, style: TScalarStyle, mark: Marker) -> Node {
-        let start = mark.index();
+        let start = self.source.char_to_byte(mark.index());
         // An empty plain scalar (`key:` with nothing after it) covers no text: its mark is
         // wherever the next token is. `push_node` places it at its key instead.
         let len = if value.is_empty() && style == TScalarStyle::Plain {
@@ -385,13 +403,36 @@ impl Builder<'_> {
 
 impl MarkedEventReceiver for Builder<'_> {
     fn on_event(&mut self, ev: Event, mark: Marker) {
+        // Nesting beyond any real playbook: dropped (and reported once) so that nothing
+        // downstream recurses deep enough to overflow the stack.
+        let opens = matches!(ev, Event::SequenceStart(..) | Event::MappingStart(..));
+        let closes = matches!(ev, Event::SequenceEnd | Event::MappingEnd);
+        if self.skip > 0 || (opens && self.stack.len() >= MAX_DEPTH) {
+            if self.skip == 0 {
+                self.problems.push(
+                    Diagnostic::error(
+                        self.source
+                            .span_at(self.source.char_to_byte(mark.index()), 1),
+                        format!("the YAML is nested more than {MAX_DEPTH} levels deep"),
+                    )
+                    .with_help("a playbook needs a handful of levels; check the indentation"),
+                );
+            }
+            if opens {
+                self.skip += 1;
+            } else if closes {
+                self.skip -= 1;
+            }
+            return;
+        }
         match ev {
             Event::DocumentStart => {
                 self.docs += 1;
                 if self.docs == 2 {
                     self.problems.push(
                         Diagnostic::error(
-                            self.source.span_at(mark.index(), 3),
+                            self.source
+                                .span_at(self.source.char_to_byte(mark.index()), 3),
                             "a playbook file holds exactly one YAML document",
                         )
                         .with_help("remove the second document, or split it into its own file"),
@@ -407,17 +448,23 @@ impl MarkedEventReceiver for Builder<'_> {
                     Some(n) => n.clone(),
                     None => Node {
                         kind: NodeKind::Null,
-                        span: self.source.span_at(mark.index(), 1),
+                        span: self
+                            .source
+                            .span_at(self.source.char_to_byte(mark.index()), 1),
                     },
                 };
                 self.push_node(node, 0);
             }
             Event::SequenceStart(anchor, _) => {
-                let span = self.source.span_at(mark.index(), 1);
+                let span = self
+                    .source
+                    .span_at(self.source.char_to_byte(mark.index()), 1);
                 self.stack.push(Frame::Seq(Vec::new(), span, anchor));
             }
             Event::MappingStart(anchor, _) => {
-                let span = self.source.span_at(mark.index(), 1);
+                let span = self
+                    .source
+                    .span_at(self.source.char_to_byte(mark.index()), 1);
                 self.stack.push(Frame::Map(Vec::new(), None, span, anchor));
             }
             Event::SequenceEnd => {

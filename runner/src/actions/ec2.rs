@@ -831,7 +831,7 @@ async fn snapshot_one(
             let mut tags = run_tags(ctx);
             tags.push(tag(TAG_VOLUME, volume_id));
             tags.push(tag(TAG_INSTANCE, instance_id));
-            tags.push(tag("Name", &format!("irr {} {volume_id}", ctx.case_id)));
+            tags.push(tag("Name", &format!("irr-{}-{volume_id}", ctx.case_id)));
             let created = ctx
                 .mutating_dry(
                     "ec2",
@@ -840,7 +840,7 @@ async fn snapshot_one(
                     ec2.create_snapshot()
                         .volume_id(volume_id)
                         .description(format!(
-                            "irr case {} run {}: {volume_id} ({device}) of {instance_id}",
+                            "irr-case-{}-run-{}:{volume_id}({device})-of-{instance_id}",
                             ctx.case_id, ctx.run_id
                         ))
                         .tag_specifications(tag_spec(ResourceType::Snapshot, tags))
@@ -969,7 +969,7 @@ fn ssh_from(cidr: &str) -> IpPermission {
         p.ipv6_ranges(
             Ipv6Range::builder()
                 .cidr_ipv6(cidr)
-                .description("irr: forensic access")
+                .description("irr-forensic-access")
                 .build(),
         )
         .build()
@@ -977,7 +977,7 @@ fn ssh_from(cidr: &str) -> IpPermission {
         p.ip_ranges(
             IpRange::builder()
                 .cidr_ip(cidr)
-                .description("irr: forensic access")
+                .description("irr-forensic-access")
                 .build(),
         )
         .build()
@@ -1043,13 +1043,13 @@ async fn ensure_group(
         tags.push(tag("Name", &name));
         let description = match rules {
             GroupRules::AllowAll => {
-                "irr containment step 1: allow all, so tracked flows become untracked".to_owned()
+                "irr-containment-step-1:allow-all(tracked-flows-become-untracked)".to_owned()
             }
             GroupRules::Isolation { ssh_from: None } => {
-                "irr isolation: no inbound, no outbound".to_owned()
+                "irr-isolation:no-inbound,no-outbound".to_owned()
             }
             GroupRules::Isolation { ssh_from: Some(c) } => {
-                format!("irr isolation: no outbound, inbound only tcp 22 from {c}")
+                format!("irr-isolation:no-outbound,inbound-only-tcp-22-from-{c}")
             }
         };
         let created = ctx

@@ -423,7 +423,7 @@ pub async fn grant_responder_access(
                     .role_name(&role_name)
                     .assume_role_policy_document(&trust_text)
                     .max_session_duration(max_session)
-                    .description(format!("irr responder access for case {}", ctx.case_id))
+                    .description(format!("irr-responder-access-for-case-{}", ctx.case_id))
                     .set_tags(Some(tags.clone()))
                     .send(),
                 |o| json!({"role_arn": o.role().map(|r| r.arn())}),

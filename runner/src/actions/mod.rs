@@ -125,6 +125,9 @@ pub struct ActionCtx {
     pub assume_yes: bool,
     /// The journal and evidence sink.
     pub recorder: Arc<dyn Recorder>,
+    /// The directory of the playbook being run: files a step names (e.g. a
+    /// `cloudformation.deploy_stack` template) are relative to it.
+    pub playbook_dir: std::path::PathBuf,
 }
 
 /// Why an action failed.
@@ -247,6 +250,7 @@ impl ActionError {
     }
 }
 
+pub mod cloudformation;
 pub mod control;
 pub mod ec2;
 pub mod iam;
@@ -273,13 +277,15 @@ pub const ACTIONS: &[&str] = &[
     "s3.capture_bucket_config",
     "s3.block_public_access",
     "control.approve",
+    "cloudformation.deploy_stack",
+    "cloudformation.delete_stack",
 ];
 
 /// Runs the action named `action` (its catalog name, e.g. `ec2.isolate_instance`) with the
 /// step's rendered parameters.
 ///
-/// Actions implemented elsewhere (`evidence.capture`, the CloudFormation ones) and unknown
-/// names are refused with [`ActionError::Params`].
+/// Actions implemented elsewhere (`evidence.capture`) and unknown names are refused with
+/// [`ActionError::Params`].
 pub async fn dispatch(
     action: &str,
     ctx: &ActionCtx,
@@ -300,6 +306,8 @@ pub async fn dispatch(
         "s3.capture_bucket_config" => s3::capture_bucket_config(ctx, params).await,
         "s3.block_public_access" => s3::block_public_access(ctx, params).await,
         "control.approve" => control::approve(ctx, params).await,
+        "cloudformation.deploy_stack" => cloudformation::deploy_stack(ctx, params).await,
+        "cloudformation.delete_stack" => cloudformation::delete_stack(ctx, params).await,
         other => Err(ActionError::Params(format!(
             "action `{other}` is not implemented by actions::dispatch"
         ))),
@@ -565,6 +573,7 @@ pub(crate) mod test_support {
             dry_run: false,
             assume_yes: false,
             recorder: Arc::new(NullRecorder::default()),
+            playbook_dir: std::path::PathBuf::new(),
         }
     }
 }

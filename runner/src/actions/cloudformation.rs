@@ -1,0 +1,1559 @@
+//! CloudFormation actions: deploy a Handlebars-rendered template as a stack (e.g. the forensic
+//! clean room, `playbooks/templates/forensic-clean-room.yaml`), and delete it.
+//!
+//! ## Rendering
+//! The template file (a path relative to the playbook's directory, [`ActionCtx::playbook_dir`])
+//! is rendered with Handlebars in strict mode (a reference to anything missing is an error),
+//! without HTML escaping, against this context:
+//!
+//! ```json
+//! { "case":   { "id": "<the run's case id>" },
+//!   "run":    { "id": "<the run id>" },
+//!   "params": { ...the step's `parameters`, with their own types (lists stay lists)... } }
+//! ```
+//!
+//! Rendered values are data: the output is parsed by CloudFormation only (and by this module,
+//! to read which parameters the template declares); nothing is passed to a shell. Templates
+//! should use Handlebars for structure only (`{{#each params.snapshot_ids}}` emitting one
+//! resource per item) and take every value through a stack parameter.
+//!
+//! ## Stack parameters
+//! Each entry of `parameters` is passed to CloudFormation when the rendered template declares
+//! it, under its own name or its UpperCamelCase form (`snapshot_ids` -> `SnapshotIds`;
+//! CloudFormation names are alphanumeric). Values are stringified: strings as they are,
+//! numbers and booleans as written, lists comma-joined (for `CommaDelimitedList`), maps as
+//! JSON. Entries the template does not declare are only available to Handlebars.
+//!
+//! ## Stack names
+//! CloudFormation allows `[A-Za-z][A-Za-z0-9-]*` (at most 128 characters); case ids may hold
+//! `.` and `_`. [`stack_name`] maps every other character to `-` (and prefixes `irr-` when the
+//! name does not start with a letter), so `irr-clean-room-{{case.id}}` always works; both
+//! actions apply it, so the same `stack_name` finds the same stack. Two names that differ only
+//! in those characters map to the same stack; the case tag check keeps cases apart.
+//!
+//! ## No DryRun
+//! CloudFormation has no `DryRun`. In a dry run `deploy_stack` renders the template, calls
+//! `ValidateTemplate` (checking capabilities and parameters where AWS reports them), and
+//! reports what it would do; `delete_stack` reports what it would delete. Nothing is changed.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aws_sdk_cloudformation::types::{Capability, OnFailure, Parameter, Stack, StackEvent, Tag};
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::{
+    aws_error, parse_params, retry_transient, ts, ActionCtx, ActionError, ActionOutput,
+    AwsResource, TAG_CASE, TAG_RUN,
+};
+
+/// The largest `TemplateBody` CloudFormation accepts (bytes); larger ones need S3.
+const MAX_TEMPLATE_BODY: usize = 51_200;
+/// Default wait for a stack to be created or deleted.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How many failure reasons the error message lists (all are in `stack-events.json`).
+const MAX_REASONS: usize = 10;
+
+/// Parameters of `cloudformation.deploy_stack`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployParams {
+    /// The stack's name (sanitised with [`stack_name`]).
+    pub stack_name: String,
+    /// Template path, relative to the playbook's directory.
+    pub template: String,
+    /// Stack parameters and Handlebars `params`.
+    #[serde(default)]
+    pub parameters: Option<Map<String, Value>>,
+    /// e.g. `CAPABILITY_IAM`.
+    #[serde(default)]
+    pub capabilities: Option<Vec<String>>,
+    /// Stack tags; `irr:case` and `irr:run` are always added.
+    #[serde(default)]
+    pub tags: Option<Map<String, Value>>,
+    /// How long to wait (`30m`, or seconds).
+    #[serde(default)]
+    pub timeout: Option<Value>,
+}
+
+/// Parameters of `cloudformation.delete_stack`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteParams {
+    /// The stack's name (sanitised with [`stack_name`]).
+    pub stack_name: String,
+    /// How long to wait for the deletion (`30m`, or seconds).
+    #[serde(default)]
+    pub timeout: Option<Value>,
+}
+
+/// The CloudFormation stack name for a requested one: characters outside `[A-Za-z0-9-]`
+/// become `-`, `irr-` is prefixed when it does not start with a letter, at most 128
+/// characters. `irr-clean-room-IR_2026.1` -> `irr-clean-room-IR-2026-1`.
+pub fn stack_name(requested: &str) -> Result<String, ActionError> {
+    let requested = requested.trim();
+    if requested.is_empty() {
+        return Err(ActionError::Params("stack_name is empty".into()));
+    }
+    let mut name: String = requested
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        name = format!("irr-{name}");
+    }
+    name.truncate(128);
+    Ok(name)
+}
+
+/// Renders a template's text with Handlebars (strict mode, no escaping) against
+/// `{case: {id}, run: {id}, params}` (see the module documentation).
+pub fn render(
+    text: &str,
+    case_id: &str,
+    run_id: &str,
+    params: &Map<String, Value>,
+) -> Result<String, ActionError> {
+    let mut hb = handlebars::Handlebars::new();
+    hb.set_strict_mode(true);
+    hb.register_escape_fn(handlebars::no_escape);
+    let context = json!({
+        "case": {"id": case_id},
+        "run": {"id": run_id},
+        "params": params,
+    });
+    hb.render_template(text, &context)
+        .map_err(|e| ActionError::Params(format!("template: {e}")))
+}
+
+/// Reads the template file `template` (relative to `playbook_dir`) and renders it.
+pub fn render_file(
+    playbook_dir: &Path,
+    template: &str,
+    case_id: &str,
+    run_id: &str,
+    params: &Map<String, Value>,
+) -> Result<String, ActionError> {
+    let path = playbook_dir.join(template);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ActionError::Params(format!("template `{template}` ({}): {e}", path.display()))
+    })?;
+    render(&text, case_id, run_id, params).map_err(|e| match e {
+        ActionError::Params(m) => ActionError::Params(format!("`{template}`: {m}")),
+        other => other,
+    })
+}
+
+/// The top-level sections of a rendered template that this module reads.
+struct TemplateFacts {
+    /// Declared parameter names.
+    parameters: Vec<String>,
+    /// Number of resources.
+    resources: usize,
+    /// `json` or `yaml`.
+    format: &'static str,
+}
+
+fn template_facts(body: &str) -> Result<TemplateFacts, ActionError> {
+    let doc: serde_yaml::Value = serde_yaml::from_str(body).map_err(|e| {
+        ActionError::Params(format!(
+            "the rendered template is not valid YAML or JSON: {e}"
+        ))
+    })?;
+    let serde_yaml::Value::Mapping(top) = &doc else {
+        return Err(ActionError::Params(
+            "the rendered template is not a mapping".into(),
+        ));
+    };
+    let keys = |section: &str| -> Vec<String> {
+        match top.get(section) {
+            Some(serde_yaml::Value::Mapping(m)) => m
+                .keys()
+                .filter_map(|k| k.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let resources = keys("Resources").len();
+    if resources == 0 {
+        return Err(ActionError::Params(
+            "the rendered template has no Resources".into(),
+        ));
+    }
+    Ok(TemplateFacts {
+        parameters: keys("Parameters"),
+        resources,
+        format: if body.trim_start().starts_with('{') {
+            "json"
+        } else {
+            "yaml"
+        },
+    })
+}
+
+/// `snapshot_ids` -> `SnapshotIds`.
+fn upper_camel(name: &str) -> String {
+    name.split(['_', '-'])
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let mut c = s.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// A parameter value as CloudFormation takes it (see the module documentation).
+fn param_string(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        other => other.to_string(),
+    }
+}
+
+/// The stack parameters to pass (CloudFormation name, value), and the names of the entries
+/// the template does not declare (Handlebars only).
+fn stack_parameters(
+    declared: &[String],
+    given: &Map<String, Value>,
+) -> (Vec<(String, String)>, Vec<String>) {
+    let mut pass = Vec::new();
+    let mut render_only = Vec::new();
+    for (k, v) in given {
+        let camel = upper_camel(k);
+        let name = if declared.iter().any(|d| d == k) {
+            Some(k.clone())
+        } else if declared.iter().any(|d| *d == camel) {
+            Some(camel)
+        } else {
+            None
+        };
+        match name {
+            Some(n) if !pass.iter().any(|(p, _): &(String, String)| *p == n) => {
+                pass.push((n, param_string(v)))
+            }
+            _ => render_only.push(k.clone()),
+        }
+    }
+    (pass, render_only)
+}
+
+fn timeout_of(v: Option<&Value>) -> Result<Duration, ActionError> {
+    match v {
+        None | Some(Value::Null) => Ok(DEFAULT_TIMEOUT),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .map(Duration::from_secs)
+            .ok_or_else(|| ActionError::Params(format!("invalid timeout {n}"))),
+        Some(Value::String(s)) => super::iam::parse_duration(s),
+        Some(other) => Err(ActionError::Params(format!("invalid timeout {other}"))),
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn status(s: &Stack) -> &str {
+    s.stack_status().map(|s| s.as_str()).unwrap_or("")
+}
+
+fn tag_of<'a>(s: &'a Stack, key: &str) -> Option<&'a str> {
+    s.tags()
+        .iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
+}
+
+/// What a stack looks like, for the evidence.
+fn stack_json(s: &Stack) -> Value {
+    json!({
+        "stack_id": s.stack_id(),
+        "stack_name": s.stack_name(),
+        "status": status(s),
+        "status_reason": s.stack_status_reason(),
+        "description": s.description(),
+        "creation_time": ts(s.creation_time()),
+        "last_updated_time": ts(s.last_updated_time()),
+        "parameters": s.parameters().iter().map(|p| json!({
+            "key": p.parameter_key(), "value": p.parameter_value()
+        })).collect::<Vec<_>>(),
+        "capabilities": s.capabilities().iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        "tags": s.tags().iter().map(|t| (t.key().unwrap_or_default().to_owned(),
+            Value::from(t.value().unwrap_or_default()))).collect::<Map<_, _>>(),
+        "outputs": outputs_of(s),
+        "timeout_in_minutes": s.timeout_in_minutes(),
+        "disable_rollback": s.disable_rollback(),
+    })
+}
+
+fn outputs_of(s: &Stack) -> Map<String, Value> {
+    s.outputs()
+        .iter()
+        .filter_map(|o| {
+            Some((
+                o.output_key()?.to_owned(),
+                Value::from(o.output_value().unwrap_or_default()),
+            ))
+        })
+        .collect()
+}
+
+fn event_json(e: &StackEvent) -> Value {
+    json!({
+        "timestamp": ts(e.timestamp()),
+        "logical_resource_id": e.logical_resource_id(),
+        "physical_resource_id": e.physical_resource_id(),
+        "resource_type": e.resource_type(),
+        "status": e.resource_status().map(|s| s.as_str()),
+        "reason": e.resource_status_reason(),
+    })
+}
+
+/// `true` for DescribeStacks' answer about a stack that does not exist (or no longer does).
+fn is_missing<E: ProvideErrorMetadata>(e: &E) -> bool {
+    e.code() == Some("ValidationError") && e.message().is_some_and(|m| m.contains("does not exist"))
+}
+
+/// The stack named (or with the id) `name_or_id`; `None` when there is none. A deleted stack
+/// looked up by id comes back with `DELETE_COMPLETE`.
+async fn describe(ctx: &ActionCtx, name_or_id: &str) -> Result<Option<Stack>, ActionError> {
+    match ctx
+        .aws
+        .cloudformation
+        .describe_stacks()
+        .stack_name(name_or_id)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.stacks().first().cloned()),
+        Err(e) if is_missing(&e) => Ok(None),
+        Err(e) => Err(aws_error("cloudformation", "DescribeStacks", &e)),
+    }
+}
+
+/// Every event of the stack, oldest first (DescribeStackEvents pages newest first).
+async fn events(ctx: &ActionCtx, stack_id: &str) -> Result<Vec<StackEvent>, ActionError> {
+    let mut all = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..50 {
+        let out = match ctx
+            .aws
+            .cloudformation
+            .describe_stack_events()
+            .stack_name(stack_id)
+            .set_next_token(token.clone())
+            .send()
+            .await
+        {
+            Ok(o) => o,
+            Err(e) if is_missing(&e) => break,
+            Err(e) => return Err(aws_error("cloudformation", "DescribeStackEvents", &e)),
+        };
+        all.extend(out.stack_events().iter().cloned());
+        token = out.next_token().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    all.reverse();
+    Ok(all)
+}
+
+/// The failed resources' reasons, root causes first ("Resource creation cancelled" and the
+/// stack's own summary last), as `LogicalId (Type): reason`.
+fn failure_reasons(events: &[StackEvent], stack_name: &str) -> Vec<String> {
+    let mut primary = Vec::new();
+    let mut secondary = Vec::new();
+    for e in events {
+        let failed = e
+            .resource_status()
+            .is_some_and(|s| s.as_str().ends_with("_FAILED"));
+        let Some(reason) = e.resource_status_reason().filter(|r| !r.is_empty()) else {
+            continue;
+        };
+        if !failed {
+            continue;
+        }
+        let line = format!(
+            "{} ({}): {}",
+            e.logical_resource_id().unwrap_or("?"),
+            e.resource_type().unwrap_or("?"),
+            reason
+        );
+        let is_stack = e.resource_type() == Some("AWS::CloudFormation::Stack")
+            && e.logical_resource_id() == Some(stack_name);
+        if is_stack || reason.contains("cancelled") {
+            secondary.push(line);
+        } else {
+            primary.push(line);
+        }
+    }
+    primary.extend(secondary);
+    primary.dedup();
+    primary
+}
+
+fn reasons_text(reasons: &[String]) -> String {
+    if reasons.is_empty() {
+        return "no failure events recorded (see stack-events.json)".into();
+    }
+    let mut text = reasons
+        .iter()
+        .take(MAX_REASONS)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if reasons.len() > MAX_REASONS {
+        text.push_str(&format!(
+            "; and {} more (see stack-events.json)",
+            reasons.len() - MAX_REASONS
+        ));
+    }
+    text
+}
+
+fn in_progress(status: &str) -> bool {
+    status.ends_with("_IN_PROGRESS") && status != "REVIEW_IN_PROGRESS"
+}
+
+/// A stack in one of these states is complete and can be reused as it is.
+fn usable(status: &str) -> bool {
+    matches!(
+        status,
+        "CREATE_COMPLETE"
+            | "UPDATE_COMPLETE"
+            | "UPDATE_ROLLBACK_COMPLETE"
+            | "IMPORT_COMPLETE"
+            | "IMPORT_ROLLBACK_COMPLETE"
+    )
+}
+
+/// Polls the stack (by id) until it leaves every `*_IN_PROGRESS` state or `deadline` passes,
+/// with a backoff from 2 s to 30 s. CloudFormation works asynchronously in AWS (the emulator
+/// answers at once). `None`: the stack no longer exists.
+async fn settle(
+    ctx: &ActionCtx,
+    stack_id: &str,
+    deadline: Instant,
+) -> Result<Option<Stack>, ActionError> {
+    let mut delay = Duration::from_secs(2);
+    loop {
+        let stack = describe(ctx, stack_id).await?;
+        match &stack {
+            Some(s) if in_progress(status(s)) => {}
+            _ => return Ok(stack),
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(stack);
+        }
+        tokio::time::sleep(delay.min(deadline - now)).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Records the stack as an AWS resource of the run.
+fn record_stack(ctx: &ActionCtx, stack_id: &str, name: &str, status: &str, extra: Value) {
+    let mut details = Map::new();
+    details.insert("name".into(), Value::from(name));
+    details.insert("status".into(), Value::from(status));
+    if let Value::Object(m) = extra {
+        details.extend(m);
+    }
+    ctx.recorder.resource(AwsResource {
+        kind: "cloudformation-stack".into(),
+        id: stack_id.to_owned(),
+        details,
+    });
+}
+
+/// The resources of a stack (logical id, type, physical id, status), for the evidence.
+async fn resources_json(ctx: &ActionCtx, stack_id: &str) -> Result<Value, ActionError> {
+    match ctx
+        .aws
+        .cloudformation
+        .describe_stack_resources()
+        .stack_name(stack_id)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(Value::Array(
+            out.stack_resources()
+                .iter()
+                .map(|r| {
+                    json!({
+                        "logical_resource_id": r.logical_resource_id(),
+                        "resource_type": r.resource_type(),
+                        "physical_resource_id": r.physical_resource_id(),
+                        "status": r.resource_status().map(|s| s.as_str()),
+                        "reason": r.resource_status_reason(),
+                    })
+                })
+                .collect(),
+        )),
+        Err(e) if is_missing(&e) => Ok(Value::Array(Vec::new())),
+        Err(e) => Err(aws_error("cloudformation", "DescribeStackResources", &e)),
+    }
+}
+
+/// Deletes the stack `stack_id` (journaled) and waits until it is gone.
+///
+/// AWS deletes asynchronously: a resource it cannot delete leaves the stack in
+/// `DELETE_FAILED`, whose events name it. The emulator (moto) deletes synchronously and,
+/// when a resource cannot go (a VPC with dependants: `DependencyViolation`), fails the
+/// `DeleteStack` call itself after dropping the stack's record, leaving the remaining
+/// resources behind; that answer is reported as such.
+async fn delete_and_wait(
+    ctx: &ActionCtx,
+    stack_id: &str,
+    name: &str,
+    why: &str,
+    timeout: Duration,
+) -> Result<(), ActionError> {
+    let deadline = Instant::now() + timeout;
+    let deleted = ctx
+        .mutating(
+            "cloudformation",
+            "DeleteStack",
+            json!({"stack_name": name, "stack_id": stack_id, "why": why}),
+            ctx.aws
+                .cloudformation
+                .delete_stack()
+                .stack_name(stack_id)
+                .send(),
+            |_| json!({}),
+        )
+        .await;
+    if let Err(e) = deleted {
+        let gone = describe(ctx, stack_id)
+            .await
+            .ok()
+            .is_some_and(|s| s.is_none_or(|s| status(&s) == "DELETE_COMPLETE"));
+        return Err(match e {
+            ActionError::Aws {
+                service,
+                operation,
+                code,
+                message,
+                request_id,
+            } if gone => ActionError::Aws {
+                message: format!(
+                    "{message} (stack {name}: its record is gone but resources it could not \
+                     delete remain; this is the local emulator's synchronous DeleteStack, \
+                     which AWS answers with DELETE_FAILED instead; see \
+                     stack-resources-before.json for what the stack held)"
+                ),
+                service,
+                operation,
+                code,
+                request_id,
+            },
+            other => other,
+        });
+    }
+    match settle(ctx, stack_id, deadline).await? {
+        None => Ok(()),
+        Some(s) if status(&s) == "DELETE_COMPLETE" => Ok(()),
+        Some(s) if in_progress(status(&s)) => Err(ActionError::Target(format!(
+            "stack {name} is still {} after {}s; CloudFormation goes on deleting it",
+            status(&s),
+            timeout.as_secs()
+        ))),
+        Some(s) => {
+            let evs = events(ctx, stack_id).await?;
+            ctx.evidence(
+                "stack-delete-events.json",
+                &json!({"stack_id": stack_id, "events": evs.iter().map(event_json).collect::<Vec<_>>()}),
+                "cloudformation:DescribeStackEvents",
+            )?;
+            Err(ActionError::Target(format!(
+                "stack {name} could not be deleted ({}): {}",
+                status(&s),
+                reasons_text(&failure_reasons(&evs, name))
+            )))
+        }
+    }
+}
+
+/// Error codes of `CreateStack` worth retrying with the same client request token.
+fn create_retryable(e: &ActionError) -> bool {
+    super::is_transient(e) || matches!(e.code(), "InternalFailure" | "ServiceUnavailable")
+}
+
+/// `cloudformation.deploy_stack`: renders the template, creates the stack (or reuses this
+/// case's stack of that name), waits until it is complete, and outputs `stack_id`,
+/// `outputs` (OutputKey -> OutputValue), `stack_name` (as sanitised) and `reused`.
+///
+/// - A stack of that name not tagged with this case is refused (nothing is changed).
+/// - This case's stack is reused when complete and created with the same parameter values;
+///   with different values it is refused (delete it first, or choose another name); one left
+///   failed by an earlier attempt is deleted and created again.
+/// - On failure the failed resources' reasons (stack events) are reported in the error and
+///   the stack is deleted (journaled): a failed clean room never stays behind.
+/// - The stack is created with `TimeoutInMinutes` = `timeout`, so CloudFormation rolls it back
+///   itself if this run stops waiting.
+///
+/// Evidence: `template.yaml`/`.json` (the rendered template), `stack-request.json`,
+/// `stack-before.json` (a stack found under that name), `stack.json`, `stack-resources.json`,
+/// `stack-events.json`.
+pub async fn deploy_stack(ctx: &ActionCtx, params: Value) -> Result<ActionOutput, ActionError> {
+    let p: DeployParams = parse_params("cloudformation.deploy_stack", params)?;
+    let name = stack_name(&p.stack_name)?;
+    let timeout = timeout_of(p.timeout.as_ref())?;
+    let given = p.parameters.clone().unwrap_or_default();
+    let capabilities = p.capabilities.clone().unwrap_or_default();
+
+    let body = render_file(
+        &ctx.playbook_dir,
+        &p.template,
+        &ctx.case_id,
+        &ctx.run_id,
+        &given,
+    )?;
+    let facts = template_facts(&body)?;
+    if body.len() > MAX_TEMPLATE_BODY {
+        return Err(ActionError::Params(format!(
+            "the rendered template is {} bytes; CloudFormation takes at most {MAX_TEMPLATE_BODY} in a request",
+            body.len()
+        )));
+    }
+    let (cfn_params, render_only) = stack_parameters(&facts.parameters, &given);
+    let mut tags: Vec<(String, String)> = p
+        .tags
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .filter(|(k, _)| k.as_str() != TAG_CASE && k.as_str() != TAG_RUN)
+        .map(|(k, v)| (k.clone(), param_string(v)))
+        .collect();
+    tags.extend(ctx.run_tags());
+    let template_sha256 = sha256_hex(body.as_bytes());
+
+    // What is about to be asked, before anything is changed.
+    let template_path = ctx.recorder.artifact(
+        &ctx.step_id,
+        &format!("template.{}", facts.format),
+        body.as_bytes(),
+        &format!("file:{}", p.template),
+    )?;
+    ctx.evidence(
+        "stack-request.json",
+        &json!({
+            "stack_name": name,
+            "requested_stack_name": p.stack_name,
+            "template": p.template,
+            "rendered_template": template_path,
+            "template_sha256": template_sha256,
+            "resources": facts.resources,
+            "parameters": cfn_params.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect::<Map<_, _>>(),
+            "render_only_parameters": render_only,
+            "capabilities": capabilities,
+            "tags": tags.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect::<Map<_, _>>(),
+            "timeout_seconds": timeout.as_secs(),
+        }),
+        "irr:cloudformation.deploy_stack",
+    )?;
+
+    let existing = describe(ctx, &name).await?;
+    if let Some(s) = &existing {
+        ctx.evidence(
+            "stack-before.json",
+            &stack_json(s),
+            "cloudformation:DescribeStacks",
+        )?;
+        let owner = tag_of(s, TAG_CASE);
+        if owner != Some(ctx.case_id.as_str()) {
+            return Err(ActionError::Target(format!(
+                "a stack named {name} already exists ({}) and is not this case's ({TAG_CASE}={}): \
+                 refusing to reuse or replace it; choose another stack_name",
+                status(s),
+                owner.unwrap_or("absent")
+            )));
+        }
+    }
+
+    if ctx.dry_run {
+        return dry_run(
+            ctx,
+            &name,
+            &body,
+            &facts,
+            &cfn_params,
+            &capabilities,
+            existing,
+        )
+        .await;
+    }
+
+    let deadline = Instant::now() + timeout;
+    let mut reused = false;
+    let mut stack_id = None;
+    if let Some(s) = &existing {
+        let id = s.stack_id().unwrap_or(name.as_str()).to_owned();
+        let st = status(s).to_owned();
+        if usable(&st) || in_progress(&st) {
+            let differ = differing_parameters(s, &cfn_params);
+            if !differ.is_empty() {
+                return Err(ActionError::Target(format!(
+                    "stack {name} of this case exists ({st}) with other parameter values ({}): \
+                     it is not reused; delete it first (cloudformation.delete_stack) or choose \
+                     another stack_name",
+                    differ.join("; ")
+                )));
+            }
+            reused = true;
+            stack_id = Some(id);
+        } else {
+            // A failed earlier attempt (ROLLBACK_COMPLETE, CREATE_FAILED, DELETE_FAILED, ...):
+            // it cannot be updated; delete it and create the stack again.
+            delete_and_wait(
+                ctx,
+                &id,
+                &name,
+                &format!("replace a failed earlier attempt ({st})"),
+                timeout,
+            )
+            .await?;
+        }
+    }
+
+    let stack_id = match stack_id {
+        Some(id) => id,
+        None => {
+            create(
+                ctx,
+                &name,
+                &body,
+                &template_sha256,
+                &cfn_params,
+                &capabilities,
+                &tags,
+                timeout,
+            )
+            .await?
+        }
+    };
+
+    let settled = settle(ctx, &stack_id, deadline).await?;
+    let Some(stack) = settled else {
+        return Err(ActionError::Target(format!(
+            "stack {name} ({stack_id}) disappeared while it was being created"
+        )));
+    };
+    let st = status(&stack).to_owned();
+    if in_progress(&st) {
+        record_stack(ctx, &stack_id, &name, &st, json!({"reused": reused}));
+        let evs = events(ctx, &stack_id).await.unwrap_or_default();
+        ctx.evidence(
+            "stack-events.json",
+            &json!({"stack_id": stack_id, "events": evs.iter().map(event_json).collect::<Vec<_>>()}),
+            "cloudformation:DescribeStackEvents",
+        )?;
+        return Err(ActionError::Target(format!(
+            "stack {name} is still {st} after {}s; CloudFormation rolls it back itself when its \
+             own timeout ({} min) passes; running the step again reuses or replaces it",
+            timeout.as_secs(),
+            timeout_minutes(timeout)
+        )));
+    }
+    if !usable(&st) {
+        return Err(fail_and_roll_back(ctx, &stack, &name, &st, None, timeout).await);
+    }
+
+    // Complete.
+    ctx.evidence(
+        "stack.json",
+        &stack_json(&stack),
+        "cloudformation:DescribeStacks",
+    )?;
+    let resources = resources_json(ctx, &stack_id).await?;
+    ctx.evidence(
+        "stack-resources.json",
+        &json!({"stack_id": stack_id, "resources": resources}),
+        "cloudformation:DescribeStackResources",
+    )?;
+    let evs = events(ctx, &stack_id).await?;
+    ctx.evidence(
+        "stack-events.json",
+        &json!({"stack_id": stack_id, "events": evs.iter().map(event_json).collect::<Vec<_>>()}),
+        "cloudformation:DescribeStackEvents",
+    )?;
+    record_stack(
+        ctx,
+        &stack_id,
+        &name,
+        &st,
+        json!({"reused": reused, "template_sha256": template_sha256}),
+    );
+    Ok(ActionOutput::default()
+        .with("stack_id", stack_id)
+        .with("outputs", Value::Object(outputs_of(&stack)))
+        .with("stack_name", name)
+        .with("reused", reused))
+}
+
+fn timeout_minutes(timeout: Duration) -> i32 {
+    timeout.as_secs().div_ceil(60).clamp(1, i32::MAX as u64) as i32
+}
+
+/// Parameter values of the existing stack that differ from the ones to pass
+/// (`Key: was -> now`). NoEcho values (`****`) are not compared.
+fn differing_parameters(s: &Stack, pass: &[(String, String)]) -> Vec<String> {
+    pass.iter()
+        .filter_map(|(k, v)| {
+            let was = s
+                .parameters()
+                .iter()
+                .find(|p| p.parameter_key() == Some(k.as_str()))
+                .and_then(|p| p.parameter_value());
+            match was {
+                Some("****") => None,
+                Some(w) if normalise_list(w) == normalise_list(v) => None,
+                Some(w) => Some(format!("{k}: {w} -> {v}")),
+                None => Some(format!("{k}: not set -> {v}")),
+            }
+        })
+        .collect()
+}
+
+/// A parameter value for comparison. The emulator echoes a `CommaDelimitedList` as a Python
+/// list (`['a', 'b']`); AWS as the comma-joined text (`a,b`).
+fn normalise_list(v: &str) -> String {
+    let t = v.trim();
+    match t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        Some(inner) => inner
+            .split(',')
+            .map(|i| i.trim().trim_matches(['\'', '"']))
+            .collect::<Vec<_>>()
+            .join(","),
+        None => t.split(',').map(str::trim).collect::<Vec<_>>().join(","),
+    }
+}
+
+/// Creates the stack (journaled; transient errors retried with the same client request
+/// token, which makes the retry idempotent in AWS). Returns its id.
+///
+/// A `CreateStack` that fails after leaving a stack behind (the emulator builds resources
+/// inside the call, and on a bad property answers the error but keeps the stack record in
+/// `CREATE_IN_PROGRESS` forever) has that stack's events reported and the stack deleted.
+#[allow(clippy::too_many_arguments)]
+async fn create(
+    ctx: &ActionCtx,
+    name: &str,
+    body: &str,
+    template_sha256: &str,
+    cfn_params: &[(String, String)],
+    capabilities: &[String],
+    tags: &[(String, String)],
+    timeout: Duration,
+) -> Result<String, ActionError> {
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let token = format!(
+        "irr-{}",
+        &sha256_hex(
+            format!(
+                "{}/{}/{}/{name}/{template_sha256}/{nonce}",
+                ctx.case_id, ctx.run_id, ctx.step_id
+            )
+            .as_bytes()
+        )[..40]
+    );
+    let journal = json!({
+        "stack_name": name,
+        "template_sha256": template_sha256,
+        "parameters": cfn_params.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect::<Map<_, _>>(),
+        "capabilities": capabilities,
+        "tags": tags.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect::<Map<_, _>>(),
+        "timeout_in_minutes": timeout_minutes(timeout),
+        "on_failure": "ROLLBACK",
+        "client_request_token": token,
+    });
+    let created = retry_transient(
+        || {
+            let req = ctx
+                .aws
+                .cloudformation
+                .create_stack()
+                .stack_name(name)
+                .template_body(body)
+                .set_parameters(Some(
+                    cfn_params
+                        .iter()
+                        .map(|(k, v)| {
+                            Parameter::builder()
+                                .parameter_key(k)
+                                .parameter_value(v)
+                                .build()
+                        })
+                        .collect(),
+                ))
+                .set_capabilities(Some(
+                    capabilities
+                        .iter()
+                        .map(|c| Capability::from(c.as_str()))
+                        .collect(),
+                ))
+                .set_tags(Some(
+                    tags.iter()
+                        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                        .collect(),
+                ))
+                .timeout_in_minutes(timeout_minutes(timeout))
+                .on_failure(OnFailure::Rollback)
+                .client_request_token(&token)
+                // Retries are ours (same token); the SDK's own would turn an emulator's 500
+                // after a half-built stack into a misleading AlreadyExistsException.
+                .customize()
+                .config_override(
+                    aws_sdk_cloudformation::config::Builder::default().retry_config(
+                        aws_sdk_cloudformation::config::retry::RetryConfig::disabled(),
+                    ),
+                )
+                .send();
+            ctx.mutating(
+                "cloudformation",
+                "CreateStack",
+                journal.clone(),
+                req,
+                |o: &aws_sdk_cloudformation::operation::create_stack::CreateStackOutput| {
+                    json!({"stack_id": o.stack_id()})
+                },
+            )
+        },
+        create_retryable,
+    )
+    .await;
+    match created {
+        Ok(out) => {
+            let id = out.stack_id().unwrap_or(name).to_owned();
+            record_stack(ctx, &id, name, "CREATE_IN_PROGRESS", json!({}));
+            Ok(id)
+        }
+        Err(e) => {
+            // Did the failed call leave a stack of this case behind?
+            let left = describe(ctx, name).await.ok().flatten().filter(|s| {
+                tag_of(s, TAG_CASE) == Some(ctx.case_id.as_str())
+                    && tag_of(s, TAG_RUN) == Some(ctx.run_id.as_str())
+                    && status(s) != "DELETE_COMPLETE"
+            });
+            match left {
+                None => Err(e),
+                Some(s) => {
+                    let st = status(&s).to_owned();
+                    Err(fail_and_roll_back(ctx, &s, name, &st, Some(e), timeout).await)
+                }
+            }
+        }
+    }
+}
+
+/// A stack that failed: records its events, deletes it (journaled), and builds the error
+/// naming the failed resources' reasons (and the `CreateStack` error, if the call failed).
+async fn fail_and_roll_back(
+    ctx: &ActionCtx,
+    stack: &Stack,
+    name: &str,
+    st: &str,
+    call_error: Option<ActionError>,
+    timeout: Duration,
+) -> ActionError {
+    let stack_id = stack.stack_id().unwrap_or(name).to_owned();
+    let evs = events(ctx, &stack_id).await.unwrap_or_default();
+    let mut reasons = failure_reasons(&evs, name);
+    if let Some(r) = stack.stack_status_reason().filter(|r| !r.is_empty()) {
+        if reasons.is_empty() {
+            reasons.push(format!("{name} (AWS::CloudFormation::Stack): {r}"));
+        }
+    }
+    let _ = ctx.evidence(
+        "stack.json",
+        &stack_json(stack),
+        "cloudformation:DescribeStacks",
+    );
+    let _ = ctx.evidence(
+        "stack-events.json",
+        &json!({"stack_id": stack_id, "events": evs.iter().map(event_json).collect::<Vec<_>>()}),
+        "cloudformation:DescribeStackEvents",
+    );
+    if let Ok(res) = resources_json(ctx, &stack_id).await {
+        let _ = ctx.evidence(
+            "stack-resources-before.json",
+            &json!({"stack_id": stack_id, "resources": res}),
+            "cloudformation:DescribeStackResources",
+        );
+    }
+    let cause = match &call_error {
+        Some(e) => format!(
+            "CreateStack failed: {e}; stack events: {}",
+            reasons_text(&reasons)
+        ),
+        None => format!("failed resources: {}", reasons_text(&reasons)),
+    };
+    let rollback = delete_and_wait(ctx, &stack_id, name, "roll back a failed stack", timeout).await;
+    let after = match &rollback {
+        Ok(()) => "the failed stack was deleted".to_owned(),
+        Err(e) => format!("deleting the failed stack failed too: {e}"),
+    };
+    record_stack(
+        ctx,
+        &stack_id,
+        name,
+        if rollback.is_ok() {
+            "DELETE_COMPLETE"
+        } else {
+            st
+        },
+        json!({"failed_status": st}),
+    );
+    let message = format!("stack {name} failed ({st}): {cause}; {after}");
+    match call_error {
+        Some(ActionError::Aws {
+            service,
+            operation,
+            code,
+            request_id,
+            ..
+        }) => ActionError::Aws {
+            service,
+            operation,
+            code,
+            message,
+            request_id,
+        },
+        _ => ActionError::Target(message),
+    }
+}
+
+/// The dry run of `deploy_stack`: `ValidateTemplate` (journaled as the stand-in for
+/// `CreateStack`), capability and parameter checks, and what would be done.
+async fn dry_run(
+    ctx: &ActionCtx,
+    name: &str,
+    body: &str,
+    facts: &TemplateFacts,
+    cfn_params: &[(String, String)],
+    capabilities: &[String],
+    existing: Option<Stack>,
+) -> Result<ActionOutput, ActionError> {
+    let v = ctx
+        .mutating(
+            "cloudformation",
+            "ValidateTemplate",
+            json!({"dry_run": true, "stack_name": name, "template_sha256": sha256_hex(body.as_bytes())}),
+            ctx.aws
+                .cloudformation
+                .validate_template()
+                .template_body(body)
+                .send(),
+            |o: &aws_sdk_cloudformation::operation::validate_template::ValidateTemplateOutput| {
+                json!({"capabilities": o.capabilities().iter().map(|c| c.as_str()).collect::<Vec<_>>()})
+            },
+        )
+        .await?;
+    let needed: Vec<&str> = v.capabilities().iter().map(|c| c.as_str()).collect();
+    let missing_caps: Vec<&str> = needed
+        .iter()
+        .copied()
+        .filter(|c| !capabilities.iter().any(|g| g == c))
+        .collect();
+    let missing_params: Vec<&str> = v
+        .parameters()
+        .iter()
+        .filter(|tp| tp.default_value().is_none())
+        .filter_map(|tp| tp.parameter_key())
+        .filter(|k| !cfn_params.iter().any(|(p, _)| p == k))
+        .collect();
+    ctx.evidence(
+        "validate-template.json",
+        &json!({
+            "description": v.description(),
+            "capabilities": needed,
+            "capabilities_reason": v.capabilities_reason(),
+            "parameters": v.parameters().iter().map(|tp| json!({
+                "key": tp.parameter_key(), "default": tp.default_value(),
+                "no_echo": tp.no_echo(), "description": tp.description(),
+            })).collect::<Vec<_>>(),
+            "missing_capabilities": missing_caps,
+            "missing_parameters": missing_params,
+        }),
+        "cloudformation:ValidateTemplate",
+    )?;
+    if !missing_caps.is_empty() {
+        return Err(ActionError::Params(format!(
+            "the template needs capabilities {} ({}); add them to `capabilities`",
+            missing_caps.join(", "),
+            v.capabilities_reason().unwrap_or("IAM resources")
+        )));
+    }
+    if !missing_params.is_empty() {
+        return Err(ActionError::Params(format!(
+            "the template's parameters {} have no default and are not given",
+            missing_params.join(", ")
+        )));
+    }
+    let (would, stack_id, outputs) = match &existing {
+        Some(s) if usable(status(s)) || in_progress(status(s)) => {
+            let differ = differing_parameters(s, cfn_params);
+            let what = if differ.is_empty() {
+                format!("reuse stack {name} ({})", status(s))
+            } else {
+                format!(
+                    "refuse: stack {name} exists with other parameter values ({})",
+                    differ.join("; ")
+                )
+            };
+            (
+                what,
+                s.stack_id().unwrap_or_default().to_owned(),
+                outputs_of(s),
+            )
+        }
+        Some(s) => (
+            format!(
+                "cloudformation:DeleteStack {name} (failed earlier attempt, {}), then cloudformation:CreateStack {name} ({} resources)",
+                status(s),
+                facts.resources
+            ),
+            String::new(),
+            Map::new(),
+        ),
+        None => (
+            format!(
+                "cloudformation:CreateStack {name} ({} resources) and wait",
+                facts.resources
+            ),
+            String::new(),
+            Map::new(),
+        ),
+    };
+    Ok(ActionOutput::default()
+        .with("stack_id", stack_id)
+        .with("outputs", Value::Object(outputs))
+        .with("stack_name", name)
+        .with("reused", existing.is_some())
+        .with("would", vec![would]))
+}
+
+/// `cloudformation.delete_stack`: deletes this case's stack of that name and waits until it is
+/// gone. A stack that does not exist counts as deleted (`deleted: false`). A stack not tagged
+/// with this case is refused. Records the stack and its resources first
+/// (`stack-before.json`, `stack-resources-before.json`). Outputs `stack_id` (empty when
+/// there was none) and `deleted`.
+pub async fn delete_stack(ctx: &ActionCtx, params: Value) -> Result<ActionOutput, ActionError> {
+    let p: DeleteParams = parse_params("cloudformation.delete_stack", params)?;
+    let name = stack_name(&p.stack_name)?;
+    let timeout = timeout_of(p.timeout.as_ref())?;
+    let Some(stack) = describe(ctx, &name).await? else {
+        ctx.evidence(
+            "stack-before.json",
+            &json!({"stack_name": name, "present": false}),
+            "cloudformation:DescribeStacks",
+        )?;
+        return Ok(ActionOutput::default()
+            .with("stack_id", "")
+            .with("deleted", false));
+    };
+    let stack_id = stack.stack_id().unwrap_or(name.as_str()).to_owned();
+    let mut before = stack_json(&stack);
+    before["present"] = Value::Bool(true);
+    ctx.evidence(
+        "stack-before.json",
+        &before,
+        "cloudformation:DescribeStacks",
+    )?;
+    let owner = tag_of(&stack, TAG_CASE);
+    if owner != Some(ctx.case_id.as_str()) {
+        return Err(ActionError::Target(format!(
+            "stack {name} is not this case's ({TAG_CASE}={}): refusing to delete it",
+            owner.unwrap_or("absent")
+        )));
+    }
+    let resources = resources_json(ctx, &stack_id).await?;
+    ctx.evidence(
+        "stack-resources-before.json",
+        &json!({"stack_id": stack_id, "resources": resources}),
+        "cloudformation:DescribeStackResources",
+    )?;
+    if ctx.dry_run {
+        return Ok(ActionOutput::default()
+            .with("stack_id", stack_id)
+            .with("deleted", false)
+            .with(
+                "would",
+                vec![format!(
+                    "cloudformation:DeleteStack {name} ({}, {} resources) and wait",
+                    status(&stack),
+                    resources.as_array().map_or(0, Vec::len)
+                )],
+            ));
+    }
+    let result = delete_and_wait(ctx, &stack_id, &name, "delete_stack", timeout).await;
+    record_stack(
+        ctx,
+        &stack_id,
+        &name,
+        if result.is_ok() {
+            "DELETE_COMPLETE"
+        } else {
+            "DELETE_FAILED"
+        },
+        json!({}),
+    );
+    result?;
+    Ok(ActionOutput::default()
+        .with("stack_id", stack_id)
+        .with("deleted", true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_names_are_sanitised() {
+        assert_eq!(
+            stack_name("irr-clean-room-IR-2026-0042").unwrap(),
+            "irr-clean-room-IR-2026-0042"
+        );
+        assert_eq!(
+            stack_name("irr-clean-room-IR_2026.1").unwrap(),
+            "irr-clean-room-IR-2026-1"
+        );
+        assert_eq!(stack_name("42").unwrap(), "irr-42");
+        assert_eq!(stack_name(&"a".repeat(300)).unwrap().len(), 128);
+        assert!(stack_name("  ").is_err());
+    }
+
+    #[test]
+    fn parameters_map_to_declared_names_and_are_stringified() {
+        let declared = vec![
+            "SnapshotIds".to_owned(),
+            "VolumeSize".to_owned(),
+            "x".to_owned(),
+        ];
+        let given = json!({
+            "snapshot_ids": ["snap-1", "snap-2"],
+            "volume_size": 8,
+            "x": true,
+            "only_for_handlebars": "v",
+        });
+        let (pass, only) = stack_parameters(&declared, given.as_object().unwrap());
+        assert_eq!(
+            pass,
+            vec![
+                ("SnapshotIds".to_owned(), "snap-1,snap-2".to_owned()),
+                ("VolumeSize".to_owned(), "8".to_owned()),
+                ("x".to_owned(), "true".to_owned()),
+            ]
+        );
+        assert_eq!(only, vec!["only_for_handlebars".to_owned()]);
+    }
+
+    #[test]
+    fn rendering_is_strict_and_unescaped() {
+        let params = json!({"names": ["a<b", "c&d"]});
+        let out = render(
+            "case {{case.id}} run {{run.id}}\n{{#each params.names}}\n- {{@index}}: {{this}}\n{{/each}}\n",
+            "IR-1",
+            "r1",
+            params.as_object().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(out, "case IR-1 run r1\n- 0: a<b\n- 1: c&d\n");
+        let e = render("{{params.missing}}", "c", "r", &Map::new()).unwrap_err();
+        assert_eq!(e.code(), "params");
+    }
+
+    #[test]
+    fn the_clean_room_renders_one_volume_per_snapshot() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../playbooks");
+        let params = json!({
+            "snapshot_ids": ["snap-1", "snap-2", "snap-3"],
+            "evidence_bucket": "b",
+        });
+        let body = render_file(
+            &dir,
+            "templates/forensic-clean-room.yaml",
+            "IR-1",
+            "run-1",
+            params.as_object().unwrap(),
+        )
+        .unwrap();
+        let facts = template_facts(&body).unwrap();
+        assert!(facts.parameters.contains(&"SnapshotIds".to_owned()));
+        let doc: serde_yaml::Value = serde_yaml::from_str(&body).unwrap();
+        let res = doc["Resources"].as_mapping().unwrap();
+        for i in 0..3 {
+            assert!(
+                res.contains_key(format!("EvidenceVolume{i}").as_str()),
+                "{body}"
+            );
+            assert!(res.contains_key(format!("EvidenceAttachment{i}").as_str()));
+        }
+        assert!(!res.contains_key("EvidenceVolume3"));
+        for forbidden in [
+            "AWS::EC2::InternetGateway",
+            "AWS::EC2::NatGateway",
+            "SecurityGroupIngress",
+        ] {
+            assert!(!body.contains(forbidden), "{forbidden}");
+        }
+        assert!(body.contains("Default: \"IR-1\""));
+    }
+
+    #[test]
+    fn emulator_list_parameters_compare_equal() {
+        assert_eq!(normalise_list("['snap-1', 'snap-2']"), "snap-1,snap-2");
+        assert_eq!(normalise_list("snap-1, snap-2"), "snap-1,snap-2");
+    }
+
+    // ---- the AWS behaviour the emulator cannot produce (asynchronous failure) ------------
+
+    use aws_sdk_cloudformation::operation::delete_stack::DeleteStackOutput;
+    use aws_sdk_cloudformation::operation::describe_stack_events::DescribeStackEventsOutput;
+    use aws_sdk_cloudformation::operation::describe_stack_resources::DescribeStackResourcesOutput;
+    use aws_sdk_cloudformation::operation::describe_stacks::{
+        DescribeStacksError, DescribeStacksOutput,
+    };
+    use aws_sdk_cloudformation::types::{ResourceStatus, StackStatus};
+    use aws_sdk_cloudformation::Client;
+    use aws_smithy_mocks::{mock, Rule, RuleMode};
+    use aws_smithy_types::error::ErrorMetadata;
+    use std::sync::Arc;
+
+    fn ctx_with_cfn(
+        dir: &Path,
+        rules: &[&Rule],
+    ) -> (ActionCtx, Arc<super::super::test_support::NullRecorder>) {
+        let mut interceptor =
+            aws_smithy_mocks::MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
+        for r in rules {
+            interceptor = interceptor.with_rule(r);
+        }
+        let conf = aws_sdk_cloudformation::Config::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_cloudformation::config::Credentials::new(
+                "k", "s", None, None, "test",
+            ))
+            .http_client(aws_smithy_mocks::create_mock_http_client())
+            .interceptor(interceptor)
+            .build();
+        let mut ctx = super::super::test_support::ctx_with_iam("case-1", RuleMode::MatchAny, &[]);
+        ctx.aws.cloudformation = Client::from_conf(conf);
+        ctx.playbook_dir = dir.to_owned();
+        let rec = Arc::new(super::super::test_support::NullRecorder::default());
+        ctx.recorder = rec.clone();
+        (ctx, rec)
+    }
+
+    fn stack(status: StackStatus) -> Stack {
+        Stack::builder()
+            .stack_id("arn:aws:cloudformation:us-east-1:123456789012:stack/s/1")
+            .stack_name("s")
+            .stack_status(status)
+            .tags(Tag::builder().key(TAG_CASE).value("case-1").build())
+            .tags(Tag::builder().key(TAG_RUN).value("run-1").build())
+            .build()
+    }
+
+    fn event(logical: &str, ty: &str, status: ResourceStatus, reason: &str) -> StackEvent {
+        StackEvent::builder()
+            .stack_id("arn:aws:cloudformation:us-east-1:123456789012:stack/s/1")
+            .stack_name("s")
+            .event_id(logical)
+            .logical_resource_id(logical)
+            .resource_type(ty)
+            .resource_status(status)
+            .resource_status_reason(reason)
+            .timestamp(aws_smithy_types::DateTime::from_secs(0))
+            .build()
+    }
+
+    fn template_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("t.yaml"),
+            "Resources:\n  Vpc:\n    Type: AWS::EC2::VPC\n    Properties:\n      CidrBlock: 10.0.0.0/16\n",
+        )
+        .unwrap();
+        dir
+    }
+
+    /// AWS: CreateStack succeeds, the stack rolls back later; the reasons are reported (root
+    /// cause first) and the stack is deleted.
+    #[tokio::test]
+    async fn asynchronous_failure_reports_reasons_and_deletes_the_stack() {
+        let describe = mock!(Client::describe_stacks)
+            .sequence()
+            .error(|| {
+                DescribeStacksError::generic(
+                    ErrorMetadata::builder()
+                        .code("ValidationError")
+                        .message("Stack with id s does not exist")
+                        .build(),
+                )
+            })
+            .output(|| {
+                DescribeStacksOutput::builder()
+                    .stacks(stack(StackStatus::RollbackComplete))
+                    .build()
+            })
+            .output(|| {
+                DescribeStacksOutput::builder()
+                    .stacks(stack(StackStatus::DeleteComplete))
+                    .build()
+            })
+            .build();
+        let create = mock!(Client::create_stack).then_output(|| {
+            aws_sdk_cloudformation::operation::create_stack::CreateStackOutput::builder()
+                .stack_id("arn:aws:cloudformation:us-east-1:123456789012:stack/s/1")
+                .build()
+        });
+        let evs = mock!(Client::describe_stack_events).then_output(|| {
+            // Newest first, as AWS pages them.
+            DescribeStackEventsOutput::builder()
+                .stack_events(event(
+                    "s",
+                    "AWS::CloudFormation::Stack",
+                    ResourceStatus::CreateFailed,
+                    "The following resource(s) failed to create: [Sub].",
+                ))
+                .stack_events(event(
+                    "Vpc",
+                    "AWS::EC2::VPC",
+                    ResourceStatus::CreateFailed,
+                    "Resource creation cancelled",
+                ))
+                .stack_events(event(
+                    "Sub",
+                    "AWS::EC2::Subnet",
+                    ResourceStatus::CreateFailed,
+                    "Value (x) for parameter cidrBlock is invalid",
+                ))
+                .build()
+        });
+        let resources = mock!(Client::describe_stack_resources)
+            .then_output(|| DescribeStackResourcesOutput::builder().build());
+        let delete =
+            mock!(Client::delete_stack).then_output(|| DeleteStackOutput::builder().build());
+        let dir = template_dir();
+        let (ctx, rec) = ctx_with_cfn(dir.path(), &[&describe, &create, &evs, &resources, &delete]);
+        let e = deploy_stack(&ctx, json!({"stack_name": "s", "template": "t.yaml"}))
+            .await
+            .unwrap_err();
+        let msg = e.to_string();
+        assert_eq!(e.code(), "target", "{msg}");
+        let sub = msg.find("Sub (AWS::EC2::Subnet): Value (x)").expect(&msg);
+        let vpc = msg
+            .find("Vpc (AWS::EC2::VPC): Resource creation cancelled")
+            .expect(&msg);
+        assert!(sub < vpc, "root cause first: {msg}");
+        assert!(msg.contains("the failed stack was deleted"), "{msg}");
+        assert_eq!(delete.num_calls(), 1);
+        let calls: Vec<String> = rec
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| c.0.clone())
+            .collect();
+        assert_eq!(
+            calls,
+            ["cloudformation:CreateStack", "cloudformation:DeleteStack"]
+        );
+    }
+
+    /// A stack of that name belonging to another case is neither reused nor replaced.
+    #[tokio::test]
+    async fn stack_of_another_case_is_refused() {
+        let describe = mock!(Client::describe_stacks).then_output(|| {
+            DescribeStacksOutput::builder()
+                .stacks(
+                    Stack::builder()
+                        .stack_id("id")
+                        .stack_name("s")
+                        .stack_status(StackStatus::CreateComplete)
+                        .tags(Tag::builder().key(TAG_CASE).value("other").build())
+                        .build(),
+                )
+                .build()
+        });
+        let dir = template_dir();
+        let (ctx, rec) = ctx_with_cfn(dir.path(), &[&describe]);
+        let e = deploy_stack(&ctx, json!({"stack_name": "s", "template": "t.yaml"}))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("other"), "{e}");
+        let e = delete_stack(&ctx, json!({"stack_name": "s"}))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("refusing to delete"), "{e}");
+        assert!(rec.calls.lock().unwrap().is_empty());
+    }
+
+    /// AWS: a deletion that fails asynchronously (DELETE_FAILED) names the resource.
+    #[tokio::test]
+    async fn delete_failed_names_the_resource() {
+        let describe = mock!(Client::describe_stacks)
+            .sequence()
+            .output(|| {
+                DescribeStacksOutput::builder()
+                    .stacks(stack(StackStatus::CreateComplete))
+                    .build()
+            })
+            .output(|| {
+                DescribeStacksOutput::builder()
+                    .stacks(stack(StackStatus::DeleteFailed))
+                    .build()
+            })
+            .build();
+        let resources = mock!(Client::describe_stack_resources)
+            .then_output(|| DescribeStackResourcesOutput::builder().build());
+        let evs = mock!(Client::describe_stack_events).then_output(|| {
+            DescribeStackEventsOutput::builder()
+                .stack_events(event(
+                    "Vpc",
+                    "AWS::EC2::VPC",
+                    ResourceStatus::DeleteFailed,
+                    "The vpc has dependencies and cannot be deleted",
+                ))
+                .build()
+        });
+        let delete =
+            mock!(Client::delete_stack).then_output(|| DeleteStackOutput::builder().build());
+        let dir = template_dir();
+        let (ctx, _rec) = ctx_with_cfn(dir.path(), &[&describe, &resources, &evs, &delete]);
+        let e = delete_stack(&ctx, json!({"stack_name": "s"}))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("Vpc (AWS::EC2::VPC): The vpc has dependencies"),
+            "{e}"
+        );
+    }
+}
