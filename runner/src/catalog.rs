@@ -178,6 +178,14 @@ const INSTANCE: &[&str] = &["arn:aws:ec2:{region}:{account}:instance/{instance_i
 const ROLE: &[&str] = &["arn:aws:iam::{account}:role/{role_name}"];
 const USER: &[&str] = &["arn:aws:iam::{account}:user/{user_name}"];
 const BUCKET: &[&str] = &["arn:aws:s3:::{bucket}"];
+const INSTANCE_PROFILE: &[&str] = &["arn:aws:iam::{account}:instance-profile/*"];
+/// Customer managed policies of the account and AWS managed ones (`arn:aws:iam::aws:policy/..`).
+const MANAGED_POLICY: &[&str] = &[
+    "arn:aws:iam::{account}:policy/*",
+    "arn:aws:iam::aws:policy/*",
+];
+const AUTOSCALING_GROUP: &[&str] =
+    &["arn:aws:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/*"];
 const STACK: &[&str] = &["arn:aws:cloudformation:{region}:{account}:stack/{stack_name}/*"];
 
 const fn perm(action: &'static str, resources: &'static [&'static str]) -> Permission {
@@ -261,12 +269,14 @@ static CATALOG: &[ActionSpec] = &[
             out("role_name", TypeSpec::String, "the responder role's name"),
             out("expires_at", TypeSpec::String, "RFC 3339 time after which the role can no longer be assumed"),
         ],
-        api_calls: &["sts:GetCallerIdentity", "iam:GetRole", "iam:CreateRole", "iam:UpdateAssumeRolePolicy", "iam:PutRolePolicy", "iam:TagRole"],
+        api_calls: &["sts:GetCallerIdentity", "iam:GetRole", "iam:CreateRole", "iam:UpdateAssumeRolePolicy", "iam:UpdateRole", "iam:TagRole", "iam:PutRolePolicy"],
         permissions: &[
             perm("sts:GetCallerIdentity", ANY),
             perm("iam:GetRole", ROLE),
             perm("iam:CreateRole", ROLE),
             perm("iam:UpdateAssumeRolePolicy", ROLE),
+            // A reused role gets its session length brought up to date.
+            perm("iam:UpdateRole", ROLE),
             perm("iam:PutRolePolicy", ROLE),
             perm("iam:TagRole", ROLE),
         ],
@@ -280,8 +290,9 @@ static CATALOG: &[ActionSpec] = &[
         params: &[req("role_name", TypeSpec::String, "the responder role")],
         exactly_one_of: &[],
         outputs: &[],
-        api_calls: &["iam:ListRolePolicies", "iam:DeleteRolePolicy", "iam:ListAttachedRolePolicies", "iam:DetachRolePolicy", "iam:ListInstanceProfilesForRole", "iam:RemoveRoleFromInstanceProfile", "iam:DeleteRole"],
+        api_calls: &["iam:GetRole", "iam:ListRolePolicies", "iam:DeleteRolePolicy", "iam:ListAttachedRolePolicies", "iam:DetachRolePolicy", "iam:ListInstanceProfilesForRole", "iam:RemoveRoleFromInstanceProfile", "iam:DeleteRole"],
         permissions: &[
+            perm("iam:GetRole", ROLE),
             perm("iam:ListRolePolicies", ROLE),
             perm("iam:DeleteRolePolicy", ROLE),
             perm("iam:ListAttachedRolePolicies", ROLE),
@@ -303,7 +314,7 @@ static CATALOG: &[ActionSpec] = &[
         ],
         exactly_one_of: &[&["user_name", "role_name"]],
         outputs: &[ARTIFACTS],
-        api_calls: &["iam:GetUser", "iam:ListUserPolicies", "iam:GetUserPolicy", "iam:ListAttachedUserPolicies", "iam:ListAccessKeys", "iam:GetAccessKeyLastUsed", "iam:ListGroupsForUser", "iam:GetRole", "iam:ListRolePolicies", "iam:GetRolePolicy", "iam:ListAttachedRolePolicies"],
+        api_calls: &["iam:GetUser", "iam:ListUserPolicies", "iam:GetUserPolicy", "iam:ListAttachedUserPolicies", "iam:GetPolicy", "iam:GetPolicyVersion", "iam:ListGroupsForUser", "iam:ListAccessKeys", "iam:GetAccessKeyLastUsed", "iam:GetRole", "iam:ListRolePolicies", "iam:GetRolePolicy", "iam:ListAttachedRolePolicies", "iam:ListInstanceProfilesForRole"],
         permissions: &[
             perm_if("user_name", "iam:GetUser", USER),
             perm_if("user_name", "iam:ListUserPolicies", USER),
@@ -316,6 +327,10 @@ static CATALOG: &[ActionSpec] = &[
             perm_if("role_name", "iam:ListRolePolicies", ROLE),
             perm_if("role_name", "iam:GetRolePolicy", ROLE),
             perm_if("role_name", "iam:ListAttachedRolePolicies", ROLE),
+            perm_if("role_name", "iam:ListInstanceProfilesForRole", ROLE),
+            // The documents of attached managed policies (customer or AWS managed).
+            perm("iam:GetPolicy", MANAGED_POLICY),
+            perm("iam:GetPolicyVersion", MANAGED_POLICY),
         ],
         mutating: false,
         idempotency: "read-only",
@@ -345,9 +360,15 @@ static CATALOG: &[ActionSpec] = &[
         ],
         exactly_one_of: &[&["user_name", "role_name"]],
         outputs: &[out("revoked_before", TypeSpec::String, "RFC 3339 time; sessions issued before it are denied")],
-        api_calls: &["iam:PutUserPolicy", "iam:PutRolePolicy"],
+        api_calls: &["iam:GetUserPolicy", "iam:GetUser", "iam:PutUserPolicy", "iam:GetRole", "iam:GetRolePolicy", "iam:PutRolePolicy"],
         permissions: &[
+            // The policy already there is recorded first; GetUser tells "no such user" from
+            // "no such policy".
+            perm_if("user_name", "iam:GetUserPolicy", USER),
+            perm_if("user_name", "iam:GetUser", USER),
             perm_if("user_name", "iam:PutUserPolicy", USER),
+            perm_if("role_name", "iam:GetRole", ROLE),
+            perm_if("role_name", "iam:GetRolePolicy", ROLE),
             perm_if("role_name", "iam:PutRolePolicy", ROLE),
         ],
         mutating: true,
@@ -360,13 +381,17 @@ static CATALOG: &[ActionSpec] = &[
         params: &[INSTANCE_ID],
         exactly_one_of: &[],
         outputs: &[ARTIFACTS],
-        api_calls: &["ec2:DescribeInstances", "ec2:DescribeVolumes", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSecurityGroups", "ec2:DescribeIamInstanceProfileAssociations", "ec2:GetConsoleOutput"],
+        api_calls: &["ec2:DescribeInstances", "ec2:DescribeVolumes", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSecurityGroups", "ec2:DescribeIamInstanceProfileAssociations", "iam:GetInstanceProfile", "autoscaling:DescribeAutoScalingInstances", "ec2:GetConsoleOutput"],
         permissions: &[
             perm("ec2:DescribeInstances", ANY),
             perm("ec2:DescribeVolumes", ANY),
             perm("ec2:DescribeNetworkInterfaces", ANY),
             perm("ec2:DescribeSecurityGroups", ANY),
             perm("ec2:DescribeIamInstanceProfileAssociations", ANY),
+            // The profile's roles; a denial is recorded in the artifact, not fatal.
+            perm("iam:GetInstanceProfile", INSTANCE_PROFILE),
+            perm("autoscaling:DescribeAutoScalingInstances", ANY),
+            // A denial is recorded in console-output.txt, not fatal.
             perm("ec2:GetConsoleOutput", INSTANCE),
         ],
         mutating: false,
@@ -398,12 +423,13 @@ static CATALOG: &[ActionSpec] = &[
             out("snapshot_ids", STRINGS, "one snapshot per volume, in device order"),
             out("volumes", STRING_MAP, "volume id -> snapshot id"),
         ],
-        api_calls: &["ec2:DescribeInstances", "ec2:DescribeSnapshots", "ec2:CreateSnapshot", "ec2:CreateTags"],
+        api_calls: &["ec2:DescribeInstances", "ec2:DescribeVolumes", "ec2:DescribeSnapshots", "ec2:CreateSnapshot"],
         permissions: &[
             perm("ec2:DescribeInstances", ANY),
             perm("ec2:DescribeVolumes", ANY),
             perm("ec2:DescribeSnapshots", ANY),
             perm("ec2:CreateSnapshot", &["arn:aws:ec2:{region}:{account}:volume/*", "arn:aws:ec2:{region}::snapshot/*"]),
+            // Tags are set on creation (TagSpecifications), which needs ec2:CreateTags.
             perm("ec2:CreateTags", &["arn:aws:ec2:{region}::snapshot/*"]),
         ],
         mutating: true,
@@ -423,16 +449,21 @@ static CATALOG: &[ActionSpec] = &[
             out("isolation_group_id", TypeSpec::String, "the security group with no rules now on every interface"),
             out("original_groups", TypeSpec::Map(&STRINGS), "interface id -> its groups before isolation"),
         ],
-        api_calls: &["ec2:DescribeInstances", "ec2:DescribeSecurityGroups", "ec2:CreateSecurityGroup", "ec2:AuthorizeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupEgress", "ec2:RevokeSecurityGroupEgress", "ec2:CreateTags", "ec2:ModifyNetworkInterfaceAttribute", "ec2:DescribeIamInstanceProfileAssociations", "ec2:DisassociateIamInstanceProfile"],
+        api_calls: &["ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces", "ec2:DescribeIamInstanceProfileAssociations", "autoscaling:DescribeAutoScalingInstances", "ec2:DescribeSecurityGroups", "ec2:CreateTags", "autoscaling:DetachInstances", "ec2:CreateSecurityGroup", "ec2:RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupEgress", "ec2:ModifyNetworkInterfaceAttribute", "ec2:DisassociateIamInstanceProfile"],
         permissions: &[
             perm("ec2:DescribeInstances", ANY),
             perm("ec2:DescribeNetworkInterfaces", ANY),
             perm("ec2:DescribeSecurityGroups", ANY),
             perm("ec2:DescribeIamInstanceProfileAssociations", ANY),
+            perm("autoscaling:DescribeAutoScalingInstances", ANY),
+            // Only for an instance in an Auto Scaling group (taken out before it is isolated).
+            perm("autoscaling:DetachInstances", AUTOSCALING_GROUP),
             perm("ec2:CreateSecurityGroup", &["arn:aws:ec2:{region}:{account}:vpc/*", "arn:aws:ec2:{region}:{account}:security-group/*"]),
             perm("ec2:AuthorizeSecurityGroupIngress", &["arn:aws:ec2:{region}:{account}:security-group/*"]),
             perm("ec2:AuthorizeSecurityGroupEgress", &["arn:aws:ec2:{region}:{account}:security-group/*"]),
             perm("ec2:RevokeSecurityGroupEgress", &["arn:aws:ec2:{region}:{account}:security-group/*"]),
+            // Only when a reused isolation group carries inbound rules it should not have.
+            perm("ec2:RevokeSecurityGroupIngress", &["arn:aws:ec2:{region}:{account}:security-group/*"]),
             perm("ec2:CreateTags", &["arn:aws:ec2:{region}:{account}:security-group/*", "arn:aws:ec2:{region}:{account}:network-interface/*", "arn:aws:ec2:{region}:{account}:instance/{instance_id}"]),
             perm("ec2:ModifyNetworkInterfaceAttribute", &["arn:aws:ec2:{region}:{account}:network-interface/*", "arn:aws:ec2:{region}:{account}:security-group/*"]),
             perm("ec2:DisassociateIamInstanceProfile", INSTANCE),
@@ -447,11 +478,14 @@ static CATALOG: &[ActionSpec] = &[
         params: &[INSTANCE_ID],
         exactly_one_of: &[],
         outputs: &[],
-        api_calls: &["ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces", "ec2:ModifyNetworkInterfaceAttribute", "ec2:AssociateIamInstanceProfile", "ec2:DeleteTags"],
+        api_calls: &["ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces", "ec2:DescribeIamInstanceProfileAssociations", "ec2:ModifyNetworkInterfaceAttribute", "ec2:DeleteTags", "ec2:AssociateIamInstanceProfile", "autoscaling:DescribeAutoScalingInstances", "autoscaling:AttachInstances"],
         permissions: &[
             perm("ec2:DescribeInstances", ANY),
             perm("ec2:DescribeNetworkInterfaces", ANY),
             perm("ec2:DescribeIamInstanceProfileAssociations", ANY),
+            // Only for an instance isolate_instance took out of an Auto Scaling group.
+            perm("autoscaling:DescribeAutoScalingInstances", ANY),
+            perm("autoscaling:AttachInstances", AUTOSCALING_GROUP),
             perm("ec2:ModifyNetworkInterfaceAttribute", &["arn:aws:ec2:{region}:{account}:network-interface/*", "arn:aws:ec2:{region}:{account}:security-group/*"]),
             perm("ec2:AssociateIamInstanceProfile", INSTANCE),
             perm("iam:PassRole", &["arn:aws:iam::{account}:role/*"]),
@@ -470,8 +504,12 @@ static CATALOG: &[ActionSpec] = &[
         ],
         exactly_one_of: &[],
         outputs: &[],
-        api_calls: &["ec2:CreateTags"],
-        permissions: &[perm("ec2:CreateTags", &["arn:aws:ec2:{region}:{account}:*/*", "arn:aws:ec2:{region}::snapshot/*"])],
+        api_calls: &["ec2:DescribeTags", "ec2:CreateTags"],
+        permissions: &[
+            // The values the keys had before are recorded.
+            perm("ec2:DescribeTags", ANY),
+            perm("ec2:CreateTags", &["arn:aws:ec2:{region}:{account}:*/*", "arn:aws:ec2:{region}::snapshot/*"]),
+        ],
         mutating: true,
         idempotency: "tagging again sets the same values",
         undo: Some("ec2:DeleteTags"),
@@ -543,13 +581,14 @@ static CATALOG: &[ActionSpec] = &[
         params: &[req("bucket", TypeSpec::BucketName, "the bucket")],
         exactly_one_of: &[],
         outputs: &[ARTIFACTS],
-        api_calls: &["s3:GetBucketPolicy", "s3:GetBucketAcl", "s3:GetPublicAccessBlock", "s3:GetBucketEncryption", "s3:GetBucketVersioning"],
+        api_calls: &["s3:GetBucketAcl", "s3:GetBucketPolicy", "s3:GetPublicAccessBlock", "s3:GetBucketEncryption", "s3:GetBucketVersioning", "s3:GetBucketOwnershipControls"],
         permissions: &[
             perm("s3:GetBucketPolicy", BUCKET),
             perm("s3:GetBucketAcl", BUCKET),
             perm("s3:GetBucketPublicAccessBlock", BUCKET),
             perm("s3:GetEncryptionConfiguration", BUCKET),
             perm("s3:GetBucketVersioning", BUCKET),
+            perm("s3:GetBucketOwnershipControls", BUCKET),
         ],
         mutating: false,
         idempotency: "read-only",

@@ -96,18 +96,25 @@ pub async fn seal(
             f
         })
         .collect();
+    // A seal interrupted by a crash may have stored some items already: adopt those whose
+    // bytes are the staged ones, so the manifest lists them (the store never overwrites).
+    let adopted = match adopt_stored(&store, record, artifacts).await {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    let already: Vec<String> = adopted.iter().map(|i| i.path.clone()).collect();
     let bundle = match Bundle::resume(
         store,
         &record.case_id,
         &record.run_id,
         info,
-        Vec::new(),
+        adopted,
         resources,
     ) {
         Ok(b) => b,
         Err(e) => return fail(e.to_string()),
     };
-    for art in artifacts {
+    for art in artifacts.iter().filter(|a| !already.contains(&a.path)) {
         let file: PathBuf = staging.join(&art.path);
         let meta = ItemMeta::new(art.step.clone(), Some(&art.source));
         match bundle.capture(&art.path, Source::File(file), meta).await {
@@ -125,16 +132,20 @@ pub async fn seal(
             Err(e) => return fail(format!("{}: {e}", art.path)),
         }
     }
-    match bundle
-        .capture(
-            "journal.jsonl",
-            Source::File(journal.to_owned()),
-            ItemMeta::default(),
-        )
-        .await
-    {
-        Ok(_) | Err(irr_forensics::Error::Exists { .. }) => {}
-        Err(e) => return fail(format!("journal.jsonl: {e}")),
+    // An earlier seal may have stored the journal as it was then; it is kept (the store never
+    // overwrites) and the run directory keeps the whole journal.
+    if !already.iter().any(|p| p == "journal.jsonl") {
+        let journal_item = bundle
+            .capture(
+                "journal.jsonl",
+                Source::File(journal.to_owned()),
+                ItemMeta::default(),
+            )
+            .await;
+        match journal_item {
+            Ok(_) | Err(irr_forensics::Error::Exists { .. }) => {}
+            Err(e) => return fail(format!("journal.jsonl: {e}")),
+        }
     }
     match bundle.seal().await {
         Ok(outcome) => {
@@ -147,5 +158,137 @@ pub async fn seal(
             }
         }
         Err(e) => fail(e.to_string()),
+    }
+}
+
+/// Items of this run already in the store (an interrupted seal), checked byte for byte
+/// against what was staged.
+async fn adopt_stored(
+    store: &Store,
+    record: &RunRecord,
+    artifacts: &[StagedArtifact],
+) -> Result<Vec<irr_forensics::ManifestItem>, String> {
+    let prefix = format!("{}/{}/", record.case_id, record.run_id);
+    let listed = store.list(&prefix).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for l in listed.iter().filter(|l| l.is_latest && !l.delete_marker) {
+        let Some(rel) = l.key.strip_prefix(&prefix) else {
+            continue;
+        };
+        let staged = artifacts.iter().find(|a| a.path == rel);
+        let (step, source, captured_at) = match (staged, rel) {
+            (Some(a), _) => (
+                Some(a.step.clone()),
+                Some(a.source.clone()),
+                a.captured_at.clone(),
+            ),
+            (None, "journal.jsonl") => (None, None, crate::events::now_rfc3339()),
+            _ => continue,
+        };
+        let Some((sha, size)) = store
+            .hash_object(&l.key, l.version_id.as_deref())
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            continue;
+        };
+        if let Some(a) = staged {
+            if sha.to_hex() != a.sha256 {
+                return Err(format!("{rel} is already in the evidence store with other bytes (sha256 {}) than were captured ({})", sha.to_hex(), a.sha256));
+            }
+        }
+        out.push(irr_forensics::ManifestItem {
+            path: rel.to_owned(),
+            sha256: sha,
+            size,
+            captured_at: Timestamp::parse(&captured_at).unwrap_or_else(Timestamp::now),
+            step,
+            source,
+            s3: l.version_id.clone().map(|v| irr_forensics::S3ObjectRef {
+                version_id: Some(v),
+                checksum_sha256: None,
+            }),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostic::Source as Text;
+
+    fn record(case: &str, run: &str) -> RunRecord {
+        RunRecord {
+            run_id: run.into(),
+            case_id: case.into(),
+            playbook_path: "p.yaml".into(),
+            playbook_sha256: "0".repeat(64),
+            inputs: Default::default(),
+            evidence_location: String::new(),
+            dry_run: false,
+            concurrency: 1,
+            started_at: crate::events::now_rfc3339(),
+            region: "us-east-1".into(),
+            account_id: "123456789012".into(),
+            aws_principal: "arn:aws:iam::123456789012:user/r".into(),
+        }
+    }
+
+    /// A seal interrupted after some uploads is completed by the next one: the stored items
+    /// are adopted (not re-written, which the store refuses) and listed in the manifest.
+    #[tokio::test]
+    async fn an_interrupted_seal_adopts_what_was_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = dir.path().join("staging");
+        let evidence = dir.path().join("evidence");
+        std::fs::create_dir_all(staging.join("artifacts/s1")).unwrap();
+        std::fs::write(staging.join("artifacts/s1/a.json"), b"{\"a\": 1}\n").unwrap();
+        std::fs::write(staging.join("artifacts/s1/b.json"), b"{\"b\": 2}\n").unwrap();
+        let journal = dir.path().join("journal.jsonl");
+        std::fs::write(&journal, b"{}\n").unwrap();
+        let art = |name: &str, bytes: &[u8]| StagedArtifact {
+            path: format!("artifacts/s1/{name}"),
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes)),
+            size: bytes.len() as u64,
+            step: "s1".into(),
+            source: "test".into(),
+            captured_at: crate::events::now_rfc3339(),
+        };
+        let arts = vec![
+            art("a.json", b"{\"a\": 1}\n"),
+            art("b.json", b"{\"b\": 2}\n"),
+        ];
+        let decl = EvidenceDecl::default();
+        let store = open_store(evidence.to_str().unwrap(), None, &decl, false)
+            .await
+            .unwrap();
+        // The first seal got as far as one upload.
+        store
+            .put(
+                "IR-1/r-1/artifacts/s1/a.json",
+                Source::File(staging.join("artifacts/s1/a.json")),
+            )
+            .await
+            .unwrap();
+        let pb_text = "apiVersion: irr/v1\nkind: Playbook\nmetadata: {name: t, version: 1.0.0}\nsteps:\n  - id: s1\n    action: control.approve\n    with: {prompt: x}\n";
+        let pb = crate::validate::validate(&Text::new("p.yaml", pb_text)).unwrap();
+        let summary = seal(
+            store,
+            &pb,
+            &record("IR-1", "r-1"),
+            &staging,
+            &arts,
+            &[],
+            &journal,
+        )
+        .await;
+        assert!(summary.error.is_none(), "{summary:?}");
+        assert_eq!(summary.items, 3);
+        let loc =
+            irr_forensics::EvidenceLocation::parse(evidence.join("IR-1/r-1").to_str().unwrap())
+                .unwrap();
+        let report = irr_forensics::verify(&loc, None).await.unwrap();
+        assert!(report.is_ok(), "{report}");
     }
 }

@@ -122,7 +122,8 @@ impl Sink {
 
 /// Fault injection for the crash tests: with `IRR_FAULT_KILL_AT_SEQ=N`, the process sends
 /// itself SIGKILL right after journal entry N is durable, exactly as a crash or `kill -9`
-/// would stop it. Never set outside tests.
+/// would stop it; with `IRR_FAULT_SIGINT_AT_SEQ=N`, SIGINT (a responder's Ctrl-C). Never set
+/// outside tests.
 fn crash_point(seq: u64) {
     static AT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
     let at = AT.get_or_init(|| {
@@ -130,6 +131,17 @@ fn crash_point(seq: u64) {
             .ok()
             .and_then(|v| v.parse().ok())
     });
+    static INT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let int = INT.get_or_init(|| {
+        std::env::var("IRR_FAULT_SIGINT_AT_SEQ")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if *int == Some(seq) {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &std::process::id().to_string()])
+            .status();
+    }
     if *at == Some(seq) {
         let _ = std::process::Command::new("kill")
             .args(["-9", &std::process::id().to_string()])
@@ -362,7 +374,26 @@ pub async fn execute(exec: Execution, sink: Arc<Sink>, interrupted: Arc<AtomicBo
         resources: Mutex::new(Vec::new()),
     });
     let base_ctx = context(&exec);
+    // One Ctrl-C watcher for the whole run, installed before the first step starts, so no
+    // interrupt is lost between two waits.
+    let interrupt = Arc::new(tokio::sync::Notify::new());
+    let watcher = {
+        let interrupted = interrupted.clone();
+        let interrupt = interrupt.clone();
+        let sink = sink.clone();
+        tokio::spawn(async move {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                if !interrupted.swap(true, Ordering::SeqCst) {
+                    sink.emit(RunEvent::Note {
+                        message: "interrupted: in-flight steps finish, no new step starts, then finally runs and the evidence is sealed".to_owned(),
+                    });
+                }
+                interrupt.notify_waiters();
+            }
+        })
+    };
     let shared = Arc::new(Shared {
+        interrupt,
         aws: exec.aws.clone(),
         record: exec.record.clone(),
         assume_yes: exec.assume_yes,
@@ -411,6 +442,7 @@ pub async fn execute(exec: Execution, sink: Arc<Sink>, interrupted: Arc<AtomicBo
     )
     .await;
 
+    watcher.abort();
     let steps: Vec<StepSummary> = exec
         .playbook
         .all_steps()
@@ -431,6 +463,7 @@ pub async fn execute(exec: Execution, sink: Arc<Sink>, interrupted: Arc<AtomicBo
 }
 
 struct Shared {
+    interrupt: Arc<tokio::sync::Notify>,
     aws: AwsClients,
     record: RunRecord,
     assume_yes: bool,
@@ -541,13 +574,8 @@ async fn run_graph(
         }
         let joined = tokio::select! {
             j = running.join_next() => j,
-            _ = tokio::signal::ctrl_c(), if !is_finally && !interrupted.load(Ordering::SeqCst) => {
-                interrupted.store(true, Ordering::SeqCst);
-                shared.sink.emit(RunEvent::Note {
-                    message: format!("interrupted: letting {} in-flight step(s) finish, starting no new step, then running finally", running.len()),
-                });
-                continue;
-            }
+            // Woken by the Ctrl-C watcher; the flag is what counts (checked at the top).
+            _ = shared.interrupt.notified(), if !is_finally => continue,
         };
         let Some(joined) = joined else { break };
         let summary = match joined {

@@ -239,6 +239,183 @@ mod tests {
         );
     }
 
+    /// The policy of a shipped playbook, for case IR-9 in 123456789012/us-east-1.
+    fn shipped(text: &str, pairs: &[&str]) -> Value {
+        let pb = validate(&Source::new("shipped.yaml", text)).unwrap();
+        let pairs: Vec<String> = pairs.iter().map(|p| (*p).to_owned()).collect();
+        let inputs = crate::validate::resolve_inputs(&pb, &pairs, None, true).unwrap();
+        let ctx = PlanContext {
+            case_id: Some("IR-9".into()),
+            region: Some("us-east-1".into()),
+            account_id: Some("123456789012".into()),
+            ..Default::default()
+        };
+        policy(&plan(&pb, inputs, &ctx))
+    }
+
+    /// Every (action, resources) pair of a document.
+    fn grants(doc: &Value) -> BTreeMap<String, Vec<String>> {
+        let mut out = BTreeMap::new();
+        for s in doc["Statement"].as_array().unwrap() {
+            assert_eq!(s["Effect"], "Allow");
+            assert!(s.get("Condition").is_none(), "{s}");
+            let resources: Vec<String> = match &s["Resource"] {
+                Value::String(r) => vec![r.clone()],
+                Value::Array(rs) => rs.iter().map(|r| r.as_str().unwrap().to_owned()).collect(),
+                other => panic!("resource {other}"),
+            };
+            for a in s["Action"].as_array().unwrap() {
+                let prev = out.insert(a.as_str().unwrap().to_owned(), resources.clone());
+                assert!(prev.is_none(), "{a} in two statements");
+            }
+        }
+        out
+    }
+
+    /// Actions AWS allows no resource scoping for (or that are only ever read-only lists).
+    fn unscopable(action: &str) -> bool {
+        let (service, name) = action.split_once(':').unwrap();
+        matches!(service, "ec2" | "autoscaling") && name.starts_with("Describe")
+            || action == "sts:GetCallerIdentity"
+    }
+
+    const EC2_PB: &str = include_str!("../../playbooks/ec2-instance-compromise.yaml");
+    const CRED_PB: &str = include_str!("../../playbooks/iam-credential-compromise.yaml");
+    const S3_PB: &str = include_str!("../../playbooks/s3-bucket-exposure.yaml");
+    const INSTANCE_ARN: &str = "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0";
+
+    #[test]
+    fn containment_policy_scopes_instance_and_role_actions() {
+        let g = grants(&shipped(EC2_PB, &["instance_id=i-0123456789abcdef0"]));
+        // Actions on the instance itself: that instance only.
+        for a in [
+            "ec2:ModifyInstanceAttribute",
+            "ec2:GetConsoleOutput",
+            "ec2:DisassociateIamInstanceProfile",
+        ] {
+            assert_eq!(g[a], [INSTANCE_ARN], "{a}");
+        }
+        // Tags on the instance name it; no other instance.
+        assert!(g["ec2:CreateTags"].contains(&INSTANCE_ARN.to_owned()));
+        assert!(!g["ec2:CreateTags"]
+            .iter()
+            .any(|r| r.contains(":instance/*")));
+        // Every IAM action on roles: the responder role of the case, nothing else.
+        let role = "arn:aws:iam::123456789012:role/irr-responder-IR-9";
+        for (a, r) in &g {
+            if a.starts_with("iam:") && a.contains("Role") {
+                assert!(r.contains(&role.to_owned()), "{a}: {r:?}");
+                assert!(
+                    r.iter()
+                        .all(|x| x == role || x.contains(":instance-profile/")),
+                    "{a}: {r:?}"
+                );
+            }
+        }
+        for a in [
+            "iam:CreateRole",
+            "iam:DeleteRole",
+            "iam:PutRolePolicy",
+            "iam:UpdateAssumeRolePolicy",
+            "iam:UpdateRole",
+            "iam:GetRole",
+        ] {
+            assert_eq!(g[a], [role], "{a}");
+        }
+        // Group and interface changes: security groups and interfaces of the account/region.
+        assert_eq!(
+            g["ec2:ModifyNetworkInterfaceAttribute"],
+            [
+                "arn:aws:ec2:us-east-1:123456789012:network-interface/*",
+                "arn:aws:ec2:us-east-1:123456789012:security-group/*"
+            ]
+        );
+        for a in [
+            "ec2:AuthorizeSecurityGroupEgress",
+            "ec2:AuthorizeSecurityGroupIngress",
+            "ec2:RevokeSecurityGroupEgress",
+            "ec2:RevokeSecurityGroupIngress",
+        ] {
+            assert_eq!(
+                g[a],
+                ["arn:aws:ec2:us-east-1:123456789012:security-group/*"],
+                "{a}"
+            );
+        }
+        assert_eq!(
+            g["ec2:CreateSnapshot"],
+            [
+                "arn:aws:ec2:us-east-1:123456789012:volume/*",
+                "arn:aws:ec2:us-east-1::snapshot/*"
+            ]
+        );
+        // "*" only where AWS allows no scoping.
+        for (a, r) in &g {
+            if r.iter().any(|x| x == "*") {
+                assert!(unscopable(a), "{a} is granted on *");
+                assert_eq!(r.len(), 1, "{a}");
+            }
+        }
+        // No wildcard action, nothing the playbook does not do.
+        assert!(!g.keys().any(|a| a.contains('*')));
+        for a in [
+            "iam:PassRole",
+            "ec2:AssociateIamInstanceProfile",
+            "ec2:DeleteTags",
+        ] {
+            assert!(!g.contains_key(a), "{a} is for release_instance only");
+        }
+    }
+
+    #[test]
+    fn credential_policy_scopes_to_the_user() {
+        let g = grants(&shipped(
+            CRED_PB,
+            &["user_name=ci-deploy", "access_key_id=AKIAIOSFODNN7EXAMPLE"],
+        ));
+        let user = "arn:aws:iam::123456789012:user/ci-deploy";
+        for (a, r) in &g {
+            if a.starts_with("iam:") && a.contains("User")
+                || ["iam:ListAccessKeys", "iam:UpdateAccessKey"].contains(&a.as_str())
+            {
+                assert_eq!(r, &[user], "{a}");
+            }
+            if r.iter().any(|x| x == "*") {
+                assert!(unscopable(a) || a == "iam:GetAccessKeyLastUsed", "{a} on *");
+            }
+        }
+        for a in [
+            "iam:PutUserPolicy",
+            "iam:GetUserPolicy",
+            "iam:UpdateAccessKey",
+        ] {
+            assert!(g.contains_key(a), "{a}");
+        }
+        // The role variants of the same actions are not needed for a user.
+        for a in ["iam:GetRole", "iam:PutRolePolicy", "iam:GetRolePolicy"] {
+            assert!(!g.contains_key(a), "{a}");
+        }
+        assert_eq!(
+            g["iam:GetPolicyVersion"],
+            [
+                "arn:aws:iam::123456789012:policy/*",
+                "arn:aws:iam::aws:policy/*"
+            ]
+        );
+    }
+
+    #[test]
+    fn bucket_policy_scopes_to_the_bucket() {
+        let g = grants(&shipped(S3_PB, &["bucket=exposed-bucket"]));
+        for (a, r) in &g {
+            if a.starts_with("s3:") {
+                assert_eq!(r, &["arn:aws:s3:::exposed-bucket"], "{a}");
+            }
+        }
+        assert!(g.contains_key("s3:PutBucketPublicAccessBlock"));
+        assert!(g.contains_key("s3:GetBucketOwnershipControls"));
+    }
+
     #[test]
     fn patterns() {
         assert_eq!(fill_pattern("role/{x}", &|_| None), "role/*");

@@ -1637,11 +1637,11 @@ impl Report {
         let (ok, failed, unfinished) = self.mutating_counts();
         let rows: Vec<(&str, String)> = vec![
             ("Case", md(&r.case_id)),
-            ("Run", md(&r.run_id)),
+            ("Run", code(&r.run_id)),
             ("Status", format!("**{}**", md(&r.status))),
             ("Playbook", md(&self.playbook_label())),
             ("Playbook SHA-256", code(&r.playbook.sha256)),
-            ("Playbook file", md(&r.playbook.path)),
+            ("Playbook file", code(&r.playbook.path)),
             ("Run by (AWS principal)", md(&r.aws_principal)),
             (
                 "Account / region",
@@ -1719,7 +1719,7 @@ impl Report {
                 if s.outputs.is_null() {
                     String::new()
                 } else {
-                    md(&compact(&s.outputs))
+                    code(&compact(&s.outputs))
                 }
             );
         }
@@ -1754,7 +1754,7 @@ impl Report {
                     md(&c.step),
                     md(&c.service),
                     md(&c.operation),
-                    md(&c.key_params),
+                    code(&c.key_params),
                     md(&err),
                     c.request_id.as_deref().map(code).unwrap_or_default(),
                     fmt_offset(c.offset_ms),
@@ -1774,7 +1774,10 @@ impl Report {
         };
         let mut facts: Vec<(&str, String)> = vec![
             ("Status", format!("**{}**", md(&self.evidence_verdict()))),
-            ("Location", md(ev.location.as_deref().unwrap_or("unknown"))),
+            (
+                "Location",
+                code(ev.location.as_deref().unwrap_or("unknown")),
+            ),
             (
                 "Manifest SHA-256",
                 ev.manifest_sha256.as_deref().map(code).unwrap_or_default(),
@@ -1837,10 +1840,10 @@ impl Report {
                 let _ = writeln!(
                     o,
                     "| {} | {state} | {} | {} | {} | {} | {} | {} |",
-                    md(&i.path),
+                    code(&i.path),
                     i.size.map(|n| n.to_string()).unwrap_or_default(),
                     i.sha256.as_deref().map(code).unwrap_or_default(),
-                    md(i.s3_version_id.as_deref().unwrap_or("")),
+                    code(i.s3_version_id.as_deref().unwrap_or("")),
                     md(i.step.as_deref().unwrap_or("")),
                     md(i.source.as_deref().unwrap_or("")),
                     md(i.detail.as_deref().unwrap_or(""))
@@ -1860,9 +1863,9 @@ impl Report {
                     o,
                     "| {} | {} | {} | {} | {} |",
                     md(&res.kind),
-                    md(&res.id),
+                    code(&res.id),
                     md(res.step.as_deref().unwrap_or("")),
-                    md(&key_params(&Value::Object(res.details.clone()))),
+                    code(&key_params(&Value::Object(res.details.clone()))),
                     match res.sealed {
                         Some(true) => "yes",
                         Some(false) => "**no**",
@@ -1907,7 +1910,7 @@ impl Report {
         } else {
             o.push_str("| Input | Value |\n| --- | --- |\n");
             for (k, v) in &r.inputs {
-                let _ = writeln!(o, "| {} | {} |", md(k), md(&short_value(v)));
+                let _ = writeln!(o, "| {} | {} |", md(k), code(&short_value(v)));
             }
         }
         o
@@ -1936,15 +1939,28 @@ fn md(s: &str) -> String {
     o
 }
 
-/// A hash or id as inline code (only hex and id characters are kept inside the backticks).
+/// A value as an inline code span: shown literally by every renderer (no formatting, link or
+/// HTML inside), with `|` escaped for tables (GFM) and newlines flattened.
 fn code(s: &str) -> String {
-    if s.chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/' | '+' | '='))
-        && !s.is_empty()
-    {
-        format!("`{s}`")
+    if s.is_empty() {
+        return String::new();
+    }
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .replace('|', "\\|");
+    let mut longest = 0;
+    let mut run = 0;
+    for c in flat.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let fence = "`".repeat(longest + 1);
+    if longest > 0 || flat.starts_with(' ') || flat.ends_with(' ') {
+        format!("{fence} {flat} {fence}")
     } else {
-        md(s)
+        format!("{fence}{flat}{fence}")
     }
 }
 
@@ -1994,7 +2010,8 @@ main{padding:22px 0 40px}
 .verdict.bad h2{color:#7f1d1d}
 .verdict p{margin:3px 0 0;color:var(--ink2);font-size:13.5px}
 .verdict ul{margin:6px 0 0;padding-left:18px;color:#7f1d1d;font-size:13.5px}
-.facts{display:grid;grid-template-columns:repeat(auto-fill,minmax(200px,1fr));gap:12px;margin-bottom:18px}
+.facts{display:grid;grid-template-columns:repeat(4,minmax(0,1fr));gap:12px;margin-bottom:18px}
+@media (max-width:900px){.facts{grid-template-columns:repeat(2,minmax(0,1fr))}}
 .fact{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:12px 14px;min-width:0}
 .fact .k{font-size:11.5px;text-transform:uppercase;letter-spacing:.06em;color:var(--muted);font-weight:600}
 .fact .v{font-size:16px;font-weight:600;margin-top:3px;overflow-wrap:anywhere}
@@ -2101,6 +2118,9 @@ fn tick_step(total_ms: i64) -> i64 {
 }
 
 fn tick_label(ms: i64, step: i64) -> String {
+    if ms == 0 {
+        return "0".to_owned();
+    }
     if step >= 60_000 {
         let m = ms / 60_000;
         if step >= 3_600_000 {
@@ -2551,7 +2571,7 @@ impl Report {
             o.push_str("<p class=\"muted\">None.</p></section>\n");
             return;
         }
-        o.push_str("<div class=\"scroll\"><table><thead><tr><th class=\"num\">#</th><th>Step</th><th>Call</th><th>Key parameters</th><th>Result</th><th>Error</th><th>Request id</th><th class=\"num\">Start</th><th class=\"num\">Duration</th></tr></thead><tbody>");
+        o.push_str("<div class=\"scroll\"><table><thead><tr><th class=\"num\">#</th><th>Step</th><th>Call</th><th>Key parameters</th><th>Result</th><th>Request id</th><th class=\"num\">Start</th><th class=\"num\">Duration</th></tr></thead><tbody>");
         for c in &self.calls {
             let row = match c.status {
                 CallStatus::Failed => " class=\"row-bad\"",
@@ -2566,14 +2586,14 @@ impl Report {
             let err = match (&c.error_code, &c.error_message) {
                 (None, None) => String::new(),
                 (code, msg) => format!(
-                    "<b class=\"mono\">{}</b> {}",
+                    "<div class=\"wrapall\" style=\"margin-top:3px;font-size:12px\"><b class=\"mono\">{}</b> {}</div>",
                     esc(code.as_deref().unwrap_or("")),
                     esc(msg.as_deref().unwrap_or(""))
                 ),
             };
             let _ = write!(
                 o,
-                "<tr{row}><td class=\"num\">{num}</td><td class=\"nowrap\">{}</td><td class=\"mono nowrap\">{}:{}</td><td class=\"mono wrapall\">{}{}</td><td>{}</td><td class=\"wrapall\">{err}</td><td class=\"hash\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                "<tr{row}><td class=\"num\">{num}</td><td class=\"nowrap\">{}</td><td class=\"mono nowrap\">{}:{}</td><td class=\"mono wrapall\">{}{}</td><td>{}{err}</td><td class=\"hash\" style=\"min-width:170px\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
                 esc(&c.step),
                 esc(&c.service),
                 esc(&c.operation),
@@ -2852,5 +2872,310 @@ impl Report {
             o.push_str("</tbody></table>");
         }
         o.push_str("</section>\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actions::CallOutcome;
+    use crate::events::{RunStatus, StepStatus};
+    use crate::journal::Journal;
+    use serde_json::json;
+
+    const EVIL: &str = "<script>alert(\"x\")</script><img src=x onerror=alert(1)> | [a](http://e.test) `b` 'q' & *c*";
+
+    fn record(dir: &Path, evidence: &Path) -> RunRecord {
+        RunRecord {
+            run_id: "r-1".into(),
+            case_id: "IR-1".into(),
+            playbook_path: dir.join("pb.yaml"),
+            playbook_sha256: "ab".repeat(32),
+            inputs: json!({"note": EVIL}).as_object().unwrap().clone(),
+            evidence_location: evidence.display().to_string(),
+            dry_run: false,
+            concurrency: 4,
+            started_at: "2026-01-01T12:00:00.000Z".into(),
+            region: "us-east-1".into(),
+            account_id: "123456789012".into(),
+            aws_principal: "arn:aws:iam::123456789012:user/ir".into(),
+        }
+    }
+
+    fn started(resumed: bool) -> RunEvent {
+        RunEvent::RunStarted {
+            run_id: "r-1".into(),
+            case_id: "IR-1".into(),
+            playbook: "pb".into(),
+            version: "1".into(),
+            playbook_sha256: "ab".repeat(32),
+            dry_run: false,
+            resumed,
+            aws_principal: Some("arn:aws:iam::123456789012:user/ir".into()),
+        }
+    }
+
+    fn call(call: u64, op: &str) -> RunEvent {
+        RunEvent::CallStarted {
+            call,
+            step: "isolate".into(),
+            service: "ec2".into(),
+            operation: op.into(),
+            params: json!({"group_id": "sg-1", "tags": {"k": EVIL}}),
+        }
+    }
+
+    fn finished(call: u64, ok: bool) -> RunEvent {
+        RunEvent::CallFinished {
+            call,
+            outcome: CallOutcome {
+                ok,
+                request_id: Some(format!("req-{call}")),
+                error_code: (!ok).then(|| "UnauthorizedOperation".to_owned()),
+                error_message: (!ok).then(|| EVIL.to_owned()),
+                result: json!({}),
+            },
+        }
+    }
+
+    /// A run that crashed mid-call, was resumed and finished, but was never sealed.
+    fn crashed_and_resumed(state: &Path) -> PathBuf {
+        let dir = executor::run_dir(state, "r-1");
+        std::fs::create_dir_all(&dir).unwrap();
+        let rec = record(state, &state.join("evidence"));
+        std::fs::write(dir.join("run.json"), serde_json::to_vec(&rec).unwrap()).unwrap();
+        let path = dir.join("journal.jsonl");
+        let j = Journal::open(&path).unwrap();
+        for e in [
+            started(false),
+            RunEvent::StepStarted {
+                step: "isolate".into(),
+                attempt: 1,
+                item: None,
+            },
+            call(1, "CreateSecurityGroup"),
+            finished(1, true),
+            call(2, "ModifyNetworkInterfaceAttribute"),
+            // crash: call 2 never finished
+            RunEvent::Note {
+                message: format!("call 2 was in flight {EVIL}"),
+            },
+            started(true),
+            RunEvent::StepStarted {
+                step: "isolate".into(),
+                attempt: 1,
+                item: None,
+            },
+            call(1, "ModifyNetworkInterfaceAttribute"),
+            finished(1, false),
+            call(2, "ModifyNetworkInterfaceAttribute"),
+            finished(2, true),
+            RunEvent::StepFinished(StepSummary {
+                id: "isolate".into(),
+                status: StepStatus::Succeeded,
+                attempts: 1,
+                started_at: Some("2026-01-01T12:00:01.000Z".into()),
+                finished_at: Some("2026-01-01T12:00:02.500Z".into()),
+                outputs: json!({"isolation_group_id": "sg-1"}),
+                error: None,
+            }),
+            RunEvent::RunFinished {
+                run_id: "r-1".into(),
+                case_id: "IR-1".into(),
+                status: RunStatus::Succeeded,
+                steps: vec![StepSummary {
+                    id: "tag".into(),
+                    status: StepStatus::Skipped,
+                    attempts: 0,
+                    started_at: None,
+                    finished_at: None,
+                    outputs: Value::Null,
+                    error: Some("when was false".into()),
+                }],
+                evidence: None,
+            },
+        ] {
+            j.append(&e).unwrap();
+        }
+        path
+    }
+
+    #[tokio::test]
+    async fn calls_are_matched_per_session_and_an_unfinished_call_is_flagged() {
+        let state = tempfile::tempdir().unwrap();
+        crashed_and_resumed(state.path());
+        let r = build(state.path(), "r-1", &AwsOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(r.run.resumed, 1);
+        assert_eq!(r.run.status, "succeeded");
+        let calls: Vec<(u32, u64, CallStatus, Option<&str>)> = r
+            .calls
+            .iter()
+            .map(|c| (c.session, c.call, c.status, c.request_id.as_deref()))
+            .collect();
+        assert_eq!(
+            calls,
+            vec![
+                (1, 1, CallStatus::Ok, Some("req-1")),
+                (1, 2, CallStatus::Unfinished, None),
+                (2, 1, CallStatus::Failed, Some("req-1")),
+                (2, 2, CallStatus::Ok, Some("req-2")),
+            ]
+        );
+        assert!(r.findings.iter().any(|f| f.severity == Severity::Warning
+            && f.message
+                .contains("call 2 ec2:ModifyNetworkInterfaceAttribute")
+            && f.message.contains("never finished")));
+        let steps: Vec<(&str, &str)> = r
+            .steps
+            .iter()
+            .map(|s| (s.id.as_str(), s.status.as_str()))
+            .collect();
+        assert_eq!(steps, vec![("isolate", "succeeded"), ("tag", "skipped")]);
+        assert_eq!(r.steps[0].duration_ms, Some(1500));
+        assert_eq!(r.timeline.len(), 14);
+        assert!(r.journal.chain_ok);
+        // Never sealed: the report says so, and that is an integrity problem.
+        assert_eq!(r.evidence.status, EvidenceStatus::NotSealed);
+        assert!(!r.integrity_ok);
+        assert_eq!(r.findings[0].severity, Severity::Critical);
+        let md = r.to_markdown();
+        assert!(md.contains("**UNFINISHED**"), "{md}");
+        assert!(md.contains("(session 2)"));
+    }
+
+    #[tokio::test]
+    async fn a_broken_chain_is_reported_and_the_rest_still_read() {
+        let state = tempfile::tempdir().unwrap();
+        let path = crashed_and_resumed(state.path());
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("CreateSecurityGroup", "DeleteSecurityGroup");
+        std::fs::write(&path, text).unwrap();
+        let r = build(state.path(), "r-1", &AwsOptions::default())
+            .await
+            .unwrap();
+        assert!(!r.journal.chain_ok);
+        assert!(
+            r.journal
+                .chain_problem
+                .as_deref()
+                .unwrap()
+                .contains("line 4"),
+            "{:?}",
+            r.journal.chain_problem
+        );
+        assert_eq!(r.timeline.len(), 14, "every line is still shown");
+        assert_eq!(r.calls[0].operation, "DeleteSecurityGroup");
+        assert!(!r.integrity_ok);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_run_is_an_error_naming_it() {
+        let state = tempfile::tempdir().unwrap();
+        let e = build(state.path(), "r-nope", &AwsOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ReportError::UnknownRun { .. }));
+        assert!(e.to_string().contains("r-nope"), "{e}");
+        let e = build(state.path(), "../etc", &AwsOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ReportError::UnknownRun { .. }));
+    }
+
+    #[tokio::test]
+    async fn every_value_from_the_journal_is_escaped_in_html_and_markdown() {
+        let state = tempfile::tempdir().unwrap();
+        crashed_and_resumed(state.path());
+        let r = build(state.path(), "r-1", &AwsOptions::default())
+            .await
+            .unwrap();
+        let html = r.to_html();
+        assert!(!html.contains("<script"), "a script tag got through");
+        assert!(!html.contains("<img"), "an img tag got through");
+        assert!(html.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"));
+        assert!(html.contains("default-src 'none'"), "CSP present");
+        assert!(!html.contains("http://e.test\""), "no link made from data");
+        // Markdown: outside code spans (which every renderer shows literally) nothing from
+        // the run can make HTML, a link or a new table cell.
+        let md = r.to_markdown();
+        let prose = strip_code_spans(&md);
+        assert!(!prose.contains("<script"), "{prose}");
+        assert!(
+            !prose.replace("\\]", "").contains("](http"),
+            "no markdown link from data: {prose}"
+        );
+        assert!(!prose.contains(" | [a]"), "{prose}");
+        let call_row = md
+            .lines()
+            .find(|l| l.starts_with("| 1 (session 1)"))
+            .unwrap();
+        let cells = call_row.replace("\\|", "").matches('|').count();
+        assert_eq!(
+            cells, 10,
+            "the injected | stays inside its cell: {call_row}"
+        );
+    }
+
+    /// Removes CommonMark code spans (a run of N backticks up to the next run of exactly N).
+    fn strip_code_spans(s: &str) -> String {
+        let b: Vec<char> = s.chars().collect();
+        let mut out = String::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] != '`' {
+                out.push(b[i]);
+                i += 1;
+                continue;
+            }
+            let n = b[i..].iter().take_while(|c| **c == '`').count();
+            let mut j = i + n;
+            let mut closed = None;
+            while j < b.len() {
+                let m = b[j..].iter().take_while(|c| **c == '`').count();
+                if m == n {
+                    closed = Some(j + m);
+                    break;
+                }
+                j += m.max(1);
+            }
+            match closed {
+                Some(end) => i = end,
+                None => {
+                    out.extend(&b[i..i + n]);
+                    i += n;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn escapers() {
+        assert_eq!(
+            html_escape("<a href='x'>&\"</a>"),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
+        );
+        assert_eq!(
+            md("a|b\n<i>*c*</i> [l](u)"),
+            "a\\|b<br>&lt;i&gt;\\*c\\*&lt;/i&gt; \\[l\\](u)"
+        );
+        assert_eq!(code("sg-1"), "`sg-1`");
+        assert_eq!(code("a`b|c"), "`` a`b\\|c ``");
+        assert_eq!(code("x\ny"), "`x y`");
+    }
+
+    #[test]
+    fn durations_and_ticks_read_well() {
+        assert_eq!(fmt_ms(850), "850 ms");
+        assert_eq!(fmt_ms(1240), "1.24 s");
+        assert_eq!(fmt_ms(185_000), "3 m 05 s");
+        assert_eq!(fmt_ms(7_380_000), "2 h 03 m");
+        assert_eq!(tick_step(968), 200);
+        assert_eq!(tick_step(1), 1);
+        assert_eq!(tick_label(400, 200), "0.4 s");
+        assert_eq!(tick_label(120_000, 60_000), "2 min");
     }
 }

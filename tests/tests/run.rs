@@ -155,7 +155,8 @@ fn irr(args: &[&str], state: &Path, env: &[(&str, &str)]) -> Output {
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_REGION", "us-east-1")
-        .env_remove("IRR_FAULT_KILL_AT_SEQ");
+        .env_remove("IRR_FAULT_KILL_AT_SEQ")
+        .env_remove("IRR_FAULT_SIGINT_AT_SEQ");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -644,4 +645,107 @@ async fn killed_at_any_point_then_resumed_ends_in_the_same_state() {
             String::from_utf8_lossy(&verify.stdout)
         );
     }
+}
+
+/// Ctrl-C in the middle of a run: the step in flight finishes, no new step starts, finally
+/// runs, the evidence is sealed, exit 4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_cleanly_runs_finally_and_seals() {
+    let (ec2, iam) = clients().await;
+    let pb = playbook("ec2-instance-compromise.yaml");
+    let state = tempfile::tempdir().unwrap();
+    // Where does the snapshot step start? Ask a reference run.
+    let reference = compromised_instance(&ec2, &iam).await;
+    let input = format!("instance_id={}", reference.instance_id);
+    let case = irr_tests::unique("IR-int-ref");
+    let out = irr(
+        &[
+            "run",
+            pb.to_str().unwrap(),
+            "--case",
+            &case,
+            "--input",
+            &input,
+            "--yes",
+            "--output",
+            "json",
+        ],
+        state.path(),
+        &[],
+    );
+    let at = json_lines(&out)
+        .iter()
+        .position(|e| e["event"] == "step_started" && e["step"] == "snapshot")
+        .expect("the snapshot step started")
+        + 1;
+
+    let inc = compromised_instance(&ec2, &iam).await;
+    let input = format!("instance_id={}", inc.instance_id);
+    let case = irr_tests::unique("IR-int");
+    let out = irr(
+        &[
+            "run",
+            pb.to_str().unwrap(),
+            "--case",
+            &case,
+            "--input",
+            &input,
+            "--yes",
+            "--output",
+            "json",
+        ],
+        state.path(),
+        &[("IRR_FAULT_SIGINT_AT_SEQ", &at.to_string())],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = json_lines(&out);
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "run_finished");
+    assert_eq!(last["status"], "aborted");
+    let status_of = |id: &str| {
+        last["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .map(|s| s["status"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(
+        status_of("snapshot").as_deref(),
+        Some("succeeded"),
+        "the step in flight finished"
+    );
+    assert_eq!(
+        status_of("isolate").as_deref(),
+        Some("skipped"),
+        "no new step started"
+    );
+    assert_eq!(
+        status_of("revoke-access").as_deref(),
+        Some("succeeded"),
+        "finally ran"
+    );
+    assert!(events.iter().any(|e| e["event"] == "note"
+        && e["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("interrupted"))));
+    let state_now = contained(&ec2, &iam, &inc, &case).await;
+    assert!(!state_now.isolated, "isolation never started");
+    assert_eq!(state_now.snapshots_per_volume, vec![1; inc.volumes.len()]);
+    assert_eq!(state_now.responder_roles, 0);
+    let verify = irr(
+        &[
+            "evidence",
+            "verify",
+            last["evidence"]["location"].as_str().unwrap(),
+        ],
+        state.path(),
+        &[],
+    );
+    assert!(verify.status.success(), "an aborted run is sealed too");
 }

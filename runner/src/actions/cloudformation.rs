@@ -545,10 +545,11 @@ async fn delete_and_wait(
         )
         .await;
     if let Err(e) = deleted {
-        let gone = describe(ctx, stack_id)
-            .await
-            .ok()
-            .is_some_and(|s| s.is_none_or(|s| status(&s) == "DELETE_COMPLETE"));
+        let gone = match describe(ctx, stack_id).await {
+            Ok(None) => true,
+            Ok(Some(s)) => status(&s) == "DELETE_COMPLETE",
+            Err(_) => false,
+        };
         return Err(match e {
             ActionError::Aws {
                 service,
@@ -1314,13 +1315,24 @@ mod tests {
             assert!(res.contains_key(format!("EvidenceAttachment{i}").as_str()));
         }
         assert!(!res.contains_key("EvidenceVolume3"));
-        for forbidden in [
-            "AWS::EC2::InternetGateway",
-            "AWS::EC2::NatGateway",
-            "SecurityGroupIngress",
-        ] {
-            assert!(!body.contains(forbidden), "{forbidden}");
+        for (id, r) in res {
+            let ty = r["Type"].as_str().unwrap_or_default();
+            assert!(
+                !matches!(
+                    ty,
+                    "AWS::EC2::InternetGateway"
+                        | "AWS::EC2::NatGateway"
+                        | "AWS::EC2::VPCGatewayAttachment"
+                        | "AWS::EC2::EgressOnlyInternetGateway"
+                        | "AWS::EC2::SecurityGroupIngress"
+                        | "AWS::EC2::EIP"
+                ),
+                "{id:?}: {ty}"
+            );
         }
+        let sg = &res["WorkstationSecurityGroup"]["Properties"];
+        assert!(sg.get("SecurityGroupIngress").is_none());
+        assert_eq!(sg["SecurityGroupEgress"].as_sequence().unwrap().len(), 1);
         assert!(body.contains("Default: \"IR-1\""));
     }
 

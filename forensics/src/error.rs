@@ -1,0 +1,135 @@
+//! The one error type of the crate. Messages are lowercase and name the thing that failed
+//! (a path, an S3 key, a bucket); AWS errors keep the service's code and request id.
+
+use std::path::PathBuf;
+
+/// Why an evidence operation failed. Problems found *in* evidence (altered items, a broken
+/// chain) are not errors: they are reported in a [`crate::VerifyReport`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The evidence location string could not be understood.
+    #[error("invalid evidence location {location:?}: {reason}")]
+    InvalidLocation {
+        /// What was given.
+        location: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// A case id, run id, step id or item path that cannot be used as a path component.
+    #[error("invalid {what} {value:?}: {reason}")]
+    InvalidName {
+        /// What kind of name (`case id`, `item path`, ...).
+        what: &'static str,
+        /// The name given.
+        value: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A local file or directory operation failed.
+    #[error("i/o error on {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An S3 call failed.
+    #[error("s3 {operation} on {target} failed: {code}: {message}{}", request_id.as_deref().map(|r| format!(" (request id {r})")).unwrap_or_default())]
+    S3 {
+        /// The S3 operation (`PutObject`, ...).
+        operation: &'static str,
+        /// `s3://bucket/key` (or the bucket) it was called on.
+        target: String,
+        /// The service's error code, or `unknown`.
+        code: String,
+        /// The service's message, or a description of the transport failure.
+        message: String,
+        /// The request id, when S3 answered.
+        request_id: Option<String>,
+    },
+    /// The bucket is not fit to hold evidence (no versioning, no Object Lock, ...).
+    #[error("bucket {bucket} cannot hold evidence: {problem}")]
+    Bucket {
+        /// The bucket.
+        bucket: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// An S3 location was given but no S3 client.
+    #[error("an s3 client is needed for {location}")]
+    NoS3Client {
+        /// The location.
+        location: String,
+    },
+    /// Evidence is never overwritten: the object or file exists already.
+    #[error("evidence {location} exists already; evidence is never overwritten")]
+    Exists {
+        /// Where.
+        location: String,
+    },
+    /// The same item path was captured twice in one run.
+    #[error("item {path} was captured already in this run")]
+    AlreadyCaptured {
+        /// The item path.
+        path: String,
+    },
+    /// A capture was attempted after the run was sealed.
+    #[error("run {run_id} of case {case_id} is sealed; nothing more can be captured")]
+    Sealed {
+        /// The case.
+        case_id: String,
+        /// The run.
+        run_id: String,
+    },
+    /// `seal` was called while captures were still being written.
+    #[error("captures still in progress: {}", paths.join(", "))]
+    CaptureInProgress {
+        /// The item paths being written.
+        paths: Vec<String>,
+    },
+    /// A manifest (or `SHA256SUMS`) that must be read could not be parsed.
+    #[error("unreadable {what} at {location}: {reason}")]
+    Unreadable {
+        /// `manifest.json` or `SHA256SUMS`.
+        what: &'static str,
+        /// Where.
+        location: String,
+        /// Why.
+        reason: String,
+    },
+    /// The location given to `verify` is not a run (`LOCATION/CASE_ID/RUN_ID`) that exists.
+    #[error("{location} is not an evidence run: {reason}")]
+    NotARun {
+        /// The location.
+        location: String,
+        /// Why.
+        reason: String,
+    },
+    /// Serialising JSON failed.
+    #[error("could not serialise {what}: {source}")]
+    Json {
+        /// What was being serialised.
+        what: &'static str,
+        /// The underlying error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A background task panicked or was cancelled.
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn task(e: tokio::task::JoinError) -> Error {
+        Error::Task(e.to_string())
+    }
+}

@@ -1,0 +1,204 @@
+//! Evidence stores: where item bytes go. One interface, [`Store`], over a local directory
+//! ([`LocalStore`]) and an S3 bucket with versioning and Object Lock ([`S3Store`]).
+//!
+//! Keys are `/`-separated paths relative to the store's root (the evidence location), e.g.
+//! `case-1/run-1/artifacts/snapshot/volumes.json`. A store never overwrites: writing a key that
+//! exists fails with [`crate::Error::Exists`].
+
+mod local;
+mod s3;
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+
+pub use local::LocalStore;
+pub use s3::{Encryption, RetentionMode, S3Settings, S3Store};
+
+use crate::hash::Sha256Digest;
+use crate::{Error, EvidenceLocation, Result};
+
+/// The bytes of one item to store. Read exactly once, on tokio's blocking pool.
+pub enum Source {
+    /// Bytes in memory (a JSON document, a small log).
+    Bytes(Bytes),
+    /// A local file, streamed.
+    File(PathBuf),
+    /// Any blocking reader, streamed to its end (a pipe, a decompressor, an
+    /// `tokio_util::io::SyncIoBridge` over an async stream).
+    Reader(Box<dyn Read + Send>),
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Bytes(b) => write!(f, "Source::Bytes({} bytes)", b.len()),
+            Source::File(p) => write!(f, "Source::File({})", p.display()),
+            Source::Reader(_) => f.write_str("Source::Reader(..)"),
+        }
+    }
+}
+
+impl From<Vec<u8>> for Source {
+    fn from(v: Vec<u8>) -> Source {
+        Source::Bytes(Bytes::from(v))
+    }
+}
+
+impl From<Bytes> for Source {
+    fn from(b: Bytes) -> Source {
+        Source::Bytes(b)
+    }
+}
+
+/// What a store wrote: the hash computed in the same pass, and S3's record of the object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// The key written.
+    pub key: String,
+    /// SHA-256 of the whole content.
+    pub sha256: Sha256Digest,
+    /// Size in bytes.
+    pub size: u64,
+    /// S3 version id (S3 only).
+    pub version_id: Option<String>,
+    /// S3's `ChecksumSHA256` of the object (S3 only; for multipart objects a checksum of the
+    /// part checksums with a `-N` suffix, not the file's hash).
+    pub checksum_sha256: Option<String>,
+}
+
+/// One object (or object version, or S3 delete marker) found under a prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Key relative to the store root.
+    pub key: String,
+    /// S3 version id; `None` for local files.
+    pub version_id: Option<String>,
+    /// `true` for the current version (always for local files).
+    pub is_latest: bool,
+    /// `true` for an S3 delete marker.
+    pub delete_marker: bool,
+    /// Size in bytes (0 for delete markers).
+    pub size: u64,
+}
+
+/// A store of evidence: a local directory or an S3 bucket.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// A local directory.
+    Local(LocalStore),
+    /// An S3 bucket and prefix.
+    S3(S3Store),
+}
+
+impl Store {
+    /// The store for `location`. S3 locations need a client (configured by the caller: region,
+    /// credentials, and `force_path_style(true)` against an emulator); the bucket is not
+    /// checked here, see [`S3Store::ensure_bucket`].
+    pub fn open(
+        location: &EvidenceLocation,
+        s3_client: Option<aws_sdk_s3::Client>,
+        settings: S3Settings,
+    ) -> Result<Store> {
+        match location {
+            EvidenceLocation::Local(p) => Ok(Store::Local(LocalStore::new(p.clone()))),
+            EvidenceLocation::S3 { bucket, prefix } => {
+                let client = s3_client.ok_or_else(|| Error::NoS3Client {
+                    location: location.to_string(),
+                })?;
+                Ok(Store::S3(S3Store::new(client, bucket, prefix, settings)?))
+            }
+        }
+    }
+
+    /// The store's root location.
+    pub fn location(&self) -> EvidenceLocation {
+        match self {
+            Store::Local(s) => EvidenceLocation::Local(s.root().to_path_buf()),
+            Store::S3(s) => EvidenceLocation::S3 {
+                bucket: s.bucket().to_string(),
+                prefix: s.prefix().to_string(),
+            },
+        }
+    }
+
+    /// Where `key` is, for messages (`/dir/key` or `s3://bucket/prefix/key`).
+    pub fn describe(&self, key: &str) -> String {
+        match self {
+            Store::Local(s) => s.path_of(key).display().to_string(),
+            Store::S3(s) => format!("s3://{}/{}", s.bucket(), s.full_key(key)),
+        }
+    }
+
+    /// Writes `key` from `source`, hashing in the same pass. Fails with
+    /// [`Error::Exists`] when `key` exists.
+    pub async fn put(&self, key: &str, source: Source) -> Result<StoredObject> {
+        match self {
+            Store::Local(s) => s.put(key, source).await,
+            Store::S3(s) => s.put(key, source).await,
+        }
+    }
+
+    /// `true` when `key` exists (its current version, in S3).
+    pub async fn exists(&self, key: &str) -> Result<bool> {
+        match self {
+            Store::Local(s) => s.exists(key).await,
+            Store::S3(s) => s.exists(key).await,
+        }
+    }
+
+    /// Reads a small object whole (`manifest.json`, `SHA256SUMS`): `None` when absent. At most
+    /// `limit` bytes are accepted.
+    pub async fn read(
+        &self,
+        key: &str,
+        version_id: Option<&str>,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>> {
+        match self {
+            Store::Local(s) => s.read(key, limit).await,
+            Store::S3(s) => s.read(key, version_id, limit).await,
+        }
+    }
+
+    /// Re-hashes an object by streaming it (the exact version when given, in S3): `None` when
+    /// it is absent.
+    pub async fn hash_object(
+        &self,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<(Sha256Digest, u64)>> {
+        match self {
+            Store::Local(s) => s.hash_object(key).await,
+            Store::S3(s) => s.hash_object(key, version_id).await,
+        }
+    }
+
+    /// Everything under `prefix` (a key prefix ending in `/`): for S3 every version and delete
+    /// marker, for a local directory every file (and symbolic link) below it.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        match self {
+            Store::Local(s) => s.list(prefix).await,
+            Store::S3(s) => s.list(prefix).await,
+        }
+    }
+
+    /// The names directly below `prefix` (a key prefix ending in `/`), i.e. its
+    /// sub-directories; in S3 including those that only hold old versions or delete markers.
+    pub async fn list_children(&self, prefix: &str) -> Result<Vec<String>> {
+        match self {
+            Store::Local(s) => s.list_children(prefix).await,
+            Store::S3(s) => s.list_children(prefix).await,
+        }
+    }
+
+    /// When `key`'s current version is an S3 delete marker over earlier versions: the newest
+    /// earlier version's id and bytes (at most `limit`). Always `None` for local stores.
+    pub async fn read_hidden(&self, key: &str, limit: u64) -> Result<Option<(String, Vec<u8>)>> {
+        match self {
+            Store::Local(_) => Ok(None),
+            Store::S3(s) => s.read_hidden(key, limit).await,
+        }
+    }
+}

@@ -1,0 +1,628 @@
+//! Verification of a sealed run: `verify(LOCATION/CASE_ID/RUN_ID)`.
+//!
+//! Every listed item is read back (in S3, the exact version recorded) and re-hashed, and
+//! reported `ok`, `altered` or `missing`; anything else under the run (a file not in the
+//! manifest; in S3 any other object version or delete marker) is `unlisted`. `SHA256SUMS` must
+//! list exactly the items and `manifest.json` with the same hashes, and `manifest.json`'s line
+//! must match its bytes. The case's chain is checked across all its sealed runs: every
+//! `previous_manifest_sha256` must be the hash of another run's `manifest.json`, with one first
+//! run and no forks; a run removed from the middle is named (in S3, from the manifest version
+//! hidden behind its delete marker; locally, by the gap it leaves).
+//!
+//! Problems found are not errors: they are in the [`VerifyReport`], whose
+//! [`VerifyReport::is_ok`] says whether the run verified clean. Errors are for what prevents
+//! checking (no such run, S3 unreachable).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::bundle::{case_runs, CaseRun, SMALL_FILE_LIMIT};
+use crate::hash::Sha256Digest;
+use crate::location::{check_component, check_item_path};
+use crate::manifest::{Manifest, Sha256Sums, Timestamp, MANIFEST_FORMAT, MANIFEST_NAME, SUMS_NAME};
+use crate::store::{S3Settings, Store};
+use crate::{Error, EvidenceLocation, Result};
+
+/// Items re-hashed at once.
+const CONCURRENT_HASHES: usize = 4;
+
+/// Overall outcome of a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Nothing wrong.
+    Ok,
+    /// Something does not match.
+    Mismatch,
+}
+
+impl Status {
+    fn from_ok(ok: bool) -> Status {
+        if ok {
+            Status::Ok
+        } else {
+            Status::Mismatch
+        }
+    }
+}
+
+/// What was found for one item (or one unlisted object).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemStatus {
+    /// Present, same hash and size as recorded.
+    Ok,
+    /// Present, but its hash or size differs from the manifest's.
+    Altered,
+    /// Listed in the manifest but not found (in S3: the recorded version is gone).
+    Missing,
+    /// Present under the run but not listed in the manifest (in S3: also other versions and
+    /// delete markers).
+    Unlisted,
+}
+
+impl fmt::Display for ItemStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ItemStatus::Ok => "ok",
+            ItemStatus::Altered => "altered",
+            ItemStatus::Missing => "missing",
+            ItemStatus::Unlisted => "unlisted",
+        })
+    }
+}
+
+/// The check of one item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ItemCheck {
+    /// Path relative to the run.
+    pub path: String,
+    /// What was found.
+    pub status: ItemStatus,
+    /// Hash in the manifest.
+    pub expected_sha256: Option<Sha256Digest>,
+    /// Hash of what was read.
+    pub actual_sha256: Option<Sha256Digest>,
+    /// Size in the manifest.
+    pub expected_size: Option<u64>,
+    /// Size of what was read.
+    pub actual_size: Option<u64>,
+    /// S3 version checked (recorded version for items, the found version for unlisted ones).
+    pub version_id: Option<String>,
+    /// Explanation, for anything but `ok`.
+    pub detail: Option<String>,
+}
+
+/// The check of `manifest.json` or `SHA256SUMS` themselves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileCheck {
+    /// `ok` when `problems` is empty.
+    pub status: Status,
+    /// What is wrong.
+    pub problems: Vec<String>,
+}
+
+impl FileCheck {
+    fn new(problems: Vec<String>) -> FileCheck {
+        FileCheck {
+            status: Status::from_ok(problems.is_empty()),
+            problems,
+        }
+    }
+}
+
+/// One run of the case's chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainRun {
+    /// The run.
+    pub run_id: String,
+    /// SHA-256 of its `manifest.json`.
+    pub manifest_sha256: Sha256Digest,
+    /// What its manifest chains to.
+    pub previous_manifest_sha256: Option<Sha256Digest>,
+    /// When it was sealed (if its manifest could be read).
+    pub sealed_at: Option<Timestamp>,
+    /// `true` when its `manifest.json` is hidden behind an S3 delete marker.
+    pub removed: bool,
+}
+
+/// The check of the case's chain of sealed runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainCheck {
+    /// `ok` when `problems` is empty.
+    pub status: Status,
+    /// The runs found, in order of sealing.
+    pub runs: Vec<ChainRun>,
+    /// What is wrong.
+    pub problems: Vec<String>,
+}
+
+/// Everything `verify` found about one run. Serialises to
+/// `{"status": "ok"|"mismatch", "location", "case_id", "run_id", "manifest_sha256",
+/// "items": [...], "manifest": {...}, "sha256sums": {...}, "chain": {...}}`; `Display` renders
+/// it as text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// `ok` only when every item is `ok` and every other check passed.
+    pub status: Status,
+    /// The run verified.
+    pub location: String,
+    /// The case.
+    pub case_id: String,
+    /// The run.
+    pub run_id: String,
+    /// SHA-256 of the run's `manifest.json`, if there is one.
+    pub manifest_sha256: Option<Sha256Digest>,
+    /// Every listed item, then every unlisted object.
+    pub items: Vec<ItemCheck>,
+    /// `manifest.json` itself: present, readable, canonical, naming this case and run.
+    pub manifest: FileCheck,
+    /// `SHA256SUMS` against the manifest.
+    pub sha256sums: FileCheck,
+    /// The case's chain of sealed runs.
+    pub chain: ChainCheck,
+}
+
+impl VerifyReport {
+    /// `true` when the run verified clean (the CLI exits 0; otherwise 3).
+    pub fn is_ok(&self) -> bool {
+        self.status == Status::Ok
+    }
+
+    /// Items with a given status.
+    pub fn items_with(&self, status: ItemStatus) -> impl Iterator<Item = &ItemCheck> {
+        self.items.iter().filter(move |i| i.status == status)
+    }
+
+    /// The report as pretty-printed JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report always serialises")
+    }
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verdict = if self.is_ok() { "OK" } else { "MISMATCH" };
+        writeln!(f, "evidence {}: {verdict}", self.location)?;
+        write!(f, "case {}, run {}", self.case_id, self.run_id)?;
+        match &self.manifest_sha256 {
+            Some(h) => writeln!(f, ", manifest sha256 {h}")?,
+            None => writeln!(f, ", no manifest")?,
+        }
+        let n_ok = self.items_with(ItemStatus::Ok).count();
+        writeln!(
+            f,
+            "items: {n_ok} ok of {} listed",
+            self.items
+                .iter()
+                .filter(|i| i.status != ItemStatus::Unlisted)
+                .count()
+        )?;
+        for i in &self.items {
+            let label = match i.status {
+                ItemStatus::Ok => "ok",
+                ItemStatus::Altered => "ALTERED",
+                ItemStatus::Missing => "MISSING",
+                ItemStatus::Unlisted => "UNLISTED",
+            };
+            write!(f, "  {label:<9} {}", i.path)?;
+            if let Some(d) = &i.detail {
+                write!(f, ": {d}")?;
+            }
+            writeln!(f)?;
+        }
+        for (name, check) in [
+            ("manifest.json", &self.manifest),
+            ("SHA256SUMS", &self.sha256sums),
+        ] {
+            if check.problems.is_empty() {
+                writeln!(f, "{name}: ok")?;
+            } else {
+                writeln!(f, "{name}: MISMATCH")?;
+                for p in &check.problems {
+                    writeln!(f, "  - {p}")?;
+                }
+            }
+        }
+        let order: Vec<&str> = self
+            .chain
+            .runs
+            .iter()
+            .filter(|r| !r.removed)
+            .map(|r| r.run_id.as_str())
+            .collect();
+        if self.chain.problems.is_empty() {
+            writeln!(
+                f,
+                "chain: ok ({} sealed runs: {})",
+                order.len(),
+                order.join(" -> ")
+            )?;
+        } else {
+            writeln!(f, "chain: BROKEN")?;
+            for p in &self.chain.problems {
+                writeln!(f, "  - {p}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Verifies the run at `location` (`LOCATION/CASE_ID/RUN_ID`, local or `s3://`). S3 locations
+/// need a client.
+pub async fn verify(
+    location: &EvidenceLocation,
+    s3_client: Option<&aws_sdk_s3::Client>,
+) -> Result<VerifyReport> {
+    let (root, case_id, run_id) = location.split_run().ok_or_else(|| Error::NotARun {
+        location: location.to_string(),
+        reason: "expected LOCATION/CASE_ID/RUN_ID".into(),
+    })?;
+    let store = Store::open(&root, s3_client.cloned(), S3Settings::default())?;
+    verify_run(&store, &case_id, &run_id).await
+}
+
+/// Verifies run `run_id` of case `case_id` in `store`.
+pub async fn verify_run(store: &Store, case_id: &str, run_id: &str) -> Result<VerifyReport> {
+    let location = store.location().join(case_id).join(run_id);
+    let not_a_run = |reason: &str| Error::NotARun {
+        location: location.to_string(),
+        reason: reason.to_string(),
+    };
+    check_component("case id", case_id).map_err(|e| not_a_run(&e.to_string()))?;
+    check_component("run id", run_id).map_err(|e| not_a_run(&e.to_string()))?;
+    let run_prefix = format!("{case_id}/{run_id}/");
+    let key = |p: &str| format!("{run_prefix}{p}");
+    let listed = store.list(&run_prefix).await?;
+    let manifest_bytes = store
+        .read(&key(MANIFEST_NAME), None, SMALL_FILE_LIMIT)
+        .await?;
+    if listed.is_empty() && manifest_bytes.is_none() {
+        return Err(not_a_run("nothing is stored there"));
+    }
+
+    let mut manifest_problems = Vec::new();
+    let manifest_sha256 = manifest_bytes.as_deref().map(Sha256Digest::of);
+    let manifest = match &manifest_bytes {
+        None => {
+            manifest_problems.push("manifest.json is missing: the run is not sealed".to_string());
+            None
+        }
+        Some(bytes) => match Manifest::from_slice(bytes) {
+            Ok(m) => {
+                if m.format != MANIFEST_FORMAT {
+                    manifest_problems.push(format!(
+                        "format is {:?}, expected {MANIFEST_FORMAT:?}",
+                        m.format
+                    ));
+                }
+                if m.case_id != case_id || m.run_id != run_id {
+                    manifest_problems.push(format!(
+                        "it names case {:?} run {:?}, but it is stored as case {case_id:?} run {run_id:?}",
+                        m.case_id, m.run_id
+                    ));
+                }
+                if !Manifest::is_canonical(bytes) {
+                    manifest_problems.push(
+                        "it is not in canonical form (it was edited or re-serialised)".to_string(),
+                    );
+                }
+                let mut seen = HashSet::new();
+                for i in &m.items {
+                    if !seen.insert(i.path.as_str()) {
+                        manifest_problems.push(format!("item {} is listed twice", i.path));
+                    }
+                }
+                Some(m)
+            }
+            Err(e) => {
+                manifest_problems.push(format!("manifest.json is unreadable: {e}"));
+                None
+            }
+        },
+    };
+
+    // Re-hash every listed item.
+    let is_s3 = matches!(store, Store::S3(_));
+    let empty = Vec::new();
+    let items_in_manifest = manifest.as_ref().map(|m| &m.items).unwrap_or(&empty);
+    let mut items: Vec<ItemCheck> = futures::stream::iter(items_in_manifest.iter().map(|item| {
+        let version = if is_s3 {
+            item.s3.as_ref().and_then(|s| s.version_id.clone())
+        } else {
+            None
+        };
+        async move {
+            let mut check = ItemCheck {
+                path: item.path.clone(),
+                status: ItemStatus::Ok,
+                expected_sha256: Some(item.sha256),
+                actual_sha256: None,
+                expected_size: Some(item.size),
+                actual_size: None,
+                version_id: version.clone(),
+                detail: None,
+            };
+            if check_item_path(&item.path).is_err() {
+                check.status = ItemStatus::Altered;
+                check.detail = Some("the manifest lists a path that irr never writes".into());
+                return Ok(check);
+            }
+            match store
+                .hash_object(
+                    &format!("{case_id}/{run_id}/{}", item.path),
+                    version.as_deref(),
+                )
+                .await?
+            {
+                None => {
+                    check.status = ItemStatus::Missing;
+                    check.detail = Some(match &version {
+                        Some(v) => format!("version {v} not found"),
+                        None => "not found".into(),
+                    });
+                }
+                Some((sha, size)) => {
+                    check.actual_sha256 = Some(sha);
+                    check.actual_size = Some(size);
+                    if sha != item.sha256 || size != item.size {
+                        check.status = ItemStatus::Altered;
+                        check.detail = Some(format!(
+                            "sha256 {sha} ({size} bytes), recorded {} ({} bytes)",
+                            item.sha256, item.size
+                        ));
+                    }
+                }
+            }
+            Ok::<_, Error>(check)
+        }
+    }))
+    .buffered(CONCURRENT_HASHES)
+    .collect::<Vec<_>>()
+    .await
+    .into_iter()
+    .collect::<Result<_>>()?;
+
+    // Anything else under the run is unlisted.
+    let recorded: HashMap<&str, Option<&str>> = items_in_manifest
+        .iter()
+        .map(|i| {
+            (
+                i.path.as_str(),
+                if is_s3 {
+                    i.s3.as_ref().and_then(|s| s.version_id.as_deref())
+                } else {
+                    None
+                },
+            )
+        })
+        .collect();
+    for l in &listed {
+        let Some(path) = l.key.strip_prefix(&run_prefix) else {
+            continue;
+        };
+        let detail = if l.delete_marker {
+            Some(if recorded.contains_key(path) {
+                "a delete marker hides this listed item (its recorded version is checked above)"
+                    .to_string()
+            } else {
+                "a delete marker".to_string()
+            })
+        } else if let Some(rec) = recorded.get(path) {
+            match (rec, &l.version_id) {
+                (Some(rec), Some(v)) if rec != v => Some(format!(
+                    "another version of a listed item (recorded version {rec})"
+                )),
+                _ => None,
+            }
+        } else if path == MANIFEST_NAME || path == SUMS_NAME {
+            (!l.is_latest).then(|| format!("an earlier version of {path}: it was rewritten"))
+        } else {
+            Some("not in the manifest".to_string())
+        };
+        if let Some(detail) = detail {
+            items.push(ItemCheck {
+                path: path.to_string(),
+                status: ItemStatus::Unlisted,
+                expected_sha256: None,
+                actual_sha256: None,
+                expected_size: None,
+                actual_size: (!l.delete_marker).then_some(l.size),
+                version_id: l.version_id.clone(),
+                detail: Some(detail),
+            });
+        }
+    }
+
+    let sums_problems = match (&manifest, manifest_sha256) {
+        (Some(m), Some(md)) => check_sums(store, &key(SUMS_NAME), m, md).await?,
+        _ => Vec::new(),
+    };
+
+    let chain = check_chain(store, case_id).await?;
+    let ok = items.iter().all(|i| i.status == ItemStatus::Ok)
+        && manifest_problems.is_empty()
+        && sums_problems.is_empty()
+        && chain.problems.is_empty();
+    Ok(VerifyReport {
+        status: Status::from_ok(ok),
+        location: location.to_string(),
+        case_id: case_id.to_string(),
+        run_id: run_id.to_string(),
+        manifest_sha256,
+        items,
+        manifest: FileCheck::new(manifest_problems),
+        sha256sums: FileCheck::new(sums_problems),
+        chain,
+    })
+}
+
+async fn check_sums(
+    store: &Store,
+    key: &str,
+    manifest: &Manifest,
+    manifest_sha256: Sha256Digest,
+) -> Result<Vec<String>> {
+    let Some(bytes) = store.read(key, None, SMALL_FILE_LIMIT).await? else {
+        return Ok(vec!["SHA256SUMS is missing: the seal is incomplete".into()]);
+    };
+    let (sums, mut problems) = Sha256Sums::parse(&bytes);
+    let mut expected: BTreeMap<&str, Sha256Digest> = manifest
+        .items
+        .iter()
+        .map(|i| (i.path.as_str(), i.sha256))
+        .collect();
+    expected.insert(MANIFEST_NAME, manifest_sha256);
+    let mut seen = HashSet::new();
+    for (path, digest) in &sums.entries {
+        if !seen.insert(path.as_str()) {
+            problems.push(format!("{path} is listed twice"));
+            continue;
+        }
+        match expected.get(path.as_str()) {
+            None => problems.push(format!("{path} is listed but is not in the manifest")),
+            Some(e) if e != digest => problems.push(if path == MANIFEST_NAME {
+                format!("manifest.json: SHA256SUMS says {digest}, the file's hash is {e}")
+            } else {
+                format!("{path}: SHA256SUMS says {digest}, the manifest says {e}")
+            }),
+            Some(_) => {}
+        }
+    }
+    for path in expected.keys() {
+        if !seen.contains(path) {
+            problems.push(format!("{path} is not listed"));
+        }
+    }
+    let canonical = Sha256Sums::for_manifest(manifest, manifest_sha256).to_bytes();
+    if problems.is_empty() && canonical != bytes {
+        problems.push("it is not in the form irr writes (order or spacing changed)".into());
+    }
+    Ok(problems)
+}
+
+async fn check_chain(store: &Store, case_id: &str) -> Result<ChainCheck> {
+    let (sealed, hidden) = case_runs(store, case_id).await?;
+    let mut problems = Vec::new();
+    let sealed_at = |r: &CaseRun| r.manifest.as_ref().ok().map(|m| m.sealed_at);
+    let previous = |r: &CaseRun| {
+        r.manifest
+            .as_ref()
+            .ok()
+            .and_then(|m| m.previous_manifest_sha256)
+    };
+
+    let by_hash: HashMap<Sha256Digest, &CaseRun> =
+        sealed.iter().map(|r| (r.manifest_sha256, r)).collect();
+    let hidden_by_hash: HashMap<Sha256Digest, &CaseRun> =
+        hidden.iter().map(|r| (r.manifest_sha256, r)).collect();
+    let referenced: HashSet<Sha256Digest> = sealed.iter().filter_map(previous).collect();
+
+    let mut followers: BTreeMap<Sha256Digest, Vec<&str>> = BTreeMap::new();
+    let mut firsts = Vec::new();
+    for r in &sealed {
+        let m = match &r.manifest {
+            Ok(m) => m,
+            Err(e) => {
+                problems.push(format!(
+                    "run {}: manifest.json is unreadable: {e}",
+                    r.run_id
+                ));
+                continue;
+            }
+        };
+        if m.case_id != case_id || m.run_id != r.run_id {
+            problems.push(format!(
+                "run {}: its manifest names case {:?} run {:?} (copied or moved)",
+                r.run_id, m.case_id, m.run_id
+            ));
+        }
+        let Some(prev) = m.previous_manifest_sha256 else {
+            firsts.push(r.run_id.as_str());
+            continue;
+        };
+        followers.entry(prev).or_default().push(r.run_id.as_str());
+        if by_hash.contains_key(&prev) {
+            continue;
+        }
+        if let Some(h) = hidden_by_hash.get(&prev) {
+            problems.push(format!(
+                "run {} follows run {}, which was removed: its manifest.json is hidden behind a delete marker (version {})",
+                r.run_id,
+                h.run_id,
+                h.hidden_version.as_deref().unwrap_or("?")
+            ));
+            continue;
+        }
+        // Name the gap: the latest earlier run that nothing follows.
+        let before = sealed
+            .iter()
+            .filter(|o| o.run_id != r.run_id && !referenced.contains(&o.manifest_sha256))
+            .filter(|o| sealed_at(o) < Some(m.sealed_at))
+            .max_by_key(|o| (sealed_at(o), o.run_id.clone()));
+        let gap = match before {
+            Some(b) => format!(
+                "; the missing run came between run {} and run {}",
+                b.run_id, r.run_id
+            ),
+            None => format!("; the missing run came before run {}", r.run_id),
+        };
+        problems.push(format!(
+            "run {} follows a manifest with sha256 {prev} that no run of the case has: a run was removed or its manifest.json rewritten{gap}",
+            r.run_id
+        ));
+    }
+    if firsts.len() > 1 {
+        problems.push(format!(
+            "runs {} each start the chain (previous_manifest_sha256 null); a case has one first run",
+            firsts.join(", ")
+        ));
+    }
+    for (prev, runs) in &followers {
+        if runs.len() > 1 {
+            let name = by_hash
+                .get(prev)
+                .map(|r| format!("run {}", r.run_id))
+                .unwrap_or_else(|| format!("manifest {prev}"));
+            problems.push(format!(
+                "the chain forks: runs {} all follow {name}",
+                runs.join(", ")
+            ));
+        }
+    }
+    for h in &hidden {
+        if !referenced.contains(&h.manifest_sha256) {
+            problems.push(format!(
+                "run {} was removed: its manifest.json is hidden behind a delete marker (version {})",
+                h.run_id,
+                h.hidden_version.as_deref().unwrap_or("?")
+            ));
+        }
+    }
+
+    let mut runs: Vec<ChainRun> = sealed
+        .iter()
+        .map(|r| (r, false))
+        .chain(hidden.iter().map(|r| (r, true)))
+        .map(|(r, removed)| ChainRun {
+            run_id: r.run_id.clone(),
+            manifest_sha256: r.manifest_sha256,
+            previous_manifest_sha256: previous(r),
+            sealed_at: sealed_at(r),
+            removed,
+        })
+        .collect();
+    runs.sort_by(|a, b| (a.sealed_at, &a.run_id).cmp(&(b.sealed_at, &b.run_id)));
+    Ok(ChainCheck {
+        status: if problems.is_empty() {
+            Status::Ok
+        } else {
+            Status::Mismatch
+        },
+        runs,
+        problems,
+    })
+}
