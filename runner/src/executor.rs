@@ -596,7 +596,8 @@ async fn run_graph(
                 .iter()
                 .find(|s| s.id == summary.id)
                 .map(|s| s.on_failure);
-            if on_failure == Some(OnFailure::Abort) && !is_finally {
+            // A dry run goes on after a denial, to report every step's.
+            if on_failure == Some(OnFailure::Abort) && !is_finally && !shared.record.dry_run {
                 *aborted = true;
             }
         }
@@ -662,6 +663,21 @@ async fn run_step(
             Ok(true) => {}
             Ok(false) => return skipped(step, "when was false".to_owned()),
             Err(e) => return fail(0, format!("when: {e}")),
+        }
+    }
+    if shared.record.dry_run {
+        // Values that exist only once earlier steps really ran (a snapshot id) cannot be
+        // checked with AWS in a dry run: the step is reported as skipped, saying why.
+        let rendered =
+            template::render_value(&Value::Object(step.with.clone()), &ctx).unwrap_or(Value::Null);
+        if template::strings_in(&rendered)
+            .iter()
+            .any(|s| s.starts_with("dry-run:"))
+        {
+            return skipped(
+                step,
+                "dry run: its parameters are resources earlier steps would create".to_owned(),
+            );
         }
     }
     let items: Option<Vec<Value>> = match &step.for_each {

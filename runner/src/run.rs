@@ -149,7 +149,12 @@ pub async fn run(req: RunRequest) -> RunResult {
             account_id: Some(identity.account_id.clone()),
         },
     );
+    // A dry run changes nothing in AWS, the evidence bucket included: what it saw is sealed
+    // under the state directory.
     let location = match &req.evidence {
+        _ if req.dry_run => absolute(&req.state_dir.join("dry-run-evidence"))
+            .display()
+            .to_string(),
         Some(l) => l.clone(),
         None => match &pb.evidence.location {
             Some(l) => match template::render_str(l, &pre_ctx) {
