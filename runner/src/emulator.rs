@@ -67,7 +67,10 @@ impl Emulator {
 
 impl Drop for Emulator {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM lets the supervisor stop the server on its way out.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -77,25 +80,23 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 fn spawn(port: u16) -> Result<Child, EmulatorError> {
-    let port = port.to_string();
-    let mut tries: Vec<Command> = Vec::new();
-    let mut moto = Command::new("moto_server");
-    moto.args(["-H", "127.0.0.1", "-p", &port]);
-    tries.push(moto);
-    let mut py = Command::new("python3");
-    py.args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port]);
-    tries.push(py);
-    let mut last = String::new();
-    for mut cmd in tries {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        match cmd.spawn() {
-            Ok(child) => return Ok(child),
-            Err(e) => last = e.to_string(),
-        }
-    }
-    Err(EmulatorError::Spawn(last))
+    // A small supervisor runs the server and stops it when this process goes away, even if
+    // it never gets to drop the `Emulator` (a test harness keeping one in a static, a panic,
+    // a kill): it polls our pid once a second.
+    let script = format!(
+        "if command -v moto_server >/dev/null 2>&1; then moto_server -H 127.0.0.1 -p {port} & \
+         else python3 -m moto.server -H 127.0.0.1 -p {port} & fi; \
+         m=$!; trap 'kill $m 2>/dev/null' EXIT TERM INT; \
+         while kill -0 {parent} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 1; done",
+        parent = std::process::id()
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| EmulatorError::Spawn(e.to_string()))
 }
 
 /// `true` when `GET ENDPOINT/moto-api/` answers 200. Only loopback endpoints are probed.

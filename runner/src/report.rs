@@ -503,7 +503,7 @@ pub fn command(
     state_dir: &Path,
     aws: AwsOptions,
 ) -> Exit {
-    let mut err = std::io::stderr().lock();
+    let mut err = std::io::stderr();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -2222,9 +2222,9 @@ impl Report {
         }
         let line = esc(&parts.join(" · "));
         if self.integrity_ok {
-            let _ = write!(
+            let _ = writeln!(
                 o,
-                "<section class=\"verdict ok\"><div class=\"icon\">&#10003;</div><div><h2>Integrity verified</h2><p>{line}</p></div></section>\n"
+                "<section class=\"verdict ok\"><div class=\"icon\">&#10003;</div><div><h2>Integrity verified</h2><p>{line}</p></div></section>"
             );
         } else {
             let crit: Vec<&Finding> = self

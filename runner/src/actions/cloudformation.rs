@@ -242,7 +242,7 @@ fn stack_parameters(
         let camel = upper_camel(k);
         let name = if declared.iter().any(|d| d == k) {
             Some(k.clone())
-        } else if declared.iter().any(|d| *d == camel) {
+        } else if declared.contains(&camel) {
             Some(camel)
         } else {
             None
@@ -955,11 +955,24 @@ async fn create(
         }
         Err(e) => {
             // Did the failed call leave a stack of this case behind?
-            let left = describe(ctx, name).await.ok().flatten().filter(|s| {
-                tag_of(s, TAG_CASE) == Some(ctx.case_id.as_str())
-                    && tag_of(s, TAG_RUN) == Some(ctx.run_id.as_str())
-                    && status(s) != "DELETE_COMPLETE"
-            });
+            let left = match describe(ctx, name).await {
+                Ok(s) => s.filter(|s| {
+                    tag_of(s, TAG_CASE) == Some(ctx.case_id.as_str())
+                        && tag_of(s, TAG_RUN) == Some(ctx.run_id.as_str())
+                        && status(s) != "DELETE_COMPLETE"
+                }),
+                // The emulator cannot describe some half-built stacks (its DescribeStacks
+                // answers 500 when an output refers to a resource it never built). Say so:
+                // the stack may remain, and the next attempt will meet it.
+                Err(d) => {
+                    return Err(with_note(
+                        e,
+                        &format!(
+                            "could not check whether the failed call left stack {name} behind ({d})"
+                        ),
+                    ))
+                }
+            };
             match left {
                 None => Err(e),
                 Some(s) => {
@@ -968,6 +981,27 @@ async fn create(
                 }
             }
         }
+    }
+}
+
+/// Appends a note to an error's message, keeping its kind and AWS code.
+fn with_note(e: ActionError, note: &str) -> ActionError {
+    match e {
+        ActionError::Aws {
+            service,
+            operation,
+            code,
+            message,
+            request_id,
+        } => ActionError::Aws {
+            service,
+            operation,
+            code,
+            message: format!("{message}; {note}"),
+            request_id,
+        },
+        ActionError::Target(m) => ActionError::Target(format!("{m}; {note}")),
+        other => other,
     }
 }
 

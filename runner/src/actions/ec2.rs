@@ -791,9 +791,99 @@ async fn snapshot_one(
     wait: bool,
     per_gib: u64,
 ) -> Result<SnapshotDone, ActionError> {
-    use aws_sdk_ec2::types::SnapshotState;
     let ec2 = &ctx.aws.ec2;
-    let existing = ec2
+    let (snapshot_id, mut state, reused) = match case_snapshot(ctx, volume_id).await? {
+        Some((id, state)) => (id, state, true),
+        None => {
+            let mut tags = run_tags(ctx);
+            tags.push(tag(TAG_VOLUME, volume_id));
+            tags.push(tag(TAG_INSTANCE, instance_id));
+            tags.push(tag("Name", &format!("irr-{}-{volume_id}", ctx.case_id)));
+            // CreateSnapshot takes no client token: a retry after an answer was lost (a
+            // dropped connection, a 500 after the work was done) would take a second
+            // snapshot. So the SDK does not retry this call; we do, and look for the
+            // case's snapshot of the volume before every new attempt.
+            let mut attempt = 0;
+            let mut delay = std::time::Duration::from_millis(500);
+            loop {
+                attempt += 1;
+                let created = ctx
+                    .mutating_dry(
+                        "ec2",
+                        "CreateSnapshot",
+                        json!({"volume_id": volume_id, "instance_id": instance_id, "device": device}),
+                        ec2.create_snapshot()
+                            .volume_id(volume_id)
+                            .description(format!(
+                                "irr-case-{}-run-{}:{volume_id}({device})-of-{instance_id}",
+                                ctx.case_id, ctx.run_id
+                            ))
+                            .tag_specifications(tag_spec(ResourceType::Snapshot, tags.clone()))
+                            .dry_run(ctx.dry_run)
+                            .customize()
+                            .config_override(
+                                aws_sdk_ec2::config::Builder::default().retry_config(
+                                    aws_sdk_ec2::config::retry::RetryConfig::disabled(),
+                                ),
+                            )
+                            .send(),
+                        |o| json!({"snapshot_id": o.snapshot_id(), "state": o.state().map(|s| s.as_str())}),
+                    )
+                    .await;
+                match created {
+                    Ok(None) => {
+                        return Ok(SnapshotDone {
+                            volume_id: volume_id.to_owned(),
+                            snapshot_id: format!("dry-run:{volume_id}"),
+                            state: "dry-run".into(),
+                            reused: false,
+                        })
+                    }
+                    Ok(Some(o)) => {
+                        break (
+                            o.snapshot_id().unwrap_or_default().to_owned(),
+                            o.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                            false,
+                        )
+                    }
+                    Err(e) if attempt < 8 && retryable_create(&e) => {
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(std::time::Duration::from_secs(16));
+                        if ctx.dry_run {
+                            continue;
+                        }
+                        // EC2 reads are eventually consistent: against AWS a snapshot made
+                        // a moment ago may not be listed yet; the wait above helps.
+                        if let Some((id, state)) = case_snapshot(ctx, volume_id).await? {
+                            break (id, state, true);
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    };
+    if wait && state != "completed" {
+        state = wait_for_snapshot(ctx, &snapshot_id, size_gib, per_gib).await?;
+    }
+    Ok(SnapshotDone {
+        volume_id: volume_id.to_owned(),
+        snapshot_id,
+        state,
+        reused,
+    })
+}
+
+/// The newest usable (completed, else pending) snapshot of the volume tagged with this case,
+/// as `(id, state)`. An `error` one is useless evidence and ignored.
+async fn case_snapshot(
+    ctx: &ActionCtx,
+    volume_id: &str,
+) -> Result<Option<(String, String)>, ActionError> {
+    use aws_sdk_ec2::types::SnapshotState;
+    let existing = ctx
+        .aws
+        .ec2
         .describe_snapshots()
         .owner_ids("self")
         .filters(filter(&format!("tag:{TAG_CASE}"), [ctx.case_id.as_str()]))
@@ -804,8 +894,6 @@ async fn snapshot_one(
         .collect::<Result<Vec<_>, _>>()
         .await
         .map_err(read_err("ec2", "DescribeSnapshots"))?;
-    // Prefer a completed snapshot, then a pending one; the newest of each. An `error` one is
-    // useless evidence: take a new one.
     let mut usable: Vec<_> = existing
         .iter()
         .filter(|s| {
@@ -821,60 +909,27 @@ async fn snapshot_one(
             s.start_time().map(|t| t.as_nanos()).unwrap_or(0),
         )
     });
-    let (snapshot_id, mut state, reused) = match usable.last() {
-        Some(s) => (
+    Ok(usable.last().map(|s| {
+        (
             s.snapshot_id().unwrap_or_default().to_owned(),
             s.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
-            true,
-        ),
-        None => {
-            let mut tags = run_tags(ctx);
-            tags.push(tag(TAG_VOLUME, volume_id));
-            tags.push(tag(TAG_INSTANCE, instance_id));
-            tags.push(tag("Name", &format!("irr-{}-{volume_id}", ctx.case_id)));
-            let created = ctx
-                .mutating_dry(
-                    "ec2",
-                    "CreateSnapshot",
-                    json!({"volume_id": volume_id, "instance_id": instance_id, "device": device}),
-                    ec2.create_snapshot()
-                        .volume_id(volume_id)
-                        .description(format!(
-                            "irr-case-{}-run-{}:{volume_id}({device})-of-{instance_id}",
-                            ctx.case_id, ctx.run_id
-                        ))
-                        .tag_specifications(tag_spec(ResourceType::Snapshot, tags))
-                        .dry_run(ctx.dry_run)
-                        .send(),
-                    |o| json!({"snapshot_id": o.snapshot_id(), "state": o.state().map(|s| s.as_str())}),
-                )
-                .await?;
-            match created {
-                None => {
-                    return Ok(SnapshotDone {
-                        volume_id: volume_id.to_owned(),
-                        snapshot_id: format!("dry-run:{volume_id}"),
-                        state: "dry-run".into(),
-                        reused: false,
-                    })
-                }
-                Some(o) => (
-                    o.snapshot_id().unwrap_or_default().to_owned(),
-                    o.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
-                    false,
-                ),
-            }
-        }
-    };
-    if wait && state != "completed" {
-        state = wait_for_snapshot(ctx, &snapshot_id, size_gib, per_gib).await?;
-    }
-    Ok(SnapshotDone {
-        volume_id: volume_id.to_owned(),
-        snapshot_id,
-        state,
-        reused,
-    })
+        )
+    }))
+}
+
+/// Errors after which a call may be tried again: throttling, server errors, and failures
+/// to get an answer at all (`dispatch`: connection reset, timeout).
+fn retryable_create(e: &ActionError) -> bool {
+    is_transient(e)
+        || matches!(
+            e.code(),
+            "dispatch"
+                | "RequestLimitExceeded"
+                | "InternalError"
+                | "InternalFailure"
+                | "ServiceUnavailable"
+                | "Unavailable"
+        )
 }
 
 /// Polls a snapshot until it is completed, for at most 10 minutes plus `per_gib` seconds per

@@ -1,0 +1,687 @@
+//! Shared harness for the integration tests: one AWS emulator per test process.
+//!
+//! When `IRR_TEST_ENDPOINT` is set (`.ci/run` starts one moto server and sets it), every test
+//! uses that server; otherwise the first test to ask starts a private one on a free loopback
+//! port. Tests share the server, so each test names its own resources (unique buckets, its own
+//! instances) and asserts only on those.
+
+use std::sync::OnceLock;
+
+use irr_runner::emulator::Emulator;
+
+static PRIVATE: OnceLock<Emulator> = OnceLock::new();
+
+/// The endpoint of the emulator the tests use (`http://127.0.0.1:PORT`).
+pub fn endpoint() -> String {
+    if let Ok(ep) = std::env::var("IRR_TEST_ENDPOINT") {
+        assert!(
+            irr_runner::emulator::loopback_addr(&ep).is_some(),
+            "IRR_TEST_ENDPOINT must be a loopback http endpoint, got {ep}"
+        );
+        return ep;
+    }
+    PRIVATE
+        .get_or_init(|| Emulator::start().expect("start the AWS emulator for tests"))
+        .endpoint()
+}
+
+/// An SDK configuration pointed at the emulator: region us-east-1, dummy credentials.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sts::config::Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "irr-tests",
+        ))
+        .load()
+        .await
+}
+
+/// A name unique to this process and call, for buckets, roles and tags.
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{}-{n}-{:x}", std::process::id(), t)
+}
+
+// ---- in-memory recorder for the action tests ----------------------------------------------
+
+use std::sync::{Arc, Mutex};
+
+use irr_runner::actions::{ActionCtx, ActionError, AwsClients, AwsResource, CallOutcome, Recorder};
+use serde_json::Value;
+
+/// One mutating call as an action reported it.
+#[derive(Clone, Debug)]
+pub struct RecordedCall {
+    /// Sequence number handed out by `call_started`.
+    pub seq: u64,
+    /// The step it belonged to.
+    pub step: String,
+    /// e.g. `ec2`.
+    pub service: String,
+    /// e.g. `CreateSnapshot`.
+    pub operation: String,
+    /// Key parameters recorded before the call.
+    pub params: Value,
+    /// How it ended; `None` while unfinished (a bug in the action if it stays so).
+    pub outcome: Option<CallOutcome>,
+}
+
+/// One stored artifact.
+#[derive(Clone, Debug)]
+pub struct RecordedArtifact {
+    /// The step it belonged to.
+    pub step: String,
+    /// Its name (`instance.json`).
+    pub name: String,
+    /// Its bytes.
+    pub content: Vec<u8>,
+    /// What it came from (`ec2:DescribeInstances`).
+    pub source: String,
+    /// The path returned to the action.
+    pub path: String,
+}
+
+#[derive(Default)]
+struct Recorded {
+    calls: Vec<RecordedCall>,
+    artifacts: Vec<RecordedArtifact>,
+    resources: Vec<AwsResource>,
+}
+
+/// A [`Recorder`] keeping calls, artifacts and resources in memory, for assertions.
+#[derive(Default)]
+pub struct MemoryRecorder {
+    inner: Mutex<Recorded>,
+}
+
+impl Recorder for MemoryRecorder {
+    fn call_started(&self, step: &str, service: &str, operation: &str, params: &Value) -> u64 {
+        let mut r = self.inner.lock().unwrap();
+        let seq = r.calls.len() as u64;
+        r.calls.push(RecordedCall {
+            seq,
+            step: step.to_owned(),
+            service: service.to_owned(),
+            operation: operation.to_owned(),
+            params: params.clone(),
+            outcome: None,
+        });
+        seq
+    }
+
+    fn call_finished(&self, seq: u64, outcome: &CallOutcome) {
+        let mut r = self.inner.lock().unwrap();
+        let call = &mut r.calls[seq as usize];
+        assert!(call.outcome.is_none(), "call {seq} finished twice");
+        call.outcome = Some(outcome.clone());
+    }
+
+    fn artifact(
+        &self,
+        step: &str,
+        name: &str,
+        content: &[u8],
+        source: &str,
+    ) -> Result<String, ActionError> {
+        let path = format!("artifacts/{step}/{name}");
+        self.inner.lock().unwrap().artifacts.push(RecordedArtifact {
+            step: step.to_owned(),
+            name: name.to_owned(),
+            content: content.to_vec(),
+            source: source.to_owned(),
+            path: path.clone(),
+        });
+        Ok(path)
+    }
+
+    fn resource(&self, resource: AwsResource) {
+        self.inner.lock().unwrap().resources.push(resource);
+    }
+}
+
+impl MemoryRecorder {
+    /// A new, empty recorder.
+    pub fn new() -> Arc<MemoryRecorder> {
+        Arc::new(MemoryRecorder::default())
+    }
+
+    /// Every mutating call so far.
+    pub fn calls(&self) -> Vec<RecordedCall> {
+        self.inner.lock().unwrap().calls.clone()
+    }
+
+    /// The mutating calls of one operation.
+    pub fn calls_of(&self, operation: &str) -> Vec<RecordedCall> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.operation == operation)
+            .collect()
+    }
+
+    /// Every artifact so far.
+    pub fn artifacts(&self) -> Vec<RecordedArtifact> {
+        self.inner.lock().unwrap().artifacts.clone()
+    }
+
+    /// The last artifact of that name, parsed as JSON.
+    pub fn artifact_json(&self, name: &str) -> Option<Value> {
+        self.artifacts()
+            .iter()
+            .rev()
+            .find(|a| a.name == name)
+            .map(|a| serde_json::from_slice(&a.content).expect("artifact is JSON"))
+    }
+
+    /// Every resource recorded so far.
+    pub fn resources(&self) -> Vec<AwsResource> {
+        self.inner.lock().unwrap().resources.clone()
+    }
+
+    /// Asserts every call that started also finished, successfully, and (for the services
+    /// whose request id moto returns in a header the SDK reads) with a request id.
+    pub fn assert_calls_ok(&self) {
+        for c in self.calls() {
+            let o = c.outcome.as_ref().unwrap_or_else(|| {
+                panic!(
+                    "call {} {}:{} never finished",
+                    c.seq, c.service, c.operation
+                )
+            });
+            assert!(o.ok, "call {}:{} failed: {:?}", c.service, c.operation, o);
+            // moto sends `x-amzn-requestid`; the S3 SDK reads `x-amz-request-id`, which moto
+            // does not send (see docs/emulator-notes.md).
+            if c.service != "s3" {
+                assert!(
+                    o.request_id.as_deref().is_some_and(|r| !r.is_empty()),
+                    "call {}:{} has no request id",
+                    c.service,
+                    c.operation
+                );
+            }
+        }
+    }
+}
+
+/// An [`ActionCtx`] on the emulator for one step of a test's case.
+pub fn action_ctx(
+    conf: &aws_config::SdkConfig,
+    case_id: &str,
+    step_id: &str,
+    dry_run: bool,
+    recorder: Arc<MemoryRecorder>,
+) -> ActionCtx {
+    ActionCtx {
+        aws: AwsClients::from_conf(conf, true),
+        case_id: case_id.to_owned(),
+        run_id: format!("run-{case_id}"),
+        step_id: step_id.to_owned(),
+        dry_run,
+        assume_yes: true,
+        recorder,
+        // Templates named by tests are relative to the shipped playbooks.
+        playbook_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../playbooks"),
+    }
+}
+
+// ---- other endpoints and keys, fleets, containment state --------------------------------
+//
+// Shared by the least-privilege, fault-injection and benchmark suites.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use aws_sdk_ec2::types::{
+    BlockDeviceMapping, EbsBlockDevice, Filter, IamInstanceProfileSpecification,
+    InstanceNetworkInterfaceSpecification,
+};
+
+/// The `irr` binary of this build (cargo builds it for `--workspace --all-targets`; a bench
+/// binary lives in `target/PROFILE/deps` like a test binary, so this finds `target/PROFILE/irr`).
+pub fn irr_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/PROFILE");
+    let bin = dir.join("irr");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p irr-runner`",
+        bin.display()
+    );
+    bin
+}
+
+/// A shipped playbook's path (`playbooks/NAME`).
+pub fn playbook(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../playbooks")
+        .join(name)
+}
+
+/// A test fixture's path (`tests/fixtures/NAME`).
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
+/// Runs `irr ARGS --state-dir STATE --endpoint-url ENDPOINT` with the given access key
+/// (region us-east-1) and extra environment.
+pub fn irr_with(
+    args: &[&str],
+    state: &Path,
+    endpoint: &str,
+    key: (&str, &str),
+    env: &[(&str, &str)],
+) -> Output {
+    let mut cmd = Command::new(irr_bin());
+    cmd.args(args)
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--endpoint-url")
+        .arg(endpoint)
+        .env("AWS_ACCESS_KEY_ID", key.0)
+        .env("AWS_SECRET_ACCESS_KEY", key.1)
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env_remove("IRR_FAULT_KILL_AT_SEQ")
+        .env_remove("IRR_FAULT_SIGINT_AT_SEQ");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run irr")
+}
+
+/// The JSON objects of a command's stdout, one per line (`--output json`).
+pub fn json_lines(out: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// stderr and stdout of a run, for assertion messages.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stderr\n{}\n--- stdout\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    )
+}
+
+/// A compromised instance of the tests.
+#[derive(Clone, Debug)]
+pub struct CompromisedInstance {
+    /// The instance.
+    pub instance_id: String,
+    /// Its VPC (its own, so isolation groups are counted per incident).
+    pub vpc_id: String,
+    /// Its two volumes.
+    pub volumes: Vec<String>,
+    /// The wide-open group it starts in.
+    pub open_group: String,
+}
+
+/// A compromised instance: its own VPC, an open security group, an instance profile, two
+/// volumes, one interface given explicitly (so moto keeps groups per interface, as AWS does).
+pub async fn compromised_instance(
+    ec2: &aws_sdk_ec2::Client,
+    iam: &aws_sdk_iam::Client,
+) -> CompromisedInstance {
+    compromised_instances(ec2, iam, 1).await.remove(0)
+}
+
+/// `n` compromised instances sharing one VPC, open group and instance profile, launched in
+/// one RunInstances call; each with two volumes.
+pub async fn compromised_instances(
+    ec2: &aws_sdk_ec2::Client,
+    iam: &aws_sdk_iam::Client,
+    n: i32,
+) -> Vec<CompromisedInstance> {
+    let vpc_id = ec2
+        .create_vpc()
+        .cidr_block("10.9.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .vpc
+        .unwrap()
+        .vpc_id
+        .unwrap();
+    let subnet = ec2
+        .create_subnet()
+        .vpc_id(&vpc_id)
+        .cidr_block("10.9.0.0/17")
+        .send()
+        .await
+        .unwrap()
+        .subnet
+        .unwrap()
+        .subnet_id
+        .unwrap();
+    let open_group = ec2
+        .create_security_group()
+        .group_name(unique("open"))
+        .description("wide-open") // no space: moto checks SigV4 signatures, and re-encodes a space in the form body differently
+        .vpc_id(&vpc_id)
+        .send()
+        .await
+        .unwrap()
+        .group_id
+        .unwrap();
+    let role = unique("web-role");
+    iam.create_role()
+        .role_name(&role)
+        .assume_role_policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    let profile = unique("web-profile");
+    iam.create_instance_profile()
+        .instance_profile_name(&profile)
+        .send()
+        .await
+        .unwrap();
+    iam.add_role_to_instance_profile()
+        .instance_profile_name(&profile)
+        .role_name(&role)
+        .send()
+        .await
+        .unwrap();
+    let run = ec2
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .min_count(n)
+        .max_count(n)
+        .network_interfaces(
+            InstanceNetworkInterfaceSpecification::builder()
+                .device_index(0)
+                .subnet_id(&subnet)
+                .groups(&open_group)
+                .build(),
+        )
+        .iam_instance_profile(
+            IamInstanceProfileSpecification::builder()
+                .name(&profile)
+                .build(),
+        )
+        // moto creates no root volume when mappings are given: map both.
+        .block_device_mappings(
+            BlockDeviceMapping::builder()
+                .device_name("/dev/sda1")
+                .ebs(EbsBlockDevice::builder().volume_size(8).build())
+                .build(),
+        )
+        .block_device_mappings(
+            BlockDeviceMapping::builder()
+                .device_name("/dev/sdb")
+                .ebs(EbsBlockDevice::builder().volume_size(2).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<String> = run
+        .instances()
+        .iter()
+        .filter_map(|i| i.instance_id().map(str::to_owned))
+        .collect();
+    assert_eq!(ids.len(), n as usize);
+    let vols = ec2
+        .describe_volumes()
+        .filters(
+            Filter::builder()
+                .name("attachment.instance-id")
+                .set_values(Some(ids.clone()))
+                .build(),
+        )
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .unwrap();
+    ids.into_iter()
+        .map(|instance_id| {
+            let volumes: Vec<String> = vols
+                .iter()
+                .filter(|v| {
+                    v.attachments()
+                        .iter()
+                        .any(|a| a.instance_id() == Some(instance_id.as_str()))
+                })
+                .filter_map(|v| v.volume_id().map(str::to_owned))
+                .collect();
+            assert_eq!(volumes.len(), 2, "each test instance has two volumes");
+            CompromisedInstance {
+                instance_id,
+                vpc_id: vpc_id.clone(),
+                volumes,
+                open_group: open_group.clone(),
+            }
+        })
+        .collect()
+}
+
+/// The containment state of an instance, in a form two runs can be compared by.
+#[derive(Debug, PartialEq, Eq, Clone)]
+pub struct Contained {
+    /// Each interface's groups are exactly [the isolation group].
+    pub isolated: bool,
+    /// The isolation group has no rules.
+    pub isolation_group_empty: bool,
+    /// Isolation groups for the case in the VPC.
+    pub isolation_groups: usize,
+    /// Termination protection on.
+    pub termination_protected: bool,
+    /// Active instance profile associations.
+    pub profile_associations: usize,
+    /// Snapshots per volume tagged with the case.
+    pub snapshots_per_volume: Vec<usize>,
+    /// Responder roles of the case left.
+    pub responder_roles: usize,
+}
+
+impl Contained {
+    /// What a successful containment of an instance with `volumes` volumes leaves.
+    pub fn expected(volumes: usize) -> Contained {
+        Contained {
+            isolated: true,
+            isolation_group_empty: true,
+            isolation_groups: 1,
+            termination_protected: true,
+            profile_associations: 0,
+            snapshots_per_volume: vec![1; volumes],
+            responder_roles: 0,
+        }
+    }
+}
+
+/// Reads the containment state of an incident's instance for a case.
+pub async fn contained(
+    ec2: &aws_sdk_ec2::Client,
+    iam: &aws_sdk_iam::Client,
+    inc: &CompromisedInstance,
+    case: &str,
+) -> Contained {
+    let groups = ec2
+        .describe_security_groups()
+        .filters(Filter::builder().name("vpc-id").values(&inc.vpc_id).build())
+        .filters(Filter::builder().name("tag:irr:case").values(case).build())
+        .send()
+        .await
+        .unwrap();
+    let isolation: Vec<_> = groups
+        .security_groups()
+        .iter()
+        .filter(|g| {
+            g.tags()
+                .iter()
+                .any(|t| t.key() == Some("irr:purpose") && t.value() == Some("isolation"))
+        })
+        .collect();
+    let iso_id = isolation
+        .first()
+        .and_then(|g| g.group_id())
+        .unwrap_or("none")
+        .to_owned();
+    let enis = ec2
+        .describe_network_interfaces()
+        .filters(
+            Filter::builder()
+                .name("attachment.instance-id")
+                .values(&inc.instance_id)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let isolated = !enis.network_interfaces().is_empty()
+        && enis.network_interfaces().iter().all(|e| {
+            let ids: Vec<&str> = e.groups().iter().filter_map(|g| g.group_id()).collect();
+            ids == [iso_id.as_str()]
+        });
+    let isolation_group_empty = isolation
+        .first()
+        .is_some_and(|g| g.ip_permissions().is_empty() && g.ip_permissions_egress().is_empty());
+    let attr = ec2
+        .describe_instance_attribute()
+        .instance_id(&inc.instance_id)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
+        .send()
+        .await
+        .unwrap();
+    let assoc = ec2
+        .describe_iam_instance_profile_associations()
+        .filters(
+            Filter::builder()
+                .name("instance-id")
+                .values(&inc.instance_id)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let active = assoc
+        .iam_instance_profile_associations()
+        .iter()
+        .filter(|a| a.state().map(|s| s.as_str()) == Some("associated"))
+        .count();
+    let mut per_volume = Vec::new();
+    for v in &inc.volumes {
+        let snaps = ec2
+            .describe_snapshots()
+            .filters(Filter::builder().name("volume-id").values(v).build())
+            .filters(Filter::builder().name("tag:irr:case").values(case).build())
+            .send()
+            .await
+            .unwrap();
+        per_volume.push(snaps.snapshots().len());
+    }
+    let roles = iam.list_roles().send().await.unwrap();
+    let responder_roles = roles
+        .roles()
+        .iter()
+        .filter(|r| r.role_name().contains(case))
+        .count();
+    Contained {
+        isolated,
+        isolation_group_empty,
+        isolation_groups: isolation.len(),
+        termination_protected: attr.disable_api_termination().and_then(|b| b.value()) == Some(true),
+        profile_associations: active,
+        snapshots_per_volume: per_volume,
+        responder_roles,
+    }
+}
+
+// ---- a private emulator with its own settings ----------------------------------------------
+
+/// A moto server of one test's own (e.g. enforcing IAM), stopped when dropped.
+pub struct PrivateEmulator {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl PrivateEmulator {
+    /// Starts `python3 -m moto.server` on a free loopback port with `env` set, and waits (up to
+    /// 60 s) until it answers.
+    pub fn start(env: &[(&str, &str)]) -> PrivateEmulator {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let mut cmd = Command::new("python3");
+        cmd.args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .expect("start moto (pip install 'moto[server]==5.2.1')");
+        let mut emu = PrivateEmulator { child, port };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !irr_runner::emulator::is_ready(&emu.endpoint()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto did not answer on port {port}"
+            );
+            if let Ok(Some(st)) = emu.child.try_wait() {
+                panic!("moto exited: {st}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        emu
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateEmulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An SDK configuration for an endpoint and an access key, region us-east-1.
+pub async fn sdk_config_for(endpoint: &str, key: (&str, &str)) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sts::config::Credentials::new(
+            key.0,
+            key.1,
+            None,
+            None,
+            "irr-tests",
+        ))
+        .load()
+        .await
+}
