@@ -196,6 +196,15 @@ pub enum Expectation {
     },
     /// The run's evidence is sealed and verifies.
     EvidenceVerified {},
+    /// The clean room deployed by step `stack_step` is isolated (its VPC has no internet and
+    /// no NAT gateway) and its workstation has one attached volume per snapshot of step
+    /// `snapshot_step`.
+    CleanRoom {
+        /// The `cloudformation.deploy_stack` step.
+        stack_step: String,
+        /// The `ec2.snapshot_volumes` step.
+        snapshot_step: String,
+    },
 }
 
 fn one() -> usize {
@@ -999,6 +1008,84 @@ async fn check(
             let seen = run.steps.iter().find(|s| &s.id == id).map(|s| s.status);
             let seen_s = seen.map(StepStatus::as_str).unwrap_or("not run");
             (seen_s == status, format!("step {id}: {seen_s}"))
+        }
+        Expectation::CleanRoom {
+            stack_step,
+            snapshot_step,
+        } => {
+            let outputs = |id: &str| {
+                run.steps
+                    .iter()
+                    .find(|s| s.id == id)
+                    .map(|s| s.outputs.clone())
+                    .unwrap_or(Value::Null)
+            };
+            let stack = outputs(stack_step);
+            let vpc = stack["outputs"]["VpcId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let workstation = stack["outputs"]["WorkstationId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let snapshots = outputs(snapshot_step)["snapshot_ids"]
+                .as_array()
+                .map(Vec::len)
+                .unwrap_or(0);
+            if vpc.is_empty() || workstation.is_empty() {
+                return (
+                    false,
+                    format!("step {stack_step} has no VpcId/WorkstationId outputs"),
+                );
+            }
+            let igws = match ec2
+                .describe_internet_gateways()
+                .filters(
+                    Filter::builder()
+                        .name("attachment.vpc-id")
+                        .values(&vpc)
+                        .build(),
+                )
+                .send()
+                .await
+            {
+                Ok(o) => o.internet_gateways().len(),
+                Err(e) => return fail(&aws_smithy_types::error::display::DisplayErrorContext(e)),
+            };
+            let nats = match ec2
+                .describe_nat_gateways()
+                .filter(Filter::builder().name("vpc-id").values(&vpc).build())
+                .send()
+                .await
+            {
+                Ok(o) => o.nat_gateways().len(),
+                Err(e) => return fail(&aws_smithy_types::error::display::DisplayErrorContext(e)),
+            };
+            let attached = match ec2
+                .describe_volumes()
+                .filters(
+                    Filter::builder()
+                        .name("attachment.instance-id")
+                        .values(&workstation)
+                        .build(),
+                )
+                .send()
+                .await
+            {
+                Ok(o) => o
+                    .volumes()
+                    .iter()
+                    .filter(|v| {
+                        v.attachments()
+                            .iter()
+                            .any(|a| a.device().is_some_and(|d| d >= "/dev/sdf"))
+                    })
+                    .count(),
+                Err(e) => return fail(&aws_smithy_types::error::display::DisplayErrorContext(e)),
+            };
+            let ok = igws == 0 && nats == 0 && snapshots > 0 && attached == snapshots;
+            (ok, format!("vpc {vpc}: {igws} internet gateway(s), {nats} NAT gateway(s); workstation {workstation}: {attached} restored volume(s) for {snapshots} snapshot(s)"))
         }
         Expectation::EvidenceVerified {} => {
             let Some(loc) = run

@@ -70,7 +70,7 @@ fn drill_passes(playbook: &str, expected_checks: usize) {
 
 #[test]
 fn ec2_instance_compromise_drill_passes() {
-    drill_passes("ec2-instance-compromise.yaml", 6);
+    drill_passes("ec2-instance-compromise.yaml", 7);
 }
 
 #[test]

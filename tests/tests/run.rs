@@ -147,8 +147,16 @@ async fn compromised_instance(ec2: &aws_sdk_ec2::Client, iam: &aws_sdk_iam::Clie
 
 fn irr(args: &[&str], state: &Path, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(irr_bin());
-    cmd.args(args)
-        .arg("--state-dir")
+    cmd.args(args);
+    if args.first() == Some(&"run")
+        && args
+            .iter()
+            .any(|a| a.ends_with("ec2-instance-compromise.yaml"))
+    {
+        // The emulator needs an explicit size for the clean room's restored volumes.
+        cmd.args(["--input", "clean_room_volume_size=8"]);
+    }
+    cmd.arg("--state-dir")
         .arg(state)
         .arg("--endpoint-url")
         .arg(irr_tests::endpoint())
@@ -339,7 +347,7 @@ async fn run_contains_the_instance_and_seals_verifiable_evidence() {
         "the summary is the last line"
     );
     assert_eq!(last["status"], "succeeded");
-    assert_eq!(last["steps"].as_array().unwrap().len(), 7);
+    assert_eq!(last["steps"].as_array().unwrap().len(), 8);
     assert!(events.iter().any(|e| e["event"] == "evidence_captured"));
     assert_eq!(
         contained(&ec2, &iam, &inc, &case).await,
