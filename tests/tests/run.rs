@@ -279,7 +279,7 @@ async fn contained(
     let responder_roles = roles
         .roles()
         .iter()
-        .filter(|r| r.role_name().contains(case))
+        .filter(|r| r.role_name().starts_with("irr-responder") && r.role_name().contains(case))
         .count();
     Contained {
         isolated,
