@@ -284,9 +284,31 @@ mod tests {
     const S3_PB: &str = include_str!("../../playbooks/s3-bucket-exposure.yaml");
     const INSTANCE_ARN: &str = "arn:aws:ec2:us-east-1:123456789012:instance/i-0123456789abcdef0";
 
+    /// The containment steps of the shipped EC2 playbook, without its CloudFormation clean
+    /// room (whose stack creates roles, instances and more, with its own scoping).
+    const CONTAINMENT_PB: &str = "apiVersion: irr/v1\nkind: Playbook\nmetadata: {name: t, version: 1.0.0}\ninputs:\n  instance_id: {type: instance_id}\nsteps:\n  - {id: grant, action: iam.grant_responder_access, with: {principals: []}}\n  - {id: capture, action: ec2.capture_instance_metadata, with: {instance_id: \"{{inputs.instance_id}}\"}}\n  - {id: protect, action: ec2.protect_instance, needs: [capture], with: {instance_id: \"{{inputs.instance_id}}\"}}\n  - {id: snapshot, action: ec2.snapshot_volumes, needs: [protect], with: {instance_id: \"{{inputs.instance_id}}\"}}\n  - {id: isolate, action: ec2.isolate_instance, needs: [snapshot], with: {instance_id: \"{{inputs.instance_id}}\"}}\n  - {id: tag, action: ec2.tag_resources, with: {resource_ids: \"{{steps.snapshot.outputs.snapshot_ids}}\", tags: {irr:state: contained}}}\nfinally:\n  - {id: revoke, action: iam.revoke_responder_access, with: {role_name: \"{{steps.grant.outputs.role_name}}\"}}\n";
+
+    #[test]
+    fn shipped_containment_playbook_scopes_instance_actions() {
+        let g = grants(&shipped(EC2_PB, &["instance_id=i-0123456789abcdef0"]));
+        for a in [
+            "ec2:ModifyInstanceAttribute",
+            "ec2:GetConsoleOutput",
+            "ec2:DisassociateIamInstanceProfile",
+        ] {
+            assert!(g[a].contains(&INSTANCE_ARN.to_owned()), "{a}: {:?}", g[a]);
+            assert!(!g[a].iter().any(|r| r == "*"), "{a}: {:?}", g[a]);
+        }
+        assert!(g["iam:DeleteRole"]
+            .contains(&"arn:aws:iam::123456789012:role/irr-responder-IR-9".to_owned()));
+    }
+
     #[test]
     fn containment_policy_scopes_instance_and_role_actions() {
-        let g = grants(&shipped(EC2_PB, &["instance_id=i-0123456789abcdef0"]));
+        let g = grants(&shipped(
+            CONTAINMENT_PB,
+            &["instance_id=i-0123456789abcdef0"],
+        ));
         // Actions on the instance itself: that instance only.
         for a in [
             "ec2:ModifyInstanceAttribute",

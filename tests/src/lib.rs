@@ -248,7 +248,11 @@ use aws_sdk_ec2::types::{
 
 /// The `irr` binary of this build (cargo builds it for `--workspace --all-targets`; a bench
 /// binary lives in `target/PROFILE/deps` like a test binary, so this finds `target/PROFILE/irr`).
+/// `IRR_BIN_OVERRIDE` names another binary (the benchmark's choice of profile).
 pub fn irr_bin() -> PathBuf {
+    if let Some(b) = std::env::var_os("IRR_BIN_OVERRIDE") {
+        return PathBuf::from(b);
+    }
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(Path::parent).expect("target/PROFILE");
     let bin = dir.join("irr");
@@ -595,7 +599,8 @@ pub async fn contained(
     let responder_roles = roles
         .roles()
         .iter()
-        .filter(|r| r.role_name().contains(case))
+        // The responder role only (a clean-room stack's roles carry the case in their name too).
+        .filter(|r| r.role_name().starts_with("irr-responder-") && r.role_name().contains(case))
         .count();
     Contained {
         isolated,
