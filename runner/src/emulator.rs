@@ -35,8 +35,14 @@ pub enum EmulatorError {
 impl Emulator {
     /// Starts moto's server on a free loopback port and waits (up to 60 s) until it answers.
     pub fn start() -> Result<Emulator, EmulatorError> {
+        Emulator::start_with_env(&[])
+    }
+
+    /// Like [`Emulator::start`], with environment variables for the server (e.g.
+    /// `INITIAL_NO_AUTH_ACTION_COUNT` to make it enforce IAM).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Result<Emulator, EmulatorError> {
         let port = free_port().map_err(|e| EmulatorError::Spawn(e.to_string()))?;
-        let child = spawn(port)?;
+        let child = spawn(port, env)?;
         let mut emu = Emulator { child, port };
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
@@ -79,7 +85,7 @@ fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn spawn(port: u16) -> Result<Child, EmulatorError> {
+fn spawn(port: u16, env: &[(&str, &str)]) -> Result<Child, EmulatorError> {
     // A small supervisor runs the server and stops it when this process goes away, even if
     // it never gets to drop the `Emulator` (a test harness keeping one in a static, a panic,
     // a kill): it polls our pid once a second.
@@ -90,9 +96,9 @@ fn spawn(port: u16) -> Result<Child, EmulatorError> {
          while kill -0 {parent} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 1; done",
         parent = std::process::id()
     );
-    Command::new("sh")
-        .args(["-c", &script])
-        .stdin(Stdio::null())
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &script]).envs(env.iter().copied());
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

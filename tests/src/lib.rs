@@ -616,62 +616,20 @@ pub async fn contained(
 // ---- a private emulator with its own settings ----------------------------------------------
 
 /// A moto server of one test's own (e.g. enforcing IAM), stopped when dropped.
-pub struct PrivateEmulator {
-    child: std::process::Child,
-    port: u16,
-}
+pub struct PrivateEmulator(irr_runner::emulator::Emulator);
 
 impl PrivateEmulator {
-    /// Starts `python3 -m moto.server` on a free loopback port with `env` set, and waits (up to
-    /// 60 s) until it answers.
+    /// Starts moto on a free loopback port with `env` set, and waits until it answers.
     pub fn start(env: &[(&str, &str)]) -> PrivateEmulator {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let mut cmd = Command::new("python3");
-        cmd.args([
-            "-m",
-            "moto.server",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd
-            .spawn()
-            .expect("start moto (pip install 'moto[server]==5.2.1')");
-        let mut emu = PrivateEmulator { child, port };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !irr_runner::emulator::is_ready(&emu.endpoint()) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "moto did not answer on port {port}"
-            );
-            if let Ok(Some(st)) = emu.child.try_wait() {
-                panic!("moto exited: {st}");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        emu
+        PrivateEmulator(
+            irr_runner::emulator::Emulator::start_with_env(env)
+                .expect("start a private AWS emulator"),
+        )
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for PrivateEmulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.endpoint()
     }
 }
 

@@ -3,305 +3,34 @@
 //! codes, and crash safety (SIGKILL at step boundaries and in the middle of steps, then
 //! `irr resume`: the same final state as an uninterrupted run, nothing created twice).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-use aws_sdk_ec2::types::{
-    BlockDeviceMapping, EbsBlockDevice, Filter, IamInstanceProfileSpecification,
-    InstanceNetworkInterfaceSpecification,
-};
+use irr_tests::{compromised_instance, contained, json_lines, playbook, Contained};
 use serde_json::Value;
 
-/// The `irr` binary of this build (cargo builds it for `--workspace --all-targets`).
-fn irr_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/debug");
-    let bin = dir.join("irr");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p irr-runner`",
-        bin.display()
-    );
-    bin
-}
-
-fn playbook(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../playbooks")
-        .join(name)
-}
-
-struct Incident {
-    instance_id: String,
-    vpc_id: String,
-    volumes: Vec<String>,
-    open_group: String,
-}
-
-/// A compromised instance: its own VPC, an open security group, an instance profile, two
-/// volumes.
-async fn compromised_instance(ec2: &aws_sdk_ec2::Client, iam: &aws_sdk_iam::Client) -> Incident {
-    let vpc_id = ec2
-        .create_vpc()
-        .cidr_block("10.9.0.0/16")
-        .send()
-        .await
-        .unwrap()
-        .vpc
-        .unwrap()
-        .vpc_id
-        .unwrap();
-    let subnet = ec2
-        .create_subnet()
-        .vpc_id(&vpc_id)
-        .cidr_block("10.9.1.0/24")
-        .send()
-        .await
-        .unwrap()
-        .subnet
-        .unwrap()
-        .subnet_id
-        .unwrap();
-    let open_group = ec2
-        .create_security_group()
-        .group_name(irr_tests::unique("open"))
-        .description("wide open")
-        .vpc_id(&vpc_id)
-        .send()
-        .await
-        .unwrap()
-        .group_id
-        .unwrap();
-    let role = irr_tests::unique("web-role");
-    iam.create_role().role_name(&role).assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#).send().await.unwrap();
-    let profile = irr_tests::unique("web-profile");
-    iam.create_instance_profile()
-        .instance_profile_name(&profile)
-        .send()
-        .await
-        .unwrap();
-    iam.add_role_to_instance_profile()
-        .instance_profile_name(&profile)
-        .role_name(&role)
-        .send()
-        .await
-        .unwrap();
-    let run = ec2
-        .run_instances()
-        .image_id("ami-12c6146b")
-        .min_count(1)
-        .max_count(1)
-        .network_interfaces(
-            InstanceNetworkInterfaceSpecification::builder()
-                .device_index(0)
-                .subnet_id(&subnet)
-                .groups(&open_group)
-                .build(),
-        )
-        .iam_instance_profile(
-            IamInstanceProfileSpecification::builder()
-                .name(&profile)
-                .build(),
-        )
-        // moto creates no root volume when mappings are given: map both.
-        .block_device_mappings(
-            BlockDeviceMapping::builder()
-                .device_name("/dev/sda1")
-                .ebs(EbsBlockDevice::builder().volume_size(8).build())
-                .build(),
-        )
-        .block_device_mappings(
-            BlockDeviceMapping::builder()
-                .device_name("/dev/sdb")
-                .ebs(EbsBlockDevice::builder().volume_size(2).build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let inst = run.instances().first().unwrap();
-    let instance_id = inst.instance_id().unwrap().to_owned();
-    let volumes = ec2
-        .describe_volumes()
-        .filters(
-            Filter::builder()
-                .name("attachment.instance-id")
-                .values(&instance_id)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .volumes()
-        .iter()
-        .filter_map(|v| v.volume_id().map(str::to_owned))
-        .collect::<Vec<_>>();
-    assert_eq!(volumes.len(), 2, "the test instance has two volumes");
-    Incident {
-        instance_id,
-        vpc_id,
-        volumes,
-        open_group,
-    }
-}
-
+/// `irr ARGS` against the shared emulator; a run of the EC2 playbook gets the clean-room
+/// volume size the emulator needs.
 fn irr(args: &[&str], state: &Path, env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(irr_bin());
-    cmd.args(args);
+    let mut all: Vec<&str> = args.to_vec();
     if args.first() == Some(&"run")
         && args
             .iter()
             .any(|a| a.ends_with("ec2-instance-compromise.yaml"))
     {
-        // The emulator needs an explicit size for the clean room's restored volumes.
-        cmd.args(["--input", "clean_room_volume_size=8"]);
+        all.extend(["--input", "clean_room_volume_size=8"]);
     }
-    cmd.arg("--state-dir")
-        .arg(state)
-        .arg("--endpoint-url")
-        .arg(irr_tests::endpoint())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env_remove("IRR_FAULT_KILL_AT_SEQ")
-        .env_remove("IRR_FAULT_SIGINT_AT_SEQ");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run irr")
-}
-
-fn json_lines(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-/// The containment state of an instance, in a form two runs can be compared by.
-#[derive(Debug, PartialEq)]
-struct Contained {
-    /// Each interface's groups are exactly [the isolation group].
-    isolated: bool,
-    /// The isolation group has no rules.
-    isolation_group_empty: bool,
-    /// Isolation groups for the case in the VPC.
-    isolation_groups: usize,
-    termination_protected: bool,
-    profile_associations: usize,
-    /// Snapshots per volume tagged with the case.
-    snapshots_per_volume: Vec<usize>,
-    /// Responder roles of the case left.
-    responder_roles: usize,
-}
-
-async fn contained(
-    ec2: &aws_sdk_ec2::Client,
-    iam: &aws_sdk_iam::Client,
-    inc: &Incident,
-    case: &str,
-) -> Contained {
-    let groups = ec2
-        .describe_security_groups()
-        .filters(Filter::builder().name("vpc-id").values(&inc.vpc_id).build())
-        .filters(Filter::builder().name("tag:irr:case").values(case).build())
-        .send()
-        .await
-        .unwrap();
-    let isolation: Vec<_> = groups
-        .security_groups()
-        .iter()
-        .filter(|g| {
-            g.tags()
-                .iter()
-                .any(|t| t.key() == Some("irr:purpose") && t.value() == Some("isolation"))
-        })
-        .collect();
-    let iso_id = isolation
-        .first()
-        .and_then(|g| g.group_id())
-        .unwrap_or("none")
-        .to_owned();
-    let enis = ec2
-        .describe_network_interfaces()
-        .filters(
-            Filter::builder()
-                .name("attachment.instance-id")
-                .values(&inc.instance_id)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let isolated = !enis.network_interfaces().is_empty()
-        && enis.network_interfaces().iter().all(|e| {
-            let ids: Vec<&str> = e.groups().iter().filter_map(|g| g.group_id()).collect();
-            ids == [iso_id.as_str()]
-        });
-    let isolation_group_empty = isolation
-        .first()
-        .is_some_and(|g| g.ip_permissions().is_empty() && g.ip_permissions_egress().is_empty());
-    let attr = ec2
-        .describe_instance_attribute()
-        .instance_id(&inc.instance_id)
-        .attribute(aws_sdk_ec2::types::InstanceAttributeName::DisableApiTermination)
-        .send()
-        .await
-        .unwrap();
-    let assoc = ec2
-        .describe_iam_instance_profile_associations()
-        .filters(
-            Filter::builder()
-                .name("instance-id")
-                .values(&inc.instance_id)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let active = assoc
-        .iam_instance_profile_associations()
-        .iter()
-        .filter(|a| a.state().map(|s| s.as_str()) == Some("associated"))
-        .count();
-    let mut per_volume = Vec::new();
-    for v in &inc.volumes {
-        let snaps = ec2
-            .describe_snapshots()
-            .filters(Filter::builder().name("volume-id").values(v).build())
-            .filters(Filter::builder().name("tag:irr:case").values(case).build())
-            .send()
-            .await
-            .unwrap();
-        per_volume.push(snaps.snapshots().len());
-    }
-    let roles = iam.list_roles().send().await.unwrap();
-    let responder_roles = roles
-        .roles()
-        .iter()
-        .filter(|r| r.role_name().starts_with("irr-responder") && r.role_name().contains(case))
-        .count();
-    Contained {
-        isolated,
-        isolation_group_empty,
-        isolation_groups: isolation.len(),
-        termination_protected: attr.disable_api_termination().and_then(|b| b.value()) == Some(true),
-        profile_associations: active,
-        snapshots_per_volume: per_volume,
-        responder_roles,
-    }
+    irr_tests::irr_with(
+        &all,
+        state,
+        &irr_tests::endpoint(),
+        ("testing", "testing"),
+        env,
+    )
 }
 
 fn expected(volumes: usize) -> Contained {
-    Contained {
-        isolated: true,
-        isolation_group_empty: true,
-        isolation_groups: 1,
-        termination_protected: true,
-        profile_associations: 0,
-        snapshots_per_volume: vec![1; volumes],
-        responder_roles: 0,
-    }
+    Contained::expected(volumes)
 }
 
 async fn clients() -> (aws_sdk_ec2::Client, aws_sdk_iam::Client) {
