@@ -307,6 +307,16 @@ mod tests {
     }
 
     #[test]
+    fn parser_char_offsets_map_to_bytes() {
+        let src = Source::new("p.yaml", "a: \"é—\"\nb: x\n");
+        let b = src.text().find('b').unwrap();
+        // The YAML parser counts chars: 'b' is char 8 but byte 11.
+        assert_eq!(src.char_to_byte(8), b);
+        assert_eq!(src.char_to_byte(1_000), src.text().len());
+        assert_eq!(Source::new("p", "abc").char_to_byte(2), 2);
+    }
+
+    #[test]
     fn columns_count_characters_not_bytes() {
         let src = Source::new("p.yaml", "name: é x\n");
         let start = src.text().find('x').unwrap();

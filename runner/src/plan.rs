@@ -196,16 +196,13 @@ pub fn plan(
     let step_groups = groups(&playbook.steps);
     let finally_groups = groups(&playbook.finally);
     let planned = |steps: &[Step], groups: &[Vec<String>]| -> Vec<PlannedStep> {
+        // By id, not a search per step: plans of thousands of steps stay linear.
+        let by_id: HashMap<&str, &Step> = steps.iter().map(|s| (s.id.as_str(), s)).collect();
         groups
             .iter()
             .enumerate()
             .flat_map(|(g, ids)| ids.iter().map(move |id| (g + 1, id)))
-            .filter_map(|(g, id)| {
-                steps
-                    .iter()
-                    .find(|s| &s.id == id)
-                    .map(|s| planned_step(s, g, &context))
-            })
+            .filter_map(|(g, id)| by_id.get(id.as_str()).map(|s| planned_step(s, g, &context)))
             .collect()
     };
     let steps = planned(&playbook.steps, &step_groups);
