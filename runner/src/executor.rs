@@ -528,7 +528,8 @@ async fn run_graph(
         .filter(|s| !results.contains_key(&s.id))
         .collect();
     let mut running: JoinSet<StepSummary> = JoinSet::new();
-    let mut in_flight: Vec<String> = Vec::new();
+    // Task id -> step id, so a step whose task panicked is still named in the journal.
+    let mut in_flight: HashMap<tokio::task::Id, String> = HashMap::new();
     loop {
         let stop = *aborted || interrupted.load(Ordering::SeqCst) || shared.sink.broken();
         let mut i = 0;
@@ -565,8 +566,9 @@ async fn run_graph(
             let step_owned = step.clone();
             let shared = shared.clone();
             let declined = declined.clone();
-            in_flight.push(step.id.clone());
-            running.spawn(async move { run_step(&step_owned, &shared, ctx, &declined).await });
+            let handle =
+                running.spawn(async move { run_step(&step_owned, &shared, ctx, &declined).await });
+            in_flight.insert(handle.id(), step.id.clone());
             pending.remove(i);
         }
         if running.is_empty() {
@@ -581,7 +583,7 @@ async fn run_graph(
         let summary = match joined {
             Ok(s) => s,
             Err(e) => StepSummary {
-                id: in_flight.first().cloned().unwrap_or_default(),
+                id: in_flight.get(&e.id()).cloned().unwrap_or_default(),
                 status: StepStatus::Failed,
                 attempts: 0,
                 started_at: None,
@@ -590,7 +592,7 @@ async fn run_graph(
                 error: Some(format!("internal error: {e}")),
             },
         };
-        in_flight.retain(|id| id != &summary.id);
+        in_flight.retain(|_, id| id != &summary.id);
         if summary.status == StepStatus::Failed {
             let on_failure = steps
                 .iter()
@@ -944,6 +946,17 @@ mod tests {
         let a = new_run_id();
         assert!(a.starts_with("r-2"), "{a}");
         assert_eq!(a.len(), "r-20261127T120000Z-abcdef".len());
+    }
+
+    #[test]
+    fn every_catalog_action_can_run() {
+        for a in crate::catalog::all() {
+            assert!(
+                implemented(a.name),
+                "{} is in the catalog but nothing runs it",
+                a.name
+            );
+        }
     }
 
     #[test]

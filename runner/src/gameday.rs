@@ -17,6 +17,7 @@ use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, Filter, IamInstanceProfileSpecification,
     InstanceNetworkInterfaceSpecification, IpPermission, IpRange,
 };
+use aws_smithy_types::error::display::DisplayErrorContext;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -531,12 +532,7 @@ async fn seed(
                     .cidr_block(cidr)
                     .send()
                     .await
-                    .map_err(|e| {
-                        err(
-                            "create vpc",
-                            &aws_smithy_types::error::display::DisplayErrorContext(e),
-                        )
-                    })?;
+                    .map_err(|e| err("create vpc", &DisplayErrorContext(e)))?;
                 json!({"id": vpc.vpc().and_then(|v| v.vpc_id()).unwrap_or_default()})
             }
             SeedResource::Subnet { vpc, cidr } => {
@@ -547,12 +543,7 @@ async fn seed(
                     .cidr_block(cidr)
                     .send()
                     .await
-                    .map_err(|e| {
-                        err(
-                            "create subnet",
-                            &aws_smithy_types::error::display::DisplayErrorContext(e),
-                        )
-                    })?;
+                    .map_err(|e| err("create subnet", &DisplayErrorContext(e)))?;
                 json!({"id": s.subnet().and_then(|v| v.subnet_id()).unwrap_or_default()})
             }
             SeedResource::SecurityGroup { vpc, open } => {
@@ -564,12 +555,7 @@ async fn seed(
                     .vpc_id(r(vpc))
                     .send()
                     .await
-                    .map_err(|e| {
-                        err(
-                            "create security group",
-                            &aws_smithy_types::error::display::DisplayErrorContext(e),
-                        )
-                    })?;
+                    .map_err(|e| err("create security group", &DisplayErrorContext(e)))?;
                 let id = g.group_id().unwrap_or_default().to_owned();
                 if *open {
                     aws.ec2
@@ -583,12 +569,7 @@ async fn seed(
                         )
                         .send()
                         .await
-                        .map_err(|e| {
-                            err(
-                                "open security group",
-                                &aws_smithy_types::error::display::DisplayErrorContext(e),
-                            )
-                        })?;
+                        .map_err(|e| err("open security group", &DisplayErrorContext(e)))?;
                 }
                 json!({"id": id})
             }
@@ -600,35 +581,20 @@ async fn seed(
                     .assume_role_policy_document(trust)
                     .send()
                     .await
-                    .map_err(|e| {
-                        err(
-                            "create role",
-                            &aws_smithy_types::error::display::DisplayErrorContext(e),
-                        )
-                    })?;
+                    .map_err(|e| err("create role", &DisplayErrorContext(e)))?;
                 aws.iam
                     .create_instance_profile()
                     .instance_profile_name(&uniq)
                     .send()
                     .await
-                    .map_err(|e| {
-                        err(
-                            "create instance profile",
-                            &aws_smithy_types::error::display::DisplayErrorContext(e),
-                        )
-                    })?;
+                    .map_err(|e| err("create instance profile", &DisplayErrorContext(e)))?;
                 aws.iam
                     .add_role_to_instance_profile()
                     .instance_profile_name(&uniq)
                     .role_name(&uniq)
                     .send()
                     .await
-                    .map_err(|e| {
-                        err(
-                            "add role to profile",
-                            &aws_smithy_types::error::display::DisplayErrorContext(e),
-                        )
-                    })?;
+                    .map_err(|e| err("add role to profile", &DisplayErrorContext(e)))?;
                 json!({"id": uniq, "role": uniq})
             }
             SeedResource::Instance {
@@ -678,12 +644,10 @@ async fn seed(
                             .build(),
                     );
                 }
-                let out = req.send().await.map_err(|e| {
-                    err(
-                        "run instance",
-                        &aws_smithy_types::error::display::DisplayErrorContext(e),
-                    )
-                })?;
+                let out = req
+                    .send()
+                    .await
+                    .map_err(|e| err("run instance", &DisplayErrorContext(e)))?;
                 let id = out
                     .instances()
                     .first()
@@ -695,12 +659,10 @@ async fn seed(
                     for g in &groups {
                         eni = eni.groups(g);
                     }
-                    let eni = eni.send().await.map_err(|e| {
-                        err(
-                            "create interface",
-                            &aws_smithy_types::error::display::DisplayErrorContext(e),
-                        )
-                    })?;
+                    let eni = eni
+                        .send()
+                        .await
+                        .map_err(|e| err("create interface", &DisplayErrorContext(e)))?;
                     let eni_id = eni
                         .network_interface()
                         .and_then(|n| n.network_interface_id())
@@ -713,12 +675,7 @@ async fn seed(
                         .device_index(n as i32 + 1)
                         .send()
                         .await
-                        .map_err(|e| {
-                            err(
-                                "attach interface",
-                                &aws_smithy_types::error::display::DisplayErrorContext(e),
-                            )
-                        })?;
+                        .map_err(|e| err("attach interface", &DisplayErrorContext(e)))?;
                 }
                 json!({"id": id})
             }
@@ -728,12 +685,7 @@ async fn seed(
                     .user_name(&uniq)
                     .send()
                     .await
-                    .map_err(|e| {
-                        err(
-                            "create user",
-                            &aws_smithy_types::error::display::DisplayErrorContext(e),
-                        )
-                    })?;
+                    .map_err(|e| err("create user", &DisplayErrorContext(e)))?;
                 let mut v = json!({"id": uniq});
                 if *access_key {
                     let k = aws
@@ -742,12 +694,7 @@ async fn seed(
                         .user_name(&uniq)
                         .send()
                         .await
-                        .map_err(|e| {
-                            err(
-                                "create access key",
-                                &aws_smithy_types::error::display::DisplayErrorContext(e),
-                            )
-                        })?;
+                        .map_err(|e| err("create access key", &DisplayErrorContext(e)))?;
                     // Only the id is kept; the secret is dropped here and never printed.
                     v["access_key_id"] = json!(k
                         .access_key()
@@ -762,12 +709,7 @@ async fn seed(
                     .bucket(&uniq)
                     .send()
                     .await
-                    .map_err(|e| {
-                        err(
-                            "create bucket",
-                            &aws_smithy_types::error::display::DisplayErrorContext(e),
-                        )
-                    })?;
+                    .map_err(|e| err("create bucket", &DisplayErrorContext(e)))?;
                 if *public {
                     let policy = json!({"Version": "2012-10-17", "Statement": [{"Sid": "Public", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": format!("arn:aws:s3:::{uniq}/*")}]});
                     aws.s3
@@ -776,12 +718,7 @@ async fn seed(
                         .policy(policy.to_string())
                         .send()
                         .await
-                        .map_err(|e| {
-                            err(
-                                "open bucket",
-                                &aws_smithy_types::error::display::DisplayErrorContext(e),
-                            )
-                        })?;
+                        .map_err(|e| err("open bucket", &DisplayErrorContext(e)))?;
                 }
                 json!({"id": uniq})
             }
@@ -809,7 +746,7 @@ async fn check(
                 .await
             {
                 Ok(g) => g,
-                Err(e) => return fail(&aws_smithy_types::error::display::DisplayErrorContext(e)),
+                Err(e) => return fail(&DisplayErrorContext(e)),
             };
             let iso: Vec<_> = groups
                 .security_groups()
@@ -837,7 +774,7 @@ async fn check(
                 .await
             {
                 Ok(e) => e,
-                Err(e) => return fail(&aws_smithy_types::error::display::DisplayErrorContext(e)),
+                Err(e) => return fail(&DisplayErrorContext(e)),
             };
             let wrong: Vec<String> = enis
                 .network_interfaces()
@@ -865,7 +802,7 @@ async fn check(
                 let on = a.disable_api_termination().and_then(|b| b.value()) == Some(true);
                 (on, format!("DisableApiTermination = {on}"))
             }
-            Err(e) => fail(&aws_smithy_types::error::display::DisplayErrorContext(e)),
+            Err(e) => fail(&DisplayErrorContext(e)),
         },
         Expectation::ProfileDetached { instance } => match ec2
             .describe_iam_instance_profile_associations()
@@ -886,7 +823,7 @@ async fn check(
                     .count();
                 (n == 0, format!("{n} active association(s)"))
             }
-            Err(e) => fail(&aws_smithy_types::error::display::DisplayErrorContext(e)),
+            Err(e) => fail(&DisplayErrorContext(e)),
         },
         Expectation::Snapshots {
             instance,
@@ -904,7 +841,7 @@ async fn check(
                 .await
             {
                 Ok(v) => v,
-                Err(e) => return fail(&aws_smithy_types::error::display::DisplayErrorContext(e)),
+                Err(e) => return fail(&DisplayErrorContext(e)),
             };
             let mut counts = BTreeMap::new();
             for v in vols.volumes() {
@@ -921,9 +858,7 @@ async fn check(
                         .iter()
                         .filter(|s| s.state().map(|x| x.as_str()) == Some("completed"))
                         .count(),
-                    Err(e) => {
-                        return fail(&aws_smithy_types::error::display::DisplayErrorContext(e))
-                    }
+                    Err(e) => return fail(&DisplayErrorContext(e)),
                 };
                 counts.insert(vid.to_owned(), n);
             }
@@ -947,7 +882,7 @@ async fn check(
                         format!("key {key}: {}", seen.unwrap_or_else(|| "not found".into())),
                     )
                 }
-                Err(e) => fail(&aws_smithy_types::error::display::DisplayErrorContext(e)),
+                Err(e) => fail(&DisplayErrorContext(e)),
             }
         }
         Expectation::SessionsRevoked { user } => match aws
@@ -968,10 +903,7 @@ async fn check(
             }
             Err(e) => (
                 false,
-                format!(
-                    "no irr-revoke-sessions policy: {}",
-                    aws_smithy_types::error::display::DisplayErrorContext(e)
-                ),
+                format!("no irr-revoke-sessions policy: {}", DisplayErrorContext(e)),
             ),
         },
         Expectation::PublicAccessBlocked { bucket } => {
@@ -986,7 +918,7 @@ async fn check(
                     });
                     (all, format!("all four settings on: {all}"))
                 }
-                Err(e) => fail(&aws_smithy_types::error::display::DisplayErrorContext(e)),
+                Err(e) => fail(&DisplayErrorContext(e)),
             }
         }
         Expectation::ResponderRoleRemoved {} => match aws.iam.list_roles().send().await {
@@ -1002,7 +934,7 @@ async fn check(
                     format!("responder roles of the case left: {left:?}"),
                 )
             }
-            Err(e) => fail(&aws_smithy_types::error::display::DisplayErrorContext(e)),
+            Err(e) => fail(&DisplayErrorContext(e)),
         },
         Expectation::Step { id, status } => {
             let seen = run.steps.iter().find(|s| &s.id == id).map(|s| s.status);
@@ -1051,7 +983,7 @@ async fn check(
                 .await
             {
                 Ok(o) => o.internet_gateways().len(),
-                Err(e) => return fail(&aws_smithy_types::error::display::DisplayErrorContext(e)),
+                Err(e) => return fail(&DisplayErrorContext(e)),
             };
             let nats = match ec2
                 .describe_nat_gateways()
@@ -1060,7 +992,7 @@ async fn check(
                 .await
             {
                 Ok(o) => o.nat_gateways().len(),
-                Err(e) => return fail(&aws_smithy_types::error::display::DisplayErrorContext(e)),
+                Err(e) => return fail(&DisplayErrorContext(e)),
             };
             let attached = match ec2
                 .describe_volumes()
@@ -1082,7 +1014,7 @@ async fn check(
                             .any(|a| a.device().is_some_and(|d| d >= "/dev/sdf"))
                     })
                     .count(),
-                Err(e) => return fail(&aws_smithy_types::error::display::DisplayErrorContext(e)),
+                Err(e) => return fail(&DisplayErrorContext(e)),
             };
             let ok = igws == 0 && nats == 0 && snapshots > 0 && attached == snapshots;
             (ok, format!("vpc {vpc}: {igws} internet gateway(s), {nats} NAT gateway(s); workstation {workstation}: {attached} restored volume(s) for {snapshots} snapshot(s)"))
