@@ -354,10 +354,18 @@ fn verify_cmd(location: &str, g: &GlobalArgs) -> Exit {
     });
     match report {
         Err(e) => {
-            let _ = writeln!(
-                std::io::stderr().lock(),
-                "error: cannot verify {location}: {e}"
-            );
+            match g.output {
+                Output::Json => out!(
+                    "{}",
+                    json!({"status": "error", "location": location, "message": e})
+                ),
+                Output::Text => {
+                    let _ = writeln!(
+                        std::io::stderr().lock(),
+                        "error: cannot verify {location}: {e}"
+                    );
+                }
+            }
             exit_codes::EVIDENCE_MISMATCH
         }
         Ok(report) => {

@@ -127,14 +127,14 @@ pub async fn run(req: RunRequest) -> RunResult {
         Ok(a) => a,
         Err(e) => {
             say(req.json, &format!("error: {e}; nothing was changed"));
-            return RunResult::early(Exit::RunFailed);
+            return RunResult::early(Exit::Invalid);
         }
     };
     let identity = match aws.identity().await {
         Ok(i) => i,
         Err(e) => {
             say(req.json, &format!("error: {e}; nothing was changed"));
-            return RunResult::early(Exit::RunFailed);
+            return RunResult::early(Exit::Invalid);
         }
     };
     // Evidence location: --evidence, else the playbook's, else STATE_DIR/evidence.
@@ -500,10 +500,17 @@ pub async fn resume(
         Ok(a) => a,
         Err(e) => {
             say(json, &format!("error: {e}; nothing was changed"));
-            return RunResult::early(Exit::RunFailed);
+            return RunResult::early(Exit::Invalid);
         }
     };
-    if let Ok(id) = aws.identity().await {
+    let id = match aws.identity().await {
+        Ok(id) => id,
+        Err(e) => {
+            say(json, &format!("error: {e}; nothing was changed"));
+            return RunResult::early(Exit::Invalid);
+        }
+    };
+    {
         if id.account_id != record.account_id {
             say(json, &format!("error: run {run_id} acts in account {}, but these credentials are for {}; nothing was changed", record.account_id, id.account_id));
             return RunResult::early(Exit::Invalid);

@@ -29,6 +29,26 @@ fn irr(args: &[&str], state: &Path, env: &[(&str, &str)]) -> Output {
     )
 }
 
+/// `irr run` of the EC2 containment playbook with `--yes --output json`.
+fn contain(input: &str, case: &str, state: &Path, env: &[(&str, &str)]) -> Output {
+    let pb = playbook("ec2-instance-compromise.yaml");
+    irr(
+        &[
+            "run",
+            pb.to_str().unwrap(),
+            "--case",
+            case,
+            "--input",
+            input,
+            "--yes",
+            "--output",
+            "json",
+        ],
+        state,
+        env,
+    )
+}
+
 fn expected(volumes: usize) -> Contained {
     Contained::expected(volumes)
 }
@@ -48,21 +68,7 @@ async fn run_contains_the_instance_and_seals_verifiable_evidence() {
     let state = tempfile::tempdir().unwrap();
     let case = irr_tests::unique("IR-run");
     let input = format!("instance_id={}", inc.instance_id);
-    let out = irr(
-        &[
-            "run",
-            playbook("ec2-instance-compromise.yaml").to_str().unwrap(),
-            "--case",
-            &case,
-            "--input",
-            &input,
-            "--yes",
-            "--output",
-            "json",
-        ],
-        state.path(),
-        &[],
-    );
+    let out = contain(&input, &case, state.path(), &[]);
     assert!(
         out.status.success(),
         "irr run failed: {}\n{}",
@@ -272,22 +278,7 @@ async fn killed_at_any_point_then_resumed_ends_in_the_same_state() {
     let state = tempfile::tempdir().unwrap();
     let case = irr_tests::unique("IR-ref");
     let input = format!("instance_id={}", reference.instance_id);
-    let pb = playbook("ec2-instance-compromise.yaml");
-    let out = irr(
-        &[
-            "run",
-            pb.to_str().unwrap(),
-            "--case",
-            &case,
-            "--input",
-            &input,
-            "--yes",
-            "--output",
-            "json",
-        ],
-        state.path(),
-        &[],
-    );
+    let out = contain(&input, &case, state.path(), &[]);
     assert!(out.status.success());
     let events = json_lines(&out);
     // Entry seq = line number in the journal = position in the event stream.
@@ -310,18 +301,9 @@ async fn killed_at_any_point_then_resumed_ends_in_the_same_state() {
         let inc = compromised_instance(&ec2, &iam).await;
         let case = irr_tests::unique("IR-crash");
         let input = format!("instance_id={}", inc.instance_id);
-        let killed = irr(
-            &[
-                "run",
-                pb.to_str().unwrap(),
-                "--case",
-                &case,
-                "--input",
-                &input,
-                "--yes",
-                "--output",
-                "json",
-            ],
+        let killed = contain(
+            &input,
+            &case,
             state.path(),
             &[("IRR_FAULT_KILL_AT_SEQ", &at.to_string())],
         );
@@ -390,27 +372,12 @@ async fn killed_at_any_point_then_resumed_ends_in_the_same_state() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_stops_cleanly_runs_finally_and_seals() {
     let (ec2, iam) = clients().await;
-    let pb = playbook("ec2-instance-compromise.yaml");
     let state = tempfile::tempdir().unwrap();
     // Where does the snapshot step start? Ask a reference run.
     let reference = compromised_instance(&ec2, &iam).await;
     let input = format!("instance_id={}", reference.instance_id);
     let case = irr_tests::unique("IR-int-ref");
-    let out = irr(
-        &[
-            "run",
-            pb.to_str().unwrap(),
-            "--case",
-            &case,
-            "--input",
-            &input,
-            "--yes",
-            "--output",
-            "json",
-        ],
-        state.path(),
-        &[],
-    );
+    let out = contain(&input, &case, state.path(), &[]);
     let at = json_lines(&out)
         .iter()
         .position(|e| e["event"] == "step_started" && e["step"] == "snapshot")
@@ -420,18 +387,9 @@ async fn ctrl_c_stops_cleanly_runs_finally_and_seals() {
     let inc = compromised_instance(&ec2, &iam).await;
     let input = format!("instance_id={}", inc.instance_id);
     let case = irr_tests::unique("IR-int");
-    let out = irr(
-        &[
-            "run",
-            pb.to_str().unwrap(),
-            "--case",
-            &case,
-            "--input",
-            &input,
-            "--yes",
-            "--output",
-            "json",
-        ],
+    let out = contain(
+        &input,
+        &case,
         state.path(),
         &[("IRR_FAULT_SIGINT_AT_SEQ", &at.to_string())],
     );
