@@ -249,6 +249,10 @@ impl Recorder for RunRecorder {
         call
     }
 
+    fn journal_ok(&self) -> bool {
+        !self.sink.broken()
+    }
+
     fn call_finished(&self, seq: u64, outcome: &CallOutcome) {
         let mut outcome = outcome.clone();
         outcome.result = redact(&outcome.result);

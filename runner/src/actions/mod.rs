@@ -95,6 +95,11 @@ pub trait Recorder: Send + Sync {
     fn call_started(&self, step: &str, service: &str, operation: &str, params: &Value) -> u64;
     /// The call numbered `seq` ended.
     fn call_finished(&self, seq: u64, outcome: &CallOutcome);
+    /// `false` once the journal could not be written: no further mutating call may be made,
+    /// since it could not be recorded.
+    fn journal_ok(&self) -> bool {
+        true
+    }
     /// Stores an artifact (`artifacts/STEP/NAME` in the evidence), returning its path in the
     /// bundle. `source` names what it came from, e.g. `ec2:DescribeInstances`.
     fn artifact(
@@ -190,6 +195,7 @@ impl ActionCtx {
         let seq = self
             .recorder
             .call_started(&self.step_id, service, operation, &params);
+        self.refuse_unrecorded(seq, service, operation)?;
         match call.await {
             Ok(out) => {
                 let outcome = CallOutcome {
@@ -215,6 +221,33 @@ impl ActionCtx {
                 Err(e)
             }
         }
+    }
+}
+
+impl ActionCtx {
+    /// A call whose intent could not be journaled is not made.
+    /// The call `seq` is closed as not made, so nothing reads it as in flight.
+    fn refuse_unrecorded(
+        &self,
+        seq: u64,
+        service: &str,
+        operation: &str,
+    ) -> Result<(), ActionError> {
+        if self.recorder.journal_ok() {
+            return Ok(());
+        }
+        let message = format!("{service}:{operation} was not made: the journal cannot be written, so the call could not be recorded");
+        self.recorder.call_finished(
+            seq,
+            &CallOutcome {
+                ok: false,
+                request_id: None,
+                error_code: Some("not_made".to_owned()),
+                error_message: Some(message.clone()),
+                result: Value::Null,
+            },
+        );
+        Err(ActionError::Evidence(message))
     }
 }
 
@@ -385,6 +418,7 @@ impl ActionCtx {
         let seq = self
             .recorder
             .call_started(&self.step_id, service, operation, &params);
+        self.refuse_unrecorded(seq, service, operation)?;
         let (outcome, result) = match call.await {
             Err(err) if err.code() == Some("DryRunOperation") => (
                 CallOutcome {
@@ -575,5 +609,71 @@ pub(crate) mod test_support {
             recorder: Arc::new(NullRecorder::default()),
             playbook_dir: std::path::PathBuf::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use super::test_support::{ctx_with_iam, NullRecorder};
+    use super::*;
+
+    /// A recorder whose journal can no longer be written.
+    struct BrokenJournal(NullRecorder);
+
+    impl Recorder for BrokenJournal {
+        fn call_started(&self, step: &str, service: &str, operation: &str, params: &Value) -> u64 {
+            self.0.call_started(step, service, operation, params)
+        }
+        fn call_finished(&self, seq: u64, outcome: &CallOutcome) {
+            self.0.call_finished(seq, outcome)
+        }
+        fn journal_ok(&self) -> bool {
+            false
+        }
+        fn artifact(
+            &self,
+            step: &str,
+            name: &str,
+            content: &[u8],
+            source: &str,
+        ) -> Result<String, ActionError> {
+            self.0.artifact(step, name, content, source)
+        }
+        fn resource(&self, resource: AwsResource) {
+            self.0.resource(resource)
+        }
+    }
+
+    #[tokio::test]
+    async fn no_call_is_made_that_the_journal_cannot_record() {
+        let mut ctx = ctx_with_iam("IR-1", aws_smithy_mocks::RuleMode::Sequential, &[]);
+        ctx.recorder = Arc::new(BrokenJournal(NullRecorder::default()));
+        let made = Arc::new(AtomicBool::new(false));
+        let flag = made.clone();
+        let call = async move {
+            flag.store(true, Ordering::SeqCst);
+            Ok::<
+                _,
+                aws_sdk_iam::error::SdkError<aws_sdk_iam::operation::delete_role::DeleteRoleError>,
+            >(aws_sdk_iam::operation::delete_role::DeleteRoleOutput::builder().build())
+        };
+        let err = ctx
+            .mutating(
+                "iam",
+                "DeleteRole",
+                serde_json::json!({"role": "r"}),
+                call,
+                |_| Value::Null,
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("was not made"), "{err}");
+        assert!(
+            !made.load(Ordering::SeqCst),
+            "the AWS call must not be made"
+        );
     }
 }
