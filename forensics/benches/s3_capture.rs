@@ -187,7 +187,7 @@ async fn upload_only(
 
 fn main() {
     let mib = env_usize("IRR_BENCH_S3_MIB", 2048);
-    let part_size = env_usize("IRR_BENCH_PART_MIB", 8) * MIB;
+    let part_size = env_usize("IRR_BENCH_PART_MIB", 5) * MIB;
     let in_flight = env_usize("IRR_BENCH_IN_FLIGHT", 2);
     let (_moto, endpoint) = match std::env::var("IRR_BENCH_ENDPOINT") {
         Ok(ep) => (None, ep),

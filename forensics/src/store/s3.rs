@@ -109,14 +109,32 @@ pub struct S3Settings {
     pub max_parts_in_flight: usize,
 }
 
+/// S3 allows at most this many parts in one multipart upload.
+const MAX_PARTS: u64 = 10_000;
+
+/// The part size for an object of `size` bytes: the configured one, or larger when the
+/// object would need more than S3's 10,000 parts (whole MiB). Memory grows with it only for
+/// such objects (over about 48 GiB with 5 MiB parts).
+fn part_size_for(configured: usize, size: Option<u64>) -> usize {
+    const MIB: u64 = 1024 * 1024;
+    match size {
+        Some(n) if n > configured as u64 * MAX_PARTS => {
+            let needed = n.div_ceil(MAX_PARTS).div_ceil(MIB) * MIB;
+            (needed as usize).min(MAX_PART_SIZE)
+        }
+        _ => configured,
+    }
+}
+
 impl Default for S3Settings {
-    /// GOVERNANCE for 90 days, SSE-KMS with `aws/s3`, 8 MiB parts, 2 in flight.
+    /// GOVERNANCE for 90 days, SSE-KMS with `aws/s3`, 5 MiB parts (S3's minimum: the
+    /// smallest memory ceiling), 2 in flight.
     fn default() -> Self {
         S3Settings {
             retention_mode: RetentionMode::Governance,
             retention_days: 90,
             encryption: Encryption::default(),
-            part_size: 8 * 1024 * 1024,
+            part_size: 5 * 1024 * 1024,
             max_parts_in_flight: 2,
         }
     }
@@ -412,7 +430,12 @@ impl S3Store {
     }
 
     pub(crate) async fn put(&self, key: &str, source: Source) -> Result<StoredObject> {
-        let part_size = self.settings.part_size;
+        let known_size = match &source {
+            Source::File(p) => std::fs::metadata(p).ok().map(|m| m.len()),
+            Source::Bytes(b) => Some(b.len() as u64),
+            Source::Reader(_) => None,
+        };
+        let part_size = part_size_for(self.settings.part_size, known_size);
         // Room for one part queued while one is being read and the rest upload.
         let (tx, mut rx) = mpsc::channel::<Part>(1);
         let pool = BufferPool::default();
@@ -1067,5 +1090,19 @@ where
         code,
         message,
         request_id,
+    }
+}
+
+#[cfg(test)]
+mod part_size_tests {
+    #[test]
+    fn part_size_grows_only_past_ten_thousand_parts() {
+        const MIB: usize = 1024 * 1024;
+        assert_eq!(super::part_size_for(5 * MIB, Some(2 << 30)), 5 * MIB);
+        assert_eq!(super::part_size_for(5 * MIB, None), 5 * MIB);
+        let big = 100u64 << 30; // 100 GiB needs more than 10,000 parts of 5 MiB
+        let p = super::part_size_for(5 * MIB, Some(big));
+        assert!(big.div_ceil(p as u64) <= 10_000, "{p}");
+        assert_eq!(p % MIB, 0);
     }
 }
