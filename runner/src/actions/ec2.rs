@@ -1185,15 +1185,6 @@ async fn reconcile_rules(
 ) -> Result<(), ActionError> {
     let ec2 = &ctx.aws.ec2;
     let gid = g.group_id().unwrap_or_default();
-    let benign = |r: Result<Option<()>, ActionError>| match r {
-        Err(e)
-            if e.code() == "InvalidPermission.Duplicate"
-                || e.code() == "InvalidPermission.NotFound" =>
-        {
-            Ok(())
-        }
-        other => other.map(drop),
-    };
     let (add_in, add_out, drop_in, drop_out): (
         Vec<IpPermission>,
         Vec<IpPermission>,
@@ -1237,79 +1228,39 @@ async fn reconcile_rules(
             (add_in, vec![], drop_in, g.ip_permissions_egress().to_vec())
         }
     };
-    let (drop_out, drop_in, add_in, add_out) = (&drop_out, &drop_in, &add_in, &add_out);
-    if !drop_out.is_empty() {
-        retry_transient(|| async move { benign(
-            ctx.mutating_dry(
-                "ec2",
-                "RevokeSecurityGroupEgress",
-                json!({"group_id": gid, "ip_permissions": drop_out.iter().map(perm_json).collect::<Vec<_>>()}),
-                ec2.revoke_security_group_egress()
-                    .group_id(gid)
-                    .set_ip_permissions(Some(drop_out.clone()))
-                    .dry_run(ctx.dry_run)
-                    .send(),
-                |_| json!({}),
-            )
-            .await
-            .map(|o| o.map(drop)),
-        ) }, fresh_group)
-        .await?;
-    }
-    if !drop_in.is_empty() {
-        retry_transient(|| async move { benign(
-            ctx.mutating_dry(
-                "ec2",
-                "RevokeSecurityGroupIngress",
-                json!({"group_id": gid, "ip_permissions": drop_in.iter().map(perm_json).collect::<Vec<_>>()}),
-                ec2.revoke_security_group_ingress()
-                    .group_id(gid)
-                    .set_ip_permissions(Some(drop_in.clone()))
-                    .dry_run(ctx.dry_run)
-                    .send(),
-                |_| json!({}),
-            )
-            .await
-            .map(|o| o.map(drop)),
-        ) }, fresh_group)
-        .await?;
-    }
-    if !add_in.is_empty() {
-        retry_transient(|| async move { benign(
-            ctx.mutating_dry(
-                "ec2",
-                "AuthorizeSecurityGroupIngress",
-                json!({"group_id": gid, "ip_permissions": add_in.iter().map(perm_json).collect::<Vec<_>>()}),
-                ec2.authorize_security_group_ingress()
-                    .group_id(gid)
-                    .set_ip_permissions(Some(add_in.clone()))
-                    .dry_run(ctx.dry_run)
-                    .send(),
-                |_| json!({}),
-            )
-            .await
-            .map(|o| o.map(drop)),
-        ) }, fresh_group)
-        .await?;
-    }
-    if !add_out.is_empty() {
-        retry_transient(|| async move { benign(
-            ctx.mutating_dry(
-                "ec2",
-                "AuthorizeSecurityGroupEgress",
-                json!({"group_id": gid, "ip_permissions": add_out.iter().map(perm_json).collect::<Vec<_>>()}),
-                ec2.authorize_security_group_egress()
-                    .group_id(gid)
-                    .set_ip_permissions(Some(add_out.clone()))
-                    .dry_run(ctx.dry_run)
-                    .send(),
-                |_| json!({}),
-            )
-            .await
-            .map(|o| o.map(drop)),
-        ) }, fresh_group)
-        .await?;
-    }
+    let dry = ctx.dry_run;
+    change_rules(ctx, gid, "RevokeSecurityGroupEgress", &drop_out, || {
+        ec2.revoke_security_group_egress()
+            .group_id(gid)
+            .set_ip_permissions(Some(drop_out.clone()))
+            .dry_run(dry)
+            .send()
+    })
+    .await?;
+    change_rules(ctx, gid, "RevokeSecurityGroupIngress", &drop_in, || {
+        ec2.revoke_security_group_ingress()
+            .group_id(gid)
+            .set_ip_permissions(Some(drop_in.clone()))
+            .dry_run(dry)
+            .send()
+    })
+    .await?;
+    change_rules(ctx, gid, "AuthorizeSecurityGroupIngress", &add_in, || {
+        ec2.authorize_security_group_ingress()
+            .group_id(gid)
+            .set_ip_permissions(Some(add_in.clone()))
+            .dry_run(dry)
+            .send()
+    })
+    .await?;
+    change_rules(ctx, gid, "AuthorizeSecurityGroupEgress", &add_out, || {
+        ec2.authorize_security_group_egress()
+            .group_id(gid)
+            .set_ip_permissions(Some(add_out.clone()))
+            .dry_run(dry)
+            .send()
+    })
+    .await?;
     Ok(())
 }
 
@@ -1384,6 +1335,46 @@ async fn set_eni_groups(
 
 /// EC2 is eventually consistent: a security group just created may not yet be known to the
 /// next call (`InvalidGroup.NotFound`) for a few seconds.
+/// One change of a group's rules (`operation` on `perms`): journaled, EC2 `DryRun`
+/// honoured, retried while a just-made group is not yet visible. A rule already there (or
+/// already gone) counts as done; no call is made for an empty list.
+async fn change_rules<T, E, Fut>(
+    ctx: &ActionCtx,
+    gid: &str,
+    operation: &str,
+    perms: &[IpPermission],
+    call: impl Fn() -> Fut,
+) -> Result<(), ActionError>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+    T: aws_types::request_id::RequestId,
+    E: ProvideErrorMetadata + aws_types::request_id::RequestId + std::error::Error + 'static,
+{
+    if perms.is_empty() {
+        return Ok(());
+    }
+    let params =
+        json!({"group_id": gid, "ip_permissions": perms.iter().map(perm_json).collect::<Vec<_>>()});
+    retry_transient(
+        || async {
+            match ctx
+                .mutating_dry("ec2", operation, params.clone(), call(), |_| json!({}))
+                .await
+            {
+                Err(e)
+                    if e.code() == "InvalidPermission.Duplicate"
+                        || e.code() == "InvalidPermission.NotFound" =>
+                {
+                    Ok(())
+                }
+                other => other.map(drop),
+            }
+        },
+        fresh_group,
+    )
+    .await
+}
+
 fn fresh_group(e: &ActionError) -> bool {
     is_transient(e) || e.code() == "InvalidGroup.NotFound"
 }
