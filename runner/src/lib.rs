@@ -22,6 +22,7 @@ pub mod load;
 pub mod model;
 pub mod plan;
 pub mod policy;
+pub mod proxy;
 pub mod report;
 pub mod reporter;
 pub mod run;

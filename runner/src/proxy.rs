@@ -1,0 +1,1109 @@
+//! The fault and throttle proxy: an HTTP proxy on loopback between irr and a local AWS
+//! emulator, which makes the emulator answer like a struggling AWS.
+//!
+//! One proxy serves the integration tests (faults, partial failures), the benchmarks (EC2's
+//! request throttling) and chaos drills (`irr gameday --chaos`). It is never in the AWS client
+//! path of a live run: only the tests, the benchmarks and `gameday` start it, and it refuses
+//! an upstream that is not a loopback address.
+//!
+//! What it can do, from a [`ProxySpec`]:
+//! - **rules**: for calls matching `service:Operation` (or `service:*`, or `*`), from the
+//!   Nth match on, a number of times (or always): throttle, answer 500, deny (403
+//!   `AccessDenied`/`UnauthorizedOperation`), drop the connection before forwarding, forward
+//!   and then drop the answer (AWS did the work, the client never hears), or add latency;
+//! - **random faults**: one request in `one_in`, chosen by a seeded generator in arrival
+//!   order, cycling through the fault kinds so a short run still sees each;
+//! - **latency**: a fixed delay before every forwarded call (AWS's round trip);
+//! - **the EC2 throttle model**: EC2's documented default token buckets (EC2 developer
+//!   guide, "Request throttling for the Amazon EC2 API"), answering HTTP 503
+//!   `RequestLimitExceeded` when a bucket is empty.
+//!
+//! It counts every call per `service:Operation` and lists every fault it injected.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the proxy does to the traffic. Deserialised from a chaos file (YAML or JSON) or
+/// built in code.
+///
+/// ```yaml
+/// rules:
+///   - { action: "autoscaling:*", fault: deny }
+///   - { action: "ec2:ModifyNetworkInterfaceAttribute", fault: throttle, times: 5 }
+///   - { action: "ec2:CreateSnapshot", fault: drop_after }
+/// latency_ms: 60
+/// throttle: ec2
+/// ```
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySpec {
+    /// Targeted faults, checked in order; the first rule that fires decides.
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// Faults on a seeded random share of all requests.
+    #[serde(default)]
+    pub random: Option<RandomFaults>,
+    /// Added before every forwarded call, in milliseconds.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Request throttling as AWS meters it.
+    #[serde(default)]
+    pub throttle: Option<ThrottleModel>,
+}
+
+/// One targeted fault.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// `service:Operation` (`ec2:CreateSnapshot`), `service:*` (`autoscaling:*`) or `*`.
+    /// The service is the request's signing name (`ec2`, `iam`, `s3`, `autoscaling`, ...).
+    pub action: String,
+    /// What to do.
+    pub fault: FaultKind,
+    /// The first matching call (1-based) that gets the fault. Default 1.
+    #[serde(default)]
+    pub nth: Option<u64>,
+    /// How many consecutive matching calls get it, from `nth` on. Default: every one for
+    /// `deny` (a permission stays denied), one for the others.
+    #[serde(default)]
+    pub times: Option<u64>,
+    /// For `latency`: how long, in milliseconds (default 500).
+    #[serde(default)]
+    pub latency_ms: Option<u64>,
+}
+
+/// The kinds of fault.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// EC2: 503 `RequestLimitExceeded`; S3: 503 `SlowDown`; others: 400 `Throttling`.
+    Throttle,
+    /// 500 `InternalError`.
+    ServerError,
+    /// 403: EC2 `UnauthorizedOperation`, others `AccessDenied`(`Exception`).
+    Deny,
+    /// The connection is closed before the request reaches AWS.
+    DropBefore,
+    /// The request is processed, then the connection is closed unanswered.
+    DropAfter,
+    /// A delay before forwarding.
+    Latency,
+}
+
+impl FaultKind {
+    /// Every kind, in the order random faults cycle through them.
+    pub const ALL: [FaultKind; 5] = [
+        FaultKind::Throttle,
+        FaultKind::ServerError,
+        FaultKind::DropBefore,
+        FaultKind::DropAfter,
+        FaultKind::Latency,
+    ];
+}
+
+/// Random faults: about one request in `one_in`, by a seeded generator.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RandomFaults {
+    /// The generator's seed: the same seed and traffic give the same faults.
+    pub seed: u64,
+    /// One request in this many is faulted (at least 1).
+    pub one_in: u64,
+    /// The kinds to cycle through (default: all but `deny`).
+    #[serde(default)]
+    pub kinds: Option<Vec<FaultKind>>,
+}
+
+/// A throttle model.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ThrottleModel {
+    /// EC2's default request token buckets (per account and region; this proxy fronts one).
+    Ec2,
+}
+
+/// A fault the proxy injected.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Injected {
+    /// Arrival number of the request (1-based, over all requests).
+    pub request: u64,
+    /// `service:Operation`.
+    pub action: String,
+    /// What was done.
+    pub fault: FaultKind,
+    /// Why: `rule N` (0-based index into the spec's rules), `random`, or `throttle:BUCKET`.
+    pub cause: String,
+}
+
+/// Counts for one `service:Operation`.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct OpStats {
+    /// Requests received.
+    pub calls: u64,
+    /// Requests answered `RequestLimitExceeded` by the throttle model.
+    pub throttled: u64,
+    /// Requests that got a fault from a rule or at random.
+    pub faulted: u64,
+}
+
+/// A spec that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The upstream is not a loopback emulator.
+    #[error("the proxy only fronts a local emulator on loopback, not {0:?}")]
+    NotLoopback(String),
+    /// A rule's action pattern is malformed.
+    #[error("rule {index}: action {action:?} is not `service:Operation`, `service:*` or `*`")]
+    BadAction {
+        /// The rule's index.
+        index: usize,
+        /// What it said.
+        action: String,
+    },
+    /// A number that must be positive is zero.
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    /// The spec file does not parse.
+    #[error("{0}")]
+    Parse(String),
+    /// The listener could not be bound.
+    #[error("cannot listen on loopback: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ProxySpec {
+    /// Parses a spec from YAML (or JSON) text of at most 1 MiB.
+    pub fn from_yaml(text: &str) -> Result<ProxySpec, ProxyError> {
+        if text.len() > 1 << 20 {
+            return Err(ProxyError::Parse("the chaos spec is over 1 MiB".into()));
+        }
+        let spec: ProxySpec =
+            serde_yaml::from_str(text).map_err(|e| ProxyError::Parse(e.to_string()))?;
+        spec.check()?;
+        Ok(spec)
+    }
+
+    /// Checks patterns and numbers.
+    pub fn check(&self) -> Result<(), ProxyError> {
+        for (index, r) in self.rules.iter().enumerate() {
+            if !valid_pattern(&r.action) {
+                return Err(ProxyError::BadAction {
+                    index,
+                    action: r.action.clone(),
+                });
+            }
+            if r.nth == Some(0) {
+                return Err(ProxyError::Zero("a rule's nth"));
+            }
+            if r.times == Some(0) {
+                return Err(ProxyError::Zero("a rule's times"));
+            }
+        }
+        if let Some(r) = &self.random {
+            if r.one_in == 0 {
+                return Err(ProxyError::Zero("random.one_in"));
+            }
+            if r.kinds.as_ref().is_some_and(|k| k.is_empty()) {
+                return Err(ProxyError::Zero("the number of random.kinds"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the spec changes nothing (no rule, no random fault, no latency, no throttle).
+    pub fn is_passthrough(&self) -> bool {
+        self.rules.is_empty()
+            && self.random.is_none()
+            && self.latency_ms == 0
+            && self.throttle.is_none()
+    }
+}
+
+fn valid_pattern(p: &str) -> bool {
+    if p == "*" {
+        return true;
+    }
+    let Some((service, op)) = p.split_once(':') else {
+        return false;
+    };
+    let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    word(service) && (op == "*" || word(op))
+}
+
+/// Whether `action` (`service:Operation`) matches `pattern`.
+pub fn matches(pattern: &str, action: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.split_once(':') {
+        Some((s, "*")) => action.split_once(':').is_some_and(|(a, _)| a == s),
+        _ => pattern == action,
+    }
+}
+
+/// A running proxy. Dropping it stops accepting connections.
+pub struct FaultProxy {
+    url: String,
+    state: Arc<State>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+struct State {
+    upstream: SocketAddr,
+    spec: ProxySpec,
+    requests: AtomicU64,
+    random_faults: AtomicU64,
+    /// Matches seen so far per rule.
+    rule_matches: Mutex<Vec<u64>>,
+    buckets: Mutex<Buckets>,
+    stats: Mutex<BTreeMap<String, OpStats>>,
+    injected: Mutex<Vec<Injected>>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy in front of `upstream` (`http://127.0.0.1:PORT`) on a free loopback
+    /// port, on the current tokio runtime.
+    pub async fn start(upstream: &str, spec: ProxySpec) -> Result<FaultProxy, ProxyError> {
+        spec.check()?;
+        let upstream_addr = crate::emulator::loopback_addr(upstream)
+            .ok_or_else(|| ProxyError::NotLoopback(upstream.to_owned()))?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State {
+            upstream: upstream_addr,
+            rule_matches: Mutex::new(vec![0; spec.rules.len()]),
+            buckets: Mutex::new(Buckets::new(Instant::now())),
+            spec,
+            requests: AtomicU64::new(0),
+            random_faults: AtomicU64::new(0),
+            stats: Mutex::new(BTreeMap::new()),
+            injected: Mutex::new(Vec::new()),
+        });
+        let s = state.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let _ = s.serve(client).await;
+                });
+            }
+        });
+        Ok(FaultProxy {
+            url: format!("http://{addr}"),
+            state,
+            accept,
+        })
+    }
+
+    /// The endpoint to give irr (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> u64 {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Counts per `service:Operation`.
+    pub fn stats(&self) -> BTreeMap<String, OpStats> {
+        self.state.stats.lock().unwrap().clone()
+    }
+
+    /// Calls received for one `service:Operation` (or a pattern such as `ec2:*`).
+    pub fn calls(&self, pattern: &str) -> u64 {
+        self.stats()
+            .iter()
+            .filter(|(a, _)| matches(pattern, a))
+            .map(|(_, s)| s.calls)
+            .sum()
+    }
+
+    /// Every fault injected, in arrival order.
+    pub fn injected(&self) -> Vec<Injected> {
+        let mut v = self.state.injected.lock().unwrap().clone();
+        v.sort_by_key(|i| i.request);
+        v
+    }
+
+    /// The spec it runs.
+    pub fn spec(&self) -> &ProxySpec {
+        &self.state.spec
+    }
+}
+
+/// The decision for one request.
+struct Decision {
+    fault: Option<FaultKind>,
+    latency: Duration,
+}
+
+impl State {
+    fn decide(&self, request: u64, action: &str, meter: Meter) -> Decision {
+        let mut latency = Duration::from_millis(self.spec.latency_ms);
+        let mut chosen: Option<(FaultKind, String)> = None;
+        {
+            let mut seen = self.rule_matches.lock().unwrap();
+            for (i, rule) in self.spec.rules.iter().enumerate() {
+                if !matches(&rule.action, action) {
+                    continue;
+                }
+                seen[i] += 1;
+                let n = seen[i];
+                let from = rule.nth.unwrap_or(1);
+                let times = rule.times.unwrap_or(match rule.fault {
+                    FaultKind::Deny => u64::MAX,
+                    _ => 1,
+                });
+                let fires = n >= from && n - from < times;
+                if fires && chosen.is_none() {
+                    chosen = Some((rule.fault, format!("rule {i}")));
+                    if rule.fault == FaultKind::Latency {
+                        latency += Duration::from_millis(rule.latency_ms.unwrap_or(500));
+                    }
+                }
+            }
+        }
+        if chosen.is_none() {
+            if let Some(r) = &self.spec.random {
+                let x = mix(r.seed ^ mix(request));
+                if x.is_multiple_of(r.one_in) {
+                    let kinds: &[FaultKind] = r.kinds.as_deref().unwrap_or(&FaultKind::ALL);
+                    let k = self.random_faults.fetch_add(1, Ordering::SeqCst);
+                    let kind = kinds[((k + r.seed) % kinds.len() as u64) as usize];
+                    if kind == FaultKind::Latency {
+                        latency += Duration::from_millis(300 + mix(x) % 600);
+                    }
+                    chosen = Some((kind, "random".into()));
+                }
+            }
+        }
+        if chosen.is_none() && self.spec.throttle == Some(ThrottleModel::Ec2) {
+            if let Some(bucket) = self.buckets.lock().unwrap().take(action, meter) {
+                chosen = Some((FaultKind::Throttle, format!("throttle:{bucket}")));
+            }
+        }
+        if let Some((fault, cause)) = &chosen {
+            let mut stats = self.stats.lock().unwrap();
+            let e = stats.entry(action.to_owned()).or_default();
+            if cause.starts_with("throttle:") {
+                e.throttled += 1;
+            } else {
+                e.faulted += 1;
+            }
+            drop(stats);
+            self.injected.lock().unwrap().push(Injected {
+                request,
+                action: action.to_owned(),
+                fault: *fault,
+                cause: cause.clone(),
+            });
+        }
+        Decision {
+            fault: chosen.map(|c| c.0),
+            latency,
+        }
+    }
+
+    /// Serves the requests of one client connection, one at a time (keep-alive honoured).
+    async fn serve(&self, mut client: TcpStream) -> std::io::Result<()> {
+        let mut pending = Vec::new();
+        loop {
+            let Some(request) = read_message(&mut client, &mut pending, None).await? else {
+                return Ok(());
+            };
+            let call = Call::parse(&request);
+            let n = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
+            self.stats
+                .lock()
+                .unwrap()
+                .entry(call.action())
+                .or_default()
+                .calls += 1;
+            let d = self.decide(n, &call.action(), call.meter);
+            if !d.latency.is_zero() {
+                tokio::time::sleep(d.latency).await;
+            }
+            let canned = match d.fault {
+                Some(FaultKind::Throttle) => Some(call.throttle_answer()),
+                Some(FaultKind::ServerError) => Some(call.error_answer(
+                    "500 Internal Server Error",
+                    "InternalError",
+                    "We encountered an internal error. Please try again.",
+                )),
+                Some(FaultKind::Deny) => Some(call.deny_answer()),
+                Some(FaultKind::DropBefore) => return Ok(()),
+                Some(FaultKind::DropAfter | FaultKind::Latency) | None => None,
+            };
+            if let Some(answer) = canned {
+                client.write_all(&answer).await?;
+                continue;
+            }
+            let mut up = TcpStream::connect(self.upstream).await?;
+            up.write_all(&request).await?;
+            let mut up_pending = Vec::new();
+            let response = read_message(&mut up, &mut up_pending, Some(call.head_request))
+                .await?
+                .unwrap_or_default();
+            if d.fault == Some(FaultKind::DropAfter) {
+                return Ok(()); // processed upstream; the answer is lost
+            }
+            client.write_all(&response).await?;
+            if closes(&response) {
+                return client.shutdown().await;
+            }
+        }
+    }
+}
+
+/// Whether a response says `Connection: close`.
+fn closes(response: &[u8]) -> bool {
+    let head = head_of(response).to_ascii_lowercase();
+    head.lines()
+        .any(|l| l.starts_with("connection:") && l.contains("close"))
+}
+
+/// How EC2 would meter a call (which bucket it draws from).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Meter {
+    /// Not an EC2 call.
+    Other,
+    /// An EC2 Describe*/Get* with a filter or pagination.
+    Read,
+    /// An EC2 Describe* with neither a filter nor pagination.
+    UnfilteredRead,
+    /// An EC2 call that changes something.
+    Mutating,
+}
+
+/// One parsed request.
+struct Call {
+    service: String,
+    operation: String,
+    meter: Meter,
+    head_request: bool,
+    json: bool,
+}
+
+impl Call {
+    fn parse(msg: &[u8]) -> Call {
+        let head = head_of(msg);
+        let service = service_of(&head);
+        let target = header(&head, "x-amz-target");
+        let operation = if let Some(t) = &target {
+            t.rsplit('.').next().unwrap_or(t).to_owned()
+        } else if service == "s3" {
+            s3_operation(&head)
+        } else {
+            query_operation(msg).unwrap_or_else(|| "Unknown".into())
+        };
+        let meter = if service != "ec2" {
+            Meter::Other
+        } else if ["Describe", "Get", "List"]
+            .iter()
+            .any(|p| operation.starts_with(p))
+        {
+            let text = String::from_utf8_lossy(msg);
+            let filtered = text.contains("Filter.")
+                || text.contains("MaxResults=")
+                || text.contains("NextToken=");
+            if filtered || !operation.starts_with("Describe") {
+                Meter::Read
+            } else {
+                Meter::UnfilteredRead
+            }
+        } else {
+            Meter::Mutating
+        };
+        Call {
+            head_request: head.starts_with("HEAD "),
+            json: target.is_some(),
+            service,
+            operation,
+            meter,
+        }
+    }
+
+    fn action(&self) -> String {
+        format!("{}:{}", self.service, self.operation)
+    }
+
+    fn throttle_answer(&self) -> Vec<u8> {
+        match self.service.as_str() {
+            "s3" => self.error_answer(
+                "503 Slow Down",
+                "SlowDown",
+                "Please reduce your request rate.",
+            ),
+            "ec2" => self.error_answer(
+                "503 Service Unavailable",
+                "RequestLimitExceeded",
+                "Request limit exceeded.",
+            ),
+            _ if self.json => {
+                self.error_answer("400 Bad Request", "ThrottlingException", "Rate exceeded")
+            }
+            _ => self.error_answer("400 Bad Request", "Throttling", "Rate exceeded"),
+        }
+    }
+
+    fn deny_answer(&self) -> Vec<u8> {
+        let message = format!(
+            "User is not authorized to perform: {}:{} (denied by the chaos proxy)",
+            self.service, self.operation
+        );
+        let code = match self.service.as_str() {
+            "ec2" => "UnauthorizedOperation",
+            _ if self.json => "AccessDeniedException",
+            _ => "AccessDenied",
+        };
+        self.error_answer("403 Forbidden", code, &message)
+    }
+
+    fn error_answer(&self, status: &str, code: &str, message: &str) -> Vec<u8> {
+        let rid = "00000000-0000-0000-0000-00000000fa17";
+        let (ctype, body) = if self.json {
+            (
+                "application/x-amz-json-1.1",
+                serde_json::json!({"__type": code, "message": message}).to_string(),
+            )
+        } else {
+            let body = match self.service.as_str() {
+                "ec2" => format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestID>{rid}</RequestID></Response>"
+                ),
+                "s3" => format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message><RequestId>{rid}</RequestId></Error>"
+                ),
+                _ => format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>{rid}</RequestId></ErrorResponse>"
+                ),
+            };
+            ("text/xml", body)
+        };
+        let mut head = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nx-amzn-RequestId: {rid}\r\n",
+            body.len()
+        );
+        if self.json {
+            head.push_str(&format!("x-amzn-ErrorType: {code}\r\n"));
+        }
+        if self.head_request {
+            // The answer to a HEAD request carries no body.
+            head.push_str("\r\n");
+            return head.into_bytes();
+        }
+        head.push_str("\r\n");
+        let mut out = head.into_bytes();
+        out.extend_from_slice(body.as_bytes());
+        out
+    }
+}
+
+/// EC2's default token buckets (capacity, refill per second), as documented.
+struct Buckets {
+    named: BTreeMap<&'static str, Bucket>,
+}
+
+/// Actions with a bucket of their own: 100 tokens, 5 a second.
+const OWN_BUCKET: [&str; 6] = [
+    "CreateSnapshot",
+    "CreateSnapshots",
+    "CreateVolume",
+    "ModifyNetworkInterfaceAttribute",
+    "AssociateIamInstanceProfile",
+    "DisassociateIamInstanceProfile",
+];
+
+/// Security-group rule changes: a bucket of their own category.
+const SG_RULES: [&str; 4] = [
+    "AuthorizeSecurityGroupIngress",
+    "AuthorizeSecurityGroupEgress",
+    "RevokeSecurityGroupIngress",
+    "RevokeSecurityGroupEgress",
+];
+
+struct Bucket {
+    capacity: f64,
+    refill: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(capacity: f64, refill: f64, at: Instant) -> Bucket {
+        Bucket {
+            capacity,
+            refill,
+            tokens: capacity,
+            at,
+        }
+    }
+
+    /// Takes a token if there is one.
+    fn take(&mut self, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + dt * self.refill).min(self.capacity);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Buckets {
+    fn new(at: Instant) -> Buckets {
+        let mut named = BTreeMap::new();
+        named.insert("non-mutating", Bucket::new(100.0, 20.0, at));
+        named.insert("unfiltered-non-mutating", Bucket::new(50.0, 10.0, at));
+        named.insert("mutating", Bucket::new(50.0, 5.0, at));
+        named.insert("security-group-rules", Bucket::new(50.0, 5.0, at));
+        named.insert("tags", Bucket::new(100.0, 10.0, at));
+        for op in OWN_BUCKET {
+            named.insert(op, Bucket::new(100.0, 5.0, at));
+        }
+        Buckets { named }
+    }
+
+    /// The bucket an EC2 call draws from.
+    fn bucket_of(action: &str, meter: Meter) -> Option<&'static str> {
+        let op = action.strip_prefix("ec2:")?;
+        if let Some(own) = OWN_BUCKET.iter().find(|o| **o == op) {
+            return Some(own);
+        }
+        if SG_RULES.contains(&op) {
+            return Some("security-group-rules");
+        }
+        if op == "CreateTags" || op == "DeleteTags" {
+            return Some("tags");
+        }
+        match meter {
+            Meter::Other => None,
+            Meter::Read => Some("non-mutating"),
+            Meter::UnfilteredRead => Some("unfiltered-non-mutating"),
+            Meter::Mutating => Some("mutating"),
+        }
+    }
+
+    /// `Some(bucket)` when the call is throttled (its bucket is empty).
+    fn take(&mut self, action: &str, meter: Meter) -> Option<&'static str> {
+        let name = Self::bucket_of(action, meter)?;
+        let bucket = self.named.get_mut(name)?;
+        if bucket.take(Instant::now()) {
+            None
+        } else {
+            Some(name)
+        }
+    }
+}
+
+/// splitmix64: a small, seeded, deterministic generator.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The largest message the proxy buffers (evidence parts are 5 MiB; a part may grow for
+/// very large objects).
+const MAX_MESSAGE: usize = 256 << 20;
+
+/// Reads one HTTP/1.1 message (head and body: Content-Length, chunked, or, for a response
+/// without either, until the connection closes). `response` is `None` for a request, else
+/// whether the response answers a HEAD request. Bytes read past the message stay in
+/// `pending` for the next one. `None` when the peer closed before sending anything.
+async fn read_message(
+    s: &mut TcpStream,
+    pending: &mut Vec<u8>,
+    response: Option<bool>,
+) -> std::io::Result<Option<Vec<u8>>> {
+    let mut buf = std::mem::take(pending);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let head_end = loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        if fill(s, &mut buf, &mut chunk).await? == 0 {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(std::io::Error::other("connection closed inside a head"))
+            };
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let no_body = response.is_some_and(|to_head| {
+        to_head
+            || head.starts_with("http/1.1 204")
+            || head.starts_with("http/1.1 304")
+            || head.starts_with("http/1.1 100")
+    });
+    let split = |mut buf: Vec<u8>, end: usize, pending: &mut Vec<u8>| {
+        *pending = buf.split_off(end);
+        Ok(Some(buf))
+    };
+    if no_body {
+        return split(buf, head_end, pending);
+    }
+    if let Some(len) = header(&head, "content-length").and_then(|v| v.parse::<usize>().ok()) {
+        if len > MAX_MESSAGE {
+            return Err(std::io::Error::other("body over the proxy's size limit"));
+        }
+        while buf.len() < head_end + len {
+            if fill(s, &mut buf, &mut chunk).await? == 0 {
+                return Err(std::io::Error::other("connection closed inside a body"));
+            }
+        }
+        return split(buf, head_end + len, pending);
+    }
+    if header(&head, "transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        // Walk the chunks: SIZE\r\n DATA\r\n ... 0\r\n [trailers] \r\n
+        let mut pos = head_end;
+        loop {
+            let line_end = loop {
+                if let Some(i) = find(&buf[pos..], b"\r\n") {
+                    break pos + i;
+                }
+                if fill(s, &mut buf, &mut chunk).await? == 0 {
+                    return Err(std::io::Error::other("connection closed inside a chunk"));
+                }
+            };
+            let size_text = String::from_utf8_lossy(&buf[pos..line_end]).to_string();
+            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|e| std::io::Error::other(format!("chunk size {size_text:?}: {e}")))?;
+            if size == 0 {
+                // Trailers end with an empty line.
+                let mut t = line_end + 2;
+                loop {
+                    if let Some(i) = find(&buf[t..], b"\r\n") {
+                        if i == 0 {
+                            return split(buf, t + 2, pending);
+                        }
+                        t += i + 2;
+                        continue;
+                    }
+                    if fill(s, &mut buf, &mut chunk).await? == 0 {
+                        return Err(std::io::Error::other("connection closed in trailers"));
+                    }
+                }
+            }
+            let next = line_end + 2 + size + 2;
+            while buf.len() < next {
+                if fill(s, &mut buf, &mut chunk).await? == 0 {
+                    return Err(std::io::Error::other("connection closed inside a chunk"));
+                }
+            }
+            pos = next;
+        }
+    }
+    if response.is_some() {
+        while fill(s, &mut buf, &mut chunk).await? > 0 {}
+    }
+    Ok(Some(buf))
+}
+
+/// Reads what is there into `buf`; 0 at the end of the stream.
+async fn fill(s: &mut TcpStream, buf: &mut Vec<u8>, chunk: &mut [u8]) -> std::io::Result<usize> {
+    let n = s.read(chunk).await?;
+    if buf.len() + n > MAX_MESSAGE {
+        return Err(std::io::Error::other("message over the proxy's size limit"));
+    }
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn head_of(msg: &[u8]) -> String {
+    let end = find(msg, b"\r\n\r\n").unwrap_or(msg.len());
+    String::from_utf8_lossy(&msg[..end]).into_owned()
+}
+
+/// A header's value (case-insensitive name) from a message head.
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
+    })
+}
+
+/// The signing service of a request (`Credential=KEY/DATE/REGION/SERVICE/aws4_request`).
+fn service_of(head: &str) -> String {
+    header(head, "authorization")
+        .and_then(|a| {
+            a.split("Credential=")
+                .nth(1)
+                .and_then(|c| c.split('/').nth(3))
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// `Action=NAME` of a query-protocol request (form body or query string).
+fn query_operation(msg: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(msg);
+    let i = text
+        .find("?Action=")
+        .or_else(|| text.find("&Action="))
+        .map(|i| i + 1)
+        .or_else(|| {
+            let body = find(msg, b"\r\n\r\n")? + 4;
+            text[body..].starts_with("Action=").then_some(body)
+        })?;
+    text[i + 7..]
+        .split(['&', '\r', '\n', ' '])
+        .next()
+        .map(str::to_owned)
+}
+
+/// A name for an S3 REST request, from its method, path and query.
+fn s3_operation(head: &str) -> String {
+    let line = head.lines().next().unwrap_or_default();
+    let mut parts = line.split(' ');
+    let method = parts.next().unwrap_or_default();
+    let target = parts.next().unwrap_or_default();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let has_key = path.trim_start_matches('/').contains('/');
+    let q = |k: &str| {
+        query
+            .split('&')
+            .any(|p| p == k || p.starts_with(&format!("{k}=")))
+    };
+    let sub = [
+        ("uploads", "MultipartUpload"),
+        ("uploadId", "Part"),
+        ("versioning", "BucketVersioning"),
+        ("object-lock", "ObjectLockConfiguration"),
+        ("retention", "ObjectRetention"),
+        ("legal-hold", "ObjectLegalHold"),
+        ("policy", "BucketPolicy"),
+        ("acl", "Acl"),
+        ("publicAccessBlock", "PublicAccessBlock"),
+        ("encryption", "BucketEncryption"),
+        ("tagging", "Tagging"),
+        ("versions", "ObjectVersions"),
+    ];
+    let named = sub.iter().find(|(k, _)| q(k)).map(|(_, n)| *n);
+    match (method, named, has_key) {
+        ("POST", Some("MultipartUpload"), _) => "CreateMultipartUpload".into(),
+        ("PUT", Some("Part"), _) => "UploadPart".into(),
+        ("POST", Some("Part"), _) => "CompleteMultipartUpload".into(),
+        ("DELETE", Some("Part"), _) => "AbortMultipartUpload".into(),
+        ("GET", Some("ObjectVersions"), _) => "ListObjectVersions".into(),
+        ("GET", Some(n), _) => format!("Get{n}"),
+        ("PUT", Some(n), _) => format!("Put{n}"),
+        ("DELETE", Some(n), _) => format!("Delete{n}"),
+        ("GET", None, true) => "GetObject".into(),
+        ("HEAD", None, true) => "HeadObject".into(),
+        ("PUT", None, true) => "PutObject".into(),
+        ("DELETE", None, true) => "DeleteObject".into(),
+        ("GET", None, false) if path.len() > 1 => "ListObjects".into(),
+        ("GET", None, false) => "ListBuckets".into(),
+        ("HEAD", None, false) => "HeadBucket".into(),
+        ("PUT", None, false) => "CreateBucket".into(),
+        ("DELETE", None, false) => "DeleteBucket".into(),
+        (m, _, _) => format!("{m}Unknown"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ec2_request(action: &str, extra: &str) -> Vec<u8> {
+        let body = format!("Action={action}&Version=2016-11-15{extra}");
+        format!(
+            "POST / HTTP/1.1\r\nhost: x\r\nauthorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=00\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn parses_query_json_and_s3_calls() {
+        let c = Call::parse(&ec2_request("DescribeInstances", ""));
+        assert_eq!(c.action(), "ec2:DescribeInstances");
+        assert_eq!(c.meter, Meter::UnfilteredRead);
+        let c = Call::parse(&ec2_request(
+            "DescribeInstances",
+            "&Filter.1.Name=instance-id&Filter.1.Value.1=i-1",
+        ));
+        assert_eq!(c.meter, Meter::Read);
+        let c = Call::parse(&ec2_request("ModifyNetworkInterfaceAttribute", ""));
+        assert_eq!(c.meter, Meter::Mutating);
+        let json = b"POST / HTTP/1.1\r\nX-Amz-Target: AmazonSSM.SendCommand\r\nAuthorization: AWS4-HMAC-SHA256 Credential=k/20260101/us-east-1/ssm/aws4_request\r\nContent-Length: 2\r\n\r\n{}";
+        let c = Call::parse(json);
+        assert_eq!(c.action(), "ssm:SendCommand");
+        assert!(c.json);
+        let s3 = b"PUT /bucket/key?uploadId=1&partNumber=2 HTTP/1.1\r\nAuthorization: AWS4-HMAC-SHA256 Credential=k/20260101/us-east-1/s3/aws4_request\r\n\r\n";
+        assert_eq!(Call::parse(s3).action(), "s3:UploadPart");
+        let s3 = b"HEAD /bucket/a/b HTTP/1.1\r\nAuthorization: AWS4-HMAC-SHA256 Credential=k/20260101/us-east-1/s3/aws4_request\r\n\r\n";
+        assert_eq!(Call::parse(s3).action(), "s3:HeadObject");
+    }
+
+    #[test]
+    fn patterns() {
+        assert!(matches(
+            "autoscaling:*",
+            "autoscaling:DescribeAutoScalingInstances"
+        ));
+        assert!(!matches("autoscaling:*", "ec2:DescribeInstances"));
+        assert!(matches("*", "s3:PutObject"));
+        assert!(matches("ec2:CreateTags", "ec2:CreateTags"));
+        assert!(!matches("ec2:CreateTags", "ec2:CreateTagsX"));
+        assert!(valid_pattern("ec2:*") && valid_pattern("*") && !valid_pattern("ec2"));
+        assert!(!valid_pattern("ec2:Create Tags") && !valid_pattern(":x"));
+    }
+
+    #[test]
+    fn spec_parses_and_refuses_nonsense() {
+        let spec = ProxySpec::from_yaml(
+            "rules:\n  - {action: 'autoscaling:*', fault: deny}\n  - {action: 'ec2:ModifyNetworkInterfaceAttribute', fault: server_error, nth: 2}\nlatency_ms: 60\nthrottle: ec2\n",
+        )
+        .unwrap();
+        assert_eq!(spec.rules.len(), 2);
+        assert_eq!(spec.throttle, Some(ThrottleModel::Ec2));
+        assert!(ProxySpec::from_yaml("rules: [{action: ec2, fault: deny}]").is_err());
+        assert!(ProxySpec::from_yaml("rules: [{action: 'ec2:X', fault: explode}]").is_err());
+        assert!(ProxySpec::from_yaml("rules: [{action: 'ec2:X', fault: deny, nth: 0}]").is_err());
+        assert!(ProxySpec::from_yaml("unknown: 1").is_err());
+        assert!(ProxySpec::from_yaml("random: {seed: 1, one_in: 0}").is_err());
+    }
+
+    fn state(spec: ProxySpec) -> State {
+        State {
+            upstream: "127.0.0.1:1".parse().unwrap(),
+            rule_matches: Mutex::new(vec![0; spec.rules.len()]),
+            buckets: Mutex::new(Buckets::new(Instant::now())),
+            spec,
+            requests: AtomicU64::new(0),
+            random_faults: AtomicU64::new(0),
+            stats: Mutex::new(BTreeMap::new()),
+            injected: Mutex::new(Vec::new()),
+        }
+    }
+
+    #[test]
+    fn rules_fire_on_the_nth_match_for_times() {
+        let s = state(ProxySpec {
+            rules: vec![
+                Rule {
+                    action: "ec2:ModifyNetworkInterfaceAttribute".into(),
+                    fault: FaultKind::ServerError,
+                    nth: Some(2),
+                    times: Some(2),
+                    latency_ms: None,
+                },
+                Rule {
+                    action: "autoscaling:*".into(),
+                    fault: FaultKind::Deny,
+                    nth: None,
+                    times: None,
+                    latency_ms: None,
+                },
+            ],
+            ..ProxySpec::default()
+        });
+        let got: Vec<_> = (1..=5)
+            .map(|n| {
+                s.decide(n, "ec2:ModifyNetworkInterfaceAttribute", Meter::Mutating)
+                    .fault
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                None,
+                Some(FaultKind::ServerError),
+                Some(FaultKind::ServerError),
+                None,
+                None
+            ]
+        );
+        for n in 0..10 {
+            let d = s.decide(
+                10 + n,
+                "autoscaling:DescribeAutoScalingInstances",
+                Meter::Other,
+            );
+            assert_eq!(d.fault, Some(FaultKind::Deny), "deny stays");
+        }
+        assert_eq!(s.injected.lock().unwrap().len(), 12);
+    }
+
+    #[test]
+    fn ec2_buckets_empty_and_refill() {
+        let mut b = Buckets::new(Instant::now());
+        let op = "ec2:ModifyNetworkInterfaceAttribute";
+        for _ in 0..100 {
+            assert_eq!(b.take(op, Meter::Mutating), None);
+        }
+        assert_eq!(
+            b.take(op, Meter::Mutating),
+            Some("ModifyNetworkInterfaceAttribute")
+        );
+        // Other buckets are separate.
+        assert_eq!(b.take("ec2:CreateTags", Meter::Mutating), None);
+        assert_eq!(b.take("ec2:DescribeInstances", Meter::Read), None);
+        // 50 unfiltered reads, then throttled.
+        for _ in 0..50 {
+            assert_eq!(b.take("ec2:DescribeVolumes", Meter::UnfilteredRead), None);
+        }
+        assert_eq!(
+            b.take("ec2:DescribeVolumes", Meter::UnfilteredRead),
+            Some("unfiltered-non-mutating")
+        );
+        // Not EC2: never throttled by this model.
+        assert_eq!(b.take("iam:CreateRole", Meter::Other), None);
+        // Refill: 5 a second.
+        let bucket = b.named.get_mut("ModifyNetworkInterfaceAttribute").unwrap();
+        let later = bucket.at + Duration::from_millis(1000);
+        let taken = (0..10).filter(|_| bucket.take(later)).count();
+        assert_eq!(taken, 5);
+    }
+
+    #[test]
+    fn random_faults_cycle_kinds_deterministically() {
+        let spec = ProxySpec {
+            random: Some(RandomFaults {
+                seed: 7,
+                one_in: 3,
+                kinds: None,
+            }),
+            ..ProxySpec::default()
+        };
+        let run = || {
+            let s = state(spec.clone());
+            (1..=200)
+                .filter_map(|n| s.decide(n, "ec2:DescribeInstances", Meter::Read).fault)
+                .collect::<Vec<_>>()
+        };
+        let a = run();
+        assert_eq!(a, run());
+        for k in FaultKind::ALL {
+            assert!(a.contains(&k), "{k:?} never chosen");
+        }
+        assert!(!a.contains(&FaultKind::Deny));
+    }
+}
