@@ -15,7 +15,7 @@ use bytes::Bytes;
 use crate::hash::Sha256Digest;
 use crate::location::{check_component, check_item_path};
 use crate::manifest::{
-    AwsResource, Collector, Manifest, ManifestItem, PlaybookRef, S3ObjectRef, Sha256Sums,
+    AwsResource, Collector, Gap, Manifest, ManifestItem, PlaybookRef, S3ObjectRef, Sha256Sums,
     Timestamp, MANIFEST_FORMAT, MANIFEST_NAME, SUMS_NAME,
 };
 use crate::store::{Source, Store};
@@ -100,6 +100,7 @@ struct State {
     items: BTreeMap<String, ManifestItem>,
     in_progress: BTreeSet<String>,
     resources: Vec<AwsResource>,
+    gaps: Vec<Gap>,
     sealed: Option<Seal>,
 }
 
@@ -265,6 +266,11 @@ impl Bundle {
         self.lock().resources.push(resource);
     }
 
+    /// Records an optional read that failed (listed in the manifest's `gaps`).
+    pub fn add_gap(&self, gap: Gap) {
+        self.lock().gaps.push(gap);
+    }
+
     /// The items captured so far, by path.
     pub fn items(&self) -> Vec<ManifestItem> {
         self.lock().items.values().cloned().collect()
@@ -302,6 +308,7 @@ impl Bundle {
                 sealed_at: Timestamp::now(),
                 items: st.items.values().cloned().collect(),
                 aws_resources: st.resources.clone(),
+                gaps: st.gaps.clone(),
                 previous_manifest_sha256: previous,
             };
             m.normalise();

@@ -51,7 +51,7 @@ pub use error::Error;
 pub use hash::Sha256Digest;
 pub use location::EvidenceLocation;
 pub use manifest::{
-    AwsResource, Collector, Manifest, ManifestItem, PlaybookRef, S3ObjectRef, Sha256Sums,
+    AwsResource, Collector, Gap, Manifest, ManifestItem, PlaybookRef, S3ObjectRef, Sha256Sums,
     Timestamp, MANIFEST_FORMAT, MANIFEST_NAME, SUMS_NAME,
 };
 pub use store::{Encryption, RetentionMode, S3Settings, S3Store, Source, Store, StoredObject};

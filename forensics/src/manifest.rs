@@ -7,11 +7,13 @@
 //!   pretty printer), non-ASCII characters written as themselves, then one `\n`; no BOM;
 //! - top-level keys in the order of the evidence format: `format`, `case_id`, `run_id`,
 //!   `playbook` (`name`, `version`, `sha256`), `collector` (`tool`, `aws_principal`, `host`),
-//!   `started_at`, `sealed_at`, `items`, `aws_resources`, `previous_manifest_sha256`;
+//!   `started_at`, `sealed_at`, `items`, `aws_resources`, `gaps` (only when there is one),
+//!   `previous_manifest_sha256`;
 //! - every item has all of `path`, `sha256`, `size`, `captured_at`, `step`, `source`, `s3`
 //!   in that order (`null` when unknown); `s3` is `{"version_id", "checksum_sha256"}`;
 //! - items sorted by `path` (byte order); `aws_resources` sorted by (`type`, `id`), each with
-//!   `type` and `id` first and its other keys sorted by name, recursively;
+//!   `type` and `id` first and its other keys sorted by name, recursively; `gaps` sorted by
+//!   (`step`, `what`, `error`), each `{"step", "what", "error"}`;
 //! - times in UTC as RFC 3339 with milliseconds: `2024-05-01T12:00:00.123Z`;
 //! - hashes as lowercase hex; `previous_manifest_sha256` is `null` for a case's first run.
 //!
@@ -244,6 +246,18 @@ fn sorted_value(v: &serde_json::Value) -> serde_json::Value {
     }
 }
 
+/// An optional read that failed (denied, throttled out, unsupported): what the evidence lacks
+/// and why. Listed in the manifest's `gaps`; verify and report show them as warnings.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Gap {
+    /// The step (or `STEP/ITEM`) whose read failed.
+    pub step: String,
+    /// What could not be read, e.g. `autoscaling:DescribeAutoScalingInstances`.
+    pub what: String,
+    /// The error (AWS error code and message).
+    pub error: String,
+}
+
 /// The manifest of one sealed run (`manifest.json`), exactly as in the evidence format.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -266,6 +280,9 @@ pub struct Manifest {
     /// Resources that cannot be hashed as bytes.
     #[serde(default)]
     pub aws_resources: Vec<AwsResource>,
+    /// Optional reads that failed: what the evidence lacks (absent from the JSON when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<Gap>,
     /// Hex SHA-256 of the case's previous sealed manifest; `None` for the case's first run.
     pub previous_manifest_sha256: Option<Sha256Digest>,
 }
@@ -277,6 +294,8 @@ impl Manifest {
             .sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
         self.aws_resources
             .sort_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
+        self.gaps.sort();
+        self.gaps.dedup();
     }
 
     /// The canonical bytes of `manifest.json` (see the module documentation). Items and
@@ -425,6 +444,7 @@ mod tests {
                 .with("volume_id", "vol-1")
                 .with("state", "completed")
                 .with("tags", serde_json::json!({"z": 1, "a": 2}))],
+            gaps: Vec::new(),
             previous_manifest_sha256: None,
         }
     }
@@ -473,6 +493,34 @@ mod tests {
         let mut extra_space = bytes.clone();
         extra_space.push(b'\n');
         assert!(!Manifest::is_canonical(&extra_space));
+    }
+
+    #[test]
+    fn gaps_are_canonical_and_absent_when_none() {
+        let none = String::from_utf8(sample().to_canonical_bytes()).unwrap();
+        assert!(!none.contains("\"gaps\""), "{none}");
+        let mut m = sample();
+        m.gaps = vec![
+            Gap {
+                step: "z".into(),
+                what: "ec2:GetConsoleOutput".into(),
+                error: "UnauthorizedOperation: no".into(),
+            },
+            Gap {
+                step: "a".into(),
+                what: "autoscaling:DescribeAutoScalingInstances".into(),
+                error: "AccessDenied: no".into(),
+            },
+        ];
+        let bytes = m.to_canonical_bytes();
+        assert!(Manifest::is_canonical(&bytes));
+        let text = String::from_utf8(bytes).unwrap();
+        let g = text.find("\"gaps\"").unwrap();
+        assert!(text.find("\"aws_resources\"").unwrap() < g);
+        assert!(g < text.find("\"previous_manifest_sha256\"").unwrap());
+        assert!(text.find("\"step\": \"a\"").unwrap() < text.find("\"step\": \"z\"").unwrap());
+        let back = Manifest::from_slice(text.as_bytes()).unwrap();
+        assert_eq!(back.gaps.len(), 2);
     }
 
     #[test]

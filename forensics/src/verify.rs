@@ -164,6 +164,10 @@ pub struct VerifyReport {
     pub sha256sums: FileCheck,
     /// The case's chain of sealed runs.
     pub chain: ChainCheck,
+    /// What the manifest says the evidence lacks (optional reads that failed): warnings,
+    /// never a failure. Absent from the JSON when there is none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gaps: Vec<crate::manifest::Gap>,
 }
 
 impl VerifyReport {
@@ -245,6 +249,20 @@ impl fmt::Display for VerifyReport {
             writeln!(f, "chain: BROKEN")?;
             for p in &self.chain.problems {
                 writeln!(f, "  - {p}")?;
+            }
+        }
+        if !self.gaps.is_empty() {
+            writeln!(
+                f,
+                "warnings: {} gap(s) recorded at capture (optional reads that failed; not an integrity problem):",
+                self.gaps.len()
+            )?;
+            for g in &self.gaps {
+                writeln!(
+                    f,
+                    "  - WARNING {}: {} not captured: {}",
+                    g.step, g.what, g.error
+                )?;
             }
         }
         Ok(())
@@ -457,6 +475,7 @@ pub async fn verify_run(store: &Store, case_id: &str, run_id: &str) -> Result<Ve
         manifest: FileCheck::new(manifest_problems),
         sha256sums: FileCheck::new(sums_problems),
         chain,
+        gaps: manifest.map(|m| m.gaps).unwrap_or_default(),
     })
 }
 

@@ -97,6 +97,9 @@ pub struct Permission {
     pub resources: &'static [&'static str],
     /// Only needed when this parameter is given (e.g. `user_name` vs `role_name`).
     pub when_param: Option<&'static str>,
+    /// For `iam:PassRole`: the one service the role may be passed to (the policy's
+    /// `Condition: StringEquals iam:PassedToService`).
+    pub passed_to: Option<&'static str>,
 }
 
 /// One action of the catalog.
@@ -193,6 +196,17 @@ const fn perm(action: &'static str, resources: &'static [&'static str]) -> Permi
         action,
         resources,
         when_param: None,
+        passed_to: None,
+    }
+}
+
+/// `iam:PassRole` on `resources`, only to `service` (e.g. `ec2.amazonaws.com`).
+const fn pass_role_to(resources: &'static [&'static str], service: &'static str) -> Permission {
+    Permission {
+        action: "iam:PassRole",
+        resources,
+        when_param: None,
+        passed_to: Some(service),
     }
 }
 
@@ -204,6 +218,7 @@ const fn perm_if(
     Permission {
         action,
         resources,
+        passed_to: None,
         when_param: Some(param),
     }
 }
@@ -495,7 +510,9 @@ static CATALOG: &[ActionSpec] = &[
             perm("autoscaling:AttachInstances", AUTOSCALING_GROUP),
             perm("ec2:ModifyNetworkInterfaceAttribute", &["arn:aws:ec2:{region}:{account}:network-interface/*", "arn:aws:ec2:{region}:{account}:security-group/*"]),
             perm("ec2:AssociateIamInstanceProfile", INSTANCE),
-            perm("iam:PassRole", &["arn:aws:iam::{account}:role/*"]),
+            // Re-attaching the recorded instance profile passes its role to EC2, and only
+            // to EC2.
+            pass_role_to(&["arn:aws:iam::{account}:role/*"], "ec2.amazonaws.com"),
             perm("ec2:DeleteTags", &["arn:aws:ec2:{region}:{account}:network-interface/*", "arn:aws:ec2:{region}:{account}:instance/{instance_id}"]),
         ],
         mutating: true,

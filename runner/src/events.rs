@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::actions::{AwsResource, CallOutcome};
+use crate::actions::{AwsResource, CallOutcome, Gap};
 
 /// The status of a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,6 +169,8 @@ pub enum RunEvent {
         /// The resource.
         resource: AwsResource,
     },
+    /// An optional read failed: the evidence lacks `what` (a warning; the step goes on).
+    GapRecorded(Gap),
     /// A step ended.
     StepFinished(StepSummary),
     /// Something worth telling the responder.
@@ -191,6 +193,9 @@ pub enum RunEvent {
         /// The evidence.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         evidence: Option<EvidenceSummary>,
+        /// Optional reads that failed (what the evidence lacks): warnings.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        gaps: Vec<Gap>,
     },
 }
 

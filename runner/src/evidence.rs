@@ -53,7 +53,25 @@ pub fn run_location(store: &Store, case_id: &str, run_id: &str) -> String {
     store.location().join(case_id).join(run_id).to_string()
 }
 
+/// The gaps (optional reads that failed) a run's journal records, every attempt's, in order,
+/// without repeats. An unreadable journal gives none (sealing reports the journal itself).
+pub fn gaps_from_journal(journal: &Path) -> Vec<irr_forensics::Gap> {
+    let Ok(entries) = crate::journal::read(journal) else {
+        return Vec::new();
+    };
+    let mut out: Vec<irr_forensics::Gap> = Vec::new();
+    for e in entries.iter().filter(|e| e.event() == "gap_recorded") {
+        if let Ok(g) = serde_json::from_value::<irr_forensics::Gap>(e.value.clone()) {
+            if !out.contains(&g) {
+                out.push(g);
+            }
+        }
+    }
+    out
+}
+
 /// Seals a run: every staged artifact, then the journal, then manifest and SHA256SUMS.
+/// The manifest's `gaps` come from the journal's `gap_recorded` entries.
 #[allow(clippy::too_many_arguments)]
 pub async fn seal(
     store: Store,
@@ -114,6 +132,9 @@ pub async fn seal(
         Ok(b) => b,
         Err(e) => return fail(e.to_string()),
     };
+    for gap in gaps_from_journal(journal) {
+        bundle.add_gap(gap);
+    }
     for art in artifacts.iter().filter(|a| !already.contains(&a.path)) {
         let file: PathBuf = staging.join(&art.path);
         let meta = ItemMeta::new(art.step.clone(), Some(&art.source));

@@ -172,6 +172,7 @@ pub struct StagedArtifact {
 pub struct RunRecorder {
     sink: Arc<Sink>,
     staging: PathBuf,
+    evidence_location: String,
     calls: AtomicU64,
     artifacts: Mutex<Vec<StagedArtifact>>,
     resources: Mutex<Vec<AwsResource>>,
@@ -284,6 +285,60 @@ impl Recorder for RunRecorder {
         self.sink
             .emit(RunEvent::ResourceRecorded { step, resource });
     }
+
+    fn captured(&self, name: &str) -> Vec<(usize, String, Result<Vec<u8>, String>)> {
+        // The journal lists every artifact of the run, earlier processes' included, with the
+        // SHA-256 taken when it was staged.
+        let Some(journal) = self.staging.parent().map(|d| d.join("journal.jsonl")) else {
+            return Vec::new();
+        };
+        let Ok(entries) = crate::journal::read(&journal) else {
+            return Vec::new();
+        };
+        // A path staged twice (a retried step) holds its last bytes: check those.
+        let mut last: Vec<(usize, &str, &str)> = Vec::new();
+        for (order, e) in entries.iter().enumerate() {
+            if e.event() != "evidence_captured" {
+                continue;
+            }
+            let Some(path) = e.value.get("path").and_then(Value::as_str) else {
+                continue;
+            };
+            if path.rsplit('/').next() != Some(name) {
+                continue;
+            }
+            let want = e.value.get("sha256").and_then(Value::as_str).unwrap_or("");
+            last.retain(|(_, p, _)| *p != path);
+            last.push((order, path, want));
+        }
+        let mut out = Vec::new();
+        for (order, path, want) in last {
+            let bytes = std::fs::read(self.staging.join(path))
+                .map_err(|err| format!("staged copy unreadable: {err}"))
+                .and_then(|b| {
+                    let got = hex::encode(Sha256::digest(&b));
+                    if got == want {
+                        Ok(b)
+                    } else {
+                        Err(format!(
+                            "staged copy altered since it was captured (sha256 {got}, journaled {want})"
+                        ))
+                    }
+                });
+            out.push((order, path.to_owned(), bytes));
+        }
+        out
+    }
+
+    fn evidence_location(&self) -> Option<String> {
+        Some(self.evidence_location.clone()).filter(|l| !l.is_empty())
+    }
+
+    fn gap(&self, gap: actions::Gap) {
+        // The journal is the record: the seal and the run summary read gaps back from it, so
+        // a resumed run keeps those of its earlier attempts.
+        self.sink.emit(RunEvent::GapRecorded(gap));
+    }
 }
 
 /// Replaces the values of secret-looking keys, wherever they are, with `[redacted]`.
@@ -373,6 +428,7 @@ pub async fn execute(exec: Execution, sink: Arc<Sink>, interrupted: Arc<AtomicBo
     let recorder = Arc::new(RunRecorder {
         sink: sink.clone(),
         staging,
+        evidence_location: exec.record.evidence_location.clone(),
         calls: AtomicU64::new(0),
         artifacts: Mutex::new(Vec::new()),
         resources: Mutex::new(Vec::new()),
@@ -430,6 +486,9 @@ pub async fn execute(exec: Execution, sink: Arc<Sink>, interrupted: Arc<AtomicBo
         false,
     )
     .await;
+    // A security group swap cut off by a step timeout goes on in its own task: let it end
+    // (isolated, compensated, or failed loudly) before finally and the seal.
+    actions::ec2::settle().await;
     // finally: always, whatever happened.
     let mut ignore = false;
     let never = Arc::new(AtomicBool::new(false));
@@ -446,6 +505,7 @@ pub async fn execute(exec: Execution, sink: Arc<Sink>, interrupted: Arc<AtomicBo
     )
     .await;
 
+    actions::ec2::settle().await;
     watcher.abort();
     let steps: Vec<StepSummary> = exec
         .playbook
@@ -714,7 +774,9 @@ async fn run_step(
             let sem = Arc::new(tokio::sync::Semaphore::new(
                 shared.record.concurrency.max(1),
             ));
+            let n = items.len();
             let mut set = JoinSet::new();
+            let mut ids = HashMap::new();
             for (i, item) in items.into_iter().enumerate() {
                 let mut ictx = ctx.clone();
                 ictx["item"] = item;
@@ -723,21 +785,14 @@ async fn run_step(
                 let shared = shared.clone();
                 let sem = sem.clone();
                 let declined = declined.clone();
-                set.spawn(async move {
+                let handle = set.spawn(async move {
                     let _permit = sem.acquire_owned().await;
                     let r = attempt_loop(&step, &shared, &ictx, Some(i), &declined).await;
                     (i, r)
                 });
+                ids.insert(handle.id(), i);
             }
-            let mut results: Vec<Option<(u32, Result<ActionOutput, String>)>> = Vec::new();
-            while let Some(j) = set.join_next().await {
-                if let Ok((i, r)) = j {
-                    if results.len() <= i {
-                        results.resize_with(i + 1, || None);
-                    }
-                    results[i] = Some(r);
-                }
-            }
+            let results = join_items(set, &ids, n).await;
             let mut outputs: serde_json::Map<String, Value> = step
                 .action
                 .outputs
@@ -748,7 +803,7 @@ async fn run_step(
             let mut attempts = 0;
             for (i, r) in results.into_iter().enumerate() {
                 match r {
-                    Some((a, Ok(out))) => {
+                    Ok((a, Ok(out))) => {
                         attempts = attempts.max(a);
                         for (k, v) in outputs.iter_mut() {
                             if let Value::Array(list) = v {
@@ -756,7 +811,7 @@ async fn run_step(
                             }
                         }
                     }
-                    Some((a, Err(e))) => {
+                    Ok((a, Err(e))) => {
                         attempts = attempts.max(a);
                         errors.push(format!("item {i}: {e}"));
                         for v in outputs.values_mut() {
@@ -765,7 +820,15 @@ async fn run_step(
                             }
                         }
                     }
-                    None => errors.push(format!("item {i}: did not finish")),
+                    // A panicked or cancelled item fails the step like a failed one.
+                    Err(why) => {
+                        errors.push(format!("item {i}: {why}"));
+                        for v in outputs.values_mut() {
+                            if let Value::Array(list) = v {
+                                list.push(Value::Null);
+                            }
+                        }
+                    }
                 }
             }
             if errors.is_empty() {
@@ -785,6 +848,34 @@ async fn run_step(
             }
         }
     }
+}
+
+/// Waits for every `for_each` item task and returns each item's result in item order; an
+/// item whose task panicked or was cancelled (or that never reported) is an `Err` saying so,
+/// never silently missing.
+async fn join_items<T: 'static>(
+    mut set: JoinSet<(usize, T)>,
+    ids: &HashMap<tokio::task::Id, usize>,
+    n: usize,
+) -> Vec<Result<T, String>> {
+    let mut results: Vec<Result<T, String>> =
+        (0..n).map(|_| Err("did not finish".to_owned())).collect();
+    while let Some(j) = set.join_next().await {
+        match j {
+            Ok((i, r)) if i < n => results[i] = Ok(r),
+            Ok(_) => {}
+            Err(e) => {
+                if let Some(&i) = ids.get(&e.id()) {
+                    results[i] = Err(if e.is_panic() {
+                        format!("internal error: the item's task panicked ({e})")
+                    } else {
+                        format!("the item's task was cancelled ({e})")
+                    });
+                }
+            }
+        }
+    }
+    results
 }
 
 async fn attempt_loop(
@@ -961,6 +1052,34 @@ mod tests {
                 a.name
             );
         }
+    }
+
+    /// A `for_each` item whose task panics or is cancelled fails its step: it is reported
+    /// by index, whether it is the last item or not.
+    #[tokio::test]
+    async fn a_panicked_or_cancelled_item_is_an_error() {
+        let mut set: JoinSet<(usize, u32)> = JoinSet::new();
+        let mut ids = HashMap::new();
+        let h = set.spawn(async { (0, 7) });
+        ids.insert(h.id(), 0);
+        let h = set.spawn(async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            (1, 8)
+        });
+        ids.insert(h.id(), 1);
+        let cancel = h;
+        let h = set.spawn(async {
+            if true {
+                panic!("boom");
+            }
+            (2, 9)
+        });
+        ids.insert(h.id(), 2);
+        cancel.abort();
+        let r = join_items(set, &ids, 3).await;
+        assert_eq!(r[0], Ok(7));
+        assert!(r[1].as_ref().unwrap_err().contains("cancelled"), "{r:?}");
+        assert!(r[2].as_ref().unwrap_err().contains("panicked"), "{r:?}");
     }
 
     #[test]

@@ -15,13 +15,15 @@ use crate::template;
 
 /// The policy document for a plan.
 pub fn policy(plan: &Plan) -> Value {
-    // (action) -> resources
-    let mut grants: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    // (action, service a role may be passed to) -> resources
+    let mut grants: BTreeMap<(String, Option<&'static str>), BTreeSet<String>> = BTreeMap::new();
     let region = known(&plan.context, &["aws", "region"]);
     let account = known(&plan.context, &["aws", "account_id"]);
     let case = known(&plan.context, &["case", "id"]);
     let mut add = |perm: &Permission, fill: &dyn Fn(&str) -> Option<String>| {
-        let entry = grants.entry(perm.action.to_owned()).or_default();
+        let entry = grants
+            .entry((perm.action.to_owned(), perm.passed_to))
+            .or_default();
         for pattern in perm.resources {
             entry.insert(fill_pattern(pattern, &|name| match name {
                 "region" => region.clone(),
@@ -61,24 +63,29 @@ pub fn policy(plan: &Plan) -> Value {
             *resources = BTreeSet::from(["*".to_owned()]);
         }
     }
-    // One statement per distinct resource set.
-    let mut statements: BTreeMap<Vec<String>, Vec<String>> = BTreeMap::new();
-    for (action, resources) in grants {
+    // One statement per distinct resource set (and PassRole condition).
+    let mut statements: BTreeMap<(Option<&'static str>, Vec<String>), Vec<String>> =
+        BTreeMap::new();
+    for ((action, passed_to), resources) in grants {
         statements
-            .entry(resources.into_iter().collect())
+            .entry((passed_to, resources.into_iter().collect()))
             .or_default()
             .push(action);
     }
     let statements: Vec<Value> = statements
         .into_iter()
         .enumerate()
-        .map(|(i, (resources, actions))| {
-            json!({
+        .map(|(i, ((passed_to, resources), actions))| {
+            let mut s = json!({
                 "Sid": format!("Irr{}", i + 1),
                 "Effect": "Allow",
                 "Action": actions,
                 "Resource": if resources.len() == 1 { json!(resources[0]) } else { json!(resources) },
-            })
+            });
+            if let Some(service) = passed_to {
+                s["Condition"] = json!({"StringEquals": {"iam:PassedToService": service}});
+            }
+            s
         })
         .collect();
     json!({ "Version": "2012-10-17", "Statement": statements })
@@ -436,6 +443,53 @@ mod tests {
         }
         assert!(g.contains_key("s3:PutBucketPublicAccessBlock"));
         assert!(g.contains_key("s3:GetBucketOwnershipControls"));
+    }
+
+    /// Only a playbook that re-attaches an instance profile (`ec2.release_instance`) gets
+    /// `iam:PassRole`, and only for EC2 (`iam:PassedToService`): the containment path never.
+    #[test]
+    fn pass_role_only_to_release_and_only_to_ec2() {
+        let release = CONTAINMENT_PB.replace(
+            "finally:\n",
+            "  - {id: release, action: ec2.release_instance, needs: [isolate], with: {instance_id: \"{{inputs.instance_id}}\"}}\nfinally:\n",
+        );
+        let d = shipped(&release, &["instance_id=i-0123456789abcdef0"]);
+        let pass: Vec<&Value> = d["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| {
+                s["Action"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|a| a == "iam:PassRole")
+            })
+            .collect();
+        assert_eq!(pass.len(), 1, "{d:#}");
+        assert_eq!(
+            pass[0]["Action"],
+            json!(["iam:PassRole"]),
+            "alone in its statement"
+        );
+        assert_eq!(
+            pass[0]["Condition"],
+            json!({"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}})
+        );
+        assert_eq!(
+            pass[0]["Resource"],
+            json!("arn:aws:iam::123456789012:role/*")
+        );
+        // No other statement carries a condition.
+        let conditioned = d["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s.get("Condition").is_some())
+            .count();
+        assert_eq!(conditioned, 1);
+        let contain = shipped(CONTAINMENT_PB, &["instance_id=i-0123456789abcdef0"]);
+        assert!(!contain.to_string().contains("iam:PassRole"), "{contain:#}");
     }
 
     #[test]

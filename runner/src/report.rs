@@ -1289,6 +1289,17 @@ fn attach_evidence(report: &mut Report, read: &JournalRead, found: EvidenceFound
         }
     }
     if let Some(m) = &manifest {
+        for g in &m.gaps {
+            report.findings.push(Finding {
+                severity: Severity::Warning,
+                area: "evidence".into(),
+                message: format!(
+                    "gap: step {}: {} was not captured: {}",
+                    g.step, g.what, g.error
+                ),
+            });
+        }
+        let ev = &mut report.evidence;
         ev.sealed_at = Some(m.sealed_at.to_string());
         ev.collector = serde_json::to_value(&m.collector).ok();
         ev.previous_manifest_sha256 = m.previous_manifest_sha256.map(|h| h.to_hex());
@@ -2993,6 +3004,7 @@ mod tests {
                     error: Some("when was false".into()),
                 }],
                 evidence: None,
+                gaps: Vec::new(),
             },
         ] {
             j.append(&e).unwrap();

@@ -173,6 +173,10 @@ impl Reporter for Terminal {
                 self.line(&format!("  {mark} {}{why}", s.id));
             }
             RunEvent::Note { message } => self.line(&format!("  note: {message}")),
+            RunEvent::GapRecorded(g) => self.line(&format!(
+                "  WARNING  {}: {} not captured (the step goes on): {}",
+                g.step, g.what, g.error
+            )),
             RunEvent::EvidenceSealed(e) => match (&e.manifest_sha256, &e.error) {
                 (Some(h), _) => self.line(&format!(
                     "evidence sealed: {} ({} items, manifest sha256 {h})",
@@ -187,6 +191,7 @@ impl Reporter for Terminal {
                 run_id,
                 status,
                 steps,
+                gaps,
                 ..
             } => {
                 let n = |st: StepStatus| steps.iter().filter(|s| s.status == st).count();
@@ -201,6 +206,15 @@ impl Reporter for Terminal {
                     n(StepStatus::Failed),
                     n(StepStatus::Skipped)
                 ));
+                if !gaps.is_empty() {
+                    self.line(&format!(
+                        "  WARNING: {} gap(s) in the evidence (optional reads that failed; listed in the manifest's gaps):",
+                        gaps.len()
+                    ));
+                    for g in gaps {
+                        self.line(&format!("    - {}: {}: {}", g.step, g.what, g.error));
+                    }
+                }
                 if *status != RunStatus::Succeeded {
                     self.line(&format!("  the journal says exactly what was changed and what was not: STATE_DIR/runs/{run_id}/journal.jsonl"));
                 }

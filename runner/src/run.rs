@@ -342,6 +342,7 @@ async fn execute_and_seal(
         status,
         steps: outcome.steps.clone(),
         evidence: Some(summary.clone()),
+        gaps: evidence::gaps_from_journal(&dir.join("journal.jsonl")),
     });
     let exit = match status {
         RunStatus::Succeeded => Exit::Success,
@@ -511,6 +512,12 @@ pub async fn resume(
         }
     };
     {
+        // The region too: the same account in another region is another set of resources
+        // (the groups, snapshots and instance of this run are not there).
+        if aws.region != record.region {
+            say(json, &format!("error: run {run_id} acts in region {}, but this resume would act in {}; resume it in {} (--region {}); nothing was changed", record.region, aws.region, record.region, record.region));
+            return RunResult::early(Exit::Invalid);
+        }
         if id.account_id != record.account_id {
             say(json, &format!("error: run {run_id} acts in account {}, but these credentials are for {}; nothing was changed", record.account_id, id.account_id));
             return RunResult::early(Exit::Invalid);

@@ -97,6 +97,7 @@ struct Recorded {
     calls: Vec<RecordedCall>,
     artifacts: Vec<RecordedArtifact>,
     resources: Vec<AwsResource>,
+    gaps: Vec<irr_runner::actions::Gap>,
 }
 
 /// A [`Recorder`] keeping calls, artifacts and resources in memory, for assertions.
@@ -148,6 +149,22 @@ impl Recorder for MemoryRecorder {
     fn resource(&self, resource: AwsResource) {
         self.inner.lock().unwrap().resources.push(resource);
     }
+
+    fn gap(&self, gap: irr_runner::actions::Gap) {
+        self.inner.lock().unwrap().gaps.push(gap);
+    }
+
+    fn captured(&self, name: &str) -> Vec<(usize, String, Result<Vec<u8>, String>)> {
+        self.inner
+            .lock()
+            .unwrap()
+            .artifacts
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.name == name)
+            .map(|(i, a)| (i, a.path.clone(), Ok(a.content.clone())))
+            .collect()
+    }
 }
 
 impl MemoryRecorder {
@@ -186,6 +203,11 @@ impl MemoryRecorder {
     /// Every resource recorded so far.
     pub fn resources(&self) -> Vec<AwsResource> {
         self.inner.lock().unwrap().resources.clone()
+    }
+
+    /// Every gap (optional read that failed) recorded so far.
+    pub fn gaps(&self) -> Vec<irr_runner::actions::Gap> {
+        self.inner.lock().unwrap().gaps.clone()
     }
 
     /// Asserts every call that started also finished, successfully, and (for the services

@@ -172,6 +172,9 @@ enum Removed {
     NotOnThisPath(&'static str),
     /// The run succeeds and the denial is recorded in this artifact of the evidence.
     RecordedIn(&'static str),
+    /// The run succeeds: the denied read was optional, and it is a gap in the sealed manifest
+    /// (`gaps`, `what` naming the action) and in the run summary.
+    Gap,
     /// moto does not check this action (why).
     MotoDoesNotCheck(&'static str),
     /// Only the clean-room stack needs it (CloudFormation creates resources with the
@@ -280,12 +283,38 @@ fn judge(action: &str, expect: Removed, out: &std::process::Output) -> Result<()
             }
             Ok(())
         }
-        Removed::NotOnThisPath(_) | Removed::MotoDoesNotCheck(_) | Removed::RecordedIn(_) => {
+        Removed::NotOnThisPath(_)
+        | Removed::MotoDoesNotCheck(_)
+        | Removed::RecordedIn(_)
+        | Removed::Gap => {
             if !succeeded(out) {
                 return Err(format!(
                     "without {action} the run failed, but the table says it should not: {expect:?}\n{}",
                     brief(out)
                 ));
+            }
+            if let Removed::Gap = expect {
+                let loc = summary(out)["evidence"]["location"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                let manifest: Value = serde_json::from_slice(
+                    &std::fs::read(Path::new(&loc).join("manifest.json"))
+                        .map_err(|e| format!("manifest.json: {e}"))?,
+                )
+                .map_err(|e| e.to_string())?;
+                let named = |gaps: &Value| {
+                    gaps.as_array().is_some_and(|g| {
+                        g.iter()
+                            .any(|g| g["what"].as_str().is_some_and(|w| w.starts_with(action)))
+                    })
+                };
+                if !named(&manifest["gaps"]) || !named(&summary(out)["gaps"]) {
+                    return Err(format!(
+                        "without {action}: no gap names it in the manifest and the summary: {}",
+                        manifest["gaps"]
+                    ));
+                }
             }
             if let Removed::RecordedIn(artifact) = expect {
                 let loc = summary(out)["evidence"]["location"]
@@ -362,6 +391,10 @@ fn containment_expectation(action: &str, stack_only: &BTreeSet<String>) -> Remov
         ),
         "ec2:GetConsoleOutput" => Removed::RecordedIn("artifacts/capture/console-output.txt"),
         "iam:GetInstanceProfile" => Removed::RecordedIn("artifacts/capture/instance-profile.json"),
+        // Optional reads (issue 8): a gap, and containment goes on.
+        "autoscaling:DescribeAutoScalingInstances"
+        | "ec2:DescribeVolumes"
+        | "ec2:DescribeInstanceAttribute" => Removed::Gap,
         "iam:UpdateRole" | "iam:UpdateAssumeRolePolicy" => {
             Removed::NotOnThisPath("a responder role of the case that already exists is reused")
         }
@@ -631,6 +664,14 @@ fn credential_expectation(action: &str) -> Removed {
         "sts:GetCallerIdentity" => Removed::MotoDoesNotCheck(
             "moto always allows sts:GetCallerIdentity, as AWS does (no permission needed)",
         ),
+        // The principal's details are optional reads of iam.capture_principal (issue 8): a
+        // gap, and the key is still deactivated and the sessions revoked.
+        "iam:ListUserPolicies"
+        | "iam:ListAttachedUserPolicies"
+        | "iam:ListGroupsForUser"
+        | "iam:GetAccessKeyLastUsed"
+        | "iam:GetPolicy"
+        | "iam:GetPolicyVersion" => Removed::Gap,
         _ => Removed::Fails,
     }
 }

@@ -34,12 +34,18 @@ pub const TAG_ORIGINAL_GROUPS: &str = "irr:original-groups";
 pub const TAG_ORIGINAL_PROFILE: &str = "irr:original-profile";
 /// Tag on an instance: the Auto Scaling group it was detached from by isolation.
 pub const TAG_ORIGINAL_ASG: &str = "irr:original-asg";
+/// Tag AWS puts on an instance an Auto Scaling group launched: the group's name. The
+/// fallback when Auto Scaling itself cannot be asked.
+pub const ASG_NAME_TAG: &str = "aws:autoscaling:groupName";
 /// Tag on a security group irr made: what it is for (`isolation`, `allow-all`, ...).
 pub const TAG_PURPOSE: &str = "irr:purpose";
 /// Tag on a snapshot: the volume it was taken of.
 pub const TAG_VOLUME: &str = "irr:volume";
 /// Tag on a snapshot: the instance the volume was attached to.
 pub const TAG_INSTANCE: &str = "irr:instance";
+
+/// How long containment lets an optional read (Auto Scaling membership) take.
+const OPTIONAL_READ_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// What stays possible after isolation, written into the evidence.
 const ISOLATION_NOTES: &[&str] = &[
@@ -95,6 +101,17 @@ pub struct TagParams {
     pub resource_ids: Vec<String>,
     /// Tags to set (existing values of the same keys are replaced).
     pub tags: BTreeMap<String, String>,
+}
+
+/// AWS's limit on a tag value, in characters.
+const TAG_VALUE_MAX: usize = 256;
+
+/// A comma-separated group list (an `irr:original-groups` tag).
+fn split_groups(v: &str) -> Vec<String> {
+    v.split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn filter(name: &str, values: impl IntoIterator<Item = impl Into<String>>) -> Filter {
@@ -420,6 +437,9 @@ pub async fn capture_instance_metadata(
     let p: InstanceParams = parse_params("ec2.capture_instance_metadata", params)?;
     let id = p.instance_id.as_str();
     let ec2 = &ctx.aws.ec2;
+    // The instance itself is the one read the capture cannot do without. Every other read
+    // is optional: one that fails is a gap in the evidence (ActionCtx::or_gap) and the
+    // capture goes on, so that a denied read never holds up the containment after it.
     let inst = describe_instance(ctx, id).await?;
     let mut artifacts = vec![ctx.evidence(
         "instance.json",
@@ -440,40 +460,51 @@ pub async fn capture_instance_metadata(
         .send()
         .collect::<Result<Vec<_>, _>>()
         .await
-        .map_err(read_err("ec2", "DescribeVolumes"))?;
+        .map_err(read_err("ec2", "DescribeVolumes"));
+    let volumes = ctx.or_gap("ec2:DescribeVolumes", volumes);
     artifacts.push(ctx.evidence(
         "volumes.json",
-        &json!({"instance_id": id, "volumes": volumes.iter().map(volume_json).collect::<Vec<_>>()}),
+        &json!({"instance_id": id, "captured": volumes.is_some(), "volumes": volumes.map(|v| v.iter().map(volume_json).collect::<Vec<_>>())}),
         "ec2:DescribeVolumes",
     )?);
 
-    let enis = instance_enis(ctx, id).await?;
+    let enis = ctx.or_gap(
+        "ec2:DescribeNetworkInterfaces",
+        instance_enis(ctx, id).await,
+    );
     artifacts.push(ctx.evidence(
         "network-interfaces.json",
-        &json!({"instance_id": id, "network_interfaces": enis.iter().map(eni_json).collect::<Vec<_>>()}),
+        &json!({"instance_id": id, "captured": enis.is_some(), "network_interfaces": enis.as_ref().map(|e| e.iter().map(eni_json).collect::<Vec<_>>())}),
         "ec2:DescribeNetworkInterfaces",
     )?);
 
     let group_ids: BTreeSet<String> = enis
         .iter()
+        .flatten()
         .flat_map(|n| n.groups())
         .chain(inst.security_groups())
         .filter_map(|g| g.group_id().map(str::to_owned))
         .collect();
     let groups = if group_ids.is_empty() {
-        Vec::new()
+        Some(Vec::new())
     } else {
-        describe_groups(ctx, vec![filter("group-id", group_ids)]).await?
+        ctx.or_gap(
+            "ec2:DescribeSecurityGroups",
+            describe_groups(ctx, vec![filter("group-id", group_ids)]).await,
+        )
     };
     artifacts.push(ctx.evidence(
         "security-groups.json",
-        &json!({"instance_id": id, "security_groups": groups.iter().map(group_json).collect::<Vec<_>>()}),
+        &json!({"instance_id": id, "captured": groups.is_some(), "security_groups": groups.map(|g| g.iter().map(group_json).collect::<Vec<_>>())}),
         "ec2:DescribeSecurityGroups",
     )?);
 
-    let assocs = profile_associations(ctx, id).await?;
+    let assocs = ctx.or_gap(
+        "ec2:DescribeIamInstanceProfileAssociations",
+        profile_associations(ctx, id).await,
+    );
     let mut profiles = Vec::new();
-    for a in &assocs {
+    for a in assocs.iter().flatten() {
         let arn = a
             .iam_instance_profile()
             .and_then(|p| p.arn())
@@ -481,15 +512,20 @@ pub async fn capture_instance_metadata(
         // arn:aws:iam::ACCOUNT:instance-profile/PATH/NAME: the name is the last segment.
         let name = arn.rsplit('/').next().unwrap_or_default();
         // The roles matter (they are what iam.revoke_sessions needs) but a denied lookup
-        // must not lose the rest of the capture: record the error instead.
-        let roles = match ctx
+        // must not lose the rest of the capture: a gap.
+        let got = ctx
             .aws
             .iam
             .get_instance_profile()
             .instance_profile_name(name)
             .send()
             .await
-        {
+            .map_err(read_err("iam", "GetInstanceProfile"));
+        let roles = match got {
+            Err(e) => {
+                ctx.gap("iam:GetInstanceProfile", &e);
+                json!({"error": e.to_string()})
+            }
             Ok(o) => json!(o
                 .instance_profile()
                 .map(|p| {
@@ -499,7 +535,6 @@ pub async fn capture_instance_metadata(
                         .collect::<Vec<_>>()
                 })
                 .unwrap_or_default()),
-            Err(e) => json!({"error": aws_error("iam", "GetInstanceProfile", &e).to_string()}),
         };
         profiles.push(
             json!({"association": assoc_json(a), "instance_profile_name": name, "roles": roles}),
@@ -507,20 +542,33 @@ pub async fn capture_instance_metadata(
     }
     artifacts.push(ctx.evidence(
         "instance-profile.json",
-        &json!({"instance_id": id, "associations": profiles}),
+        &json!({"instance_id": id, "captured": assocs.is_some(), "associations": profiles}),
         "ec2:DescribeIamInstanceProfileAssociations",
     )?);
 
-    let asg = autoscaling_membership(ctx, id).await?;
+    let asg = ctx.or_gap(
+        "autoscaling:DescribeAutoScalingInstances",
+        autoscaling_membership(ctx, id).await,
+    );
     artifacts.push(ctx.evidence(
         "autoscaling.json",
-        &json!({"instance_id": id, "auto_scaling_group": asg.as_ref().map(|(g, s)| json!({"name": g, "lifecycle_state": s}))}),
+        &json!({
+            "instance_id": id,
+            "captured": asg.is_some(),
+            "auto_scaling_group": asg.flatten().as_ref().map(|(g, s)| json!({"name": g, "lifecycle_state": s})),
+            "auto_scaling_group_tag": tag_value(inst.tags(), ASG_NAME_TAG),
+        }),
         "autoscaling:DescribeAutoScalingInstances",
     )?);
 
-    // The console output is evidence but not essential: record why it is missing rather than
-    // failing the capture (some instance types have none).
-    let console = match ec2.get_console_output().instance_id(id).send().await {
+    // The console output is evidence but not essential (some instance types have none).
+    let console = ec2
+        .get_console_output()
+        .instance_id(id)
+        .send()
+        .await
+        .map_err(read_err("ec2", "GetConsoleOutput"));
+    let console = match console {
         Ok(o) => {
             use base64::Engine as _;
             let raw = o.output().unwrap_or_default();
@@ -533,10 +581,10 @@ pub async fn capture_instance_metadata(
                 ts(o.timestamp())
             )
         }
-        Err(e) => format!(
-            "# instance {id}: no console output: {}",
-            aws_error("ec2", "GetConsoleOutput", &e)
-        ),
+        Err(e) => {
+            ctx.gap("ec2:GetConsoleOutput", &e);
+            format!("# instance {id}: no console output: {e}")
+        }
     };
     artifacts.push(ctx.recorder.artifact(
         &ctx.step_id,
@@ -563,27 +611,38 @@ pub async fn protect_instance(ctx: &ActionCtx, params: Value) -> Result<ActionOu
     let id = p.instance_id.as_str();
     let ec2 = &ctx.aws.ec2;
     let inst = describe_instance(ctx, id).await?;
+    // The current settings are read to record them; protection never waits on that read:
+    // when it fails (a gap), the setting is put anyway.
     let term = ec2
         .describe_instance_attribute()
         .instance_id(id)
         .attribute(InstanceAttributeName::DisableApiTermination)
         .send()
         .await
-        .map_err(read_err("ec2", "DescribeInstanceAttribute"))?
-        .disable_api_termination()
-        .and_then(|v| v.value())
-        .unwrap_or(false);
+        .map_err(read_err("ec2", "DescribeInstanceAttribute"))
+        .map(|o| {
+            o.disable_api_termination()
+                .and_then(|v| v.value())
+                .unwrap_or(false)
+        });
+    let term = ctx.or_gap("ec2:DescribeInstanceAttribute(disableApiTermination)", term);
     let shutdown = ec2
         .describe_instance_attribute()
         .instance_id(id)
         .attribute(InstanceAttributeName::InstanceInitiatedShutdownBehavior)
         .send()
         .await
-        .map_err(read_err("ec2", "DescribeInstanceAttribute"))?
-        .instance_initiated_shutdown_behavior()
-        .and_then(|v| v.value())
-        .unwrap_or("stop")
-        .to_owned();
+        .map_err(read_err("ec2", "DescribeInstanceAttribute"))
+        .map(|o| {
+            o.instance_initiated_shutdown_behavior()
+                .and_then(|v| v.value())
+                .unwrap_or("stop")
+                .to_owned()
+        });
+    let shutdown = ctx.or_gap(
+        "ec2:DescribeInstanceAttribute(instanceInitiatedShutdownBehavior)",
+        shutdown,
+    );
     let mut dot = Map::new();
     let mut to_keep = Vec::new();
     for m in inst.block_device_mappings() {
@@ -610,7 +669,7 @@ pub async fn protect_instance(ctx: &ActionCtx, params: Value) -> Result<ActionOu
         "ec2:DescribeInstanceAttribute",
     )?;
     let mut changed = Vec::new();
-    if !term {
+    if term != Some(true) {
         ctx.mutating_dry(
             "ec2",
             "ModifyInstanceAttribute",
@@ -620,12 +679,12 @@ pub async fn protect_instance(ctx: &ActionCtx, params: Value) -> Result<ActionOu
                 .disable_api_termination(AttributeBooleanValue::builder().value(true).build())
                 .dry_run(ctx.dry_run)
                 .send(),
-            |_| json!({"previous": false}),
+            |_| json!({"previous": term}),
         )
         .await?;
         changed.push("disable_api_termination");
     }
-    if shutdown != "stop" {
+    if shutdown.as_deref() != Some("stop") {
         ctx.mutating_dry(
             "ec2",
             "ModifyInstanceAttribute",
@@ -709,6 +768,8 @@ pub async fn snapshot_volumes(ctx: &ActionCtx, params: Value) -> Result<ActionOu
             "instance {id} has no EBS volume attached"
         )));
     }
+    // The volumes' details are evidence and size the wait; the snapshots never wait on
+    // them: without them (a gap) each wait gets the 10-minute base budget.
     let described = ctx
         .aws
         .ec2
@@ -716,15 +777,16 @@ pub async fn snapshot_volumes(ctx: &ActionCtx, params: Value) -> Result<ActionOu
         .set_volume_ids(Some(vols.iter().map(|(_, v)| v.clone()).collect()))
         .send()
         .await
-        .map_err(read_err("ec2", "DescribeVolumes"))?;
-    let sizes: BTreeMap<String, i32> = described
-        .volumes()
+        .map_err(read_err("ec2", "DescribeVolumes"));
+    let described = ctx.or_gap("ec2:DescribeVolumes", described);
+    let described_volumes = described.as_ref().map(|d| d.volumes()).unwrap_or_default();
+    let sizes: BTreeMap<String, i32> = described_volumes
         .iter()
         .filter_map(|v| Some((v.volume_id()?.to_owned(), v.size().unwrap_or(0))))
         .collect();
     let before = ctx.evidence(
         "volumes-before.json",
-        &json!({"instance_id": id, "volumes": described.volumes().iter().map(volume_json).collect::<Vec<_>>()}),
+        &json!({"instance_id": id, "captured": described.is_some(), "volumes": described_volumes.iter().map(volume_json).collect::<Vec<_>>()}),
         "ec2:DescribeVolumes",
     )?;
     let per_gib = p.wait_seconds_per_gib.unwrap_or(60);
@@ -752,10 +814,11 @@ pub async fn snapshot_volumes(ctx: &ActionCtx, params: Value) -> Result<ActionOu
             });
         }
     }
-    let described = if ctx.dry_run {
+    let described: Vec<Value> = if ctx.dry_run {
         Vec::new()
     } else {
-        ctx.aws
+        let got = ctx
+            .aws
             .ec2
             .describe_snapshots()
             .set_snapshot_ids(Some(
@@ -763,11 +826,10 @@ pub async fn snapshot_volumes(ctx: &ActionCtx, params: Value) -> Result<ActionOu
             ))
             .send()
             .await
-            .map_err(read_err("ec2", "DescribeSnapshots"))?
-            .snapshots()
-            .iter()
-            .map(snapshot_json)
-            .collect()
+            .map_err(read_err("ec2", "DescribeSnapshots"));
+        ctx.or_gap("ec2:DescribeSnapshots", got)
+            .map(|o| o.snapshots().iter().map(snapshot_json).collect())
+            .unwrap_or_default()
     };
     let after = ctx.evidence(
         "snapshots.json",
@@ -1333,6 +1395,137 @@ async fn set_eni_groups(
     .await
 }
 
+// ---- the two-step swap: one unit ------------------------------------------------------------
+
+/// Swaps still running, in tasks of their own: [`settle`] waits for them.
+static SWAPS_IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// Woken whenever a swap ends.
+static SWAP_ENDED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// One lock per interface: a retried or concurrent isolation of the same interface waits
+/// for the swap in flight instead of interleaving its moves with it.
+fn interface_lock(eni: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: std::sync::OnceLock<
+        std::sync::Mutex<BTreeMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    > = std::sync::OnceLock::new();
+    let locks = LOCKS.get_or_init(Default::default);
+    let mut map = locks.lock().unwrap_or_else(|e| e.into_inner());
+    map.entry(eni.to_owned()).or_default().clone()
+}
+
+/// Waits until every interface swap started by this process has ended (moved to the
+/// isolation group, compensated, or failed loudly). The executor calls it before `finally`
+/// and before sealing, so no swap is cut off by the end of the run or the process.
+pub async fn settle() {
+    use std::sync::atomic::Ordering;
+    loop {
+        let ended = SWAP_ENDED.notified();
+        if SWAPS_IN_FLIGHT.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        ended.await;
+    }
+}
+
+/// Counts a swap as in flight for as long as it lives (even if its task panics).
+struct InFlight;
+
+impl InFlight {
+    fn start() -> InFlight {
+        SWAPS_IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        SWAPS_IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        SWAP_ENDED.notify_waiters();
+    }
+}
+
+/// Moves one interface to the allow-all group, then to the isolation group, as one unit that
+/// a step `timeout` or Ctrl-C cannot cut in half: the two moves run in a task of their own,
+/// which goes on to its end even when the step's future is dropped (and [`settle`] waits for
+/// it). If the move to the isolation group fails (or the first move's outcome is unknown),
+/// a compensating move follows: to the isolation group again, else back to the recorded
+/// `originals`; every move is journaled, and the step fails loudly whatever the
+/// compensation achieved.
+async fn swap_interface(
+    ctx: &ActionCtx,
+    eni: &str,
+    allow_all: Vec<String>,
+    isolation: Vec<String>,
+    originals: Vec<String>,
+) -> Result<(), ActionError> {
+    let ctx = ctx.clone();
+    let name = eni.to_owned();
+    let eni = eni.to_owned();
+    let lock = interface_lock(&eni);
+    let guard = InFlight::start();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _guard = guard;
+        let _held = lock.lock_owned().await;
+        let result = swap_unit(&ctx, &eni, &allow_all, &isolation, &originals).await;
+        // The step gave up waiting (its timeout fired): a failure must still be said.
+        if let Err(Err(e)) = tx.send(result) {
+            ctx.gap(
+                &format!("ec2:ModifyNetworkInterfaceAttribute ({eni}: the swap ended after its step timed out)"),
+                &e,
+            );
+        }
+    });
+    match rx.await {
+        Ok(r) => r,
+        Err(_) => Err(ActionError::Target(format!(
+            "the security group swap task of {name} ended abnormally; check the interface's groups"
+        ))),
+    }
+}
+
+async fn swap_unit(
+    ctx: &ActionCtx,
+    eni: &str,
+    allow_all: &[String],
+    isolation: &[String],
+    originals: &[String],
+) -> Result<(), ActionError> {
+    let first = set_eni_groups(ctx, eni, allow_all, "allow-all").await;
+    let failed = match first {
+        // Refused: the interface is where it was, nothing to compensate.
+        Err(e) if !retryable_create(&e) => return Err(e),
+        // No clear answer (no response, a server error): it may be in the allow-all group.
+        Err(e) => e,
+        Ok(()) => match set_eni_groups(ctx, eni, isolation, "isolation").await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        },
+    };
+    if ctx.dry_run {
+        return Err(failed);
+    }
+    // Compensation: the isolation group again, else the recorded originals.
+    let again = set_eni_groups(ctx, eni, isolation, "compensate:isolation").await;
+    let outcome = match again {
+        Ok(()) => format!("a compensating move put it in the isolation group {}", isolation.join(",")),
+        Err(e2) => match set_eni_groups(ctx, eni, originals, "compensate:originals").await {
+            Ok(()) => format!(
+                "the compensating move to the isolation group failed too ({e2}); it was moved back to its original groups {}: IT IS NOT ISOLATED",
+                originals.join(",")
+            ),
+            Err(e3) => format!(
+                "the compensating moves failed too (isolation group: {e2}; original groups: {e3}): IT MAY BE IN THE ALLOW-ALL GROUP {}, OPEN TO ALL TRAFFIC; move it by hand now: aws ec2 modify-network-interface-attribute --network-interface-id {eni} --groups {}",
+                allow_all.join(","),
+                isolation.join(" ")
+            ),
+        },
+    };
+    Err(ActionError::Target(format!(
+        "interface {eni}: the move to the isolation group failed ({failed}); {outcome}"
+    )))
+}
+
 /// EC2 is eventually consistent: a security group just created may not yet be known to the
 /// next call (`InvalidGroup.NotFound`) for a few seconds.
 /// One change of a group's rules (`operation` on `perms`): journaled, EC2 `DryRun`
@@ -1419,17 +1612,54 @@ pub async fn isolate_instance(ctx: &ActionCtx, params: Value) -> Result<ActionOu
         )));
     }
     let assocs = profile_associations(ctx, id).await?;
-    let asg = autoscaling_membership(ctx, id).await?;
-    let asg_tag = tag_value(inst.tags(), "aws:autoscaling:groupName").map(str::to_owned);
-    let case_groups = describe_groups(
-        ctx,
-        vec![
-            filter("vpc-id", [vpc_id.as_str()]),
-            filter(&format!("tag:{TAG_CASE}"), [ctx.case_id.as_str()]),
-        ],
-    )
-    .await?;
-    let ours: BTreeSet<&str> = case_groups.iter().filter_map(|g| g.group_id()).collect();
+    let asg_tag = tag_value(inst.tags(), ASG_NAME_TAG).map(str::to_owned);
+    // Auto Scaling membership is an optional read: asked at the same time as the case's
+    // groups, bounded in time, and when it fails (denied, throttled out, unsupported) a gap,
+    // with the instance's aws:autoscaling:groupName tag as the fallback.
+    let (asg_read, case_groups) = tokio::join!(
+        async {
+            match tokio::time::timeout(OPTIONAL_READ_BUDGET, autoscaling_membership(ctx, id)).await
+            {
+                Ok(r) => r,
+                Err(_) => Err(ActionError::Aws {
+                    service: "autoscaling".into(),
+                    operation: "DescribeAutoScalingInstances".into(),
+                    code: "timeout".into(),
+                    message: format!(
+                        "no answer within {} s; containment does not wait for it",
+                        OPTIONAL_READ_BUDGET.as_secs()
+                    ),
+                    request_id: None,
+                }),
+            }
+        },
+        describe_groups(
+            ctx,
+            vec![
+                filter("vpc-id", [vpc_id.as_str()]),
+                filter(&format!("tag:{TAG_CASE}"), [ctx.case_id.as_str()]),
+            ],
+        )
+    );
+    let case_groups = case_groups?;
+    let asg_known = ctx.or_gap("autoscaling:DescribeAutoScalingInstances", asg_read);
+    let asg_from_tag = asg_known.is_none();
+    let asg: Option<(String, String)> = match &asg_known {
+        Some(m) => m.clone(),
+        None => asg_tag
+            .clone()
+            .map(|g| (g, format!("unknown: Auto Scaling could not be asked, the group is from the {ASG_NAME_TAG} tag"))),
+    };
+    // The originals come from the case's own record (this run's earlier attempts, the case's
+    // sealed runs), never back from a tag: an attacker may have rewritten the tag between a
+    // crash and this attempt.
+    let record = super::record::isolation_record(ctx, id).await;
+    let recorded = record.originals();
+    let ours: BTreeSet<&str> = case_groups
+        .iter()
+        .filter_map(|g| g.group_id())
+        .chain(recorded.irr_groups.iter().map(String::as_str))
+        .collect();
 
     let before = ctx.evidence(
         "isolation-before.json",
@@ -1441,12 +1671,19 @@ pub async fn isolate_instance(ctx: &ActionCtx, params: Value) -> Result<ActionOu
             "instance_tags": tags_json(inst.tags()),
             "auto_scaling_group": asg.as_ref().map(|(g, s)| json!({"name": g, "lifecycle_state": s})),
             "auto_scaling_group_tag": asg_tag,
+            "auto_scaling_membership_from_tag": asg_from_tag,
             "case_security_groups": case_groups.iter().map(group_json).collect::<Vec<_>>(),
         }),
         "ec2:DescribeNetworkInterfaces",
     )?;
     let mut notes: Vec<String> = ISOLATION_NOTES.iter().map(|s| s.to_string()).collect();
     let mut would = Vec::new();
+    for p in &record.problems {
+        notes.push(format!(
+            "WARNING: part of the case's record cannot be verified and was not used: {p}"
+        ));
+    }
+    let mut tag_differences = Vec::new();
 
     // 1. Leave Auto Scaling first: once isolated, the group's health checks fail and it
     //    would terminate the instance (termination protection does not stop Auto Scaling).
@@ -1459,14 +1696,15 @@ pub async fn isolate_instance(ctx: &ActionCtx, params: Value) -> Result<ActionOu
                 "the instance was in Auto Scaling group {group} ({state}); it is detached from it{}",
                 if decrement { " and the desired capacity lowered (no replacement)" } else { "; the group launches a replacement" }
             ));
-            autoscaling = json!({"group": group, "lifecycle_state": state, "detached": !ctx.dry_run, "decrement_desired_capacity": decrement});
-            create_tags(ctx, id, vec![tag(TAG_ORIGINAL_ASG, group)]).await?;
+            autoscaling = json!({"group": group, "lifecycle_state": state, "detached": !ctx.dry_run, "decrement_desired_capacity": decrement, "membership_from_tag": asg_from_tag});
+            if let Err(e) = create_tags(ctx, id, vec![tag(TAG_ORIGINAL_ASG, group)]).await {
+                notes.push(format!("the {TAG_ORIGINAL_ASG} hint could not be written ({e}); the case's record holds the group"));
+            }
             if ctx.dry_run {
                 would.push(format!(
                     "autoscaling:DetachInstances {group} {id} (Auto Scaling has no DryRun)"
                 ));
-            } else {
-                ctx.mutating(
+            } else if let Err(e) = ctx.mutating(
                     "autoscaling",
                     "DetachInstances",
                     json!({"auto_scaling_group_name": group, "instance_id": id, "should_decrement_desired_capacity": decrement}),
@@ -1479,7 +1717,19 @@ pub async fn isolate_instance(ctx: &ActionCtx, params: Value) -> Result<ActionOu
                         .send(),
                     |o| json!({"activities": o.activities().iter().map(|a| a.activity_id()).collect::<Vec<_>>()}),
                 )
-                .await?;
+                .await
+            {
+                // Isolation goes on whatever Auto Scaling says: an open instance is worse
+                // than one its group may replace. Said loudly, and recorded as a gap.
+                notes.push(format!(
+                    "WARNING: the instance could not be taken out of Auto Scaling group {group} ({e}): the group may terminate it once its health checks fail; detach it by hand (autoscaling:DetachInstances) and check its evidence is preserved"
+                ));
+                ctx.gap(
+                    &format!("autoscaling:DetachInstances (instance left in group {group}, which may terminate it)"),
+                    &e,
+                );
+                autoscaling["detached"] = json!(false);
+                autoscaling["error"] = json!(e.to_string());
             }
         }
         (Some((group, state)), false) => {
@@ -1490,7 +1740,9 @@ pub async fn isolate_instance(ctx: &ActionCtx, params: Value) -> Result<ActionOu
         }
         (None, _) => {
             if let Some(g) = &asg_tag {
-                notes.push(format!("the instance carries aws:autoscaling:groupName={g} but Auto Scaling does not list it as a member"));
+                notes.push(format!("the instance carries {ASG_NAME_TAG}={g} but Auto Scaling does not list it as a member"));
+            } else if asg_from_tag {
+                notes.push(format!("Auto Scaling could not be asked whether the instance is in a group (a gap) and it has no {ASG_NAME_TAG} tag: taken as in no group"));
             }
         }
     }
@@ -1534,31 +1786,52 @@ pub async fn isolate_instance(ctx: &ActionCtx, params: Value) -> Result<ActionOu
             .iter()
             .filter_map(|g| g.group_id().map(str::to_owned))
             .collect();
-        let recorded = tag_value(n.tag_set(), TAG_ORIGINAL_GROUPS).map(|v| {
-            v.split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        });
-        // Groups irr put there (an earlier, interrupted run) are not the originals: keep
-        // the recorded ones rather than overwrite them with irr's own groups.
+        let tag_hint = tag_value(n.tag_set(), TAG_ORIGINAL_GROUPS).map(split_groups);
+        // Groups irr put there (an earlier, interrupted run) are not the originals: those
+        // are in the case's record.
         let only_ours = !current.is_empty() && current.iter().all(|g| ours.contains(g.as_str()));
-        let originals = match (&recorded, only_ours) {
-            (Some(r), true) => r.clone(),
-            (_, _) => current.clone(),
+        let originals = if only_ours {
+            match recorded.groups.get(eni) {
+                Some(r) => r.clone(),
+                None => {
+                    notes.push(format!(
+                        "WARNING: {eni} is already in irr's groups and the case's record holds no original groups for it: they are unknown (the {TAG_ORIGINAL_GROUPS} tag is not trusted)"
+                    ));
+                    Vec::new()
+                }
+            }
+        } else {
+            current.clone()
         };
+        if only_ours && tag_hint.is_some() && tag_hint.as_ref() != Some(&originals) {
+            notes.push(format!(
+                "WARNING: {eni}'s {TAG_ORIGINAL_GROUPS} tag ({}) disagrees with the case's record ({}): the record is used",
+                tag_hint.clone().unwrap_or_default().join(","),
+                originals.join(",")
+            ));
+            tag_differences.push(json!({"interface": eni, "tag": tag_hint, "record": originals}));
+        }
         original_groups.insert(eni.to_owned(), originals.clone().into());
         if isolation.is_some() && current == [isolation.clone().unwrap_or_default()] {
             skipped.push(eni.to_owned());
             continue;
         }
-        if recorded.as_ref() != Some(&originals) {
-            create_tags(
-                ctx,
-                eni,
-                vec![tag(TAG_ORIGINAL_GROUPS, &originals.join(","))],
-            )
-            .await?;
+        if !originals.is_empty() && tag_hint.as_ref() != Some(&originals) {
+            // The tag is only a hint for people looking at the console: the record holds
+            // the originals, so a tag that cannot be written (AWS's 256-character value
+            // limit: 13 or more groups) never stops the isolation.
+            let value = originals.join(",");
+            if value.len() > TAG_VALUE_MAX {
+                notes.push(format!(
+                    "{eni} had {} groups: too many for the {TAG_ORIGINAL_GROUPS} tag ({} characters, AWS allows {TAG_VALUE_MAX}); the case's record holds them",
+                    originals.len(),
+                    value.len()
+                ));
+            } else if let Err(e) =
+                create_tags(ctx, eni, vec![tag(TAG_ORIGINAL_GROUPS, &value)]).await
+            {
+                notes.push(format!("the {TAG_ORIGINAL_GROUPS} hint on {eni} could not be written ({e}); the case's record holds the originals"));
+            }
         }
         // In a dry run a group that does not exist yet cannot be named: ask about the
         // interface's current groups instead (the permission is the same).
@@ -1570,8 +1843,7 @@ pub async fn isolate_instance(ctx: &ActionCtx, params: Value) -> Result<ActionOu
             .clone()
             .map(|g| vec![g])
             .unwrap_or_else(|| current.clone());
-        set_eni_groups(ctx, eni, &step1, "allow-all").await?;
-        set_eni_groups(ctx, eni, &step2, "isolation").await?;
+        swap_interface(ctx, eni, step1, step2, originals).await?;
     }
 
     // 4. The instance profile.
@@ -1585,7 +1857,9 @@ pub async fn isolate_instance(ctx: &ActionCtx, params: Value) -> Result<ActionOu
             .to_owned();
         profile = json!({"arn": arn, "association_id": a.association_id(), "detached": detach && !ctx.dry_run});
         if detach {
-            create_tags(ctx, id, vec![tag(TAG_ORIGINAL_PROFILE, &arn)]).await?;
+            if let Err(e) = create_tags(ctx, id, vec![tag(TAG_ORIGINAL_PROFILE, &arn)]).await {
+                notes.push(format!("the {TAG_ORIGINAL_PROFILE} hint could not be written ({e}); the case's record holds the profile"));
+            }
             let assoc_id = a.association_id().unwrap_or_default();
             if ctx.dry_run {
                 // DisassociateIamInstanceProfile takes no DryRun flag.
@@ -1609,8 +1883,13 @@ pub async fn isolate_instance(ctx: &ActionCtx, params: Value) -> Result<ActionOu
         } else {
             notes.push("the instance profile was left attached (detach_profile: false)".into());
         }
-    } else if let Some(arn) = tag_value(inst.tags(), TAG_ORIGINAL_PROFILE) {
-        profile = json!({"arn": arn, "detached": true, "note": "detached by an earlier run"});
+    } else if let Some(arn) = &recorded.profile {
+        profile = json!({"arn": arn, "detached": true, "note": "detached by an earlier run (the case's record)"});
+    }
+    if autoscaling.is_null() && asg.is_none() {
+        if let Some(g) = &recorded.auto_scaling_group {
+            autoscaling = json!({"group": g, "detached": true, "note": "detached by an earlier run (the case's record)"});
+        }
     }
 
     let after = ctx.evidence(
@@ -1624,6 +1903,8 @@ pub async fn isolate_instance(ctx: &ActionCtx, params: Value) -> Result<ActionOu
             "allow_cidr": p.allow_cidr,
             "original_groups": original_groups,
             "already_isolated_interfaces": skipped,
+            "record": record.origins(),
+            "tag_differences": tag_differences,
             "instance_profile": profile,
             "auto_scaling": autoscaling,
             "original_tags": {"interfaces": TAG_ORIGINAL_GROUPS, "instance_profile": TAG_ORIGINAL_PROFILE, "auto_scaling_group": TAG_ORIGINAL_ASG},
@@ -1651,19 +1932,60 @@ pub async fn isolate_instance(ctx: &ActionCtx, params: Value) -> Result<ActionOu
 
 // ---- ec2.release_instance -------------------------------------------------------------------
 
-/// `ec2.release_instance`: undoes `ec2.isolate_instance` from what it recorded on AWS: each
-/// interface gets back the groups of its `irr:original-groups` tag, the instance profile of
-/// `irr:original-profile` is associated again, the instance rejoins the Auto Scaling group of
-/// `irr:original-asg`; each tag is removed once restored. For drills and false positives.
-/// Outputs `restored_groups` (interface id -> group ids), `instance_profile_arn`,
-/// `auto_scaling_group`. Idempotent: nothing tagged, nothing done. irr's security groups
-/// are left in place (other instances of the case may use them).
+/// `ec2.release_instance`: undoes `ec2.isolate_instance` from the case's own record (the
+/// isolation artifacts of this run and of the case's sealed runs, each checked against the
+/// hash recorded when it was captured: `actions::record`), never from AWS tags, which anyone
+/// with `ec2:CreateTags` on the instance can rewrite. Each interface still in irr's groups
+/// gets back its recorded groups, the recorded instance profile is associated again, the
+/// instance rejoins the recorded Auto Scaling group; the `irr:original-*` tags are hints only:
+/// where they disagree with the record, the record wins and the difference is reported
+/// (output `tag_differences`, the evidence). With no verifiable record it refuses and changes
+/// nothing. For drills and false positives. Outputs `restored_groups` (interface id -> group
+/// ids), `instance_profile_arn`, `auto_scaling_group`. Idempotent: an interface no longer in
+/// irr's groups is left as it is. irr's security groups are left in place (other instances of
+/// the case may use them).
 pub async fn release_instance(ctx: &ActionCtx, params: Value) -> Result<ActionOutput, ActionError> {
     let p: InstanceParams = parse_params("ec2.release_instance", params)?;
     let id = p.instance_id.as_str();
     let inst = describe_instance(ctx, id).await?;
     let enis = instance_enis(ctx, id).await?;
     let assocs = profile_associations(ctx, id).await?;
+    let record = super::record::isolation_record(ctx, id).await;
+    if !record.problems.is_empty() {
+        return Err(ActionError::Target(format!(
+            "refusing to release {id}: the case's record of its isolation cannot be verified ({}); nothing was changed",
+            record.problems.join("; ")
+        )));
+    }
+    if record.entries.is_empty() {
+        return Err(ActionError::Target(format!(
+            "refusing to release {id}: case {} holds no verifiable record of its isolation (looked in this run's artifacts and the case's sealed runs{}); the {TAG_ORIGINAL_GROUPS} / {TAG_ORIGINAL_PROFILE} tags are not trusted (anyone with ec2:CreateTags can write them); nothing was changed",
+            ctx.case_id,
+            ctx.recorder
+                .evidence_location()
+                .map(|l| format!(" in {l}"))
+                .unwrap_or_default()
+        )));
+    }
+    let rec = record.originals();
+    let case_groups = match inst.vpc_id() {
+        Some(vpc) => {
+            describe_groups(
+                ctx,
+                vec![
+                    filter("vpc-id", [vpc]),
+                    filter(&format!("tag:{TAG_CASE}"), [ctx.case_id.as_str()]),
+                ],
+            )
+            .await?
+        }
+        None => Vec::new(),
+    };
+    let ours: BTreeSet<&str> = case_groups
+        .iter()
+        .filter_map(|g| g.group_id())
+        .chain(rec.irr_groups.iter().map(String::as_str))
+        .collect();
     let before = ctx.evidence(
         "release-before.json",
         &json!({
@@ -1671,35 +1993,68 @@ pub async fn release_instance(ctx: &ActionCtx, params: Value) -> Result<ActionOu
             "network_interfaces": enis.iter().map(eni_json).collect::<Vec<_>>(),
             "instance_profile_associations": assocs.iter().map(assoc_json).collect::<Vec<_>>(),
             "instance_tags": tags_json(inst.tags()),
+            "record": record.origins(),
+            "recorded": {
+                "original_groups": rec.groups,
+                "instance_profile_arn": rec.profile,
+                "auto_scaling_group": rec.auto_scaling_group,
+            },
         }),
         "ec2:DescribeNetworkInterfaces",
     )?;
     let mut restored = Map::new();
     let mut notes = Vec::new();
     let mut would = Vec::new();
+    let mut differences = Vec::new();
     for n in &enis {
         let eni = n.network_interface_id().unwrap_or_default();
-        let Some(orig) = tag_value(n.tag_set(), TAG_ORIGINAL_GROUPS) else {
+        let tag_hint = tag_value(n.tag_set(), TAG_ORIGINAL_GROUPS).map(split_groups);
+        let Some(groups) = rec.groups.get(eni) else {
+            if let Some(t) = &tag_hint {
+                notes.push(format!("{eni}: its {TAG_ORIGINAL_GROUPS} tag says {} but the case's record has nothing for it: left as is", t.join(",")));
+                differences.push(json!({"interface": eni, "tag": t, "record": null}));
+            }
             continue;
         };
-        let groups: Vec<String> = orig
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
-        if groups.is_empty() {
+        if let Some(t) = tag_hint.as_ref().filter(|t| *t != groups) {
             notes.push(format!(
-                "{eni}: empty {TAG_ORIGINAL_GROUPS} tag, left as is"
+                "WARNING: {eni}'s {TAG_ORIGINAL_GROUPS} tag ({}) disagrees with the case's record ({}): the record is restored",
+                t.join(","),
+                groups.join(",")
             ));
-            continue;
+            differences.push(json!({"interface": eni, "tag": t, "record": groups}));
         }
-        set_eni_groups(ctx, eni, &groups, "restore").await?;
-        delete_tags(ctx, eni, &[TAG_ORIGINAL_GROUPS]).await?;
-        restored.insert(eni.to_owned(), groups.into());
+        let current: Vec<String> = n
+            .groups()
+            .iter()
+            .filter_map(|g| g.group_id().map(str::to_owned))
+            .collect();
+        if &current != groups {
+            if current.is_empty() || !current.iter().all(|g| ours.contains(g.as_str())) {
+                notes.push(format!(
+                    "{eni} is not in irr's groups now ({}): left as is",
+                    current.join(",")
+                ));
+                continue;
+            }
+            set_eni_groups(ctx, eni, groups, "restore").await?;
+            restored.insert(eni.to_owned(), groups.clone().into());
+        }
+        if tag_hint.is_some() {
+            delete_tags(ctx, eni, &[TAG_ORIGINAL_GROUPS]).await?;
+        }
     }
 
     let mut profile = Value::Null;
-    if let Some(arn) = tag_value(inst.tags(), TAG_ORIGINAL_PROFILE) {
+    let profile_tag = tag_value(inst.tags(), TAG_ORIGINAL_PROFILE);
+    if let Some(t) = profile_tag.filter(|t| rec.profile.as_deref() != Some(*t)) {
+        notes.push(format!(
+            "WARNING: the instance's {TAG_ORIGINAL_PROFILE} tag ({t}) disagrees with the case's record ({}): the record is used",
+            rec.profile.as_deref().unwrap_or("no profile")
+        ));
+        differences.push(json!({"instance_profile": {"tag": t, "record": rec.profile}}));
+    }
+    if let Some(arn) = &rec.profile {
         let current = assocs
             .iter()
             .find_map(|a| a.iam_instance_profile().and_then(|p| p.arn()));
@@ -1727,20 +2082,36 @@ pub async fn release_instance(ctx: &ActionCtx, params: Value) -> Result<ActionOu
                     )
                     .await?;
                 }
-                profile = arn.into();
+                profile = arn.clone().into();
             }
-            Some(c) if c == arn => profile = arn.into(),
+            Some(c) if c == arn => profile = arn.clone().into(),
             Some(c) => notes.push(format!(
                 "instance profile {c} is associated now, not the recorded {arn}: left as is"
             )),
         }
+    }
+    if profile_tag.is_some() {
         delete_tags(ctx, id, &[TAG_ORIGINAL_PROFILE]).await?;
     }
 
     let mut asg = Value::Null;
-    if let Some(group) = tag_value(inst.tags(), TAG_ORIGINAL_ASG) {
-        let member = autoscaling_membership(ctx, id).await?;
-        if member.is_none() {
+    let asg_tag = tag_value(inst.tags(), TAG_ORIGINAL_ASG);
+    if let Some(t) = asg_tag.filter(|t| rec.auto_scaling_group.as_deref() != Some(*t)) {
+        notes.push(format!(
+            "WARNING: the instance's {TAG_ORIGINAL_ASG} tag ({t}) disagrees with the case's record ({}): the record is used",
+            rec.auto_scaling_group.as_deref().unwrap_or("no group")
+        ));
+        differences
+            .push(json!({"auto_scaling_group": {"tag": t, "record": rec.auto_scaling_group}}));
+    }
+    if let Some(group) = &rec.auto_scaling_group {
+        // Membership is an optional read: when it cannot be asked, attach anyway (Auto
+        // Scaling refuses an instance that is already a member).
+        let member = ctx.or_gap(
+            "autoscaling:DescribeAutoScalingInstances",
+            autoscaling_membership(ctx, id).await,
+        );
+        if !matches!(member, Some(Some(_))) {
             if ctx.dry_run {
                 would.push(format!(
                     "autoscaling:AttachInstances {group} {id} (Auto Scaling has no DryRun)"
@@ -1761,19 +2132,23 @@ pub async fn release_instance(ctx: &ActionCtx, params: Value) -> Result<ActionOu
                 .await?;
             }
         }
-        asg = group.into();
+        asg = group.clone().into();
+    }
+    if asg_tag.is_some() {
         delete_tags(ctx, id, &[TAG_ORIGINAL_ASG]).await?;
     }
     let after = ctx.evidence(
         "release.json",
         &json!({"instance_id": id, "dry_run": ctx.dry_run, "restored_groups": restored,
-                "instance_profile_arn": profile, "auto_scaling_group": asg, "notes": notes}),
+                "instance_profile_arn": profile, "auto_scaling_group": asg,
+                "record": record.origins(), "tag_differences": differences, "notes": notes}),
         "irr",
     )?;
     let mut out = ActionOutput::default()
         .with("restored_groups", restored)
         .with("instance_profile_arn", profile)
         .with("auto_scaling_group", asg)
+        .with("tag_differences", differences)
         .with("artifacts", vec![before, after]);
     if !would.is_empty() {
         out = out.with("would", would);
@@ -1869,5 +2244,251 @@ mod tests {
     #[test]
     fn group_names_are_sanitised() {
         assert_eq!(group_name("irr-isolation-case|1"), "irr-isolation-case-1");
+    }
+
+    // ---- the swap as one unit (issue 8, item 2) ---------------------------------------------
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use aws_sdk_ec2::operation::modify_network_interface_attribute::{
+        ModifyNetworkInterfaceAttributeError, ModifyNetworkInterfaceAttributeOutput,
+    };
+    use aws_smithy_mocks::{mock, RuleMode};
+
+    use crate::actions::test_support::NullRecorder;
+    use crate::actions::AwsClients;
+
+    fn ctx_with_ec2(conf: aws_sdk_ec2::Config, recorder: Arc<NullRecorder>) -> ActionCtx {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        let mut aws = AwsClients::from_conf(&sdk, true);
+        aws.ec2 = aws_sdk_ec2::Client::from_conf(conf);
+        ActionCtx {
+            aws,
+            case_id: "IR-1".into(),
+            run_id: "run-1".into(),
+            step_id: "isolate".into(),
+            dry_run: false,
+            assume_yes: false,
+            recorder,
+            playbook_dir: std::path::PathBuf::new(),
+        }
+    }
+
+    fn ec2_conf() -> aws_sdk_ec2::config::Builder {
+        aws_sdk_ec2::Config::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                "k", "s", None, None, "test",
+            ))
+    }
+
+    /// An EC2 client answering ModifyNetworkInterfaceAttribute from `answers`, in order
+    /// (`true`: accepted; `false`: refused with UnauthorizedOperation).
+    fn modify_answers(answers: &[bool], recorder: Arc<NullRecorder>) -> ActionCtx {
+        let mut interceptor =
+            aws_smithy_mocks::MockResponseInterceptor::new().rule_mode(RuleMode::Sequential);
+        for ok in answers {
+            let rule = if *ok {
+                mock!(aws_sdk_ec2::Client::modify_network_interface_attribute)
+                    .then_output(|| ModifyNetworkInterfaceAttributeOutput::builder().build())
+            } else {
+                mock!(aws_sdk_ec2::Client::modify_network_interface_attribute).then_error(|| {
+                    ModifyNetworkInterfaceAttributeError::generic(
+                        aws_smithy_types::error::ErrorMetadata::builder()
+                            .code("UnauthorizedOperation")
+                            .message("denied by the test")
+                            .build(),
+                    )
+                })
+            };
+            interceptor = interceptor.with_rule(&rule);
+        }
+        let conf = ec2_conf()
+            .http_client(aws_smithy_mocks::create_mock_http_client())
+            .interceptor(interceptor)
+            .build();
+        ctx_with_ec2(conf, recorder)
+    }
+
+    fn outcomes(rec: &NullRecorder) -> Vec<bool> {
+        rec.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(op, o)| {
+                assert_eq!(op, "ec2:ModifyNetworkInterfaceAttribute");
+                o.as_ref().expect("every started call is finished").ok
+            })
+            .collect()
+    }
+
+    fn ids(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    async fn swap(ctx: &ActionCtx) -> Result<(), ActionError> {
+        swap_interface(
+            ctx,
+            "eni-1",
+            ids(&["sg-allow"]),
+            ids(&["sg-iso"]),
+            ids(&["sg-open", "sg-web"]),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn the_second_move_failing_is_compensated_into_isolation_and_fails_loudly() {
+        let rec = Arc::new(NullRecorder::default());
+        let ctx = modify_answers(&[true, false, true], rec.clone());
+        let err = swap(&ctx).await.unwrap_err().to_string();
+        assert!(
+            err.contains("the move to the isolation group failed")
+                && err.contains("a compensating move put it in the isolation group sg-iso"),
+            "{err}"
+        );
+        assert_eq!(
+            outcomes(&rec),
+            [true, false, true],
+            "journaled: both moves and the compensation"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_isolation_possible_goes_back_to_the_originals() {
+        let rec = Arc::new(NullRecorder::default());
+        let ctx = modify_answers(&[true, false, false, true], rec.clone());
+        let err = swap(&ctx).await.unwrap_err().to_string();
+        assert!(
+            err.contains("moved back to its original groups sg-open,sg-web: IT IS NOT ISOLATED"),
+            "{err}"
+        );
+        assert_eq!(outcomes(&rec), [true, false, false, true]);
+    }
+
+    #[tokio::test]
+    async fn every_move_failing_says_the_interface_may_be_open() {
+        let rec = Arc::new(NullRecorder::default());
+        let ctx = modify_answers(&[true, false, false, false], rec.clone());
+        let err = swap(&ctx).await.unwrap_err().to_string();
+        assert!(
+            err.contains("OPEN TO ALL TRAFFIC")
+                && err.contains("--network-interface-id eni-1 --groups sg-iso"),
+            "{err}"
+        );
+        assert_eq!(outcomes(&rec), [true, false, false, false]);
+    }
+
+    #[tokio::test]
+    async fn a_refused_first_move_changes_nothing_and_is_not_compensated() {
+        let rec = Arc::new(NullRecorder::default());
+        let ctx = modify_answers(&[false], rec.clone());
+        let err = swap(&ctx).await.unwrap_err();
+        assert_eq!(err.code(), "UnauthorizedOperation");
+        assert_eq!(outcomes(&rec), [false]);
+    }
+
+    /// Answers every request with EC2's ModifyNetworkInterfaceAttribute success, the second
+    /// one only after `delay`; records the request bodies and counts the answers.
+    #[derive(Clone, Debug)]
+    struct SlowSecond {
+        bodies: Arc<Mutex<Vec<String>>>,
+        answered: Arc<AtomicUsize>,
+        delay: std::time::Duration,
+    }
+
+    impl aws_smithy_runtime_api::client::http::HttpConnector for SlowSecond {
+        fn call(
+            &self,
+            request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+        ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+            let body = request
+                .body()
+                .bytes()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            let n = {
+                let mut b = self.bodies.lock().unwrap();
+                b.push(body);
+                b.len()
+            };
+            let answered = self.answered.clone();
+            let delay = self.delay;
+            aws_smithy_runtime_api::client::http::HttpConnectorFuture::new(async move {
+                if n == 2 {
+                    tokio::time::sleep(delay).await;
+                }
+                answered.fetch_add(1, Ordering::SeqCst);
+                Ok(aws_smithy_runtime_api::client::orchestrator::HttpResponse::new(
+                    200.try_into().unwrap(),
+                    aws_smithy_types::body::SdkBody::from(
+                        "<ModifyNetworkInterfaceAttributeResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r-1</requestId><return>true</return></ModifyNetworkInterfaceAttributeResponse>",
+                    ),
+                ))
+            })
+        }
+    }
+
+    impl aws_smithy_runtime_api::client::http::HttpClient for SlowSecond {
+        fn http_connector(
+            &self,
+            _settings: &aws_smithy_runtime_api::client::http::HttpConnectorSettings,
+            _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        ) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
+            aws_smithy_runtime_api::client::http::SharedHttpConnector::new(self.clone())
+        }
+    }
+
+    /// A step timeout that fires between the two moves (the executor drops the step's
+    /// future, as `tokio::time::timeout` does here) does not leave the interface in the
+    /// allow-all group: the move to the isolation group is made and journaled anyway, and
+    /// `settle` waits for it.
+    #[tokio::test]
+    async fn a_timeout_between_the_two_moves_does_not_cut_the_swap() {
+        let slow = SlowSecond {
+            bodies: Arc::default(),
+            answered: Arc::default(),
+            delay: std::time::Duration::from_millis(400),
+        };
+        let rec = Arc::new(NullRecorder::default());
+        let ctx = ctx_with_ec2(ec2_conf().http_client(slow.clone()).build(), rec.clone());
+        let cut = tokio::time::timeout(std::time::Duration::from_millis(150), swap(&ctx)).await;
+        assert!(cut.is_err(), "the timeout fired");
+        {
+            let bodies = slow.bodies.lock().unwrap();
+            assert_eq!(bodies.len(), 2, "both moves were sent: {bodies:?}");
+            assert!(
+                bodies[0].contains("SecurityGroupId.1=sg-allow"),
+                "{}",
+                bodies[0]
+            );
+            assert!(
+                bodies[1].contains("SecurityGroupId.1=sg-iso"),
+                "{}",
+                bodies[1]
+            );
+        }
+        assert_eq!(
+            slow.answered.load(Ordering::SeqCst),
+            1,
+            "cut between the two moves"
+        );
+        settle().await;
+        assert_eq!(
+            slow.answered.load(Ordering::SeqCst),
+            2,
+            "the move to the isolation group was completed"
+        );
+        assert_eq!(
+            outcomes(&rec),
+            [true, true],
+            "both moves journaled as finished"
+        );
     }
 }

@@ -785,7 +785,10 @@ pub async fn capture_principal(
                 .send()
                 .collect::<Result<Vec<_>, _>>()
                 .await
-                .map_err(read_err("iam", "ListUserPolicies"))?;
+                .map_err(read_err("iam", "ListUserPolicies"));
+            let names = ctx
+                .or_gap("iam:ListUserPolicies", names)
+                .unwrap_or_default();
             let mut inline = serde_json::Map::new();
             for n in names {
                 let d = iam
@@ -794,7 +797,11 @@ pub async fn capture_principal(
                     .policy_name(&n)
                     .send()
                     .await
-                    .map_err(read_err("iam", "GetUserPolicy"))?;
+                    .map_err(read_err("iam", "GetUserPolicy"));
+                let Some(d) = ctx.or_gap("iam:GetUserPolicy", d) else {
+                    inline.insert(n, Value::Null);
+                    continue;
+                };
                 inline.insert(n, policy_document(d.policy_document()));
             }
             let attached = iam
@@ -805,7 +812,10 @@ pub async fn capture_principal(
                 .send()
                 .collect::<Result<Vec<_>, _>>()
                 .await
-                .map_err(read_err("iam", "ListAttachedUserPolicies"))?;
+                .map_err(read_err("iam", "ListAttachedUserPolicies"));
+            let attached = ctx
+                .or_gap("iam:ListAttachedUserPolicies", attached)
+                .unwrap_or_default();
             let attached = attached_documents(ctx, &attached).await?;
             artifacts.push(ctx.evidence(
                 "policies.json",
@@ -821,7 +831,10 @@ pub async fn capture_principal(
                 .send()
                 .collect::<Result<Vec<_>, _>>()
                 .await
-                .map_err(read_err("iam", "ListGroupsForUser"))?;
+                .map_err(read_err("iam", "ListGroupsForUser"));
+            let groups = ctx
+                .or_gap("iam:ListGroupsForUser", groups)
+                .unwrap_or_default();
             artifacts.push(ctx.evidence(
                 "groups.json",
                 &json!({"user_name": user, "groups": groups.iter().map(|g| json!({
@@ -838,7 +851,8 @@ pub async fn capture_principal(
                 .send()
                 .collect::<Result<Vec<_>, _>>()
                 .await
-                .map_err(read_err("iam", "ListAccessKeys"))?;
+                .map_err(read_err("iam", "ListAccessKeys"));
+            let keys = ctx.or_gap("iam:ListAccessKeys", keys).unwrap_or_default();
             let mut key_docs = Vec::new();
             for k in &keys {
                 let id = k.access_key_id().unwrap_or_default();
@@ -847,8 +861,9 @@ pub async fn capture_principal(
                     .access_key_id(id)
                     .send()
                     .await
-                    .map_err(read_err("iam", "GetAccessKeyLastUsed"))?;
-                let l = last.access_key_last_used();
+                    .map_err(read_err("iam", "GetAccessKeyLastUsed"));
+                let last = ctx.or_gap("iam:GetAccessKeyLastUsed", last);
+                let l = last.as_ref().and_then(|o| o.access_key_last_used());
                 key_docs.push(json!({
                     "access_key_id": id,
                     "status": k.status().map(|s| s.as_str()),
@@ -877,7 +892,10 @@ pub async fn capture_principal(
                 .send()
                 .collect::<Result<Vec<_>, _>>()
                 .await
-                .map_err(read_err("iam", "ListRolePolicies"))?;
+                .map_err(read_err("iam", "ListRolePolicies"));
+            let names = ctx
+                .or_gap("iam:ListRolePolicies", names)
+                .unwrap_or_default();
             let mut inline = serde_json::Map::new();
             for n in names {
                 let d = iam
@@ -886,7 +904,11 @@ pub async fn capture_principal(
                     .policy_name(&n)
                     .send()
                     .await
-                    .map_err(read_err("iam", "GetRolePolicy"))?;
+                    .map_err(read_err("iam", "GetRolePolicy"));
+                let Some(d) = ctx.or_gap("iam:GetRolePolicy", d) else {
+                    inline.insert(n, Value::Null);
+                    continue;
+                };
                 inline.insert(n, policy_document(d.policy_document()));
             }
             let attached = iam
@@ -897,7 +919,10 @@ pub async fn capture_principal(
                 .send()
                 .collect::<Result<Vec<_>, _>>()
                 .await
-                .map_err(read_err("iam", "ListAttachedRolePolicies"))?;
+                .map_err(read_err("iam", "ListAttachedRolePolicies"));
+            let attached = ctx
+                .or_gap("iam:ListAttachedRolePolicies", attached)
+                .unwrap_or_default();
             let attached = attached_documents(ctx, &attached).await?;
             artifacts.push(ctx.evidence(
                 "policies.json",
@@ -912,7 +937,10 @@ pub async fn capture_principal(
                 .send()
                 .collect::<Result<Vec<_>, _>>()
                 .await
-                .map_err(read_err("iam", "ListInstanceProfilesForRole"))?;
+                .map_err(read_err("iam", "ListInstanceProfilesForRole"));
+            let profiles = ctx
+                .or_gap("iam:ListInstanceProfilesForRole", profiles)
+                .unwrap_or_default();
             artifacts.push(ctx.evidence(
                 "instance-profiles.json",
                 &json!({"role_name": role_name, "instance_profiles": profiles.iter().map(|p| json!({
@@ -940,24 +968,30 @@ async fn attached_documents(
             .policy_arn(arn)
             .send()
             .await
-            .map_err(read_err("iam", "GetPolicy"))?;
+            .map_err(read_err("iam", "GetPolicy"));
+        let pol = ctx.or_gap("iam:GetPolicy", pol);
         let version = pol
-            .policy()
+            .as_ref()
+            .and_then(|p| p.policy())
             .and_then(|p| p.default_version_id())
             .map(str::to_owned);
         let document = match &version {
-            Some(v) => ctx
-                .aws
-                .iam
-                .get_policy_version()
-                .policy_arn(arn)
-                .version_id(v)
-                .send()
-                .await
-                .map_err(read_err("iam", "GetPolicyVersion"))?
-                .policy_version()
-                .and_then(|pv| pv.document())
-                .map(policy_document),
+            Some(v) => {
+                let d = ctx
+                    .aws
+                    .iam
+                    .get_policy_version()
+                    .policy_arn(arn)
+                    .version_id(v)
+                    .send()
+                    .await
+                    .map_err(read_err("iam", "GetPolicyVersion"));
+                ctx.or_gap("iam:GetPolicyVersion", d)
+                    .as_ref()
+                    .and_then(|d| d.policy_version())
+                    .and_then(|pv| pv.document())
+                    .map(policy_document)
+            }
             None => None,
         };
         out.push(json!({

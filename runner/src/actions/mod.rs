@@ -111,7 +111,28 @@ pub trait Recorder: Send + Sync {
     ) -> Result<String, ActionError>;
     /// Records an AWS resource for the manifest.
     fn resource(&self, resource: AwsResource);
+    /// Records a gap: an optional read that failed (denied, throttled out, unsupported), so
+    /// the evidence says what it lacks and why (the manifest's `gaps`, a warning in the run
+    /// summary and the report). The action goes on.
+    fn gap(&self, gap: Gap);
+    /// This run's artifacts so far (every attempt's, an earlier process's included when the
+    /// run was resumed) whose name, the last segment of the path, is `name`, as
+    /// `(capture order, path, bytes)`: the bytes read back and checked against the SHA-256
+    /// recorded when the artifact was captured, or why they could not be (altered, missing).
+    /// Part of the case's record (`actions::record`).
+    fn captured(&self, name: &str) -> Vec<(usize, String, Result<Vec<u8>, String>)> {
+        let _ = name;
+        Vec::new()
+    }
+    /// This run's evidence location (`LOCATION`; the case's earlier sealed runs are under
+    /// `LOCATION/CASE_ID/`), when there is one.
+    fn evidence_location(&self) -> Option<String> {
+        None
+    }
 }
+
+/// An optional read that failed: `{"step", "what", "error"}` (the manifest's `gaps`).
+pub use irr_forensics::Gap;
 
 /// Everything an action needs to run one step (or one `for_each` item).
 #[derive(Clone)]
@@ -287,6 +308,7 @@ pub mod cloudformation;
 pub mod control;
 pub mod ec2;
 pub mod iam;
+pub mod record;
 pub mod s3;
 
 /// The tag every resource a run creates carries: the case id.
@@ -376,6 +398,31 @@ impl ActionCtx {
         let bytes =
             serde_json::to_vec_pretty(value).map_err(|e| ActionError::Evidence(e.to_string()))?;
         self.recorder.artifact(&self.step_id, name, &bytes, source)
+    }
+
+    /// Records that the optional read `what` (e.g. `autoscaling:DescribeAutoScalingInstances`)
+    /// failed with `error`: a gap in the evidence, not a failure of the step.
+    pub fn gap(&self, what: &str, error: &ActionError) {
+        self.recorder.gap(Gap {
+            step: self.step_id.clone(),
+            what: what.to_owned(),
+            error: error.to_string(),
+        });
+    }
+
+    /// An optional read's result: its error becomes a gap (see [`ActionCtx::gap`]) and
+    /// `None`. For reads whose absence does not make containment unsafe (console output,
+    /// profile details, tags, Auto Scaling membership, bucket settings, principal details):
+    /// whether the read was denied, throttled out (after the SDK's retries) or is unsupported
+    /// (an emulator's `InternalFailure`), the action goes on without it.
+    pub fn or_gap<T>(&self, what: &str, read: Result<T, ActionError>) -> Option<T> {
+        match read {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.gap(what, &e);
+                None
+            }
+        }
     }
 
     /// The tags every resource this run creates carries: `irr:case` and `irr:run`.
@@ -539,10 +586,11 @@ pub(crate) mod test_support {
 
     use super::*;
 
-    /// A recorder that keeps the calls and discards artifacts.
+    /// A recorder that keeps the calls and gaps and discards artifacts.
     #[derive(Default)]
     pub(crate) struct NullRecorder {
         pub(crate) calls: Mutex<Vec<(String, Option<CallOutcome>)>>,
+        pub(crate) gaps: Mutex<Vec<Gap>>,
     }
 
     impl Recorder for NullRecorder {
@@ -570,6 +618,9 @@ pub(crate) mod test_support {
             Ok(format!("artifacts/{step}/{name}"))
         }
         fn resource(&self, _resource: AwsResource) {}
+        fn gap(&self, gap: Gap) {
+            self.gaps.lock().unwrap().push(gap);
+        }
     }
 
     /// An action context whose IAM client answers from `rules`; the other clients point
@@ -644,6 +695,9 @@ mod tests {
         }
         fn resource(&self, resource: AwsResource) {
             self.0.resource(resource)
+        }
+        fn gap(&self, gap: Gap) {
+            self.0.gap(gap)
         }
     }
 

@@ -45,6 +45,19 @@ where
     }
 }
 
+/// An optional read of a bucket setting: a target error (no such bucket) fails the action,
+/// any other error (denied, throttled out, unsupported) is a gap and `None`.
+fn or_gap<T>(
+    ctx: &ActionCtx,
+    what: &str,
+    r: Result<T, ActionError>,
+) -> Result<Option<T>, ActionError> {
+    match r {
+        Err(e @ ActionError::Target(_)) => Err(e),
+        r => Ok(ctx.or_gap(what, r)),
+    }
+}
+
 /// The bucket's public access block, as `{configured, block_public_acls, ...}`.
 async fn public_access_block(ctx: &ActionCtx, bucket: &str) -> Result<Value, ActionError> {
     let r = ctx
@@ -84,8 +97,10 @@ pub async fn capture_bucket_config(
         b,
         "GetBucketAcl",
         s3.get_bucket_acl().bucket(b).send().await,
-    )?;
-    let acl = acl.map(|a| {
+    );
+    let acl = or_gap(ctx, "s3:GetBucketAcl", acl)?;
+    let captured = acl.is_some();
+    let acl = acl.flatten().map(|a| {
         json!({
             "owner": a.owner().map(|o| json!({"id": o.id(), "display_name": o.display_name()})),
             "grants": a.grants().iter().map(|g| json!({
@@ -102,7 +117,7 @@ pub async fn capture_bucket_config(
     });
     artifacts.push(ctx.evidence(
         "bucket-acl.json",
-        &json!({"bucket": b, "present": acl.is_some(), "acl": acl}),
+        &json!({"bucket": b, "captured": captured, "present": acl.is_some(), "acl": acl}),
         "s3:GetBucketAcl",
     )?);
 
@@ -110,20 +125,27 @@ pub async fn capture_bucket_config(
         b,
         "GetBucketPolicy",
         s3.get_bucket_policy().bucket(b).send().await,
-    )?;
+    );
+    let policy = or_gap(ctx, "s3:GetBucketPolicy", policy)?;
+    let captured = policy.is_some();
     let policy = policy
+        .flatten()
         .and_then(|o| o.policy().map(str::to_owned))
         .map(|text| serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text)));
     artifacts.push(ctx.evidence(
         "bucket-policy.json",
-        &json!({"bucket": b, "present": policy.is_some(), "policy": policy}),
+        &json!({"bucket": b, "captured": captured, "present": policy.is_some(), "policy": policy}),
         "s3:GetBucketPolicy",
     )?);
 
-    let pab = public_access_block(ctx, b).await?;
+    let pab = or_gap(
+        ctx,
+        "s3:GetPublicAccessBlock",
+        public_access_block(ctx, b).await,
+    )?;
     artifacts.push(ctx.evidence(
         "public-access-block.json",
-        &json!({"bucket": b, "present": pab["configured"], "public_access_block": pab}),
+        &json!({"bucket": b, "captured": pab.is_some(), "present": pab.as_ref().map(|p| p["configured"].clone()), "public_access_block": pab}),
         "s3:GetPublicAccessBlock",
     )?);
 
@@ -131,8 +153,11 @@ pub async fn capture_bucket_config(
         b,
         "GetBucketEncryption",
         s3.get_bucket_encryption().bucket(b).send().await,
-    )?;
+    );
+    let enc = or_gap(ctx, "s3:GetEncryptionConfiguration", enc)?;
+    let captured = enc.is_some();
     let rules = enc
+        .flatten()
         .as_ref()
         .and_then(|e| e.server_side_encryption_configuration())
         .map(|c| {
@@ -150,25 +175,37 @@ pub async fn capture_bucket_config(
         });
     artifacts.push(ctx.evidence(
         "bucket-encryption.json",
-        &json!({"bucket": b, "present": rules.is_some(), "rules": rules}),
+        &json!({"bucket": b, "captured": captured, "present": rules.is_some(), "rules": rules}),
         "s3:GetEncryptionConfiguration",
     )?);
 
+    let mut captured = true;
     let (status, mfa_delete) = match s3.get_bucket_versioning().bucket(b).send().await {
         Ok(v) => (
             v.status().map(|s| s.as_str().to_owned()),
             v.mfa_delete().map(|s| s.as_str().to_owned()),
         ),
+        Err(e) if e.code() == Some("NoSuchBucket") => {
+            return Err(ActionError::Target(format!("no such bucket: {b}")))
+        }
         // moto answers a never-versioned bucket with an empty `<GetBucketVersioningResponse/>`
         // where S3 sends an empty `<VersioningConfiguration/>`, and the SDK cannot parse it.
         // Read that one answer as "never enabled" (S3 itself never sends it).
         Err(e) if never_versioned_emulator_answer(&e) => (None, None),
-        Err(e) => return Err(aws_error("s3", "GetBucketVersioning", &e)),
+        Err(e) => {
+            ctx.gap(
+                "s3:GetBucketVersioning",
+                &aws_error("s3", "GetBucketVersioning", &e),
+            );
+            captured = false;
+            (None, None)
+        }
     };
     artifacts.push(ctx.evidence(
         "bucket-versioning.json",
         &json!({
             "bucket": b,
+            "captured": captured,
             // A bucket whose versioning was never enabled has no status at all.
             "present": status.is_some(),
             "status": status,
@@ -181,16 +218,22 @@ pub async fn capture_bucket_config(
         b,
         "GetBucketOwnershipControls",
         s3.get_bucket_ownership_controls().bucket(b).send().await,
-    )?;
-    let own_rules = own.as_ref().and_then(|o| o.ownership_controls()).map(|c| {
-        c.rules()
-            .iter()
-            .map(|r| r.object_ownership().as_str().to_owned())
-            .collect::<Vec<_>>()
-    });
+    );
+    let own = or_gap(ctx, "s3:GetBucketOwnershipControls", own)?;
+    let captured = own.is_some();
+    let own_rules = own.flatten();
+    let own_rules = own_rules
+        .as_ref()
+        .and_then(|o| o.ownership_controls())
+        .map(|c| {
+            c.rules()
+                .iter()
+                .map(|r| r.object_ownership().as_str().to_owned())
+                .collect::<Vec<_>>()
+        });
     artifacts.push(ctx.evidence(
         "bucket-ownership-controls.json",
-        &json!({"bucket": b, "present": own_rules.is_some(), "object_ownership": own_rules}),
+        &json!({"bucket": b, "captured": captured, "present": own_rules.is_some(), "object_ownership": own_rules}),
         "s3:GetBucketOwnershipControls",
     )?);
 
@@ -222,7 +265,14 @@ pub async fn block_public_access(
 ) -> Result<ActionOutput, ActionError> {
     let p: BucketParams = parse_params("s3.block_public_access", params)?;
     let b = p.bucket.as_str();
-    let previous = public_access_block(ctx, b).await?;
+    // Protection never waits on an optional read: when the current settings cannot be read
+    // (a gap), all four are put anyway.
+    let previous = or_gap(
+        ctx,
+        "s3:GetPublicAccessBlock",
+        public_access_block(ctx, b).await,
+    )?
+    .unwrap_or(Value::Null);
     let artifact = ctx.evidence(
         "public-access-block-before.json",
         &json!({"bucket": b, "public_access_block": previous}),
