@@ -225,6 +225,8 @@ mod tests {
             playbook_path: "p.yaml".into(),
             playbook_sha256: "0".repeat(64),
             inputs: Default::default(),
+            secret_inputs: Vec::new(),
+            defaulted_inputs: None,
             evidence_location: String::new(),
             dry_run: false,
             concurrency: 1,

@@ -111,6 +111,9 @@ pub trait Recorder: Send + Sync {
     ) -> Result<String, ActionError>;
     /// Records an AWS resource for the manifest.
     fn resource(&self, resource: AwsResource);
+    /// A value that must never be written (a `NoEcho` stack parameter): from now on it is
+    /// masked wherever the run writes. Must be called before the value is journaled.
+    fn secret(&self, _value: &str) {}
 }
 
 /// Everything an action needs to run one step (or one `for_each` item).
