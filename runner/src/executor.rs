@@ -260,6 +260,85 @@ impl RunRecorder {
         Ok((rel, full))
     }
 
+    /// Streams the regular file `src` into staging as `artifacts/STEP/NAME`: one read that
+    /// hashes and writes the evidence copy at once, in a fixed buffer, on the blocking pool
+    /// (`irr_forensics::copy_file_hashed`: FIFOs and devices refused, at most the size at
+    /// open read, changes during the read reported as a note). The staged file is flushed
+    /// and in place before the journal records it; the seal adopts it without a copy.
+    /// Dropping the future (a step timeout) stops the copy.
+    async fn stage_file(
+        &self,
+        step: &str,
+        name: &str,
+        src: PathBuf,
+        source: &str,
+    ) -> Result<StagedArtifact, ActionError> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let secrets = self.sink.secrets();
+        let name = secrets.mask_str(name).into_owned();
+        let mut source = secrets.mask_str(source).into_owned();
+        let (rel, full) = self.staged_path(step, &name)?;
+        let tmp = full.with_file_name(format!(
+            ".{}.capture-{}-{}",
+            full.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        struct CancelOnDrop(Arc<AtomicBool>);
+        impl Drop for CancelOnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+        let flag = cancel.0.clone();
+        let dest = full.clone();
+        let copied = tokio::task::spawn_blocking(move || {
+            let c =
+                irr_forensics::copy_file_hashed(&src, &tmp, &flag).map_err(|e| e.to_string())?;
+            let placed = std::fs::rename(&tmp, &dest).and_then(|()| {
+                // The rename is durable before the journal says the artifact exists.
+                match dest.parent() {
+                    Some(d) => std::fs::File::open(d)?.sync_all(),
+                    None => Ok(()),
+                }
+            });
+            if let Err(e) = placed {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(format!("{}: {e}", dest.display()));
+            }
+            Ok(c)
+        })
+        .await;
+        drop(cancel);
+        let c = match copied {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(ActionError::Evidence(secrets.mask_str(&e).into_owned())),
+            Err(e) => return Err(ActionError::Evidence(format!("{rel}: {e}"))),
+        };
+        if let Some(r) = &c.resolved {
+            source = format!("{source} -> {}", secrets.mask_str(&r.display().to_string()));
+        }
+        if let Some(why) = &c.changed {
+            self.sink.emit(RunEvent::Note {
+                message: format!(
+                    "{rel}: {why}; the artifact is exactly the {} bytes read (sha256 {})",
+                    c.size, c.sha256
+                ),
+            });
+        }
+        Ok(self.staged(StagedArtifact {
+            path: rel,
+            sha256: c.sha256.to_hex(),
+            size: c.size,
+            step: step.to_owned(),
+            source,
+            captured_at: now_rfc3339(),
+        }))
+    }
+
     /// Records a staged artifact (for the seal) and journals it.
     fn staged(&self, art: StagedArtifact) -> StagedArtifact {
         let mut list = self.artifacts.lock().unwrap_or_else(|e| e.into_inner());
@@ -992,10 +1071,15 @@ async fn evidence_capture(
             "playbook".to_owned(),
         ),
         (None, Some(f)) => {
+            // Streamed, never read into memory: one pass hashes and writes the evidence copy.
             let path = shared.playbook_dir.join(f);
-            let bytes = std::fs::read(&path)
-                .map_err(|e| ActionError::Evidence(format!("{}: {e}", path.display())))?;
-            (bytes, format!("file:{f}"))
+            let art = shared
+                .recorder
+                .stage_file(&ctx.step_id, name, path, &format!("file:{f}"))
+                .await?;
+            return Ok(ActionOutput::default()
+                .with("path", art.path)
+                .with("sha256", art.sha256));
         }
         _ => {
             return Err(ActionError::Params(
