@@ -91,10 +91,24 @@ fn irr(args: &[&str], state: &Path, env: &[(&str, &str)]) -> Output {
     )
 }
 
-/// The forms a secret could be written in.
+/// The forms a secret could be written in: as is, JSON-escaped, HTML-escaped (the html
+/// report), and its distinctive core (a form-encoded or otherwise escaped copy still holds it).
 fn forms(secret: &str) -> Vec<String> {
     let json = serde_json::to_string(secret).unwrap();
-    vec![secret.to_owned(), json[1..json.len() - 1].to_owned()]
+    let html = secret
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;");
+    let core: String = secret
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    let mut f = vec![secret.to_owned(), json[1..json.len() - 1].to_owned(), html];
+    if core.len() >= 8 {
+        f.push(core);
+    }
+    f.dedup();
+    f
 }
 
 fn contains(hay: &[u8], needle: &str) -> bool {
