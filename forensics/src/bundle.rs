@@ -199,6 +199,34 @@ impl Bundle {
         source: Source,
         meta: ItemMeta,
     ) -> Result<ManifestItem> {
+        let key = self.key(path);
+        self.record(path, meta, self.store.put(&key, source)).await
+    }
+
+    /// Stores a file the caller already wrote and hashed (an artifact staged while it was
+    /// captured, its `sha256` and `size` recorded then) at `path`, through
+    /// [`Store::adopt_file`]: in a local store it is linked into place without being copied
+    /// or read again; in S3 it is streamed up once and must hash to `sha256`.
+    pub async fn adopt(
+        &self,
+        path: &str,
+        file: std::path::PathBuf,
+        sha256: Sha256Digest,
+        size: u64,
+        meta: ItemMeta,
+    ) -> Result<ManifestItem> {
+        let key = self.key(path);
+        self.record(path, meta, self.store.adopt_file(&key, file, sha256, size))
+            .await
+    }
+
+    /// Checks `path`, runs `store` (which writes it) and records the item for the manifest.
+    async fn record(
+        &self,
+        path: &str,
+        meta: ItemMeta,
+        store: impl std::future::Future<Output = Result<crate::store::StoredObject>>,
+    ) -> Result<ManifestItem> {
         check_item_path(path)?;
         {
             let mut st = self.lock();
@@ -215,7 +243,7 @@ impl Bundle {
             }
         }
         let captured_at = Timestamp::now();
-        let result = self.store.put(&self.key(path), source).await;
+        let result = store.await;
         let mut st = self.lock();
         st.in_progress.remove(path);
         let stored = result?;

@@ -39,6 +39,7 @@
 #![deny(missing_docs)]
 
 mod bundle;
+pub mod capture;
 mod error;
 pub mod hash;
 pub mod location;
@@ -47,6 +48,7 @@ pub mod store;
 pub mod verify;
 
 pub use bundle::{artifact_path, Bundle, ItemMeta, RunInfo, Seal, SealOutcome};
+pub use capture::{copy_file_hashed, CaptureError, FileCapture};
 pub use error::Error;
 pub use hash::Sha256Digest;
 pub use location::EvidenceLocation;

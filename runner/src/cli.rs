@@ -130,6 +130,10 @@ enum Command {
         /// Act in another account through this role.
         #[arg(long, value_name = "ARN")]
         assume_role: Option<String>,
+        /// A secret input again, NAME=VALUE (run.json never holds them); else the
+        /// environment variable IRR_INPUT_NAME is read. Repeatable.
+        #[arg(long = "input", value_name = "NAME=VALUE")]
+        input: Vec<String>,
     },
     /// A drill: stand up an incident (in a local emulator by default), run the playbook,
     /// check the outcome, print a scorecard.
@@ -233,7 +237,8 @@ pub fn run(cli: Cli) -> Exit {
             let req = crate::run::RunRequest {
                 playbook_path: file,
                 playbook: pb,
-                inputs: values,
+                inputs: values.values,
+                defaulted_inputs: values.defaulted,
                 case_id,
                 evidence,
                 yes,
@@ -250,6 +255,7 @@ pub fn run(cli: Cli) -> Exit {
             run_id,
             yes,
             assume_role,
+            input,
         } => {
             let opts = aws_options(g, assume_role);
             block_on(crate::run::resume(
@@ -258,6 +264,7 @@ pub fn run(cli: Cli) -> Exit {
                 yes,
                 g.output == Output::Json,
                 opts,
+                &input,
             ))
             .exit
         }
@@ -462,13 +469,14 @@ fn validate_files(files: &[PathBuf], output: Output) -> Exit {
     }
 }
 
-/// Loads, validates and resolves inputs; on any problem prints it and returns the exit code.
+/// Loads, validates and resolves inputs (secret inputs also from `IRR_INPUT_NAME`); on any
+/// problem prints it and returns the exit code.
 fn load_with_inputs(
     file: &Path,
     args: &InputArgs,
     output: Output,
     require_all: bool,
-) -> Result<(Playbook, serde_json::Map<String, Value>), Exit> {
+) -> Result<(Playbook, validate::ResolvedInputs), Exit> {
     let src = read_source(file).map_err(|d| {
         report_problems(&[d], &[], output);
         exit_codes::INVALID
@@ -494,13 +502,15 @@ fn load_with_inputs(
             exit_codes::INVALID
         })?),
     };
-    let inputs = validate::resolve_inputs(&pb, &args.input, inputs_src.as_ref(), require_all)
-        .map_err(|p| {
-            let mut sources = vec![src.clone()];
-            sources.extend(inputs_src.clone());
-            report_problems(&p, &sources, output);
-            exit_codes::INVALID
-        })?;
+    let env = |var: &str| std::env::var(var).ok();
+    let inputs =
+        validate::resolve_inputs_from(&pb, &args.input, inputs_src.as_ref(), require_all, &env)
+            .map_err(|p| {
+                let mut sources = vec![src.clone()];
+                sources.extend(inputs_src.clone());
+                report_problems(&p, &sources, output);
+                exit_codes::INVALID
+            })?;
     Ok((pb, inputs))
 }
 
@@ -529,16 +539,22 @@ fn plan_cmd(file: &Path, args: &InputArgs, g: &GlobalArgs) -> Exit {
     let ctx = PlanContext {
         case_id: args.case.clone(),
         region: g.region.clone(),
+        defaulted_inputs: Some(inputs.defaulted.clone()),
         ..Default::default()
     };
-    let plan = plan::plan(&pb, inputs, &ctx);
+    let plan = plan::plan(&pb, inputs.values, &ctx);
+    let secrets = plan::secrets(&pb, &plan, file.parent().unwrap_or(Path::new(".")));
     match g.output {
         Output::Json => out!(
             "{}",
-            pretty(&serde_json::to_value(&plan).unwrap_or_default())
+            pretty(&secrets.mask_value(&serde_json::to_value(&plan).unwrap_or_default()))
         ),
         Output::Text => {
-            let _ = write!(std::io::stdout().lock(), "{}", plan.render_text());
+            let _ = write!(
+                std::io::stdout().lock(),
+                "{}",
+                secrets.mask_str(&plan.render_text())
+            );
         }
     }
     exit_codes::SUCCESS
@@ -566,10 +582,15 @@ fn policy_cmd(file: &Path, args: &InputArgs, account_id: Option<String>, g: &Glo
         case_id: args.case.clone(),
         region: g.region.clone(),
         account_id,
+        defaulted_inputs: Some(inputs.defaulted.clone()),
         ..Default::default()
     };
-    let plan = plan::plan(&pb, inputs, &ctx);
-    out!("{}", pretty(&crate::policy::policy(&plan)));
+    let plan = plan::plan(&pb, inputs.values, &ctx);
+    let secrets = plan::secrets(&pb, &plan, file.parent().unwrap_or(Path::new(".")));
+    out!(
+        "{}",
+        pretty(&secrets.mask_value(&crate::policy::policy(&plan)))
+    );
     exit_codes::SUCCESS
 }
 

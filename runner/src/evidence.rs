@@ -1,17 +1,19 @@
 //! The runner's side of evidence: where a run's evidence goes, and sealing it.
 //!
 //! Actions stage their artifacts in the run directory (`STATE_DIR/runs/RUN_ID/evidence/`),
-//! hashed as they are written (see `crate::executor::RunRecorder`). When the run ends —
-//! succeeded, failed or aborted — [`seal`] streams every staged artifact and the journal into
-//! the evidence store through `irr-forensics` (hashing again in the same pass, Object Lock and
-//! `ChecksumSHA256` in S3), then writes `manifest.json` and `SHA256SUMS`. A resumed run seals
-//! once, with the artifacts of every attempt (the staged files survive a crash).
+//! hashed as they are written (see `crate::executor::RunRecorder`): the staged file *is* the
+//! evidence copy. When the run ends — succeeded, failed or aborted — [`seal`] adopts every
+//! staged artifact into the evidence store through `irr-forensics` (`Bundle::adopt`: a local
+//! store links the file into place, no copy and no re-read; S3 streams it up once, multipart
+//! with bounded memory, Object Lock and `ChecksumSHA256`, and checks the recorded hash), adds
+//! the journal, then writes `manifest.json` and `SHA256SUMS`. A resumed run seals once, with
+//! the artifacts of every attempt (the staged files survive a crash).
 
 use std::path::{Path, PathBuf};
 
 use irr_forensics::{
     Bundle, Collector, EvidenceLocation, ItemMeta, PlaybookRef, RetentionMode, RunInfo, S3Settings,
-    Source, Store, Timestamp,
+    Sha256Digest, Source, Store, Timestamp,
 };
 
 use crate::actions::AwsResource;
@@ -138,15 +140,15 @@ pub async fn seal(
     for art in artifacts.iter().filter(|a| !already.contains(&a.path)) {
         let file: PathBuf = staging.join(&art.path);
         let meta = ItemMeta::new(art.step.clone(), Some(&art.source));
-        match bundle.capture(&art.path, Source::File(file), meta).await {
-            Ok(item) if item.sha256.to_hex() != art.sha256 => {
-                return fail(format!(
-                    "{} changed on disk after it was captured (sha256 {} at capture, {} now)",
-                    art.path,
-                    art.sha256,
-                    item.sha256.to_hex()
-                ));
-            }
+        let Some(sha256) = Sha256Digest::from_hex(&art.sha256) else {
+            return fail(format!(
+                "{}: the journal records no valid sha256 for it ({:?})",
+                art.path, art.sha256
+            ));
+        };
+        // The staged file is the evidence copy, hashed when it was written: adopted, not
+        // copied or re-read (local: linked into place; S3: streamed up once, hash checked).
+        match bundle.adopt(&art.path, file, sha256, art.size, meta).await {
             Ok(_) => {}
             // Already stored by an earlier attempt of this seal: the bundle keeps it.
             Err(irr_forensics::Error::Exists { .. }) => {}
@@ -246,6 +248,8 @@ mod tests {
             playbook_path: "p.yaml".into(),
             playbook_sha256: "0".repeat(64),
             inputs: Default::default(),
+            secret_inputs: Vec::new(),
+            defaulted_inputs: None,
             evidence_location: String::new(),
             dry_run: false,
             concurrency: 1,

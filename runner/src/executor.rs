@@ -27,6 +27,7 @@ use crate::actions::{
 use crate::events::{now_rfc3339, RunEvent, RunStatus, StepStatus, StepSummary};
 use crate::journal::{Journal, JournalError};
 use crate::model::{OnFailure, Playbook, Step};
+use crate::secrets::Secrets;
 use crate::template;
 
 /// What a run is: stored as `run.json` beside the journal so `irr resume` can continue it.
@@ -40,8 +41,17 @@ pub struct RunRecord {
     pub playbook_path: PathBuf,
     /// Its SHA-256 when the run started; resume refuses a changed playbook.
     pub playbook_sha256: String,
-    /// Resolved inputs.
+    /// Resolved inputs. In `run.json` without the secret ones (see [`RunRecord::to_disk`]).
     pub inputs: serde_json::Map<String, Value>,
+    /// Inputs declared `secret: true`: never written to disk; `irr resume` takes them again
+    /// from `--input` or `IRR_INPUT_NAME`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_inputs: Vec<String>,
+    /// Inputs whose value is the playbook's default: only these are rendered as templates
+    /// (a value given with `--input` is data). `None` in a `run.json` written before this
+    /// field existed: then a value equal to the declared default is rendered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaulted_inputs: Option<Vec<String>>,
     /// Evidence location (`LOCATION`, the run writes under `LOCATION/CASE/RUN/`).
     pub evidence_location: String,
     /// Dry run.
@@ -56,6 +66,23 @@ pub struct RunRecord {
     pub account_id: String,
     /// Who ran it.
     pub aws_principal: String,
+}
+
+impl RunRecord {
+    /// What `run.json` holds: the record without the values of secret inputs.
+    pub fn to_disk(&self) -> RunRecord {
+        let mut r = self.clone();
+        r.inputs.retain(|k, _| !self.secret_inputs.contains(k));
+        r
+    }
+
+    /// Writes `run.json` (without secrets) into `dir`.
+    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::write(
+            dir.join("run.json"),
+            serde_json::to_vec_pretty(&self.to_disk()).unwrap_or_default(),
+        )
+    }
 }
 
 /// Where a run keeps its state: `STATE_DIR/runs/RUN_ID/`.
@@ -87,16 +114,28 @@ pub trait Reporter: Send + Sync {
     fn report(&self, event: &RunEvent);
 }
 
-/// The journal and the reporter behind one `emit`.
+/// The journal and the reporter behind one `emit`; every event is masked first.
 pub struct Sink {
     journal: Journal,
     reporter: Box<dyn Reporter>,
     failed_write: AtomicBool,
+    secrets: Secrets,
 }
 
 impl Sink {
-    /// Journals the event (durably), then reports it.
+    /// The run's secret values (actions register more, e.g. NoEcho parameters).
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    /// Masks the event's secrets, journals it (durably), then reports it.
     pub fn emit(&self, event: RunEvent) {
+        let event = self
+            .secrets
+            .mask_serde(&event)
+            .unwrap_or_else(|| RunEvent::Note {
+                message: "an event was withheld: its secrets could not be masked".to_owned(),
+            });
         let written = self.journal.append(&event);
         if let Ok(seq) = written {
             crash_point(seq);
@@ -186,6 +225,27 @@ impl RunRecorder {
         content: &[u8],
         source: &str,
     ) -> Result<StagedArtifact, ActionError> {
+        let secrets = self.sink.secrets();
+        let content = secrets.mask_bytes(content);
+        let content: &[u8] = &content;
+        let source = secrets.mask_str(source);
+        let source: &str = &source;
+        let name = secrets.mask_str(name);
+        let (rel, full) = self.staged_path(step, &name)?;
+        std::fs::write(&full, content).map_err(|e| ActionError::Evidence(format!("{rel}: {e}")))?;
+        let art = StagedArtifact {
+            path: rel,
+            sha256: hex::encode(Sha256::digest(content)),
+            size: content.len() as u64,
+            step: step.to_owned(),
+            source: source.to_owned(),
+            captured_at: now_rfc3339(),
+        };
+        Ok(self.staged(art))
+    }
+
+    /// `artifacts/STEP/NAME` and its staging file (directory created).
+    fn staged_path(&self, step: &str, name: &str) -> Result<(String, PathBuf), ActionError> {
         let clean = |s: &str| -> String {
             s.split('/')
                 .filter(|seg| !seg.is_empty() && *seg != "." && *seg != "..")
@@ -198,26 +258,102 @@ impl RunRecorder {
             std::fs::create_dir_all(parent)
                 .map_err(|e| ActionError::Evidence(format!("{rel}: {e}")))?;
         }
-        std::fs::write(&full, content).map_err(|e| ActionError::Evidence(format!("{rel}: {e}")))?;
-        let art = StagedArtifact {
-            path: rel,
-            sha256: hex::encode(Sha256::digest(content)),
-            size: content.len() as u64,
-            step: step.to_owned(),
-            source: source.to_owned(),
-            captured_at: now_rfc3339(),
+        Ok((rel, full))
+    }
+
+    /// Streams the regular file `src` into staging as `artifacts/STEP/NAME`: one read that
+    /// hashes and writes the evidence copy at once, in a fixed buffer, on the blocking pool
+    /// (`irr_forensics::copy_file_hashed`: FIFOs and devices refused, at most the size at
+    /// open read, changes during the read reported as a note). The staged file is flushed
+    /// and in place before the journal records it; the seal adopts it without a copy.
+    /// Dropping the future (a step timeout) stops the copy.
+    async fn stage_file(
+        &self,
+        step: &str,
+        name: &str,
+        src: PathBuf,
+        source: &str,
+    ) -> Result<StagedArtifact, ActionError> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let secrets = self.sink.secrets();
+        let name = secrets.mask_str(name).into_owned();
+        let mut source = secrets.mask_str(source).into_owned();
+        let (rel, full) = self.staged_path(step, &name)?;
+        let tmp = full.with_file_name(format!(
+            ".{}.capture-{}-{}",
+            full.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        struct CancelOnDrop(Arc<AtomicBool>);
+        impl Drop for CancelOnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+        let flag = cancel.0.clone();
+        let dest = full.clone();
+        let copied = tokio::task::spawn_blocking(move || {
+            let c =
+                irr_forensics::copy_file_hashed(&src, &tmp, &flag).map_err(|e| e.to_string())?;
+            let placed = std::fs::rename(&tmp, &dest).and_then(|()| {
+                // The rename is durable before the journal says the artifact exists.
+                match dest.parent() {
+                    Some(d) => std::fs::File::open(d)?.sync_all(),
+                    None => Ok(()),
+                }
+            });
+            if let Err(e) = placed {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(format!("{}: {e}", dest.display()));
+            }
+            Ok(c)
+        })
+        .await;
+        drop(cancel);
+        let c = match copied {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(ActionError::Evidence(secrets.mask_str(&e).into_owned())),
+            Err(e) => return Err(ActionError::Evidence(format!("{rel}: {e}"))),
         };
+        if let Some(r) = &c.resolved {
+            source = format!("{source} -> {}", secrets.mask_str(&r.display().to_string()));
+        }
+        if let Some(why) = &c.changed {
+            self.sink.emit(RunEvent::Note {
+                message: format!(
+                    "{rel}: {why}; the artifact is exactly the {} bytes read (sha256 {})",
+                    c.size, c.sha256
+                ),
+            });
+        }
+        Ok(self.staged(StagedArtifact {
+            path: rel,
+            sha256: c.sha256.to_hex(),
+            size: c.size,
+            step: step.to_owned(),
+            source,
+            captured_at: now_rfc3339(),
+        }))
+    }
+
+    /// Records a staged artifact (for the seal) and journals it.
+    fn staged(&self, art: StagedArtifact) -> StagedArtifact {
         let mut list = self.artifacts.lock().unwrap_or_else(|e| e.into_inner());
         list.retain(|a| a.path != art.path);
         list.push(art.clone());
+        drop(list);
         self.sink.emit(RunEvent::EvidenceCaptured {
-            step: step.to_owned(),
+            step: art.step.clone(),
             path: art.path.clone(),
             sha256: art.sha256.clone(),
             size: art.size,
-            source: source.to_owned(),
+            source: art.source.clone(),
         });
-        Ok(art)
+        art
     }
 
     /// Artifacts staged so far.
@@ -271,7 +407,20 @@ impl Recorder for RunRecorder {
         self.stage(step, name, content, source).map(|a| a.path)
     }
 
+    fn secret(&self, value: &str) {
+        self.sink.secrets().add(value);
+    }
+
     fn resource(&self, resource: AwsResource) {
+        let resource = self
+            .sink
+            .secrets()
+            .mask_serde(&resource)
+            .unwrap_or(AwsResource {
+                kind: resource.kind,
+                id: crate::secrets::MASK.to_owned(),
+                details: Default::default(),
+            });
         let step = resource
             .details
             .get("step")
@@ -409,6 +558,7 @@ pub fn open_sink(
     state_dir: &Path,
     run_id: &str,
     reporter: Box<dyn Reporter>,
+    secrets: Secrets,
 ) -> Result<Arc<Sink>, JournalError> {
     let dir = run_dir(state_dir, run_id);
     std::fs::create_dir_all(&dir).map_err(|source| JournalError::Io {
@@ -419,6 +569,7 @@ pub fn open_sink(
         journal: Journal::open(&dir.join("journal.jsonl"))?,
         reporter,
         failed_write: AtomicBool::new(false),
+        secrets,
     }))
 }
 
@@ -550,10 +701,15 @@ fn context(exec: &Execution) -> Value {
         .inputs
         .iter()
         .map(|(k, v)| {
-            (
-                k.clone(),
-                template::render_value(v, &ctx).unwrap_or_else(|_| v.clone()),
-            )
+            let v = if exec
+                .playbook
+                .renders_input(k, v, r.defaulted_inputs.as_deref())
+            {
+                template::render_value(v, &ctx).unwrap_or_else(|_| v.clone())
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
         })
         .collect();
     ctx["inputs"] = Value::Object(inputs);
@@ -982,12 +1138,12 @@ async fn dispatch(
     shared: &Arc<Shared>,
 ) -> Result<ActionOutput, ActionError> {
     if step.action.name == "evidence.capture" {
-        return evidence_capture(ctx, params, shared);
+        return evidence_capture(ctx, params, shared).await;
     }
     actions::dispatch(step.action.name, ctx, params).await
 }
 
-fn evidence_capture(
+async fn evidence_capture(
     ctx: &ActionCtx,
     params: Value,
     shared: &Arc<Shared>,
@@ -1006,10 +1162,15 @@ fn evidence_capture(
             "playbook".to_owned(),
         ),
         (None, Some(f)) => {
+            // Streamed, never read into memory: one pass hashes and writes the evidence copy.
             let path = shared.playbook_dir.join(f);
-            let bytes = std::fs::read(&path)
-                .map_err(|e| ActionError::Evidence(format!("{}: {e}", path.display())))?;
-            (bytes, format!("file:{f}"))
+            let art = shared
+                .recorder
+                .stage_file(&ctx.step_id, name, path, &format!("file:{f}"))
+                .await?;
+            return Ok(ActionOutput::default()
+                .with("path", art.path)
+                .with("sha256", art.sha256));
         }
         _ => {
             return Err(ActionError::Params(

@@ -431,7 +431,9 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
         };
         pairs.push(format!("{k}={text}"));
     }
-    let inputs = match crate::validate::resolve_inputs(&req.playbook, &pairs, None, true) {
+    let env = |var: &str| std::env::var(var).ok();
+    let inputs = match crate::validate::resolve_inputs_from(&req.playbook, &pairs, None, true, &env)
+    {
         Ok(i) => i,
         Err(problems) => {
             for p in problems {
@@ -452,7 +454,8 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
     let result = run::run(RunRequest {
         playbook_path: req.playbook_path.clone(),
         playbook: req.playbook.clone(),
-        inputs,
+        inputs: inputs.values,
+        defaulted_inputs: inputs.defaulted,
         case_id: case_id.clone(),
         evidence: Some(evidence),
         yes: true,

@@ -27,6 +27,7 @@ pub mod report;
 pub mod reporter;
 pub mod run;
 pub mod schema;
+pub mod secrets;
 pub mod template;
 pub mod types;
 pub mod validate;

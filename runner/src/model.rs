@@ -42,6 +42,28 @@ impl Playbook {
         self.steps.iter().chain(&self.finally).find(|s| s.id == id)
     }
 
+    /// The names of the inputs declared `secret: true`.
+    pub fn secret_inputs(&self) -> impl Iterator<Item = &str> {
+        self.inputs
+            .iter()
+            .filter(|i| i.secret)
+            .map(|i| i.name.as_str())
+    }
+
+    /// Whether the value of input `name` is rendered as a template: only a default is (a
+    /// value given with `--input`, an inputs file or the environment is data, never
+    /// rendered). `defaulted` lists the inputs that took their default; without it (a run
+    /// recorded before that list existed) a value equal to the declared default counts.
+    pub fn renders_input(&self, name: &str, value: &Value, defaulted: Option<&[String]>) -> bool {
+        match defaulted {
+            Some(d) => d.iter().any(|n| n == name),
+            None => self
+                .input(name)
+                .and_then(|i| i.default.as_ref())
+                .is_some_and(|d| d == value),
+        }
+    }
+
     /// Every step: `steps`, then `finally`.
     pub fn all_steps(&self) -> impl Iterator<Item = &Step> {
         self.steps.iter().chain(&self.finally)
@@ -74,6 +96,9 @@ pub struct InputDecl {
     pub description: Option<String>,
     /// Default; an input without one is required. May hold templates.
     pub default: Option<Value>,
+    /// `secret: true`: its value is masked wherever the run writes (journal, evidence,
+    /// output, report) and never stored (`run.json` included). Never has a default.
+    pub secret: bool,
     /// Where it is declared.
     pub span: Span,
 }

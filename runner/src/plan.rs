@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::catalog::ActionSpec;
 use crate::model::{OnFailure, Playbook, Step};
+use crate::secrets::Secrets;
 use crate::template;
 
 /// What the plan knows of the run it is for.
@@ -25,6 +26,10 @@ pub struct PlanContext {
     pub region: Option<String>,
     /// The account, when known.
     pub account_id: Option<String>,
+    /// The inputs that took their default (from
+    /// [`crate::validate::ResolvedInputs::defaulted`]): only those are rendered as templates.
+    /// `None`: a value equal to the declared default is rendered.
+    pub defaulted_inputs: Option<Vec<String>>,
 }
 
 /// The plan of a run.
@@ -134,7 +139,14 @@ pub fn base_context(
     // Input defaults may use case/run/playbook/aws; render them against what is known.
     let rendered: serde_json::Map<String, Value> = inputs
         .iter()
-        .map(|(k, v)| (k.clone(), template::render_partial(v, &root)))
+        .map(|(k, v)| {
+            let v = if playbook.renders_input(k, v, ctx.defaulted_inputs.as_deref()) {
+                template::render_partial(v, &root)
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
+        })
         .collect();
     root["inputs"] = Value::Object(rendered);
     root
@@ -276,6 +288,37 @@ fn planned_step(step: &Step, group: usize, ctx: &Value) -> PlannedStep {
         undo: spec.undo.map(str::to_owned),
         spec: Some(spec),
     }
+}
+
+/// The values a plan's output must not show: the secret inputs, and what the
+/// `cloudformation.deploy_stack` steps would pass for `NoEcho` parameters (as far as the
+/// template renders before the run). `playbook_dir` is where the templates are.
+pub fn secrets(playbook: &Playbook, plan: &Plan, playbook_dir: &std::path::Path) -> Secrets {
+    let s = Secrets::for_inputs(playbook, &plan.inputs);
+    let known = |k: &str| {
+        plan.context
+            .get(k)
+            .and_then(|c| c.get("id"))
+            .and_then(Value::as_str)
+            .unwrap_or("<unknown>")
+            .to_owned()
+    };
+    for step in plan
+        .steps
+        .iter()
+        .chain(&plan.finally)
+        .filter(|s| s.action == "cloudformation.deploy_stack")
+    {
+        for v in crate::actions::cloudformation::planned_no_echo_values(
+            playbook_dir,
+            &step.params,
+            &known("case"),
+            &known("run"),
+        ) {
+            s.add_value(&v);
+        }
+    }
+    s
 }
 
 /// A catalog default (YAML text) as a value: `true` -> boolean, digits -> number, else string.

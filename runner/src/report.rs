@@ -1061,7 +1061,14 @@ fn assemble(record: &RunRecord, journal_path: &Path, read: &JournalRead) -> Repo
         duration_ms,
         resumed: session.saturating_sub(1),
         concurrency: record.concurrency,
-        inputs: record.inputs.clone(),
+        // Secret inputs are not in run.json: shown as given, never as a value.
+        inputs: {
+            let mut i = record.inputs.clone();
+            for name in &record.secret_inputs {
+                i.insert(name.clone(), Value::from(crate::secrets::MASK));
+            }
+            i
+        },
         evidence_location: record.evidence_location.clone(),
     };
     Report {
@@ -2903,6 +2910,8 @@ mod tests {
             playbook_path: dir.join("pb.yaml"),
             playbook_sha256: "ab".repeat(32),
             inputs: json!({"note": EVIL}).as_object().unwrap().clone(),
+            secret_inputs: Vec::new(),
+            defaulted_inputs: None,
             evidence_location: evidence.display().to_string(),
             dry_run: false,
             concurrency: 4,

@@ -23,6 +23,7 @@ use crate::journal;
 use crate::model::Playbook;
 use crate::plan::{self, PlanContext};
 use crate::reporter::{JsonLines, Terminal};
+use crate::secrets::Secrets;
 use crate::template;
 
 /// What `irr run` was asked to do.
@@ -34,6 +35,8 @@ pub struct RunRequest {
     pub playbook: Playbook,
     /// Resolved inputs.
     pub inputs: serde_json::Map<String, Value>,
+    /// The inputs that took their default ([`crate::validate::ResolvedInputs::defaulted`]).
+    pub defaulted_inputs: Vec<String>,
     /// `--case`.
     pub case_id: String,
     /// `--evidence`.
@@ -82,6 +85,12 @@ impl RunResult {
 }
 
 fn say(json: bool, msg: &str) {
+    say_masked(json, msg, &Secrets::new());
+}
+
+/// [`say`], with the run's secrets masked.
+fn say_masked(json: bool, msg: &str, secrets: &Secrets) {
+    let msg: &str = &secrets.mask_str(msg);
     if json {
         let line = serde_json::json!({"event": "error", "message": msg});
         let _ = writeln!(std::io::stdout().lock(), "{line}");
@@ -114,6 +123,8 @@ fn confirm(question: &str) -> Option<bool> {
 /// `irr run`.
 pub async fn run(req: RunRequest) -> RunResult {
     let pb = &req.playbook;
+    let secrets = Secrets::for_inputs(pb, &req.inputs);
+    let say = |json: bool, msg: &str| say_masked(json, msg, &secrets);
     if let Some(step) = pb
         .all_steps()
         .find(|s| !executor::implemented(s.action.name))
@@ -147,6 +158,7 @@ pub async fn run(req: RunRequest) -> RunResult {
             started_at: Some(started_at.clone()),
             region: Some(aws.region.clone()),
             account_id: Some(identity.account_id.clone()),
+            defaulted_inputs: Some(req.defaulted_inputs.clone()),
         },
     );
     // A dry run changes nothing in AWS, the evidence bucket included: what it saw is sealed
@@ -196,8 +208,15 @@ pub async fn run(req: RunRequest) -> RunResult {
         started_at: Some(started_at.clone()),
         region: Some(aws.region.clone()),
         account_id: Some(identity.account_id.clone()),
+        defaulted_inputs: Some(req.defaulted_inputs.clone()),
     };
     let the_plan = plan::plan(pb, req.inputs.clone(), &ctx);
+    let playbook_dir = absolute(&req.playbook_path)
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_default();
+    // NoEcho values known before the run are masked from the plan and the first event on.
+    secrets.extend(&plan::secrets(pb, &the_plan, &playbook_dir));
     if !req.yes && !req.dry_run {
         let changes = the_plan
             .steps
@@ -205,7 +224,11 @@ pub async fn run(req: RunRequest) -> RunResult {
             .chain(&the_plan.finally)
             .filter(|s| s.mutating)
             .count();
-        let _ = write!(std::io::stderr().lock(), "{}", the_plan.render_text());
+        let _ = write!(
+            std::io::stderr().lock(),
+            "{}",
+            secrets.mask_str(&the_plan.render_text())
+        );
         let question = format!(
             "\nThis run makes {changes} changing step(s) in account {} ({}) as {}. Proceed?",
             identity.account_id, aws.region, identity.arn
@@ -228,6 +251,8 @@ pub async fn run(req: RunRequest) -> RunResult {
         playbook_path: absolute(&req.playbook_path),
         playbook_sha256: pb.sha256.clone(),
         inputs: req.inputs.clone(),
+        secret_inputs: pb.secret_inputs().map(str::to_owned).collect(),
+        defaulted_inputs: Some(req.defaulted_inputs.clone()),
         evidence_location: location,
         dry_run: req.dry_run,
         concurrency: req.concurrency.max(1),
@@ -237,12 +262,8 @@ pub async fn run(req: RunRequest) -> RunResult {
         aws_principal: identity.arn.clone(),
     };
     let dir = executor::run_dir(&req.state_dir, &run_id);
-    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| {
-        std::fs::write(
-            dir.join("run.json"),
-            serde_json::to_vec_pretty(&record).unwrap_or_default(),
-        )
-    }) {
+    // run.json holds no secret (`RunRecord::to_disk`).
+    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| record.write(&dir)) {
         say(
             req.json,
             &format!(
@@ -262,6 +283,7 @@ pub async fn run(req: RunRequest) -> RunResult {
         HashMap::new(),
         req.json,
         false,
+        secrets,
     )
     .await
 }
@@ -277,8 +299,9 @@ async fn execute_and_seal(
     previous: HashMap<String, StepSummary>,
     json: bool,
     resumed: bool,
+    secrets: Secrets,
 ) -> RunResult {
-    let sink = match executor::open_sink(state_dir, &record.run_id, reporter(json)) {
+    let sink = match executor::open_sink(state_dir, &record.run_id, reporter(json), secrets) {
         Ok(s) => s,
         Err(e) => {
             say(json, &format!("error: {e}; nothing was changed"));
@@ -404,16 +427,87 @@ fn resources_from_journal(path: &Path) -> Vec<crate::actions::AwsResource> {
     out
 }
 
-/// `irr resume RUN_ID`.
+/// The values of the run's secret inputs, which `run.json` does not hold: from `--input
+/// NAME=VALUE` (`pairs`), else from `env(IRR_INPUT_NAME)`, each checked against its type.
+/// `Err` names every one that is missing or does not fit (and any non-secret input given,
+/// which `run.json` already fixes).
+pub fn secret_inputs_again(
+    playbook: &Playbook,
+    record: &RunRecord,
+    pairs: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<serde_json::Map<String, Value>, String> {
+    let mut problems = Vec::new();
+    let mut given: HashMap<&str, &str> = HashMap::new();
+    for pair in pairs {
+        match pair.split_once('=') {
+            Some((name, value)) if record.secret_inputs.iter().any(|s| s == name.trim()) => {
+                given.insert(name.trim(), value);
+            }
+            Some((name, _)) => problems.push(format!(
+                "--input {}: only secret inputs are given again on resume (the run's other inputs are in its run.json: {})",
+                name.trim(),
+                if record.secret_inputs.is_empty() { "this run has no secret input".to_owned() } else { format!("its secret inputs: {}", record.secret_inputs.join(", ")) }
+            )),
+            None => problems.push("--input takes NAME=VALUE".to_owned()),
+        }
+    }
+    let mut out = serde_json::Map::new();
+    let mut missing = Vec::new();
+    for name in &record.secret_inputs {
+        let Some(decl) = playbook.input(name) else {
+            problems.push(format!(
+                "secret input {name} is no longer declared by the playbook"
+            ));
+            continue;
+        };
+        let var = crate::secrets::env_var(name);
+        let raw = match given.get(name.as_str()) {
+            Some(v) => Some((*v).to_owned()),
+            None => env(&var),
+        };
+        match raw {
+            None => missing.push(format!("{name} (--input {name}=VALUE or {var})")),
+            Some(raw) => match crate::validate::parse_input_value(decl, &raw) {
+                Ok(v) => {
+                    out.insert(name.clone(), v);
+                }
+                Err(_) => problems.push(format!(
+                    "secret input {name}: the value given is not {} (the value is not shown)",
+                    decl.ty
+                )),
+            },
+        }
+    }
+    if !missing.is_empty() {
+        problems.insert(
+            0,
+            format!(
+                "the secret input(s) {} are not stored with the run and must be given again: {}",
+                record.secret_inputs.join(", "),
+                missing.join("; ")
+            ),
+        );
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// `irr resume RUN_ID`. Secret inputs are given again with `inputs` (`--input NAME=VALUE`)
+/// or the environment (`IRR_INPUT_NAME`).
 pub async fn resume(
     run_id: &str,
     state_dir: &Path,
     yes: bool,
     json: bool,
     aws_opts: AwsOptions,
+    inputs: &[String],
 ) -> RunResult {
     let dir = executor::run_dir(state_dir, run_id);
-    let record: RunRecord = match std::fs::read(dir.join("run.json"))
+    let mut record: RunRecord = match std::fs::read(dir.join("run.json"))
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
     {
@@ -459,6 +553,19 @@ pub async fn resume(
         say(json, &format!("error: {} changed since run {run_id} started (sha256 {} then, {} now); resume needs the same playbook; nothing was changed", record.playbook_path.display(), record.playbook_sha256, playbook.sha256));
         return RunResult::early(Exit::Invalid);
     }
+    let env = |var: &str| std::env::var(var).ok();
+    match secret_inputs_again(&playbook, &record, inputs, &env) {
+        Ok(values) => record.inputs.extend(values),
+        Err(e) => {
+            say(
+                json,
+                &format!("error: cannot resume run {run_id}: {e}; nothing was changed"),
+            );
+            return RunResult::early(Exit::Invalid);
+        }
+    }
+    let secrets = Secrets::for_inputs(&playbook, &record.inputs);
+    let say = |json: bool, msg: &str| say_masked(json, msg, &secrets);
     // The last word on each step, from earlier attempts.
     let mut previous: HashMap<String, StepSummary> = HashMap::new();
     for e in entries.iter().filter(|e| e.event() == "step_finished") {
@@ -575,7 +682,9 @@ pub async fn resume(
     };
     // Notes go into the journal before the resumed run starts.
     if !in_flight.is_empty() {
-        if let Ok(sink) = executor::open_sink(state_dir, run_id, Box::new(NullReporter)) {
+        if let Ok(sink) =
+            executor::open_sink(state_dir, run_id, Box::new(NullReporter), secrets.clone())
+        {
             sink_note(&sink);
         }
     }
@@ -589,6 +698,7 @@ pub async fn resume(
         previous,
         json,
         true,
+        secrets,
     )
     .await
 }

@@ -106,7 +106,11 @@ pub fn schema() -> Value {
                         "items": {"enum": INPUT_TYPE_NAMES.iter().filter(|t| **t != "list").collect::<Vec<_>>()},
                         "description": {"type": "string"},
                         "default": {},
+                        "secret": {"type": "boolean"},
                     },
+                    // A secret input may not have a default (it would be in the file).
+                    "if": {"properties": {"secret": {"const": true}}, "required": ["secret"]},
+                    "then": {"not": {"required": ["default"]}},
                 },
             },
             "evidence": {

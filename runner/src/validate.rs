@@ -29,7 +29,7 @@ const TOP_KEYS: &[&str] = &[
     "finally",
 ];
 const METADATA_KEYS: &[&str] = &["name", "version", "description", "owner", "labels"];
-const INPUT_KEYS: &[&str] = &["type", "description", "default", "items"];
+const INPUT_KEYS: &[&str] = &["type", "description", "default", "items", "secret"];
 const EVIDENCE_KEYS: &[&str] = &["location", "retention_days", "lock_mode"];
 const STEP_KEYS: &[&str] = &[
     "id",
@@ -535,6 +535,7 @@ impl Validator<'_> {
                     ty: ValueType::Any,
                     description: None,
                     default: None,
+                    secret: false,
                     span: k.span.clone(),
                 });
                 continue;
@@ -556,6 +557,14 @@ impl Validator<'_> {
                 .and_then(|n| self.string(n, "an input's description"))
                 .map(str::to_owned);
             let default = decl.get("default").map(Node::to_json);
+            let secret = self.input_secret(decl, &name);
+            if let (true, Some(dnode)) = (secret, decl.get("default")) {
+                self.help(
+                    &dnode.span,
+                    format!("secret input \"{name}\" may not have a default: it would be written in the playbook"),
+                    format!("remove the default and give the value at run time with --input {name}=VALUE or the environment variable {}", crate::secrets::env_var(&name)),
+                );
+            }
             if let (Some(ty), Some(default), Some(dnode)) = (&ty, &default, decl.get("default")) {
                 if template::strings_in(default)
                     .iter()
@@ -591,11 +600,33 @@ impl Validator<'_> {
                     ty,
                     description,
                     default,
+                    secret,
                     span: k.span.clone(),
                 });
             }
         }
         out
+    }
+
+    /// `secret:` of an input: a boolean (absent is false).
+    fn input_secret(&mut self, decl: &Node, name: &str) -> bool {
+        match decl.get("secret") {
+            None => false,
+            Some(n) => match n.to_json() {
+                Value::Bool(b) => b,
+                _ => {
+                    self.help(
+                        &n.span,
+                        format!(
+                            "\"secret\" of input \"{name}\" must be true or false, found {}",
+                            n.type_name()
+                        ),
+                        "write \"secret: true\"",
+                    );
+                    false
+                }
+            },
+        }
     }
 
     fn input_type(&mut self, t: &Node, decl: &Node, name: &str) -> Option<ValueType> {
@@ -1874,6 +1905,29 @@ pub fn resolve_inputs(
     inputs_file: Option<&Source>,
     require_all: bool,
 ) -> Result<serde_json::Map<String, Value>, Vec<Diagnostic>> {
+    resolve_inputs_from(playbook, pairs, inputs_file, require_all, &|_| None).map(|r| r.values)
+}
+
+/// Inputs of a run, and where each came from.
+#[derive(Clone, Debug, Default)]
+pub struct ResolvedInputs {
+    /// Name -> value.
+    pub values: serde_json::Map<String, Value>,
+    /// The inputs whose value is the playbook's default (the only values that are rendered
+    /// as templates: a value given with `--input`, an inputs file or the environment is data).
+    pub defaulted: Vec<String>,
+}
+
+/// [`resolve_inputs`], also reading secret inputs that were not given otherwise from the
+/// environment (`env(IRR_INPUT_NAME)`, see [`crate::secrets::env_var`]), and saying which
+/// values are defaults. A secret value is never quoted in a diagnostic.
+pub fn resolve_inputs_from(
+    playbook: &Playbook,
+    pairs: &[String],
+    inputs_file: Option<&Source>,
+    require_all: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ResolvedInputs, Vec<Diagnostic>> {
     let mut problems = Vec::new();
     let mut values = serde_json::Map::new();
     let names: Vec<&str> = playbook.inputs.iter().map(|i| i.name.as_str()).collect();
@@ -1885,73 +1939,105 @@ pub fn resolve_inputs(
         };
         Diagnostic::error(span, format!("unknown input \"{name}\"")).with_help(help)
     };
+    // A secret's value is never echoed: the problem names the input and its type only.
+    let unfit = |decl: &InputDecl, span: Span, e: String| {
+        let msg = if decl.secret {
+            format!(
+                "input \"{}\": the value given is not {} (secret: the value is not shown)",
+                decl.name, decl.ty
+            )
+        } else {
+            format!("input \"{}\": {e}", decl.name)
+        };
+        Diagnostic::error(span, msg).with_help(format!("\"{}\" is {}", decl.name, decl.ty))
+    };
     if let Some(src) = inputs_file {
         match load::parse(src) {
             Err(d) => problems.extend(d),
-            Ok(root) => {
-                match root.as_map() {
-                    None if matches!(root.kind, NodeKind::Null) => {}
-                    None => problems.push(Diagnostic::error(
-                        root.span.clone(),
-                        "an inputs file must be a mapping of input names to values",
-                    )),
-                    Some(entries) => {
-                        for (k, v) in entries {
-                            let name = k.scalar_text().unwrap_or_default();
-                            match playbook.input(&name) {
-                                None => problems.push(unknown(&name, k.span.clone())),
-                                Some(decl) => {
-                                    let mut json = v.to_json();
-                                    if let (Value::String(s), false) = (&json, decl.ty.is_stringy())
-                                    {
-                                        match parse_input_value(decl, s) {
-                                            Ok(parsed) => json = parsed,
-                                            Err(e) => {
-                                                problems.push(Diagnostic::error(v.span.clone(), format!("input \"{name}\": {e}")).with_help(format!("\"{name}\" is {}", decl.ty)));
-                                                continue;
-                                            }
-                                        }
-                                    }
-                                    match decl.ty.check(&json) {
-                                        Ok(()) => {
-                                            values.insert(name, json);
-                                        }
-                                        Err(e) => problems.push(
-                                            Diagnostic::error(
-                                                v.span.clone(),
-                                                format!("input \"{name}\": {e}"),
-                                            )
-                                            .with_help(format!("\"{name}\" is {}", decl.ty)),
-                                        ),
-                                    }
+            Ok(root) => match root.as_map() {
+                None if matches!(root.kind, NodeKind::Null) => {}
+                None => problems.push(Diagnostic::error(
+                    root.span.clone(),
+                    "an inputs file must be a mapping of input names to values",
+                )),
+                Some(entries) => {
+                    for (k, v) in entries {
+                        let name = k.scalar_text().unwrap_or_default();
+                        let Some(decl) = playbook.input(&name) else {
+                            problems.push(unknown(&name, k.span.clone()));
+                            continue;
+                        };
+                        // The caret view would print the line holding a secret's value.
+                        let span = if decl.secret {
+                            Span::none(format!("{}: input {name}", src.name()))
+                        } else {
+                            v.span.clone()
+                        };
+                        let mut json = v.to_json();
+                        if let (Value::String(s), false) = (&json, decl.ty.is_stringy()) {
+                            match parse_input_value(decl, s) {
+                                Ok(parsed) => json = parsed,
+                                Err(e) => {
+                                    problems.push(unfit(decl, span, e));
+                                    continue;
                                 }
                             }
                         }
+                        match decl.ty.check(&json) {
+                            Ok(()) => {
+                                values.insert(name, json);
+                            }
+                            Err(e) => problems.push(unfit(decl, span, e)),
+                        }
                     }
                 }
-            }
+            },
         }
     }
     for pair in pairs {
-        let span = Span::none(format!("--input {pair}"));
         let Some((name, raw)) = pair.split_once('=') else {
             problems.push(
-                Diagnostic::error(span, format!("--input \"{pair}\" is not name=value"))
-                    .with_help("e.g. --input instance_id=i-0abc1234def567890"),
+                Diagnostic::error(
+                    Span::none(format!("--input {pair}")),
+                    format!("--input \"{pair}\" is not name=value"),
+                )
+                .with_help("e.g. --input instance_id=i-0abc1234def567890"),
             );
             continue;
         };
+        let span = |secret: bool| {
+            Span::none(if secret {
+                format!("--input {}=***", name.trim())
+            } else {
+                format!("--input {pair}")
+            })
+        };
         match playbook.input(name.trim()) {
-            None => problems.push(unknown(name.trim(), span)),
+            // A mistyped name of a secret input must not echo its value either.
+            None => problems.push(unknown(
+                name.trim(),
+                span(playbook.secret_inputs().next().is_some()),
+            )),
             Some(decl) => match parse_input_value(decl, raw) {
                 Ok(v) => {
                     values.insert(decl.name.clone(), v);
                 }
-                Err(e) => problems.push(
-                    Diagnostic::error(span, format!("input \"{}\": {e}", decl.name))
-                        .with_help(format!("\"{}\" is {}", decl.name, decl.ty)),
-                ),
+                Err(e) => problems.push(unfit(decl, span(decl.secret), e)),
             },
+        }
+    }
+    for decl in playbook.inputs.iter().filter(|d| d.secret) {
+        if values.contains_key(&decl.name) {
+            continue;
+        }
+        let var = crate::secrets::env_var(&decl.name);
+        if let Some(raw) = env(&var) {
+            match parse_input_value(decl, &raw) {
+                Ok(v) => {
+                    values.insert(decl.name.clone(), v);
+                }
+                Err(e) => problems.push(unfit(decl, Span::none(format!("environment {var}")), e)),
+            }
         }
     }
     let mentioned: Vec<String> = problems
@@ -1963,6 +2049,7 @@ pub fn resolve_inputs(
                 .map(str::to_owned)
         })
         .collect();
+    let mut defaulted = Vec::new();
     for decl in &playbook.inputs {
         if values.contains_key(&decl.name) || mentioned.contains(&decl.name) {
             continue;
@@ -1970,22 +2057,32 @@ pub fn resolve_inputs(
         match &decl.default {
             Some(d) => {
                 values.insert(decl.name.clone(), d.clone());
+                defaulted.push(decl.name.clone());
             }
             None if !require_all => {}
-            None => problems.push(
-                Diagnostic::error(
-                    decl.span.clone(),
-                    format!("input \"{}\" is required and was not given", decl.name),
+            None => {
+                let how = if decl.secret {
+                    format!(
+                        "give it with --input {}=VALUE or the environment variable {} ({}, secret)",
+                        decl.name,
+                        crate::secrets::env_var(&decl.name),
+                        decl.ty
+                    )
+                } else {
+                    format!("give it with --input {}=VALUE ({})", decl.name, decl.ty)
+                };
+                problems.push(
+                    Diagnostic::error(
+                        decl.span.clone(),
+                        format!("input \"{}\" is required and was not given", decl.name),
+                    )
+                    .with_help(how),
                 )
-                .with_help(format!(
-                    "give it with --input {}=VALUE ({})",
-                    decl.name, decl.ty
-                )),
-            ),
+            }
         }
     }
     if problems.is_empty() {
-        Ok(values)
+        Ok(ResolvedInputs { values, defaulted })
     } else {
         Err(problems)
     }

@@ -670,3 +670,82 @@ pub async fn sdk_config_for(endpoint: &str, key: (&str, &str)) -> aws_config::Sd
         .load()
         .await
 }
+
+/// How a measured child process ended.
+#[derive(Clone, Debug)]
+pub struct Measured {
+    /// Exit code (`None`: killed by a signal).
+    pub code: Option<i32>,
+    /// Peak resident set size of the child (`ru_maxrss` from `wait4`), in KiB.
+    pub max_rss_kib: u64,
+    /// Wall time from spawn to exit.
+    pub wall: std::time::Duration,
+    /// Its stdout and stderr.
+    pub stdout: Vec<u8>,
+    /// Its stderr.
+    pub stderr: Vec<u8>,
+}
+
+/// Runs `cmd` to its end and measures its peak RSS from its own `wait4` rusage (not the
+/// test process's, not other children's). stdout and stderr go through files, so a child
+/// that writes a lot never blocks on a full pipe.
+pub fn run_measured(mut cmd: std::process::Command) -> Measured {
+    let out = tempfile_in_tmp("stdout");
+    let err = tempfile_in_tmp("stderr");
+    cmd.stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .stdin(std::process::Stdio::null());
+    let t = std::time::Instant::now();
+    let child = cmd.spawn().expect("spawn");
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for this child only.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
+    let wall = t.elapsed();
+    // The child was reaped by wait4: `Child` must not wait for it again.
+    std::mem::forget(child);
+    let code = if libc::WIFEXITED(status) {
+        Some(libc::WEXITSTATUS(status))
+    } else {
+        None
+    };
+    let m = Measured {
+        code,
+        max_rss_kib: usage.ru_maxrss as u64,
+        wall,
+        stdout: std::fs::read(&out).unwrap_or_default(),
+        stderr: std::fs::read(&err).unwrap_or_default(),
+    };
+    let _ = std::fs::remove_file(out);
+    let _ = std::fs::remove_file(err);
+    m
+}
+
+fn tempfile_in_tmp(what: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "irr-measured-{}-{}",
+        unique(what),
+        std::process::id()
+    ))
+}
+
+/// The `irr` command of the tests (`irr_bin()`), with `--state-dir`, the endpoint, dummy
+/// credentials and region set as [`irr_with`] does, not yet run.
+pub fn irr_command(args: &[&str], state: &Path, endpoint: &str) -> Command {
+    let mut cmd = Command::new(irr_bin());
+    cmd.args(args)
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--endpoint-url")
+        .arg(endpoint)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .env_remove("IRR_FAULT_KILL_AT_SEQ")
+        .env_remove("IRR_FAULT_SIGINT_AT_SEQ");
+    cmd
+}

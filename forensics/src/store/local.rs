@@ -55,6 +55,33 @@ impl LocalStore {
         .map_err(Error::task)?
     }
 
+    /// Adopts `file` (already written, flushed and hashed by the caller: `sha256`, `size`) as
+    /// `key` without copying it: `link(2)` to the final name (never replacing one), the
+    /// caller's name removed, read-only, the directory flushed. The bytes are not read again;
+    /// only the size is checked. Across file systems, where a link cannot be made, the file
+    /// is copied once (hashed in that pass, and the hash must be `sha256`).
+    pub(crate) async fn adopt_file(
+        &self,
+        key: &str,
+        file: PathBuf,
+        sha256: Sha256Digest,
+        size: u64,
+    ) -> Result<StoredObject> {
+        let path = self.path_of(key);
+        let key = key.to_string();
+        tokio::task::spawn_blocking(move || {
+            adopt(&path, &file, sha256, size).map(|(sha256, size)| StoredObject {
+                key,
+                sha256,
+                size,
+                version_id: None,
+                checksum_sha256: None,
+            })
+        })
+        .await
+        .map_err(Error::task)?
+    }
+
     pub(crate) async fn exists(&self, key: &str) -> Result<bool> {
         let path = self.path_of(key);
         match tokio::fs::symlink_metadata(&path).await {
@@ -240,4 +267,65 @@ fn write_file(path: &Path, source: Source) -> Result<(Sha256Digest, u64)> {
         let _ = d.sync_all();
     }
     Ok(digest)
+}
+
+/// See [`LocalStore::adopt_file`].
+fn adopt(path: &Path, file: &Path, sha256: Sha256Digest, size: u64) -> Result<(Sha256Digest, u64)> {
+    let exists = |p: &Path| Error::Exists {
+        location: p.display().to_string(),
+    };
+    if path.symlink_metadata().is_ok() {
+        return Err(exists(path));
+    }
+    // The staged file must be a plain file of the recorded size (a cheap check that it is
+    // the one captured; `verify` re-hashes the evidence later).
+    let meta = file.symlink_metadata().map_err(|e| Error::io(file, e))?;
+    if !meta.is_file() || meta.len() != size {
+        return Err(Error::Unreadable {
+            what: "staged file",
+            location: file.display().to_string(),
+            reason: format!(
+                "expected a regular file of {size} bytes, found {} of {} bytes",
+                if meta.is_file() {
+                    "a file"
+                } else {
+                    "something else"
+                },
+                meta.len()
+            ),
+        });
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    match fs::hard_link(file, path) {
+        Ok(()) => {
+            let _ = fs::remove_file(file);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(path, fs::Permissions::from_mode(0o444))
+                    .map_err(|e| Error::io(path, e))?;
+            }
+            if let Ok(d) = fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+            Ok((sha256, size))
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(exists(path)),
+        Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+            let (got, n) = write_file(path, Source::File(file.to_owned()))?;
+            if got != sha256 || n != size {
+                return Err(Error::Unreadable {
+                    what: "staged file",
+                    location: file.display().to_string(),
+                    reason: format!(
+                        "changed after it was captured: sha256 {sha256} ({size} bytes) then, {got} ({n} bytes) now"
+                    ),
+                });
+            }
+            let _ = fs::remove_file(file);
+            Ok((got, n))
+        }
+        Err(e) => Err(Error::io(path, e)),
+    }
 }

@@ -140,6 +140,38 @@ impl Store {
         }
     }
 
+    /// Stores a file that the caller already wrote and hashed (`sha256`, `size`: e.g. an
+    /// artifact staged while it was captured) as `key`, with as little I/O as the store
+    /// allows. Local: the file is linked into place and its own name removed (no copy, no
+    /// re-read; a copy only across file systems). S3: the file is streamed up once
+    /// (multipart, bounded memory, hashed in the same pass), and the hash must be `sha256`.
+    /// Fails with [`Error::Exists`] when `key` exists.
+    pub async fn adopt_file(
+        &self,
+        key: &str,
+        file: PathBuf,
+        sha256: Sha256Digest,
+        size: u64,
+    ) -> Result<StoredObject> {
+        match self {
+            Store::Local(s) => s.adopt_file(key, file, sha256, size).await,
+            Store::S3(s) => {
+                let stored = s.put(key, Source::File(file.clone())).await?;
+                if stored.sha256 != sha256 || stored.size != size {
+                    return Err(Error::Unreadable {
+                        what: "staged file",
+                        location: file.display().to_string(),
+                        reason: format!(
+                            "changed after it was captured: sha256 {sha256} ({size} bytes) then, {} ({} bytes) uploaded",
+                            stored.sha256, stored.size
+                        ),
+                    });
+                }
+                Ok(stored)
+            }
+        }
+    }
+
     /// `true` when `key` exists (its current version, in S3).
     pub async fn exists(&self, key: &str) -> Result<bool> {
         match self {

@@ -157,6 +157,8 @@ pub fn render_file(
 struct TemplateFacts {
     /// Declared parameter names.
     parameters: Vec<String>,
+    /// Those declared `NoEcho: true`: their values are masked wherever the run writes.
+    no_echo: Vec<String>,
     /// Number of resources.
     resources: usize,
     /// `json` or `yaml`.
@@ -189,8 +191,23 @@ fn template_facts(body: &str) -> Result<TemplateFacts, ActionError> {
             "the rendered template has no Resources".into(),
         ));
     }
+    let no_echo = match top.get("Parameters") {
+        Some(serde_yaml::Value::Mapping(m)) => m
+            .iter()
+            .filter(|(_, decl)| {
+                matches!(decl.get("NoEcho"), Some(serde_yaml::Value::Bool(true)))
+                    || decl
+                        .get("NoEcho")
+                        .and_then(serde_yaml::Value::as_str)
+                        .is_some_and(|t| t.eq_ignore_ascii_case("true"))
+            })
+            .filter_map(|(k, _)| k.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
     Ok(TemplateFacts {
         parameters: keys("Parameters"),
+        no_echo,
         resources,
         format: if body.trim_start().starts_with('{') {
             "json"
@@ -226,6 +243,52 @@ fn param_string(v: &Value) -> String {
             })
             .collect::<Vec<_>>()
             .join(","),
+        other => other.to_string(),
+    }
+}
+
+/// The values given for the parameters the template declares `NoEcho: true`: as passed
+/// (stringified) and, for a list, each item.
+fn no_echo_values(facts: &TemplateFacts, given: &Map<String, Value>) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (k, v) in given {
+        if facts
+            .no_echo
+            .iter()
+            .any(|n| *n == *k || *n == upper_camel(k))
+        {
+            out.push(Value::String(param_string(v)));
+            out.push(v.clone());
+        }
+    }
+    out
+}
+
+/// The values of `NoEcho` parameters a `cloudformation.deploy_stack` step would pass, as far
+/// as they are known before the run (for masking `irr plan`): the template rendered with the
+/// planned parameters. Empty when it cannot be rendered yet.
+pub fn planned_no_echo_values(
+    playbook_dir: &Path,
+    params: &Value,
+    case_id: &str,
+    run_id: &str,
+) -> Vec<Value> {
+    let (Some(template), Some(given)) = (
+        params.get("template").and_then(Value::as_str),
+        params.get("parameters").and_then(Value::as_object),
+    ) else {
+        return Vec::new();
+    };
+    render_file(playbook_dir, template, case_id, run_id, given)
+        .ok()
+        .and_then(|body| template_facts(&body).ok())
+        .map(|facts| no_echo_values(&facts, given))
+        .unwrap_or_default()
+}
+
+fn param_string_item(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
         other => other.to_string(),
     }
 }
@@ -639,6 +702,18 @@ pub async fn deploy_stack(ctx: &ActionCtx, params: Value) -> Result<ActionOutput
         )));
     }
     let (cfn_params, render_only) = stack_parameters(&facts.parameters, &given);
+    // NoEcho values are masked from here on: before the template, the request or any call
+    // is recorded.
+    for v in no_echo_values(&facts, &given) {
+        match &v {
+            Value::String(s) => ctx.recorder.secret(s),
+            Value::Array(items) => items
+                .iter()
+                .map(param_string_item)
+                .for_each(|s| ctx.recorder.secret(&s)),
+            other => ctx.recorder.secret(&other.to_string()),
+        }
+    }
     let mut tags: Vec<(String, String)> = p
         .tags
         .clone()

@@ -129,6 +129,9 @@ pub trait Recorder: Send + Sync {
     fn evidence_location(&self) -> Option<String> {
         None
     }
+    /// A value that must never be written (a `NoEcho` stack parameter): from now on it is
+    /// masked wherever the run writes. Must be called before the value is journaled.
+    fn secret(&self, _value: &str) {}
 }
 
 /// An optional read that failed: `{"step", "what", "error"}` (the manifest's `gaps`).
