@@ -38,7 +38,9 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod awserr;
 mod bundle;
+mod copy;
 mod error;
 pub mod hash;
 pub mod location;
@@ -47,6 +49,7 @@ pub mod store;
 pub mod verify;
 
 pub use bundle::{artifact_path, Bundle, ItemMeta, RunInfo, Seal, SealOutcome};
+pub use copy::{copy_run, RunCopy};
 pub use error::Error;
 pub use hash::Sha256Digest;
 pub use location::EvidenceLocation;
