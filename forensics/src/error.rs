@@ -129,6 +129,17 @@ impl Error {
         }
     }
 
+    /// `true` when the error means the evidence could not be read (S3 unreachable, no
+    /// credentials, no permission, a local I/O error): nothing was verified, nothing is known
+    /// to be altered (`irr evidence verify` exits 5). `false` for what says the evidence is
+    /// not what was sealed, or that the location is wrong.
+    pub fn is_unreadable(&self) -> bool {
+        matches!(
+            self,
+            Error::S3 { .. } | Error::Io { .. } | Error::NoS3Client { .. } | Error::Task(_)
+        )
+    }
+
     pub(crate) fn task(e: tokio::task::JoinError) -> Error {
         Error::Task(e.to_string())
     }

@@ -38,8 +38,10 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod awserr;
 mod bundle;
 pub mod capture;
+mod copy;
 mod error;
 pub mod hash;
 pub mod location;
@@ -49,6 +51,7 @@ pub mod verify;
 
 pub use bundle::{artifact_path, Bundle, ItemMeta, RunInfo, Seal, SealOutcome};
 pub use capture::{copy_file_hashed, CaptureError, FileCapture};
+pub use copy::{copy_run, RunCopy};
 pub use error::Error;
 pub use hash::Sha256Digest;
 pub use location::EvidenceLocation;

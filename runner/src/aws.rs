@@ -51,9 +51,10 @@ pub enum AwsError {
     /// No region anywhere.
     #[error("no AWS region: give --region, or set AWS_REGION or a region in the profile")]
     NoRegion,
-    /// STS GetCallerIdentity failed: no or bad credentials, or no network.
-    #[error("cannot confirm the AWS identity (sts:GetCallerIdentity): {0}")]
-    Identity(String),
+    /// STS GetCallerIdentity failed: no or bad credentials, or no network (one line, from
+    /// [`irr_forensics::awserr::describe`]).
+    #[error("cannot confirm the AWS identity: {}", .0.line())]
+    Identity(Box<irr_forensics::awserr::AwsFailure>),
 }
 
 /// Loads the configuration and builds the clients.
@@ -109,6 +110,33 @@ pub async fn connect(opts: &AwsOptions) -> Result<Aws, AwsError> {
     })
 }
 
+/// Clients that are never used: for a run whose steps make no AWS call and whose evidence
+/// is local. Nothing is loaded (no region, no credential chain); a call made through them
+/// would fail for lack of credentials.
+pub fn offline(region: Option<&str>) -> Aws {
+    let config = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.unwrap_or("none").to_owned()))
+        .build();
+    let clients = AwsClients::from_conf(&config, false);
+    Aws {
+        config,
+        clients,
+        region: region.unwrap_or_default().to_owned(),
+    }
+}
+
+/// Whether a playbook needs AWS at all: a step whose action makes an AWS call, or evidence
+/// that may go to S3 (`s3://`, or a location rendered from a template).
+pub fn playbook_needs_aws(pb: &crate::model::Playbook, evidence: Option<&str>) -> bool {
+    let steps = pb
+        .all_steps()
+        .any(|s| !s.action.api_calls.is_empty() || !s.action.permissions.is_empty());
+    let location = evidence.or(pb.evidence.location.as_deref());
+    let s3 = location.is_some_and(|l| l.trim_start().starts_with("s3:") || l.contains("{{"));
+    steps || s3
+}
+
 impl Aws {
     /// Asks STS who we are.
     pub async fn identity(&self) -> Result<Identity, AwsError> {
@@ -119,9 +147,11 @@ impl Aws {
             .send()
             .await
             .map_err(|e| {
-                AwsError::Identity(
-                    aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
-                )
+                AwsError::Identity(Box::new(irr_forensics::awserr::describe(
+                    "sts",
+                    "GetCallerIdentity",
+                    &e,
+                )))
             })?;
         Ok(Identity {
             account_id: out.account().unwrap_or_default().to_owned(),

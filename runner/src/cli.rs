@@ -54,6 +54,9 @@ pub struct GlobalArgs {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+    /// Print the full detail of AWS errors (the SDK's chain of causes) to stderr.
+    #[arg(long, global = true)]
+    pub verbose: bool,
 }
 
 /// Output formats.
@@ -63,6 +66,8 @@ pub enum Output {
     Text,
     /// For programs.
     Json,
+    /// SARIF 2.1.0, for code-scanning annotations (`irr validate` only).
+    Sarif,
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +151,15 @@ enum Command {
         /// Seed a real account (not the emulator): its id, which must match the credentials.
         #[arg(long, value_name = "ACCOUNT")]
         account_id: Option<String>,
+        /// Also write the checks as JUnit XML (one test case per check) to FILE.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+    },
+    /// Past drills' scorecards over time: time to contain, time to sealed evidence, checks
+    /// passed, per playbook.
+    History {
+        /// A playbook name or file (default: every playbook drilled).
+        playbook: Option<String>,
     },
     /// Evidence commands.
     Evidence {
@@ -197,6 +211,14 @@ pub fn main() -> ExitCode {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Exit {
     let g = &cli.global;
+    irr_forensics::awserr::set_verbose(g.verbose);
+    if g.output == Output::Sarif && !matches!(cli.command, Command::Validate { .. }) {
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "error: --output sarif is for `irr validate`; use text or json here"
+        );
+        return exit_codes::INVALID;
+    }
     match cli.command {
         Command::Validate { files } => validate_files(&files, g.output),
         Command::Plan { file, inputs } => plan_cmd(&file, &inputs, g),
@@ -278,15 +300,19 @@ pub fn run(cli: Cli) -> Exit {
         } => {
             let format = format.unwrap_or(match g.output {
                 Output::Json => crate::report::Format::Json,
-                Output::Text => crate::report::Format::Md,
+                Output::Text | Output::Sarif => crate::report::Format::Md,
             });
             let aws = aws_options(g, None);
             crate::report::command(&run_id, format, out.as_deref(), &g.state_dir, aws)
+        }
+        Command::History { playbook } => {
+            crate::history::command(&g.state_dir, playbook.as_deref(), g.output == Output::Json)
         }
         Command::Gameday {
             file,
             scenario,
             account_id,
+            junit,
         } => {
             let src = match read_source(&file) {
                 Ok(s) => s,
@@ -310,6 +336,7 @@ pub fn run(cli: Cli) -> Exit {
                 account_id,
                 state_dir: g.state_dir.clone(),
                 json: g.output == Output::Json,
+                junit,
             };
             block_on(crate::gameday::gameday(req))
         }
@@ -346,34 +373,47 @@ fn verify_cmd(location: &str, g: &GlobalArgs) -> Exit {
             return exit_codes::INVALID;
         }
     };
+    // Err((unreadable, message)): unreadable = the evidence could not be read (exit 5),
+    // else it is not there or not a run (exit 3).
     let report = block_on(async {
         let client = if matches!(loc, irr_forensics::EvidenceLocation::S3 { .. }) {
             match crate::aws::connect(&aws_options(g, None)).await {
                 Ok(a) => Some(a.clients.s3),
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err((true, e.to_string())),
             }
         } else {
             None
         };
         irr_forensics::verify(&loc, client.as_ref())
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| (e.is_unreadable(), e.to_string()))
     });
     match report {
-        Err(e) => {
+        Err((unreadable, e)) => {
+            let status = if unreadable { "unverifiable" } else { "error" };
             match g.output {
                 Output::Json => out!(
                     "{}",
-                    json!({"status": "error", "location": location, "message": e})
+                    json!({"status": status, "location": location, "message": e})
                 ),
-                Output::Text => {
+                Output::Text | Output::Sarif if unreadable => {
+                    let _ = writeln!(
+                        std::io::stderr().lock(),
+                        "unverifiable: cannot read {location}, so nothing was verified (nothing is known to be altered): {e}"
+                    );
+                }
+                Output::Text | Output::Sarif => {
                     let _ = writeln!(
                         std::io::stderr().lock(),
                         "error: cannot verify {location}: {e}"
                     );
                 }
             }
-            exit_codes::EVIDENCE_MISMATCH
+            if unreadable {
+                exit_codes::UNVERIFIABLE
+            } else {
+                exit_codes::EVIDENCE_MISMATCH
+            }
         }
         Ok(report) => {
             match g.output {
@@ -381,7 +421,7 @@ fn verify_cmd(location: &str, g: &GlobalArgs) -> Exit {
                     "{}",
                     pretty(&serde_json::to_value(&report).unwrap_or_default())
                 ),
-                Output::Text => {
+                Output::Text | Output::Sarif => {
                     let _ = write!(std::io::stdout().lock(), "{report}");
                 }
             }
@@ -411,7 +451,7 @@ fn report_problems(problems: &[Diagnostic], sources: &[Source], output: Output) 
                 )
             );
         }
-        Output::Text => {
+        Output::Text | Output::Sarif => {
             let mut err = std::io::stderr().lock();
             for d in problems {
                 let src = sources.iter().find(|s| s.name() == d.span.file);
@@ -454,6 +494,14 @@ fn validate_files(files: &[PathBuf], output: Output) -> Exit {
         }
     }
     let failed = problems.iter().any(Diagnostic::is_error);
+    if output == Output::Sarif {
+        out!("{}", pretty(&crate::diagnostic::sarif(&problems)));
+        return if failed {
+            exit_codes::INVALID
+        } else {
+            exit_codes::SUCCESS
+        };
+    }
     if output == Output::Json || !problems.is_empty() {
         report_problems(&problems, &sources, output);
     }
@@ -549,7 +597,7 @@ fn plan_cmd(file: &Path, args: &InputArgs, g: &GlobalArgs) -> Exit {
             "{}",
             pretty(&secrets.mask_value(&serde_json::to_value(&plan).unwrap_or_default()))
         ),
-        Output::Text => {
+        Output::Text | Output::Sarif => {
             let _ = write!(
                 std::io::stdout().lock(),
                 "{}",

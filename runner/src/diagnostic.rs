@@ -185,6 +185,11 @@ impl Diagnostic {
         self
     }
 
+    /// The stable rule id of this diagnostic (`IRR0003`), see [`rule_of`].
+    pub fn code(&self) -> &'static str {
+        rule_of(&self.message).id
+    }
+
     /// `true` for errors.
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
@@ -240,6 +245,7 @@ impl Diagnostic {
     /// `severity` and `help`).
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
+            "code": self.code(),
             "file": self.span.file,
             "line": self.span.line,
             "column": self.span.column,
@@ -248,6 +254,278 @@ impl Diagnostic {
             "help": self.help,
         })
     }
+}
+
+/// A kind of diagnostic with a stable id (`IRR0001`, ...): the SARIF rule id, the `code` of
+/// `irr validate --output json`, documented in `docs/playbook-reference.md`. Ids are never
+/// reused or renumbered; a new kind of mistake gets the next free id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Rule {
+    /// `IRR0001`.
+    pub id: &'static str,
+    /// `yaml-syntax`.
+    pub name: &'static str,
+    /// One sentence.
+    pub summary: &'static str,
+}
+
+const fn rule(id: &'static str, name: &'static str, summary: &'static str) -> Rule {
+    Rule { id, name, summary }
+}
+
+/// Every rule, in id order.
+pub const RULES: &[Rule] = &[
+    rule("IRR0000", "other", "a problem no more specific rule covers"),
+    rule(
+        "IRR0001",
+        "yaml-syntax",
+        "the file is not well-formed YAML, is empty, holds several documents or repeats a key",
+    ),
+    rule(
+        "IRR0002",
+        "document-kind",
+        "the file is not an irr/v1 Playbook mapping",
+    ),
+    rule(
+        "IRR0003",
+        "unknown-key",
+        "a key the format does not have (usually a typo)",
+    ),
+    rule(
+        "IRR0004",
+        "missing-key",
+        "a required key is missing or empty",
+    ),
+    rule(
+        "IRR0005",
+        "wrong-shape",
+        "a value has the wrong shape (a list where a mapping belongs, ...)",
+    ),
+    rule(
+        "IRR0006",
+        "metadata",
+        "metadata.name, metadata.version or metadata.labels is not valid",
+    ),
+    rule(
+        "IRR0007",
+        "unknown-action",
+        "the action is not in the catalog (`irr actions` lists them)",
+    ),
+    rule(
+        "IRR0008",
+        "step-id",
+        "a step id is empty, badly formed or used twice",
+    ),
+    rule(
+        "IRR0009",
+        "dependency",
+        "needs names an unknown or finally step, the step itself, or makes a cycle",
+    ),
+    rule(
+        "IRR0010",
+        "parameter",
+        "a parameter is unknown, missing, or does not fit its type",
+    ),
+    rule(
+        "IRR0011",
+        "reference",
+        "a template refers to something that does not exist or is not available there",
+    ),
+    rule(
+        "IRR0012",
+        "template",
+        "a template is malformed, unquoted, or a condition that is always true",
+    ),
+    rule(
+        "IRR0013",
+        "input-declaration",
+        "an input declaration is malformed or its default does not fit its type",
+    ),
+    rule(
+        "IRR0014",
+        "step-setting",
+        "timeout, retries or on_failure of a step is not valid",
+    ),
+    rule("IRR0015", "evidence", "the evidence section is not valid"),
+    rule("IRR0016", "for-each", "for_each does not give a list"),
+    rule(
+        "IRR0017",
+        "input-value",
+        "a value given with --input or --inputs is unknown, missing or does not fit",
+    ),
+    rule("IRR0018", "file", "a file cannot be read"),
+    rule(
+        "IRR0019",
+        "command-line",
+        "a command-line argument is missing or not valid",
+    ),
+];
+
+/// The rule of a diagnostic message. Diagnostics are classified by their wording in this one
+/// table (the wording is pinned by the fixture suite), so every message maps to the same id
+/// on every run.
+pub fn rule_of(message: &str) -> &'static Rule {
+    let m = message;
+    let has = |s: &str| m.contains(s);
+    let starts = |s: &str| m.starts_with(s);
+    let id = if starts("YAML syntax error")
+        || starts("a playbook file holds exactly one")
+        || starts("the file is empty")
+        || starts("duplicate key")
+        || starts("the file is larger")
+        || starts("the document")
+    {
+        "IRR0001"
+    } else if starts("unsupported apiVersion")
+        || starts("unsupported kind")
+        || starts("the playbook must be a mapping")
+    {
+        "IRR0002"
+    } else if starts("cannot read ") {
+        "IRR0018"
+    } else if starts("--input")
+        || (starts("input \"") && has("\": "))
+        || starts("missing input")
+        || (starts("unknown input \"") && !has("\" in \""))
+    {
+        "IRR0017"
+    } else if starts("--") || starts("case id") || starts("an account id") {
+        "IRR0019"
+    } else if starts("unknown key") {
+        "IRR0003"
+    } else if starts("metadata") {
+        "IRR0006"
+    } else if starts("evidence.") {
+        "IRR0015"
+    } else if starts("unknown action") || starts("a step's action is empty") {
+        "IRR0007"
+    } else if starts("duplicate step id") || starts("step id ") || starts("a step's id is empty") {
+        "IRR0008"
+    } else if starts("needs ")
+        || starts("dependency cycle")
+        || has(" needs itself")
+        || has("a finally step, which only runs after all steps")
+    {
+        "IRR0009"
+    } else if starts("for_each needs") {
+        "IRR0016"
+    } else if has("parameter \"") || has("takes exactly one of") || starts("with must be") {
+        "IRR0010"
+    } else if starts("unknown reference")
+        || starts("unknown step")
+        || has(") has no output")
+        || has("is only defined in the with")
+        || has(" refers to itself")
+        || has("refers to finally step")
+        || has("cannot be used here")
+        || has("needs an output name")
+        || starts("unknown input \"")
+    {
+        "IRR0011"
+    } else if starts("bad template")
+        || starts("the template ")
+        || has("outside {{ }}")
+        || starts("when must be")
+    {
+        "IRR0012"
+    } else if starts("unknown input type")
+        || starts("the default of input")
+        || starts("input name")
+        || starts("input \"")
+        || starts("unknown item type")
+    {
+        "IRR0013"
+    } else if starts("bad timeout") || starts("retries ") || starts("on_failure ") {
+        "IRR0014"
+    } else if starts("missing \"")
+        || has(" has no \"")
+        || starts("a step has no")
+        || has("\" is empty")
+        || starts("no steps")
+    {
+        "IRR0004"
+    } else if has("must be a")
+        || has("found a")
+        || has("found null")
+        || has("is written directly as a list item")
+        || has("but does not say of what")
+    {
+        "IRR0005"
+    } else {
+        "IRR0000"
+    };
+    RULES.iter().find(|r| r.id == id).unwrap_or(&RULES[0])
+}
+
+/// A file name as a SARIF `uri-reference`: `/` kept, everything but unreserved characters
+/// percent-encoded.
+fn uri_reference(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The diagnostics as one SARIF 2.1.0 log (for code-scanning annotations): one run of the
+/// `irr` tool, every rule of [`RULES`] in the driver, one result per diagnostic with its rule
+/// id, level, message (and help) and, when it has one, its file position.
+pub fn sarif(problems: &[Diagnostic]) -> serde_json::Value {
+    use serde_json::json;
+    let rules: Vec<serde_json::Value> = RULES
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "name": r.name,
+                "shortDescription": {"text": r.summary},
+                "helpUri": format!("https://github.com/irr-project/irr/blob/main/docs/playbook-reference.md#{}", r.id.to_ascii_lowercase()),
+            })
+        })
+        .collect();
+    let results: Vec<serde_json::Value> = problems
+        .iter()
+        .map(|d| {
+            let rule = rule_of(&d.message);
+            let index = RULES.iter().position(|r| r.id == rule.id).unwrap_or(0);
+            let text = match &d.help {
+                Some(h) => format!("{} (help: {h})", d.message),
+                None => d.message.clone(),
+            };
+            let mut physical = json!({"artifactLocation": {"uri": uri_reference(&d.span.file)}});
+            if d.span.line > 0 {
+                physical["region"] = json!({
+                    "startLine": d.span.line,
+                    "startColumn": d.span.column.max(1),
+                });
+            }
+            json!({
+                "ruleId": rule.id,
+                "ruleIndex": index,
+                "level": match d.severity { Severity::Error => "error", Severity::Warning => "warning" },
+                "message": {"text": text},
+                "locations": [{"physicalLocation": physical}],
+            })
+        })
+        .collect();
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "irr",
+                "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": "https://github.com/irr-project/irr",
+                "rules": rules,
+            }},
+            "results": results,
+        }],
+    })
 }
 
 /// Edit distance, for "did you mean" suggestions.

@@ -16,6 +16,9 @@ pub enum Exit {
     /// 4: aborted: confirmation declined, approval denied, interrupted, or no `--yes`
     /// without a terminal.
     Aborted = 4,
+    /// 5: evidence could not be read (unreachable, no credentials, no permission): nothing was
+    /// verified, nothing is known to be altered.
+    Unverifiable = 5,
 }
 
 /// 0.
@@ -28,6 +31,8 @@ pub const INVALID: Exit = Exit::Invalid;
 pub const EVIDENCE_MISMATCH: Exit = Exit::EvidenceMismatch;
 /// 4.
 pub const ABORTED: Exit = Exit::Aborted;
+/// 5.
+pub const UNVERIFIABLE: Exit = Exit::Unverifiable;
 
 impl From<Exit> for ExitCode {
     fn from(e: Exit) -> ExitCode {

@@ -17,7 +17,6 @@ use aws_sdk_ec2::types::{
     BlockDeviceMapping, EbsBlockDevice, Filter, IamInstanceProfileSpecification,
     InstanceNetworkInterfaceSpecification, IpPermission, IpRange,
 };
-use aws_smithy_types::error::display::DisplayErrorContext;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -53,6 +52,34 @@ pub struct Scenario {
     pub evidence: Option<String>,
     /// What must hold afterwards.
     pub expect: Vec<Expectation>,
+    /// Times the drill must beat (`time_to_contain: 2s`, `time_to_evidence: 10s`); a target
+    /// missed is a failed check.
+    #[serde(default)]
+    pub targets: Option<Targets>,
+}
+
+/// Times a drill must beat.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Targets {
+    /// From the start of the run until the last containment step finished (`2s`, `500ms`).
+    #[serde(default)]
+    pub time_to_contain: Option<String>,
+    /// From the start of the run until its evidence was sealed.
+    #[serde(default)]
+    pub time_to_evidence: Option<String>,
+}
+
+/// `2s`, `1m30s`, `500ms` as seconds.
+pub fn parse_target(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    if let Some(ms) = t.strip_suffix("ms") {
+        return ms
+            .parse::<u64>()
+            .map(|n| n as f64 / 1000.0)
+            .map_err(|_| format!("\"{s}\" is not a duration; e.g. 500ms, 2s, 1m30s"));
+    }
+    crate::types::parse_duration(t).map(|d| d.as_secs_f64())
 }
 
 /// Scenario metadata.
@@ -197,6 +224,14 @@ pub enum Expectation {
     },
     /// The run's evidence is sealed and verifies.
     EvidenceVerified {},
+    /// A target of the scenario (`targets:`), checked against the scorecard's times.
+    #[serde(skip_deserializing)]
+    Target {
+        /// `time_to_contain` or `time_to_evidence`.
+        metric: String,
+        /// The target, as written (`2s`).
+        max: String,
+    },
     /// The clean room deployed by step `stack_step` is isolated (its VPC has no internet and
     /// no NAT gateway) and its workstation has one attached volume per snapshot of step
     /// `snapshot_step`.
@@ -255,6 +290,10 @@ pub struct Scorecard {
     pub evidence: Option<String>,
     /// Emulator or account.
     pub target: String,
+    /// When the drill started (RFC 3339).
+    pub started_at: String,
+    /// The verified local copy of the sealed evidence (`STATE_DIR/runs/RUN_ID/evidence-copy/CASE/RUN`).
+    pub evidence_copy: Option<String>,
 }
 
 /// Options of `irr gameday`.
@@ -274,6 +313,8 @@ pub struct GamedayRequest {
     pub state_dir: PathBuf,
     /// JSON Lines.
     pub json: bool,
+    /// `--junit FILE`: the checks as JUnit XML.
+    pub junit: Option<PathBuf>,
 }
 
 fn say(json: bool, msg: &str) {
@@ -300,6 +341,16 @@ pub fn load_scenario(path: &Path) -> Result<Scenario, String> {
             "{}: a scenario starts with \"apiVersion: irr/v1\" and \"kind: Scenario\"",
             path.display()
         ));
+    }
+    if let Some(t) = &sc.targets {
+        for (name, v) in [
+            ("time_to_contain", &t.time_to_contain),
+            ("time_to_evidence", &t.time_to_evidence),
+        ] {
+            if let Some(v) = v {
+                parse_target(v).map_err(|e| format!("{}: targets.{name}: {e}", path.display()))?;
+            }
+        }
     }
     Ok(sc)
 }
@@ -401,6 +452,7 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
     }
 
     // Seed.
+    let drill_started = crate::events::now_rfc3339();
     let seed_start = Instant::now();
     let seeded = match seed(&aws.clients, &scenario.seed).await {
         Ok(s) => s,
@@ -468,6 +520,13 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
     })
     .await;
 
+    // Keep a verified local copy of the sealed bundle: the emulator (and the evidence in it)
+    // is gone once the drill ends, and the drill must stay reviewable.
+    let evidence_copy = keep_copy(&aws.clients, &req.state_dir, &result).await;
+    if let Err(e) = &evidence_copy {
+        say(req.json, &format!("warning: {e}"));
+    }
+
     // Check.
     let mut checks = Vec::new();
     for exp in &scenario.expect {
@@ -479,7 +538,36 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
             detail,
         });
     }
-    let card = scorecard(&scenario, &req, &result, &case_id, seed_s, checks, target);
+    let mut card = scorecard(&scenario, &req, &result, &case_id, seed_s, checks, target);
+    card.evidence_copy = match &evidence_copy {
+        Ok(Some(c)) => Some(c.location.to_string()),
+        _ => None,
+    };
+    card.started_at = drill_started;
+    if let Some(t) = &scenario.targets {
+        check_targets(&mut card, t);
+    }
+    match save_history(&req.state_dir, &card) {
+        Ok(path) => {
+            if !req.json {
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "scorecard kept in {}",
+                    path.display()
+                );
+            }
+        }
+        Err(e) => say(req.json, &format!("warning: {e}")),
+    }
+    if let Some(path) = &req.junit {
+        if let Err(e) = std::fs::write(path, junit_xml(&card)) {
+            say(
+                req.json,
+                &format!("error: cannot write {}: {e}", path.display()),
+            );
+            return Exit::Invalid;
+        }
+    }
     if req.json {
         let mut line = serde_json::to_value(&card).unwrap_or_default();
         line["event"] = json!("gameday_finished");
@@ -493,6 +581,80 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
     } else {
         Exit::RunFailed
     }
+}
+
+/// The marker beside a drill run's evidence copy: `STATE_DIR/runs/RUN_ID/evidence-copy.json`.
+pub const COPY_MARKER: &str = "evidence-copy.json";
+/// The folder of a drill run's evidence copy: `STATE_DIR/runs/RUN_ID/evidence-copy/`.
+pub const COPY_DIR: &str = "evidence-copy";
+
+/// Copies the run's sealed S3 evidence to `STATE_DIR/runs/RUN_ID/evidence-copy/CASE/RUN/`,
+/// verifies the copy and writes `evidence-copy.json` (the original's location and manifest
+/// hash). `Ok(None)` when there is nothing to copy (not sealed, or sealed locally already).
+async fn keep_copy(
+    aws: &AwsClients,
+    state_dir: &Path,
+    run: &run::RunResult,
+) -> Result<Option<irr_forensics::RunCopy>, String> {
+    let (Some(run_id), Some(ev)) = (&run.run_id, &run.evidence) else {
+        return Ok(None);
+    };
+    if ev.manifest_sha256.is_none() {
+        return Ok(None);
+    }
+    let loc = irr_forensics::EvidenceLocation::parse(&ev.location)
+        .map_err(|e| format!("cannot copy the drill's evidence: {e}"))?;
+    if !matches!(loc, irr_forensics::EvidenceLocation::S3 { .. }) {
+        return Ok(None);
+    }
+    let Some((root, case, run_part)) = loc.split_run() else {
+        return Ok(None);
+    };
+    let store = irr_forensics::Store::open(
+        &root,
+        Some(aws.s3.clone()),
+        irr_forensics::S3Settings::default(),
+    )
+    .map_err(|e| format!("cannot copy the drill's evidence: {e}"))?;
+    let dir = crate::executor::run_dir(state_dir, run_id);
+    let copy = irr_forensics::copy_run(&store, &case, &run_part, &dir.join(COPY_DIR))
+        .await
+        .map_err(|e| format!("cannot copy the drill's evidence from {}: {e}", ev.location))?;
+    if !copy.report.is_ok() {
+        return Err(format!(
+            "the local copy of the drill's evidence at {} does not verify",
+            copy.location
+        ));
+    }
+    if ev.manifest_sha256.as_deref() != Some(copy.manifest_sha256.to_hex().as_str()) {
+        return Err(format!(
+            "the local copy's manifest.json ({}) is not the one sealed ({})",
+            copy.manifest_sha256,
+            ev.manifest_sha256.as_deref().unwrap_or("")
+        ));
+    }
+    let marker = json!({
+        "copy_of": ev.location,
+        "manifest_sha256": copy.manifest_sha256.to_hex(),
+        "items": copy.items,
+        "bytes": copy.bytes,
+        "copied_at": crate::events::now_rfc3339(),
+        "verified": true,
+    });
+    std::fs::write(
+        dir.join(COPY_MARKER),
+        serde_json::to_vec_pretty(&marker).unwrap_or_default(),
+    )
+    .map_err(|e| format!("cannot write {}: {e}", dir.join(COPY_MARKER).display()))?;
+    Ok(Some(copy))
+}
+
+/// One readable line for an SDK error (see [`irr_forensics::awserr`]).
+fn aws_line<E>(service: &str, operation: &str, e: &E) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    irr_forensics::awserr::describe(service, operation, e).line()
 }
 
 fn render_expectation(e: &Expectation, render: &dyn Fn(&str) -> String) -> Expectation {
@@ -535,7 +697,7 @@ async fn seed(
                     .cidr_block(cidr)
                     .send()
                     .await
-                    .map_err(|e| err("create vpc", &DisplayErrorContext(e)))?;
+                    .map_err(|e| err("create vpc", &aws_line("ec2", "CreateVpc", &e)))?;
                 json!({"id": vpc.vpc().and_then(|v| v.vpc_id()).unwrap_or_default()})
             }
             SeedResource::Subnet { vpc, cidr } => {
@@ -546,7 +708,7 @@ async fn seed(
                     .cidr_block(cidr)
                     .send()
                     .await
-                    .map_err(|e| err("create subnet", &DisplayErrorContext(e)))?;
+                    .map_err(|e| err("create subnet", &aws_line("ec2", "CreateSubnet", &e)))?;
                 json!({"id": s.subnet().and_then(|v| v.subnet_id()).unwrap_or_default()})
             }
             SeedResource::SecurityGroup { vpc, open } => {
@@ -558,7 +720,12 @@ async fn seed(
                     .vpc_id(r(vpc))
                     .send()
                     .await
-                    .map_err(|e| err("create security group", &DisplayErrorContext(e)))?;
+                    .map_err(|e| {
+                        err(
+                            "create security group",
+                            &aws_line("ec2", "CreateSecurityGroup", &e),
+                        )
+                    })?;
                 let id = g.group_id().unwrap_or_default().to_owned();
                 if *open {
                     aws.ec2
@@ -572,7 +739,12 @@ async fn seed(
                         )
                         .send()
                         .await
-                        .map_err(|e| err("open security group", &DisplayErrorContext(e)))?;
+                        .map_err(|e| {
+                            err(
+                                "open security group",
+                                &aws_line("ec2", "AuthorizeSecurityGroupIngress", &e),
+                            )
+                        })?;
                 }
                 json!({"id": id})
             }
@@ -584,20 +756,30 @@ async fn seed(
                     .assume_role_policy_document(trust)
                     .send()
                     .await
-                    .map_err(|e| err("create role", &DisplayErrorContext(e)))?;
+                    .map_err(|e| err("create role", &aws_line("iam", "CreateRole", &e)))?;
                 aws.iam
                     .create_instance_profile()
                     .instance_profile_name(&uniq)
                     .send()
                     .await
-                    .map_err(|e| err("create instance profile", &DisplayErrorContext(e)))?;
+                    .map_err(|e| {
+                        err(
+                            "create instance profile",
+                            &aws_line("iam", "CreateInstanceProfile", &e),
+                        )
+                    })?;
                 aws.iam
                     .add_role_to_instance_profile()
                     .instance_profile_name(&uniq)
                     .role_name(&uniq)
                     .send()
                     .await
-                    .map_err(|e| err("add role to profile", &DisplayErrorContext(e)))?;
+                    .map_err(|e| {
+                        err(
+                            "add role to profile",
+                            &aws_line("iam", "AddRoleToInstanceProfile", &e),
+                        )
+                    })?;
                 json!({"id": uniq, "role": uniq})
             }
             SeedResource::Instance {
@@ -650,7 +832,7 @@ async fn seed(
                 let out = req
                     .send()
                     .await
-                    .map_err(|e| err("run instance", &DisplayErrorContext(e)))?;
+                    .map_err(|e| err("run instance", &aws_line("ec2", "RunInstances", &e)))?;
                 let id = out
                     .instances()
                     .first()
@@ -662,10 +844,12 @@ async fn seed(
                     for g in &groups {
                         eni = eni.groups(g);
                     }
-                    let eni = eni
-                        .send()
-                        .await
-                        .map_err(|e| err("create interface", &DisplayErrorContext(e)))?;
+                    let eni = eni.send().await.map_err(|e| {
+                        err(
+                            "create interface",
+                            &aws_line("ec2", "CreateNetworkInterface", &e),
+                        )
+                    })?;
                     let eni_id = eni
                         .network_interface()
                         .and_then(|n| n.network_interface_id())
@@ -678,7 +862,12 @@ async fn seed(
                         .device_index(n as i32 + 1)
                         .send()
                         .await
-                        .map_err(|e| err("attach interface", &DisplayErrorContext(e)))?;
+                        .map_err(|e| {
+                            err(
+                                "attach interface",
+                                &aws_line("ec2", "AttachNetworkInterface", &e),
+                            )
+                        })?;
                 }
                 json!({"id": id})
             }
@@ -688,7 +877,7 @@ async fn seed(
                     .user_name(&uniq)
                     .send()
                     .await
-                    .map_err(|e| err("create user", &DisplayErrorContext(e)))?;
+                    .map_err(|e| err("create user", &aws_line("iam", "CreateUser", &e)))?;
                 let mut v = json!({"id": uniq});
                 if *access_key {
                     let k = aws
@@ -697,7 +886,9 @@ async fn seed(
                         .user_name(&uniq)
                         .send()
                         .await
-                        .map_err(|e| err("create access key", &DisplayErrorContext(e)))?;
+                        .map_err(|e| {
+                            err("create access key", &aws_line("iam", "CreateAccessKey", &e))
+                        })?;
                     // Only the id is kept; the secret is dropped here and never printed.
                     v["access_key_id"] = json!(k
                         .access_key()
@@ -712,7 +903,7 @@ async fn seed(
                     .bucket(&uniq)
                     .send()
                     .await
-                    .map_err(|e| err("create bucket", &DisplayErrorContext(e)))?;
+                    .map_err(|e| err("create bucket", &aws_line("s3", "CreateBucket", &e)))?;
                 if *public {
                     let policy = json!({"Version": "2012-10-17", "Statement": [{"Sid": "Public", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": format!("arn:aws:s3:::{uniq}/*")}]});
                     aws.s3
@@ -721,7 +912,7 @@ async fn seed(
                         .policy(policy.to_string())
                         .send()
                         .await
-                        .map_err(|e| err("open bucket", &DisplayErrorContext(e)))?;
+                        .map_err(|e| err("open bucket", &aws_line("s3", "PutBucketPolicy", &e)))?;
                 }
                 json!({"id": uniq})
             }
@@ -749,7 +940,7 @@ async fn check(
                 .await
             {
                 Ok(g) => g,
-                Err(e) => return fail(&DisplayErrorContext(e)),
+                Err(e) => return fail(&aws_line("ec2", "DescribeSecurityGroups", &e)),
             };
             let iso: Vec<_> = groups
                 .security_groups()
@@ -777,7 +968,7 @@ async fn check(
                 .await
             {
                 Ok(e) => e,
-                Err(e) => return fail(&DisplayErrorContext(e)),
+                Err(e) => return fail(&aws_line("ec2", "DescribeNetworkInterfaces", &e)),
             };
             let wrong: Vec<String> = enis
                 .network_interfaces()
@@ -805,7 +996,7 @@ async fn check(
                 let on = a.disable_api_termination().and_then(|b| b.value()) == Some(true);
                 (on, format!("DisableApiTermination = {on}"))
             }
-            Err(e) => fail(&DisplayErrorContext(e)),
+            Err(e) => fail(&aws_line("ec2", "DescribeInstanceAttribute", &e)),
         },
         Expectation::ProfileDetached { instance } => match ec2
             .describe_iam_instance_profile_associations()
@@ -826,7 +1017,11 @@ async fn check(
                     .count();
                 (n == 0, format!("{n} active association(s)"))
             }
-            Err(e) => fail(&DisplayErrorContext(e)),
+            Err(e) => fail(&aws_line(
+                "ec2",
+                "DescribeIamInstanceProfileAssociations",
+                &e,
+            )),
         },
         Expectation::Snapshots {
             instance,
@@ -844,7 +1039,7 @@ async fn check(
                 .await
             {
                 Ok(v) => v,
-                Err(e) => return fail(&DisplayErrorContext(e)),
+                Err(e) => return fail(&aws_line("ec2", "DescribeVolumes", &e)),
             };
             let mut counts = BTreeMap::new();
             for v in vols.volumes() {
@@ -861,7 +1056,7 @@ async fn check(
                         .iter()
                         .filter(|s| s.state().map(|x| x.as_str()) == Some("completed"))
                         .count(),
-                    Err(e) => return fail(&DisplayErrorContext(e)),
+                    Err(e) => return fail(&aws_line("ec2", "DescribeSnapshots", &e)),
                 };
                 counts.insert(vid.to_owned(), n);
             }
@@ -885,7 +1080,7 @@ async fn check(
                         format!("key {key}: {}", seen.unwrap_or_else(|| "not found".into())),
                     )
                 }
-                Err(e) => fail(&DisplayErrorContext(e)),
+                Err(e) => fail(&aws_line("iam", "ListAccessKeys", &e)),
             }
         }
         Expectation::SessionsRevoked { user } => match aws
@@ -906,7 +1101,10 @@ async fn check(
             }
             Err(e) => (
                 false,
-                format!("no irr-revoke-sessions policy: {}", DisplayErrorContext(e)),
+                format!(
+                    "no irr-revoke-sessions policy: {}",
+                    aws_line("iam", "GetUserPolicy", &e)
+                ),
             ),
         },
         Expectation::PublicAccessBlocked { bucket } => {
@@ -921,7 +1119,7 @@ async fn check(
                     });
                     (all, format!("all four settings on: {all}"))
                 }
-                Err(e) => fail(&DisplayErrorContext(e)),
+                Err(e) => fail(&aws_line("s3", "GetPublicAccessBlock", &e)),
             }
         }
         Expectation::ResponderRoleRemoved {} => match aws.iam.list_roles().send().await {
@@ -937,8 +1135,12 @@ async fn check(
                     format!("responder roles of the case left: {left:?}"),
                 )
             }
-            Err(e) => fail(&DisplayErrorContext(e)),
+            Err(e) => fail(&aws_line("iam", "ListRoles", &e)),
         },
+        Expectation::Target { metric, .. } => (
+            false,
+            format!("target {metric} is checked from the scorecard"),
+        ),
         Expectation::Step { id, status } => {
             let seen = run.steps.iter().find(|s| &s.id == id).map(|s| s.status);
             let seen_s = seen.map(StepStatus::as_str).unwrap_or("not run");
@@ -986,7 +1188,7 @@ async fn check(
                 .await
             {
                 Ok(o) => o.internet_gateways().len(),
-                Err(e) => return fail(&DisplayErrorContext(e)),
+                Err(e) => return fail(&aws_line("ec2", "DescribeInternetGateways", &e)),
             };
             let nats = match ec2
                 .describe_nat_gateways()
@@ -995,7 +1197,7 @@ async fn check(
                 .await
             {
                 Ok(o) => o.nat_gateways().len(),
-                Err(e) => return fail(&DisplayErrorContext(e)),
+                Err(e) => return fail(&aws_line("ec2", "DescribeNatGateways", &e)),
             };
             let attached = match ec2
                 .describe_volumes()
@@ -1017,7 +1219,7 @@ async fn check(
                             .any(|a| a.device().is_some_and(|d| d >= "/dev/sdf"))
                     })
                     .count(),
-                Err(e) => return fail(&DisplayErrorContext(e)),
+                Err(e) => return fail(&aws_line("ec2", "DescribeVolumes", &e)),
             };
             let ok = igws == 0 && nats == 0 && snapshots > 0 && attached == snapshots;
             (ok, format!("vpc {vpc}: {igws} internet gateway(s), {nats} NAT gateway(s); workstation {workstation}: {attached} restored volume(s) for {snapshots} snapshot(s)"))
@@ -1153,7 +1355,178 @@ fn scorecard(
         checks,
         evidence: run.evidence.as_ref().map(|e| e.location.clone()),
         target,
+        evidence_copy: None,
+        started_at: String::new(),
     }
+}
+
+/// Adds a check per target of the scenario: passed when the time was measured and is within.
+fn check_targets(card: &mut Scorecard, t: &Targets) {
+    for (metric, max, seen) in [
+        (
+            "time_to_contain",
+            &t.time_to_contain,
+            card.time_to_contain_s,
+        ),
+        (
+            "time_to_evidence",
+            &t.time_to_evidence,
+            card.time_to_sealed_evidence_s,
+        ),
+    ] {
+        let Some(max) = max else { continue };
+        let limit = parse_target(max).unwrap_or(0.0);
+        let (passed, detail) = match seen {
+            Some(v) if v <= limit => (true, format!("{v:.2} s, target {max}")),
+            Some(v) => (false, format!("{v:.2} s, MISSED the target {max}")),
+            None => (false, format!("not measured (target {max})")),
+        };
+        card.checks.push(CheckResult {
+            check: Expectation::Target {
+                metric: metric.to_owned(),
+                max: max.clone(),
+            },
+            passed,
+            detail,
+        });
+    }
+    let passed = card.checks.iter().filter(|c| c.passed).count();
+    card.score = format!("{passed}/{}", card.checks.len());
+}
+
+/// `STATE_DIR/gamedays/`: one scorecard per drill.
+pub fn history_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("gamedays")
+}
+
+/// Keeps the scorecard as `STATE_DIR/gamedays/STARTED-CASE.json`.
+fn save_history(state_dir: &Path, card: &Scorecard) -> Result<PathBuf, String> {
+    let dir = history_dir(state_dir);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| format!("cannot keep the scorecard in {}: {e}", dir.display()))?;
+    let stamp: String = card
+        .started_at
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
+    let path = dir.join(format!("{stamp}-{}.json", card.case_id));
+    let body = serde_json::to_vec_pretty(card).unwrap_or_default();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(&body))
+        .map_err(|e| format!("cannot keep the scorecard in {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// The name of a check, as the scorecard and JUnit show it (`isolated i-0abc...`).
+pub fn check_name(c: &CheckResult) -> String {
+    let v = serde_json::to_value(&c.check).unwrap_or_default();
+    let kind = v["check"].as_str().unwrap_or("check").to_owned();
+    let subject: Vec<String> = v
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| k.as_str() != "check")
+                .map(|(_, v)| match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if subject.is_empty() {
+        kind
+    } else {
+        format!("{kind} {}", subject.join(" "))
+    }
+}
+
+/// Text for XML: `&<>"'` escaped, characters XML 1.0 cannot hold dropped.
+fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The scorecard as JUnit XML (the schema Jenkins, GitLab and nextest read): one test suite
+/// for the drill, one test case per check, a `<failure>` with the check's detail for each
+/// failed one; a run that did not succeed is one more failed case, `run`.
+pub fn junit_xml(card: &Scorecard) -> String {
+    use std::fmt::Write as _;
+    let class = format!("irr.gameday.{}", card.playbook);
+    let mut cases = Vec::new();
+    let status = card
+        .status
+        .map(|s| format!("{s:?}").to_lowercase())
+        .unwrap_or_else(|| "did not run".into());
+    cases.push((
+        "run".to_owned(),
+        card.status == Some(RunStatus::Succeeded),
+        format!("run {}: {status}", card.run_id.as_deref().unwrap_or("-")),
+    ));
+    for c in &card.checks {
+        cases.push((check_name(c), c.passed, c.detail.clone()));
+    }
+    let failures = cases.iter().filter(|c| !c.1).count();
+    let total_s = card.time_to_sealed_evidence_s.unwrap_or(0.0) + card.seed_s;
+    let mut o = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        o,
+        "<testsuites name=\"irr gameday\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" time=\"{total_s:.3}\">",
+        cases.len()
+    );
+    let _ = writeln!(
+        o,
+        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"{total_s:.3}\" timestamp=\"{}\" package=\"{}\">",
+        xml_escape(&format!("gameday {}", card.scenario)),
+        cases.len(),
+        xml_escape(card.started_at.trim_end_matches('Z')),
+        xml_escape(&class)
+    );
+    for (name, passed, detail) in &cases {
+        let _ = write!(
+            o,
+            "    <testcase name=\"{}\" classname=\"{}\" time=\"0\"",
+            xml_escape(name),
+            xml_escape(&class)
+        );
+        if *passed {
+            o.push_str("/>\n");
+        } else {
+            let _ = writeln!(
+                o,
+                ">\n      <failure message=\"{}\" type=\"check\">{}</failure>\n    </testcase>",
+                xml_escape(detail),
+                xml_escape(detail)
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "    <system-out>{}</system-out>",
+        xml_escape(&format!(
+            "case {} run {} target {} score {}",
+            card.case_id,
+            card.run_id.as_deref().unwrap_or("-"),
+            card.target,
+            card.score
+        ))
+    );
+    o.push_str("  </testsuite>\n</testsuites>\n");
+    o
 }
 
 /// The scorecard as text.
@@ -1206,6 +1579,10 @@ pub fn render_scorecard(c: &Scorecard) -> String {
             .ok()
             .and_then(|v| v["check"].as_str().map(str::to_owned))
             .unwrap_or_default();
+        let name = match &ch.check {
+            Expectation::Target { metric, .. } => format!("target {metric}"),
+            _ => name,
+        };
         let _ = writeln!(
             out,
             "    {} {:<24} {}",
@@ -1216,6 +1593,9 @@ pub fn render_scorecard(c: &Scorecard) -> String {
     }
     if let Some(e) = &c.evidence {
         let _ = writeln!(out, "\n  evidence: {e}");
+    }
+    if let Some(e) = &c.evidence_copy {
+        let _ = writeln!(out, "  verified local copy: {e}");
     }
     let _ = writeln!(out, "\n  score: {} checks passed", c.score);
     out

@@ -17,6 +17,7 @@ pub mod evidence;
 pub mod executor;
 pub mod exit_codes;
 pub mod gameday;
+pub mod history;
 pub mod journal;
 pub mod load;
 pub mod model;

@@ -174,6 +174,9 @@ pub enum Severity {
     /// The record of the run cannot be trusted as it is (journal or evidence integrity):
     /// `irr report` exits 3.
     Critical,
+    /// The evidence could not be read (unreachable, no credentials, no permission): nothing
+    /// was verified and nothing is known to be altered. `irr report` exits 5.
+    Unverifiable,
     /// Something in the run a reviewer must look at (a call that never finished, a failure).
     Warning,
 }
@@ -460,6 +463,9 @@ pub struct EvidenceReport {
     pub chain_runs: Vec<String>,
     /// The previous run's manifest hash this run chains to.
     pub previous_manifest_sha256: Option<String>,
+    /// For a drill: the original this verified copy was made of (the emulator's
+    /// `s3://...`); `location` is then the local copy that was verified.
+    pub copy_of: Option<String>,
 }
 
 /// An AWS resource the run made or used.
@@ -495,7 +501,8 @@ pub struct NoteReport {
 
 /// `irr report RUN_ID`: builds the report, writes it to `out` or stdout, and returns the exit
 /// code: 0, 2 for an unknown run or an unwritable `out`, 3 when an integrity problem was found
-/// (the report is still written, the problems also go to stderr).
+/// (the report is still written, the problems also go to stderr), 5 when the evidence could not
+/// be read and nothing else is wrong.
 pub fn command(
     run_id: &str,
     format: Format,
@@ -542,6 +549,16 @@ pub fn command(
         .iter()
         .filter(|f| f.severity == Severity::Critical)
         .collect();
+    if critical.is_empty() {
+        for f in report
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Unverifiable)
+        {
+            let _ = writeln!(err, "UNVERIFIABLE: {}", f.message);
+        }
+        return exit_codes::UNVERIFIABLE;
+    }
     let _ = writeln!(
         err,
         "INTEGRITY PROBLEMS in run {run_id} ({}):",
@@ -599,7 +616,15 @@ pub async fn build(
     let lines = read_journal(&journal_path);
     let mut report = assemble(&record, &journal_path, &lines);
     let location = evidence_run_location(&record, &lines);
-    let evidence = check_evidence(location.as_deref(), &record, aws).await;
+    // A drill's evidence lived in its emulator, gone once the drill ended: the drill kept a
+    // verified local copy (`irr gameday`), which is what is verified here.
+    let copy = read_copy_marker(&dir, &record);
+    let location = match &copy {
+        Some(c) => Some(c.location.clone()),
+        None => location,
+    };
+    let mut evidence = check_evidence(location.as_deref(), &record, aws).await;
+    evidence.copy_of = copy.map(|c| (c.copy_of, c.manifest_sha256));
     attach_evidence(&mut report, &lines, evidence);
     finish(&mut report);
     Ok(report)
@@ -1104,6 +1129,7 @@ fn assemble(record: &RunRecord, journal_path: &Path, read: &JournalRead) -> Repo
             chain: Check::default(),
             chain_runs: Vec::new(),
             previous_manifest_sha256: None,
+            copy_of: None,
         },
         resources,
         notes,
@@ -1130,8 +1156,42 @@ fn evidence_run_location(record: &RunRecord, read: &JournalRead) -> Option<Strin
     })
 }
 
+/// A drill's local evidence copy, from `STATE_DIR/runs/RUN_ID/evidence-copy.json`.
+struct CopyMarker {
+    /// `STATE_DIR/runs/RUN_ID/evidence-copy/CASE/RUN` (derived, never read from the marker).
+    location: String,
+    /// The original (`s3://...` in the drill's emulator).
+    copy_of: String,
+    /// The manifest hash the copy was made of.
+    manifest_sha256: Option<String>,
+}
+
+fn read_copy_marker(dir: &Path, record: &RunRecord) -> Option<CopyMarker> {
+    let path = dir.join(crate::gameday::COPY_MARKER);
+    let meta = std::fs::symlink_metadata(&path).ok()?;
+    if !meta.is_file() || meta.len() > 64 * 1024 {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+    let root = dir.join(crate::gameday::COPY_DIR);
+    let location = root
+        .join(&record.case_id)
+        .join(&record.run_id)
+        .display()
+        .to_string();
+    Some(CopyMarker {
+        location,
+        copy_of: str_of(&v, "copy_of").unwrap_or("(unknown)").to_owned(),
+        manifest_sha256: str_of(&v, "manifest_sha256").map(str::to_owned),
+    })
+}
+
 /// What the evidence store said.
 struct EvidenceFound {
+    /// The error says the evidence is not as sealed (not merely unreadable).
+    not_as_sealed: bool,
+    /// For a drill's copy: the original and the manifest hash the copy was made of.
+    copy_of: Option<(String, Option<String>)>,
     location: Option<String>,
     verify: Result<VerifyReport, String>,
     /// `true` when the store holds nothing for the run.
@@ -1145,6 +1205,8 @@ async fn check_evidence(
     aws: &AwsOptions,
 ) -> EvidenceFound {
     let mut found = EvidenceFound {
+        not_as_sealed: false,
+        copy_of: None,
         location: location.map(str::to_owned),
         verify: Err("no evidence location".to_owned()),
         nothing_stored: false,
@@ -1181,7 +1243,12 @@ async fn check_evidence(
             found.nothing_stored = true;
             Err(reason)
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => {
+            // Only "could not read" is unverifiable; anything else (an oversized manifest,
+            // a bad name) says the evidence is not what irr sealed.
+            found.not_as_sealed = !e.is_unreadable();
+            Err(e.to_string())
+        }
     };
     if let Some((root, case, run)) = loc.split_run() {
         if let Ok(store) = Store::open(&root, client, S3Settings::default()) {
@@ -1211,6 +1278,29 @@ fn attach_evidence(report: &mut Report, read: &JournalRead, found: EvidenceFound
     let ev = &mut report.evidence;
     ev.location = found.location.clone();
     ev.seal_error = sealed_event.as_ref().and_then(|s| s.error.clone());
+    ev.copy_of = found.copy_of.as_ref().map(|(o, _)| o.clone());
+    if let Some((original, _)) = &found.copy_of {
+        // The copy must be of the manifest the run sealed (the journal's evidence_sealed).
+        let sealed = sealed_event
+            .as_ref()
+            .and_then(|s| s.manifest_sha256.clone());
+        let copied = match &found.verify {
+            Ok(v) => v.manifest_sha256.map(|h| h.to_hex()),
+            Err(_) => None,
+        };
+        if let (Some(sealed), Some(copied)) = (&sealed, &copied) {
+            if sealed != copied {
+                report.findings.push(Finding {
+                    severity: Severity::Critical,
+                    area: "evidence".into(),
+                    message: format!(
+                        "the local copy of {original} has manifest sha256 {copied}, but the run sealed {sealed}: the copy was replaced"
+                    ),
+                });
+            }
+        }
+    }
+    let ev = &mut report.evidence;
     let manifest = found.manifest;
     let by_path: HashMap<&str, &irr_forensics::ManifestItem> = manifest
         .as_ref()
@@ -1283,6 +1373,15 @@ fn attach_evidence(report: &mut Report, read: &JournalRead, found: EvidenceFound
                 EvidenceStatus::Unverifiable
             };
             ev.verify_error = Some(e.clone());
+            if found.not_as_sealed {
+                ev.status = EvidenceStatus::Mismatch;
+                report.findings.push(Finding {
+                    severity: Severity::Critical,
+                    area: "evidence".into(),
+                    message: format!("the evidence is not as sealed: {e}"),
+                });
+            }
+            let ev = &mut report.evidence;
             ev.manifest_sha256 = sealed_event
                 .as_ref()
                 .and_then(|s| s.manifest_sha256.clone());
@@ -1414,13 +1513,14 @@ fn finish(report: &mut Report) {
             "evidence",
             format!("no sealed evidence at {loc}: the run stopped before sealing (resume it with `irr resume {}`)", report.run.run_id),
         )),
-        EvidenceStatus::Unverifiable => f.push(crit(
-            "evidence",
-            format!(
-                "the evidence at {loc} could not be verified: {}",
+        EvidenceStatus::Unverifiable => f.push(Finding {
+            severity: Severity::Unverifiable,
+            area: "evidence".to_owned(),
+            message: format!(
+                "the evidence at {loc} could not be read, so it was not verified (nothing is known to be altered): {}",
                 ev.verify_error.as_deref().unwrap_or("unknown error")
             ),
-        )),
+        }),
         EvidenceStatus::Mismatch => {
             for i in ev.items.iter().filter(|i| i.status != ItemState::Ok) {
                 f.push(crit(
@@ -1498,7 +1598,9 @@ fn finish(report: &mut Report) {
         }
     }
     f.sort_by_key(|x| x.severity);
-    report.integrity_ok = !f.iter().any(|x| x.severity == Severity::Critical);
+    report.integrity_ok = !f
+        .iter()
+        .any(|x| matches!(x.severity, Severity::Critical | Severity::Unverifiable));
     report.findings = f;
 }
 
@@ -1647,9 +1749,24 @@ impl Report {
                 .iter()
                 .filter(|f| f.severity == Severity::Critical)
                 .count();
+            if n == 0 {
+                let _ = writeln!(
+                    o,
+                    "> **Evidence UNVERIFIABLE.** It could not be read, so it was not verified; nothing is known to be altered. See Findings.\n"
+                );
+            } else {
+                let _ = writeln!(
+                    o,
+                    "> **INTEGRITY PROBLEMS ({n}).** The record of this run does not verify; see Findings.\n"
+                );
+            }
+        }
+        if let (Some(orig), Some(loc)) = (&self.evidence.copy_of, &self.evidence.location) {
             let _ = writeln!(
                 o,
-                "> **INTEGRITY PROBLEMS ({n}).** The record of this run does not verify; see Findings.\n"
+                "> Drill evidence: verified the local **copy** at {} of {} (the drill's emulator is gone).\n",
+                code(loc),
+                code(orig)
             );
         }
         let (ok, failed, unfinished) = self.mutating_counts();
@@ -1705,6 +1822,7 @@ impl Report {
         for f in &self.findings {
             let sev = match f.severity {
                 Severity::Critical => "**CRITICAL**",
+                Severity::Unverifiable => "**UNVERIFIABLE**",
                 Severity::Warning => "warning",
             };
             let _ = writeln!(o, "- {sev} ({}): {}", md(&f.area), md(&f.message));
@@ -1842,6 +1960,12 @@ impl Report {
         }
         if let Some(e) = &ev.verify_error {
             facts.push(("Verification", md(e)));
+        }
+        if let Some(orig) = &ev.copy_of {
+            facts.push((
+                "Copy",
+                format!("this is the drill's local copy of {}", code(orig)),
+            ));
         }
         o.push_str("| | |\n| --- | --- |\n");
         for (k, v) in facts {
@@ -2026,6 +2150,9 @@ main{padding:22px 0 40px}
 .verdict h2{margin:0;font-size:16px}
 .verdict.ok h2{color:#14532d}
 .verdict.bad h2{color:#7f1d1d}
+.verdict.warn{background:#fffbeb;border-color:#fcd34d}
+.verdict.warn .icon{background:#d97706}
+.verdict.warn h2{color:#78350f}
 .verdict p{margin:3px 0 0;color:var(--ink2);font-size:13.5px}
 .verdict ul{margin:6px 0 0;padding-left:18px;color:#7f1d1d;font-size:13.5px}
 .facts{display:grid;grid-template-columns:repeat(4,minmax(0,1fr));gap:12px;margin-bottom:18px}
@@ -2238,8 +2365,29 @@ impl Report {
                 if ok { "matches" } else { "DIFFERS FROM" }
             ));
         }
+        if let Some(orig) = &ev.copy_of {
+            parts.push(format!("verified the drill's local copy of {orig}"));
+        }
         let line = esc(&parts.join(" · "));
-        if self.integrity_ok {
+        let crit_n = self
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Critical)
+            .count();
+        if !self.integrity_ok && crit_n == 0 {
+            let _ = write!(
+                o,
+                "<section class=\"verdict warn\"><div class=\"icon\">?</div><div><h2>Evidence unverifiable — it could not be read; nothing is known to be altered</h2><p>{line}</p><ul>"
+            );
+            for f in self
+                .findings
+                .iter()
+                .filter(|f| f.severity == Severity::Unverifiable)
+            {
+                let _ = write!(o, "<li>{}</li>", esc(&f.message));
+            }
+            o.push_str("</ul></div></section>\n");
+        } else if self.integrity_ok {
             let _ = writeln!(
                 o,
                 "<section class=\"verdict ok\"><div class=\"icon\">&#10003;</div><div><h2>Integrity verified</h2><p>{line}</p></div></section>"
@@ -2378,6 +2526,7 @@ impl Report {
         for f in &self.findings {
             let b = match f.severity {
                 Severity::Critical => badge("critical", "b-bad"),
+                Severity::Unverifiable => badge("unverifiable", "b-warn"),
                 Severity::Warning => badge("warning", "b-warn"),
             };
             let _ = write!(
@@ -2731,6 +2880,12 @@ impl Report {
         }
         if let Some(e) = &ev.verify_error {
             kv.push(("Verification", esc(e)));
+        }
+        if let Some(orig) = &ev.copy_of {
+            kv.push((
+                "Copy",
+                format!("this is the drill's local copy of {}", esc(orig)),
+            ));
         }
         for (k, v) in kv {
             let _ = write!(o, "<div class=\"k\">{k}</div><div class=\"v\">{v}</div>");

@@ -134,19 +134,34 @@ pub async fn run(req: RunRequest) -> RunResult {
     }
     let run_id = executor::new_run_id();
     let started_at = now_rfc3339();
-    let aws = match aws::connect(&req.aws).await {
-        Ok(a) => a,
-        Err(e) => {
-            say(req.json, &format!("error: {e}; nothing was changed"));
-            return RunResult::early(Exit::Invalid);
-        }
-    };
-    let identity = match aws.identity().await {
-        Ok(i) => i,
-        Err(e) => {
-            say(req.json, &format!("error: {e}; nothing was changed"));
-            return RunResult::early(Exit::Invalid);
-        }
+    // AWS only when needed: a playbook whose steps make no AWS call and whose evidence is
+    // local runs without a region or credentials.
+    let needs_aws =
+        req.create_evidence_bucket || aws::playbook_needs_aws(pb, req.evidence.as_deref());
+    let (aws, identity) = if needs_aws {
+        let aws = match aws::connect(&req.aws).await {
+            Ok(a) => a,
+            Err(e) => {
+                say(req.json, &format!("error: {e}; nothing was changed"));
+                return RunResult::early(Exit::Invalid);
+            }
+        };
+        let identity = match aws.identity().await {
+            Ok(i) => i,
+            Err(e) => {
+                say(req.json, &format!("error: {e}; nothing was changed"));
+                return RunResult::early(Exit::Invalid);
+            }
+        };
+        (aws, identity)
+    } else {
+        (
+            aws::offline(req.aws.region.as_deref()),
+            aws::Identity {
+                account_id: String::new(),
+                arn: "none (the playbook makes no AWS call)".to_owned(),
+            },
+        )
     };
     // Evidence location: --evidence, else the playbook's, else STATE_DIR/evidence.
     let pre_ctx = plan::base_context(
@@ -229,10 +244,14 @@ pub async fn run(req: RunRequest) -> RunResult {
             "{}",
             secrets.mask_str(&the_plan.render_text())
         );
-        let question = format!(
-            "\nThis run makes {changes} changing step(s) in account {} ({}) as {}. Proceed?",
-            identity.account_id, aws.region, identity.arn
-        );
+        let question = if needs_aws {
+            format!(
+                "\nThis run makes {changes} changing step(s) in account {} ({}) as {}. Proceed?",
+                identity.account_id, aws.region, identity.arn
+            )
+        } else {
+            format!("\nThis run makes {changes} changing step(s) and no AWS call. Proceed?")
+        };
         match confirm(&question) {
             Some(true) => {}
             Some(false) => {
@@ -601,22 +620,34 @@ pub async fn resume(
             .collect()
     };
     let mut opts = aws_opts;
-    if opts.region.is_none() {
+    if opts.region.is_none() && !record.region.is_empty() {
         opts.region = Some(record.region.clone());
     }
-    let aws = match aws::connect(&opts).await {
-        Ok(a) => a,
-        Err(e) => {
-            say(json, &format!("error: {e}; nothing was changed"));
-            return RunResult::early(Exit::Invalid);
-        }
-    };
-    let id = match aws.identity().await {
-        Ok(id) => id,
-        Err(e) => {
-            say(json, &format!("error: {e}; nothing was changed"));
-            return RunResult::early(Exit::Invalid);
-        }
+    let needs_aws = aws::playbook_needs_aws(&playbook, Some(record.evidence_location.as_str()));
+    let (aws, id) = if needs_aws {
+        let aws = match aws::connect(&opts).await {
+            Ok(a) => a,
+            Err(e) => {
+                say(json, &format!("error: {e}; nothing was changed"));
+                return RunResult::early(Exit::Invalid);
+            }
+        };
+        let id = match aws.identity().await {
+            Ok(id) => id,
+            Err(e) => {
+                say(json, &format!("error: {e}; nothing was changed"));
+                return RunResult::early(Exit::Invalid);
+            }
+        };
+        (aws, id)
+    } else {
+        (
+            aws::offline(opts.region.as_deref()),
+            aws::Identity {
+                account_id: record.account_id.clone(),
+                arn: record.aws_principal.clone(),
+            },
+        )
     };
     {
         // The region too: the same account in another region is another set of resources

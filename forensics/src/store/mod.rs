@@ -225,6 +225,50 @@ impl Store {
         }
     }
 
+    /// Copies an object (the exact version when given, in S3) into a new local file `dest`,
+    /// hashing it in the same pass: `None` when it is absent. `dest` must not exist.
+    pub async fn download(
+        &self,
+        key: &str,
+        version_id: Option<&str>,
+        dest: &std::path::Path,
+    ) -> Result<Option<(Sha256Digest, u64)>> {
+        match self {
+            Store::Local(s) => {
+                let src = s.path_of(key);
+                let dest = dest.to_path_buf();
+                tokio::task::spawn_blocking(move || {
+                    let mut from = match std::fs::File::open(&src) {
+                        Ok(f) => f,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                        Err(e) => return Err(Error::io(src, e)),
+                    };
+                    let mut to = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&dest)
+                        .map_err(|e| Error::io(&dest, e))?;
+                    let mut hasher = crate::hash::StreamHasher::new();
+                    let mut buf = vec![0u8; 256 * 1024];
+                    loop {
+                        let n = from.read(&mut buf).map_err(|e| Error::io(&src, e))?;
+                        if n == 0 {
+                            break;
+                        }
+                        hasher.update(&buf[..n]);
+                        std::io::Write::write_all(&mut to, &buf[..n])
+                            .map_err(|e| Error::io(&dest, e))?;
+                    }
+                    to.sync_all().map_err(|e| Error::io(&dest, e))?;
+                    Ok(Some(hasher.finish()))
+                })
+                .await
+                .map_err(Error::task)?
+            }
+            Store::S3(s) => s.download(key, version_id, dest).await,
+        }
+    }
+
     /// When `key`'s current version is an S3 delete marker over earlier versions: the newest
     /// earlier version's id and bytes (at most `limit`). Always `None` for local stores.
     pub async fn read_hidden(&self, key: &str, limit: u64) -> Result<Option<(String, Vec<u8>)>> {

@@ -713,7 +713,7 @@ impl S3Store {
     fn put_error<E, R>(&self, op: &'static str, key: &str, e: SdkError<E, R>) -> Error
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug,
+        R: std::fmt::Debug + 'static,
         SdkError<E, R>: RequestId,
     {
         if e.code() == Some("PreconditionFailed") {
@@ -785,7 +785,7 @@ impl S3Store {
             operation: "GetObject",
             target: self.target(key),
             code: "unknown".into(),
-            message: DisplayErrorContext(&e).to_string(),
+            message: crate::awserr::one_line(&DisplayErrorContext(&e).to_string()),
             request_id: None,
         })?;
         Ok(Some(bytes.to_vec()))
@@ -815,7 +815,7 @@ impl S3Store {
                 operation: "GetObject",
                 target: self.target(key),
                 code: "unknown".into(),
-                message: DisplayErrorContext(&e).to_string(),
+                message: crate::awserr::one_line(&DisplayErrorContext(&e).to_string()),
                 request_id: None,
             })?;
             if tx.send(chunk).await.is_err() {
@@ -824,6 +824,43 @@ impl S3Store {
         }
         drop(tx);
         Ok(Some(hasher.await.map_err(Error::task)?))
+    }
+
+    /// Streams an object (the exact version when given) into a new local file, hashing it on
+    /// the way: `None` when the object is absent. The file must not exist.
+    pub(crate) async fn download(
+        &self,
+        key: &str,
+        version_id: Option<&str>,
+        dest: &std::path::Path,
+    ) -> Result<Option<(Sha256Digest, u64)>> {
+        use tokio::io::AsyncWriteExt;
+        let Some(out) = self.get(key, version_id).await? else {
+            return Ok(None);
+        };
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dest)
+            .await
+            .map_err(|e| Error::io(dest, e))?;
+        let mut hasher = StreamHasher::new();
+        let mut body = out.body;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| Error::S3 {
+                operation: "GetObject",
+                target: self.target(key),
+                code: "unknown".into(),
+                message: crate::awserr::one_line(&DisplayErrorContext(&e).to_string()),
+                request_id: None,
+            })?;
+            hasher.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| Error::io(dest, e))?;
+        }
+        file.sync_all().await.map_err(|e| Error::io(dest, e))?;
+        Ok(Some(hasher.finish()))
     }
 
     async fn list_versions(
@@ -1070,19 +1107,21 @@ fn is_not_found<E>(e: &SdkError<E, HttpResponse>) -> bool {
 fn s3_error<E, R>(operation: &'static str, target: String, e: SdkError<E, R>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
     SdkError<E, R>: RequestId,
 {
     let request_id = e.request_id().map(str::to_string);
-    let (code, message) = match &e {
-        SdkError::ServiceError(se) => (
-            se.err().code().unwrap_or("unknown").to_string(),
-            se.err()
-                .message()
-                .map(str::to_string)
-                .unwrap_or_else(|| DisplayErrorContext(&e).to_string()),
-        ),
-        _ => ("unknown".to_string(), DisplayErrorContext(&e).to_string()),
+    let f = crate::awserr::describe("s3", operation, &e);
+    let code = f.code.clone().unwrap_or_else(|| {
+        serde_json::to_value(f.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "unknown".to_owned())
+    });
+    let message = if f.hint.is_empty() {
+        f.message
+    } else {
+        format!("{}; {}", f.message, f.hint)
     };
     Error::S3 {
         operation,

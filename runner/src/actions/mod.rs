@@ -17,7 +17,6 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_types::request_id::RequestId;
 use serde_json::Value;
@@ -275,16 +274,25 @@ impl ActionCtx {
     }
 }
 
-/// Turns an SDK error into an [`ActionError::Aws`] keeping the AWS error code and request id.
+/// Turns an SDK error into an [`ActionError::Aws`] keeping the AWS error code and request id;
+/// the message is the one line of [`irr_forensics::awserr::describe`] (what failed and what to
+/// do), never a debug dump. Without an AWS code the code is `no_credentials` or `dispatch`
+/// (no answer: connection refused, timeout), which callers retry.
 pub fn aws_error<E>(service: &str, operation: &str, err: &E) -> ActionError
 where
     E: ProvideErrorMetadata + RequestId + std::error::Error + 'static,
 {
-    let code = err.code().unwrap_or("dispatch").to_owned();
-    let message = err
-        .message()
-        .map(str::to_owned)
-        .unwrap_or_else(|| DisplayErrorContext(err).to_string());
+    let f = irr_forensics::awserr::describe(service, operation, err);
+    let code = match (&f.code, f.kind) {
+        (Some(c), _) => c.clone(),
+        (None, irr_forensics::awserr::FailureKind::NoCredentials) => "no_credentials".to_owned(),
+        (None, _) => "dispatch".to_owned(),
+    };
+    let message = if f.hint.is_empty() {
+        f.message
+    } else {
+        format!("{}; {}", f.message, f.hint)
+    };
     ActionError::Aws {
         service: service.to_owned(),
         operation: operation.to_owned(),
