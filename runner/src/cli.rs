@@ -151,6 +151,11 @@ enum Command {
         /// Seed a real account (not the emulator): its id, which must match the credentials.
         #[arg(long, value_name = "ACCOUNT")]
         account_id: Option<String>,
+        /// The local emulator to start (moto, the default, or localstack, installed by
+        /// scripts/ensure-localstack). With --endpoint-url nothing is started: this names the
+        /// emulator behind it (default: LocalStack if it answers /_localstack/health, else moto).
+        #[arg(long, value_enum, value_name = "KIND")]
+        emulator: Option<crate::emulator::EmulatorKind>,
         /// Also write the checks as JUnit XML (one test case per check) to FILE.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
@@ -313,6 +318,7 @@ pub fn run(cli: Cli) -> Exit {
             scenario,
             account_id,
             junit,
+            emulator,
         } => {
             let src = match read_source(&file) {
                 Ok(s) => s,
@@ -334,6 +340,7 @@ pub fn run(cli: Cli) -> Exit {
                 scenario_path: scenario,
                 aws: aws_options(g, None),
                 account_id,
+                emulator,
                 state_dir: g.state_dir.clone(),
                 json: g.output == Output::Json,
                 junit,
