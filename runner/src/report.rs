@@ -974,6 +974,10 @@ fn assemble(record: &RunRecord, journal_path: &Path, read: &JournalRead) -> Repo
                 });
                 message.clone()
             }
+            Some(RunEvent::GapRecorded(g)) => format!(
+                "WARNING gap: step {}: {} was not captured: {}",
+                g.step, g.what, g.error
+            ),
             Some(RunEvent::EvidenceSealed(e)) => match &e.error {
                 Some(err) => format!("sealing the evidence FAILED at {}: {err}", e.location),
                 None => format!(
