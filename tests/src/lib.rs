@@ -4,12 +4,47 @@
 //! uses that server; otherwise the first test to ask starts a private one on a free loopback
 //! port. Tests share the server, so each test names its own resources (unique buckets, its own
 //! instances) and asserts only on those.
+//!
+//! The conformance suite (`tests/conformance.rs`) runs the same cases against a second
+//! emulator, LocalStack: `IRR_TEST_LOCALSTACK_ENDPOINT` (`.ci/run` starts one with
+//! `scripts/start-localstack`), else a private one started from the venv
+//! `scripts/ensure-localstack` installs ([`endpoint_of`]).
 
 use std::sync::OnceLock;
 
-use irr_runner::emulator::Emulator;
+use irr_runner::emulator::{Emulator, EmulatorKind};
 
 static PRIVATE: OnceLock<Emulator> = OnceLock::new();
+static PRIVATE_LOCALSTACK: OnceLock<Emulator> = OnceLock::new();
+
+/// The endpoint of an emulator of that kind (moto: [`endpoint`]; LocalStack:
+/// `IRR_TEST_LOCALSTACK_ENDPOINT`, else a private LocalStack of this test process).
+pub fn endpoint_of(kind: EmulatorKind) -> String {
+    match kind {
+        EmulatorKind::Moto => endpoint(),
+        EmulatorKind::Localstack => {
+            if let Ok(ep) = std::env::var("IRR_TEST_LOCALSTACK_ENDPOINT") {
+                assert!(
+                    irr_runner::emulator::loopback_addr(&ep).is_some(),
+                    "IRR_TEST_LOCALSTACK_ENDPOINT must be a loopback http endpoint, got {ep}"
+                );
+                return ep;
+            }
+            PRIVATE_LOCALSTACK
+                .get_or_init(|| {
+                    Emulator::start_kind(EmulatorKind::Localstack).unwrap_or_else(|e| {
+                        panic!("{e} (the conformance suite runs against LocalStack too: scripts/ensure-localstack installs it, or set IRR_TEST_LOCALSTACK_ENDPOINT)")
+                    })
+                })
+                .endpoint()
+        }
+    }
+}
+
+/// An SDK configuration pointed at an emulator of that kind (us-east-1, dummy credentials).
+pub async fn sdk_config_of(kind: EmulatorKind) -> aws_config::SdkConfig {
+    sdk_config_for(&endpoint_of(kind), ("testing", "testing")).await
+}
 
 /// The endpoint of the emulator the tests use (`http://127.0.0.1:PORT`).
 pub fn endpoint() -> String {
@@ -357,6 +392,9 @@ pub struct CompromisedInstance {
     pub volumes: Vec<String>,
     /// The wide-open group it starts in.
     pub open_group: String,
+    /// The instance profile it was launched with (`None`: launched without one, as on
+    /// LocalStack, whose EC2 does not see the profiles its IAM creates).
+    pub profile: Option<String>,
 }
 
 /// A compromised instance: its own VPC, an open security group, an instance profile, two
@@ -374,6 +412,29 @@ pub async fn compromised_instances(
     ec2: &aws_sdk_ec2::Client,
     iam: &aws_sdk_iam::Client,
     n: i32,
+) -> Vec<CompromisedInstance> {
+    compromised_instances_with(ec2, iam, n, true).await
+}
+
+/// A compromised instance on an emulator of that kind: on LocalStack without an instance
+/// profile (its `RunInstances` answers `NoSuchEntity` for profiles made through its IAM;
+/// [`localstack_refuses_launch_profiles`] checks that this is still so).
+pub async fn compromised_instance_on(
+    kind: EmulatorKind,
+    ec2: &aws_sdk_ec2::Client,
+    iam: &aws_sdk_iam::Client,
+) -> CompromisedInstance {
+    compromised_instances_with(ec2, iam, 1, kind == EmulatorKind::Moto)
+        .await
+        .remove(0)
+}
+
+/// `n` compromised instances, launched with the instance profile or without.
+pub async fn compromised_instances_with(
+    ec2: &aws_sdk_ec2::Client,
+    iam: &aws_sdk_iam::Client,
+    n: i32,
+    with_profile: bool,
 ) -> Vec<CompromisedInstance> {
     let vpc_id = ec2
         .create_vpc()
@@ -439,11 +500,11 @@ pub async fn compromised_instances(
                 .groups(&open_group)
                 .build(),
         )
-        .iam_instance_profile(
+        .set_iam_instance_profile(with_profile.then(|| {
             IamInstanceProfileSpecification::builder()
                 .name(&profile)
-                .build(),
-        )
+                .build()
+        }))
         // moto creates no root volume when mappings are given: map both.
         .block_device_mappings(
             BlockDeviceMapping::builder()
@@ -497,6 +558,7 @@ pub async fn compromised_instances(
                 vpc_id: vpc_id.clone(),
                 volumes,
                 open_group: open_group.clone(),
+                profile: with_profile.then(|| profile.clone()),
             }
         })
         .collect()
@@ -748,4 +810,88 @@ pub fn irr_command(args: &[&str], state: &Path, endpoint: &str) -> Command {
         .env_remove("IRR_FAULT_KILL_AT_SEQ")
         .env_remove("IRR_FAULT_SIGINT_AT_SEQ");
     cmd
+}
+
+/// `true` while LocalStack's `RunInstances` still refuses an instance profile made through its
+/// own IAM (`NoSuchEntity`): the reason the conformance suite and the drills launch without a
+/// profile there. When it stops refusing, the test asserting this fails and the skip goes.
+pub async fn localstack_refuses_launch_profiles(
+    ec2: &aws_sdk_ec2::Client,
+    iam: &aws_sdk_iam::Client,
+) -> Result<bool, String> {
+    let name = unique("ls-profile");
+    iam.create_instance_profile()
+        .instance_profile_name(&name)
+        .send()
+        .await
+        .map_err(|e| format!("create instance profile: {e:?}"))?;
+    let r = ec2
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .min_count(1)
+        .max_count(1)
+        .iam_instance_profile(
+            IamInstanceProfileSpecification::builder()
+                .name(&name)
+                .build(),
+        )
+        .send()
+        .await;
+    match r {
+        Ok(out) => {
+            let ids: Vec<String> = out
+                .instances()
+                .iter()
+                .filter_map(|i| i.instance_id().map(str::to_owned))
+                .collect();
+            let _ = ec2
+                .terminate_instances()
+                .set_instance_ids(Some(ids))
+                .send()
+                .await;
+            Ok(false)
+        }
+        Err(e) => {
+            let text = format!("{}", aws_sdk_ec2::error::DisplayErrorContext(&e));
+            if text.contains("NoSuchEntity") {
+                Ok(true)
+            } else {
+                Err(format!("RunInstances failed otherwise: {text}"))
+            }
+        }
+    }
+}
+
+/// Attaches a second network interface (in the instance's subnet, in its open group) to the
+/// incident's instance, so that "every interface isolated" is tested with two.
+pub async fn add_second_interface(ec2: &aws_sdk_ec2::Client, inc: &CompromisedInstance) -> String {
+    let inst = ec2
+        .describe_instances()
+        .instance_ids(&inc.instance_id)
+        .send()
+        .await
+        .unwrap();
+    let subnet = inst.reservations()[0].instances()[0]
+        .subnet_id()
+        .expect("instance subnet")
+        .to_owned();
+    let eni = ec2
+        .create_network_interface()
+        .subnet_id(&subnet)
+        .groups(&inc.open_group)
+        .send()
+        .await
+        .unwrap()
+        .network_interface
+        .unwrap()
+        .network_interface_id
+        .unwrap();
+    ec2.attach_network_interface()
+        .instance_id(&inc.instance_id)
+        .network_interface_id(&eni)
+        .device_index(1)
+        .send()
+        .await
+        .unwrap();
+    eni
 }
