@@ -236,6 +236,12 @@ where
         f.code = Some(code.to_owned());
         return f;
     }
+    if let Some(m) = err.message() {
+        // An answer whose code the SDK could not read (moto's IAM error bodies) still has
+        // AWS's message, which names what was denied.
+        f.message = one_line(m);
+        return f;
+    }
     let cause = one_line(&root_cause(err));
     if let Some(c) = find::<ConnectorError>(err) {
         if c.is_timeout() {

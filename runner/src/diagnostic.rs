@@ -432,6 +432,8 @@ pub fn rule_of(message: &str) -> &'static Rule {
         || starts("the default of input")
         || starts("input name")
         || starts("input \"")
+        || starts("secret input \"")
+        || (starts("\"secret\" of input") && has("must be true or false"))
         || starts("unknown item type")
     {
         "IRR0013"

@@ -230,7 +230,7 @@ pub fn command(state_dir: &Path, playbook: Option<&str>, json_out: bool) -> Exit
     let (drills, problems) = load(state_dir);
     let mut by_playbook: BTreeMap<String, Vec<Drill>> = BTreeMap::new();
     for d in drills {
-        if filter.as_deref().map_or(true, |f| f == d.playbook) {
+        if filter.is_none() || filter.as_deref() == Some(d.playbook.as_str()) {
             by_playbook.entry(d.playbook.clone()).or_default().push(d);
         }
     }

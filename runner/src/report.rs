@@ -961,10 +961,6 @@ fn assemble(record: &RunRecord, journal_path: &Path, read: &JournalRead) -> Repo
                 step_acc(&mut steps, &s.id).finished = Some(s.clone());
                 text
             }
-            Some(RunEvent::GapRecorded(g)) => {
-                step = Some(g.step.clone());
-                format!("gap: {} was not captured: {}", g.what, g.error)
-            }
             Some(RunEvent::Note { message }) => {
                 notes.push(NoteReport {
                     seq,

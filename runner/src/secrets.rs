@@ -176,7 +176,7 @@ impl Secrets {
             ),
             Value::Number(_) | Value::Bool(_) => {
                 let text = v.to_string();
-                if self.read().iter().any(|f| *f == text) {
+                if self.read().contains(&text) {
                     Value::String(MASK.to_owned())
                 } else {
                     v.clone()
