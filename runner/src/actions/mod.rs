@@ -288,10 +288,12 @@ where
         (None, irr_forensics::awserr::FailureKind::NoCredentials) => "no_credentials".to_owned(),
         (None, _) => "dispatch".to_owned(),
     };
-    let message = if f.hint.is_empty() {
-        f.message
-    } else {
-        format!("{}; {}", f.message, f.hint)
+    // AWS's own message first (it names what was denied), then what to do.
+    let message = match (err.message(), f.hint.is_empty()) {
+        (Some(m), true) => irr_forensics::awserr::one_line(m),
+        (Some(m), false) => format!("{}; {}", irr_forensics::awserr::one_line(m), f.hint),
+        (None, true) => f.message,
+        (None, false) => format!("{}; {}", f.message, f.hint),
     };
     ActionError::Aws {
         service: service.to_owned(),
