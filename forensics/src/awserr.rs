@@ -264,10 +264,6 @@ where
         f.kind = FailureKind::Unreachable;
         f.message = format!("could not reach AWS ({cause})");
         f.hint = "check the network, the region and --endpoint-url (or AWS_ENDPOINT_URL); a local emulator may have stopped".into();
-    } else if f.request_id.is_some() {
-        // AWS answered, but with a body the SDK could not read (moto's IAM errors): the whole
-        // error chain, on one line, is what names what was denied.
-        f.message = f.detail.chars().take(2000).collect();
     } else {
         f.message = cause;
     }
