@@ -150,11 +150,53 @@ fn crash_point(seq: u64) {
     }
 }
 
+/// Where an artifact of attempt `attempt` of a step goes in the bundle: the first attempt
+/// keeps `artifacts/STEP/NAME`, attempt N > 1 writes `artifacts/STEP/attempt-N/NAME`
+/// (`shared/spec/evidence-format.md`, wave 2), so a retry or a resumed run never overwrites
+/// what an earlier attempt saw. `step` is the step id, `STEP/ITEM` for a `for_each` item.
+pub fn artifact_path(step: &str, attempt: u32, name: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.split('/')
+            .filter(|seg| !seg.is_empty() && *seg != "." && *seg != "..")
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    if attempt > 1 {
+        format!(
+            "artifacts/{}/attempt-{attempt}/{}",
+            clean(step),
+            clean(name)
+        )
+    } else {
+        format!("artifacts/{}/{}", clean(step), clean(name))
+    }
+}
+
+/// The attempt an artifact path of step `step` belongs to (the inverse of
+/// [`artifact_path`]; 1 for the first attempt's plain path).
+pub fn attempt_of(path: &str, step: &str) -> u32 {
+    path.strip_prefix("artifacts/")
+        .and_then(|p| p.strip_prefix(step))
+        .and_then(|p| p.strip_prefix("/attempt-"))
+        .and_then(|p| p.split_once('/'))
+        .and_then(|(n, name)| (!name.is_empty()).then_some(n))
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 1)
+        .unwrap_or(1)
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
 /// An artifact staged in the run directory until the evidence is sealed.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct StagedArtifact {
-    /// Path in the bundle (`artifacts/STEP/NAME`).
+    /// Path in the bundle (`artifacts/STEP/NAME`, `artifacts/STEP/attempt-N/NAME`).
     pub path: String,
+    /// The attempt of its step that captured it (1-based, counted across resumes).
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
     /// SHA-256.
     pub sha256: String,
     /// Bytes.
@@ -178,28 +220,42 @@ pub struct RunRecorder {
 }
 
 impl RunRecorder {
+    /// Stages an artifact of attempt `attempt` of `step`. Write-once: a path that is staged
+    /// already is refused, never replaced.
     fn stage(
         &self,
         step: &str,
+        attempt: u32,
         name: &str,
         content: &[u8],
         source: &str,
     ) -> Result<StagedArtifact, ActionError> {
-        let clean = |s: &str| -> String {
-            s.split('/')
-                .filter(|seg| !seg.is_empty() && *seg != "." && *seg != "..")
-                .collect::<Vec<_>>()
-                .join("/")
-        };
-        let rel = format!("artifacts/{}/{}", clean(step), clean(name));
+        use std::io::Write as _;
+        let rel = artifact_path(step, attempt, name);
         let full = self.staging.join(&rel);
         if let Some(parent) = full.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(|e| ActionError::Evidence(format!("{rel}: {e}")))?;
         }
-        std::fs::write(&full, content).map_err(|e| ActionError::Evidence(format!("{rel}: {e}")))?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&full)
+            .map_err(|e| {
+                ActionError::Evidence(if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    format!(
+                        "{rel} was captured already in this attempt; evidence is never overwritten"
+                    )
+                } else {
+                    format!("{rel}: {e}")
+                })
+            })?;
+        file.write_all(content)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| ActionError::Evidence(format!("{rel}: {e}")))?;
         let art = StagedArtifact {
             path: rel,
+            attempt,
             sha256: hex::encode(Sha256::digest(content)),
             size: content.len() as u64,
             step: step.to_owned(),
@@ -207,7 +263,6 @@ impl RunRecorder {
             captured_at: now_rfc3339(),
         };
         let mut list = self.artifacts.lock().unwrap_or_else(|e| e.into_inner());
-        list.retain(|a| a.path != art.path);
         list.push(art.clone());
         self.sink.emit(RunEvent::EvidenceCaptured {
             step: step.to_owned(),
@@ -267,7 +322,7 @@ impl Recorder for RunRecorder {
         content: &[u8],
         source: &str,
     ) -> Result<String, ActionError> {
-        self.stage(step, name, content, source).map(|a| a.path)
+        self.stage(step, 1, name, content, source).map(|a| a.path)
     }
 
     fn resource(&self, resource: AwsResource) {
@@ -283,6 +338,44 @@ impl Recorder for RunRecorder {
             .push(resource.clone());
         self.sink
             .emit(RunEvent::ResourceRecorded { step, resource });
+    }
+}
+
+/// The recorder one attempt of one step sees: the run's, with its artifacts under the
+/// attempt's own paths ([`artifact_path`]). Bound when the attempt starts, so that even a
+/// write that outlives a timed-out attempt lands under that attempt, never over another's.
+struct AttemptRecorder {
+    run: Arc<RunRecorder>,
+    attempt: u32,
+}
+
+impl Recorder for AttemptRecorder {
+    fn call_started(&self, step: &str, service: &str, operation: &str, params: &Value) -> u64 {
+        self.run.call_started(step, service, operation, params)
+    }
+
+    fn call_finished(&self, seq: u64, outcome: &CallOutcome) {
+        self.run.call_finished(seq, outcome)
+    }
+
+    fn journal_ok(&self) -> bool {
+        self.run.journal_ok()
+    }
+
+    fn artifact(
+        &self,
+        step: &str,
+        name: &str,
+        content: &[u8],
+        source: &str,
+    ) -> Result<String, ActionError> {
+        self.run
+            .stage(step, self.attempt, name, content, source)
+            .map(|a| a.path)
+    }
+
+    fn resource(&self, resource: AwsResource) {
+        self.run.resource(resource)
     }
 }
 
@@ -328,6 +421,10 @@ pub struct Execution {
     pub state_dir: PathBuf,
     /// Results of an earlier attempt of this run (resume).
     pub previous: HashMap<String, StepSummary>,
+    /// The last attempt number each step (`STEP`, or `STEP/ITEM` for a `for_each` item)
+    /// reached before a resume, from the journal's `step_started`: attempts go on counting
+    /// from there, so their artifacts never land on an earlier attempt's paths.
+    pub previous_attempts: HashMap<String, u32>,
 }
 
 /// How a run ended.
@@ -397,6 +494,7 @@ pub async fn execute(exec: Execution, sink: Arc<Sink>, interrupted: Arc<AtomicBo
         })
     };
     let shared = Arc::new(Shared {
+        previous_attempts: exec.previous_attempts.clone(),
         interrupt,
         aws: exec.aws.clone(),
         record: exec.record.clone(),
@@ -467,6 +565,7 @@ pub async fn execute(exec: Execution, sink: Arc<Sink>, interrupted: Arc<AtomicBo
 }
 
 struct Shared {
+    previous_attempts: HashMap<String, u32>,
     interrupt: Arc<tokio::sync::Notify>,
     aws: AwsClients,
     record: RunRecord,
@@ -805,10 +904,17 @@ async fn attempt_loop(
         None => step.id.clone(),
         Some(i) => format!("{}/{i}", step.id),
     };
+    // The retry budget is this execution's; the numbering goes on across a resume.
     let max = step.retries + 1;
-    let mut attempt = 0;
+    let base = shared
+        .previous_attempts
+        .get(&step_key)
+        .copied()
+        .unwrap_or(0);
+    let mut tries = 0;
     loop {
-        attempt += 1;
+        tries += 1;
+        let attempt = base + tries;
         shared.sink.emit(RunEvent::StepStarted {
             step: step.id.clone(),
             attempt,
@@ -821,11 +927,14 @@ async fn attempt_loop(
             step_id: step_key.clone(),
             dry_run: shared.record.dry_run,
             assume_yes: shared.assume_yes,
-            recorder: shared.recorder.clone(),
+            recorder: Arc::new(AttemptRecorder {
+                run: shared.recorder.clone(),
+                attempt,
+            }),
             playbook_dir: shared.playbook_dir.clone(),
         };
         let started = Instant::now();
-        let fut = dispatch(step, &actx, params.clone(), shared);
+        let fut = dispatch(step, &actx, params.clone(), shared, attempt);
         let result = match step.timeout {
             Some(t) => match tokio::time::timeout(t, fut).await {
                 Ok(r) => r,
@@ -843,7 +952,7 @@ async fn attempt_loop(
                 return (attempt, Err(format!("declined: {why}")));
             }
             Err(e @ ActionError::Params(_)) => return (attempt, Err(e.to_string())),
-            Err(e) if attempt >= max => return (attempt, Err(e.to_string())),
+            Err(e) if tries >= max => return (attempt, Err(e.to_string())),
             Err(e) => {
                 let delay = backoff(attempt, started.elapsed());
                 shared.sink.emit(RunEvent::StepRetrying {
@@ -889,9 +998,10 @@ async fn dispatch(
     ctx: &ActionCtx,
     params: Value,
     shared: &Arc<Shared>,
+    attempt: u32,
 ) -> Result<ActionOutput, ActionError> {
     if step.action.name == "evidence.capture" {
-        return evidence_capture(ctx, params, shared);
+        return evidence_capture(ctx, params, shared, attempt);
     }
     actions::dispatch(step.action.name, ctx, params).await
 }
@@ -900,11 +1010,16 @@ fn evidence_capture(
     ctx: &ActionCtx,
     params: Value,
     shared: &Arc<Shared>,
+    attempt: u32,
 ) -> Result<ActionOutput, ActionError> {
     let name = params
         .get("name")
         .and_then(Value::as_str)
         .ok_or_else(|| ActionError::Params("evidence.capture: name is required".into()))?;
+    // A rendered name is checked as the validator checks a literal one, before anything is
+    // read or written.
+    crate::validate::check_capture_name(name)
+        .map_err(|(msg, help)| ActionError::Params(format!("evidence.capture: {msg}; {help}")))?;
     let (bytes, source) = match (
         params.get("content"),
         params.get("file").and_then(Value::as_str),
@@ -926,7 +1041,9 @@ fn evidence_capture(
             ))
         }
     };
-    let art = shared.recorder.stage(&ctx.step_id, name, &bytes, &source)?;
+    let art = shared
+        .recorder
+        .stage(&ctx.step_id, attempt, name, &bytes, &source)?;
     Ok(ActionOutput::default()
         .with("path", art.path)
         .with("sha256", art.sha256))
@@ -935,6 +1052,58 @@ fn evidence_capture(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attempts_have_their_own_artifact_paths() {
+        assert_eq!(
+            artifact_path("isolate", 1, "before.json"),
+            "artifacts/isolate/before.json"
+        );
+        assert_eq!(
+            artifact_path("isolate", 2, "before.json"),
+            "artifacts/isolate/attempt-2/before.json"
+        );
+        assert_eq!(
+            artifact_path("isolate/3", 12, "a.json"),
+            "artifacts/isolate/3/attempt-12/a.json"
+        );
+        for (step, attempt, name) in [
+            ("isolate", 1, "before.json"),
+            ("isolate", 2, "before.json"),
+            ("attempt-2", 1, "x.json"),
+            ("attempt-2", 3, "x.json"),
+            ("fleet/7", 4, "x.json"),
+        ] {
+            let path = artifact_path(step, attempt, name);
+            assert_eq!(attempt_of(&path, step), attempt, "{path}");
+        }
+        assert_eq!(attempt_of("artifacts/s/attempt-x/n", "s"), 1);
+        assert_eq!(attempt_of("journal.jsonl", "s"), 1);
+    }
+
+    #[test]
+    fn staging_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = open_sink(dir.path(), "r-1", Box::new(crate::reporter::JsonLines)).unwrap();
+        let rec = RunRecorder {
+            sink,
+            staging: dir.path().join("evidence"),
+            calls: AtomicU64::new(0),
+            artifacts: Mutex::new(Vec::new()),
+            resources: Mutex::new(Vec::new()),
+        };
+        let first = rec.stage("s", 1, "a.json", b"one", "test").unwrap();
+        let again = rec.stage("s", 1, "a.json", b"two", "test").unwrap_err();
+        assert!(again.to_string().contains("never overwritten"), "{again}");
+        let second = rec.stage("s", 2, "a.json", b"two", "test").unwrap();
+        assert_eq!(first.path, "artifacts/s/a.json");
+        assert_eq!(second.path, "artifacts/s/attempt-2/a.json");
+        assert_eq!(
+            std::fs::read(dir.path().join("evidence").join(&first.path)).unwrap(),
+            b"one"
+        );
+        assert_eq!(rec.artifacts().len(), 2);
+    }
 
     #[test]
     fn redaction_hides_secret_keys_anywhere() {
