@@ -15,8 +15,8 @@ use bytes::Bytes;
 use crate::hash::Sha256Digest;
 use crate::location::{check_component, check_item_path};
 use crate::manifest::{
-    AwsResource, Collector, Gap, Manifest, ManifestItem, PlaybookRef, S3ObjectRef, Sha256Sums,
-    Timestamp, MANIFEST_FORMAT, MANIFEST_NAME, SUMS_NAME,
+    AwsResource, Collector, FailedItem, Gap, Manifest, ManifestItem, PlaybookRef, S3ObjectRef,
+    Sha256Sums, Timestamp, MANIFEST_FORMAT, MANIFEST_NAME, SUMS_NAME,
 };
 use crate::store::{Source, Store};
 use crate::{Error, EvidenceLocation, Result};
@@ -42,6 +42,8 @@ pub struct ItemMeta {
     pub step: Option<String>,
     /// What it came from, e.g. `ec2:DescribeVolumes`.
     pub source: Option<String>,
+    /// The attempt of the step that captured it.
+    pub attempt: Option<u32>,
 }
 
 impl ItemMeta {
@@ -50,7 +52,14 @@ impl ItemMeta {
         ItemMeta {
             step: Some(step.into()),
             source: source.map(str::to_string),
+            attempt: None,
         }
+    }
+
+    /// The same, captured by attempt `attempt` of its step.
+    pub fn with_attempt(mut self, attempt: u32) -> ItemMeta {
+        self.attempt = Some(attempt);
+        self
     }
 }
 
@@ -98,6 +107,7 @@ pub fn artifact_path(step: &str, name: &str) -> Result<String> {
 #[derive(Default)]
 struct State {
     items: BTreeMap<String, ManifestItem>,
+    failed: BTreeMap<String, FailedItem>,
     in_progress: BTreeSet<String>,
     resources: Vec<AwsResource>,
     gaps: Vec<Gap>,
@@ -254,6 +264,7 @@ impl Bundle {
             captured_at,
             step: meta.step,
             source: meta.source,
+            attempt: meta.attempt,
             s3: match self.store {
                 Store::S3(_) => Some(S3ObjectRef {
                     version_id: stored.version_id,
@@ -287,6 +298,31 @@ impl Bundle {
             ItemMeta::new(step, source),
         )
         .await
+    }
+
+    /// Records that the item at `path` could not be captured or stored, and why: the seal
+    /// lists it under `failed_items` instead of aborting (one bad item never costs the
+    /// rest). An item already captured at that path is taken out of `items`.
+    pub fn record_failure(&self, path: &str, meta: ItemMeta, error: impl Into<String>) {
+        let mut st = self.lock();
+        if st.sealed.is_some() {
+            return;
+        }
+        st.items.remove(path);
+        st.failed.insert(
+            path.to_string(),
+            FailedItem {
+                path: path.to_string(),
+                step: meta.step,
+                attempt: meta.attempt,
+                error: error.into(),
+            },
+        );
+    }
+
+    /// The items recorded as failed so far.
+    pub fn failed_items(&self) -> Vec<FailedItem> {
+        self.lock().failed.values().cloned().collect()
     }
 
     /// Lists a resource that cannot be hashed as bytes (an EBS snapshot, a stack).
@@ -335,6 +371,7 @@ impl Bundle {
                 started_at: self.info.started_at,
                 sealed_at: Timestamp::now(),
                 items: st.items.values().cloned().collect(),
+                failed_items: st.failed.values().cloned().collect(),
                 aws_resources: st.resources.clone(),
                 gaps: st.gaps.clone(),
                 previous_manifest_sha256: previous,
@@ -425,16 +462,30 @@ pub(crate) struct CaseRun {
 
 /// Every run of `case_id` with a `manifest.json` (current), and separately those whose
 /// manifest is hidden behind an S3 delete marker. Runs without a manifest are not sealed and
-/// are left out.
+/// are left out. Runs whose `manifest.json` is not a file, or too large to be one irr wrote,
+/// come third, with what is wrong (they are never read, nor followed).
 pub(crate) async fn case_runs(
     store: &Store,
     case_id: &str,
-) -> Result<(Vec<CaseRun>, Vec<CaseRun>)> {
+) -> Result<(Vec<CaseRun>, Vec<CaseRun>, Vec<(String, String)>)> {
     let mut sealed = Vec::new();
     let mut hidden = Vec::new();
+    let mut unreadable = Vec::new();
     for run_id in store.list_children(&format!("{case_id}/")).await? {
         let key = format!("{case_id}/{run_id}/{MANIFEST_NAME}");
-        if let Some(bytes) = store.read(&key, None, SMALL_FILE_LIMIT).await? {
+        let read = match store.read(&key, None, SMALL_FILE_LIMIT).await {
+            Ok(read) => read,
+            Err(Error::NotAFile { found, .. }) => {
+                unreadable.push((run_id, format!("manifest.json is {found}, not a file")));
+                continue;
+            }
+            Err(Error::Unreadable { reason, .. }) => {
+                unreadable.push((run_id, format!("manifest.json is {reason}")));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(bytes) = read {
             sealed.push(CaseRun {
                 run_id,
                 manifest_sha256: Sha256Digest::of(&bytes),
@@ -450,13 +501,13 @@ pub(crate) async fn case_runs(
             });
         }
     }
-    Ok((sealed, hidden))
+    Ok((sealed, hidden, unreadable))
 }
 
 /// The manifest hash the run `run_id` chains to: the head of the case's chain (a sealed run no
 /// other run points to), the latest sealed if there are several heads.
 async fn find_previous(store: &Store, case_id: &str, run_id: &str) -> Result<Option<Sha256Digest>> {
-    let (runs, _) = case_runs(store, case_id).await?;
+    let (runs, _, _) = case_runs(store, case_id).await?;
     let runs: Vec<CaseRun> = runs.into_iter().filter(|r| r.run_id != run_id).collect();
     let referenced: HashSet<Sha256Digest> = runs
         .iter()

@@ -99,6 +99,15 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// Something that is not a regular file (a FIFO, a device, a directory, a symbolic link)
+    /// where a file of evidence should be. It was not followed or read.
+    #[error("{location} is {found}, not a regular file")]
+    NotAFile {
+        /// Where.
+        location: String,
+        /// What is there.
+        found: String,
+    },
     /// The location given to `verify` is not a run (`LOCATION/CASE_ID/RUN_ID`) that exists.
     #[error("{location} is not an evidence run: {reason}")]
     NotARun {

@@ -56,10 +56,12 @@ pub use error::Error;
 pub use hash::Sha256Digest;
 pub use location::EvidenceLocation;
 pub use manifest::{
-    AwsResource, Collector, Gap, Manifest, ManifestItem, PlaybookRef, S3ObjectRef, Sha256Sums,
-    Timestamp, MANIFEST_FORMAT, MANIFEST_NAME, SUMS_NAME,
+    AwsResource, Collector, FailedItem, Gap, Manifest, ManifestItem, PlaybookRef, S3ObjectRef,
+    Sha256Sums, Timestamp, MANIFEST_FORMAT, MANIFEST_NAME, SUMS_NAME,
 };
-pub use store::{Encryption, RetentionMode, S3Settings, S3Store, Source, Store, StoredObject};
+pub use store::{
+    Encryption, Found, RetentionMode, S3Settings, S3Store, Source, Store, StoredObject,
+};
 pub use verify::{verify, verify_run, ItemCheck, ItemStatus, VerifyReport};
 
 /// `Result` with this crate's [`Error`].

@@ -173,9 +173,29 @@ pub struct ManifestItem {
     /// What it came from, e.g. `ec2:DescribeVolumes`.
     #[serde(default)]
     pub source: Option<String>,
+    /// The attempt of its step that captured it (1-based; attempt N > 1 lives under
+    /// `artifacts/STEP/attempt-N/`). Absent for items no step captured (the journal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
     /// The S3 object version, for items stored in S3.
     #[serde(default)]
     pub s3: Option<S3ObjectRef>,
+}
+
+/// An item that a run captured but that could not be stored: the seal went on without it
+/// and records it here, so that a missing piece of evidence is known rather than silent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedItem {
+    /// The path it would have had.
+    pub path: String,
+    /// The step that captured it.
+    #[serde(default)]
+    pub step: Option<String>,
+    /// The attempt of that step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// Why it could not be stored.
+    pub error: String,
 }
 
 /// A resource that cannot be hashed as bytes (an EBS snapshot, a stack), listed by its
@@ -277,6 +297,10 @@ pub struct Manifest {
     pub sealed_at: Timestamp,
     /// Every captured item (including `journal.jsonl`).
     pub items: Vec<ManifestItem>,
+    /// Items that could not be stored (not in `items` nor in `SHA256SUMS`); verification
+    /// reports them as warnings. Absent when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_items: Vec<FailedItem>,
     /// Resources that cannot be hashed as bytes.
     #[serde(default)]
     pub aws_resources: Vec<AwsResource>,
@@ -291,6 +315,8 @@ impl Manifest {
     /// Puts items and resources in canonical order (see the module documentation).
     pub fn normalise(&mut self) {
         self.items
+            .sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+        self.failed_items
             .sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
         self.aws_resources
             .sort_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
@@ -425,6 +451,7 @@ mod tests {
                     captured_at: t,
                     step: None,
                     source: None,
+                    attempt: None,
                     s3: None,
                 },
                 ManifestItem {
@@ -434,12 +461,14 @@ mod tests {
                     captured_at: t,
                     step: Some("snapshot".into()),
                     source: Some("ec2:DescribeVolumes".into()),
+                    attempt: None,
                     s3: Some(S3ObjectRef {
                         version_id: Some("v1".into()),
                         checksum_sha256: Some("x".into()),
                     }),
                 },
             ],
+            failed_items: Vec::new(),
             aws_resources: vec![AwsResource::new("ebs-snapshot", "snap-1")
                 .with("volume_id", "vol-1")
                 .with("state", "completed")

@@ -22,8 +22,10 @@ use serde::Serialize;
 use crate::bundle::{case_runs, CaseRun, SMALL_FILE_LIMIT};
 use crate::hash::Sha256Digest;
 use crate::location::{check_component, check_item_path};
-use crate::manifest::{Manifest, Sha256Sums, Timestamp, MANIFEST_FORMAT, MANIFEST_NAME, SUMS_NAME};
-use crate::store::{S3Settings, Store};
+use crate::manifest::{
+    FailedItem, Manifest, Sha256Sums, Timestamp, MANIFEST_FORMAT, MANIFEST_NAME, SUMS_NAME,
+};
+use crate::store::{Found, S3Settings, Store};
 use crate::{Error, EvidenceLocation, Result};
 
 /// Items re-hashed at once.
@@ -158,6 +160,10 @@ pub struct VerifyReport {
     pub manifest_sha256: Option<Sha256Digest>,
     /// Every listed item, then every unlisted object.
     pub items: Vec<ItemCheck>,
+    /// Items the run captured but could not store, as its manifest records them: warnings
+    /// (the evidence is incomplete, and says so), not integrity failures.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed_items: Vec<FailedItem>,
     /// `manifest.json` itself: present, readable, canonical, naming this case and run.
     pub manifest: FileCheck,
     /// `SHA256SUMS` against the manifest.
@@ -217,6 +223,13 @@ impl fmt::Display for VerifyReport {
                 write!(f, ": {d}")?;
             }
             writeln!(f)?;
+        }
+        for i in &self.failed_items {
+            writeln!(
+                f,
+                "  warning   {}: not in the evidence, the run could not store it: {}",
+                i.path, i.error
+            )?;
         }
         for (name, check) in [
             ("manifest.json", &self.manifest),
@@ -295,16 +308,21 @@ pub async fn verify_run(store: &Store, case_id: &str, run_id: &str) -> Result<Ve
     let run_prefix = format!("{case_id}/{run_id}/");
     let key = |p: &str| format!("{run_prefix}{p}");
     let listed = store.list(&run_prefix).await?;
-    let manifest_bytes = store
-        .read(&key(MANIFEST_NAME), None, SMALL_FILE_LIMIT)
-        .await?;
-    if listed.is_empty() && manifest_bytes.is_none() {
+    let mut manifest_problems = Vec::new();
+    let manifest_bytes = match read_evidence_file(store, &key(MANIFEST_NAME)).await? {
+        Ok(bytes) => bytes,
+        Err(problem) => {
+            manifest_problems.push(format!("manifest.json {problem}"));
+            None
+        }
+    };
+    if listed.is_empty() && manifest_bytes.is_none() && manifest_problems.is_empty() {
         return Err(not_a_run("nothing is stored there"));
     }
 
-    let mut manifest_problems = Vec::new();
     let manifest_sha256 = manifest_bytes.as_deref().map(Sha256Digest::of);
     let manifest = match &manifest_bytes {
+        None if !manifest_problems.is_empty() => None,
         None => {
             manifest_problems.push("manifest.json is missing: the run is not sealed".to_string());
             None
@@ -370,27 +388,44 @@ pub async fn verify_run(store: &Store, case_id: &str, run_id: &str) -> Result<Ve
                 return Ok(check);
             }
             match store
-                .hash_object(
+                .check_object(
                     &format!("{case_id}/{run_id}/{}", item.path),
                     version.as_deref(),
+                    item.size,
                 )
                 .await?
             {
-                None => {
+                Found::Missing => {
                     check.status = ItemStatus::Missing;
                     check.detail = Some(match &version {
                         Some(v) => format!("version {v} not found"),
                         None => "not found".into(),
                     });
                 }
-                Some((sha, size)) => {
-                    check.actual_sha256 = Some(sha);
+                Found::NotAFile(what) => {
+                    check.status = ItemStatus::Altered;
+                    check.detail = Some(format!(
+                        "{what} is in place of the item (not followed, not read)"
+                    ));
+                }
+                Found::OtherSize { size, at_least } => {
+                    check.status = ItemStatus::Altered;
                     check.actual_size = Some(size);
-                    if sha != item.sha256 || size != item.size {
+                    let more = if at_least { "more than " } else { "" };
+                    check.detail = Some(format!(
+                        "{more}{} bytes, recorded {} bytes (not hashed)",
+                        if at_least { item.size } else { size },
+                        item.size
+                    ));
+                }
+                Found::Hashed(sha) => {
+                    check.actual_sha256 = Some(sha);
+                    check.actual_size = Some(item.size);
+                    if sha != item.sha256 {
                         check.status = ItemStatus::Altered;
                         check.detail = Some(format!(
-                            "sha256 {sha} ({size} bytes), recorded {} ({} bytes)",
-                            item.sha256, item.size
+                            "sha256 {sha} ({} bytes), recorded {} ({} bytes)",
+                            item.size, item.sha256, item.size
                         ));
                     }
                 }
@@ -465,6 +500,9 @@ pub async fn verify_run(store: &Store, case_id: &str, run_id: &str) -> Result<Ve
         && manifest_problems.is_empty()
         && sums_problems.is_empty()
         && chain.problems.is_empty();
+    let (failed_items, gaps) = manifest
+        .map(|m| (m.failed_items, m.gaps))
+        .unwrap_or_default();
     Ok(VerifyReport {
         status: Status::from_ok(ok),
         location: location.to_string(),
@@ -472,11 +510,31 @@ pub async fn verify_run(store: &Store, case_id: &str, run_id: &str) -> Result<Ve
         run_id: run_id.to_string(),
         manifest_sha256,
         items,
+        failed_items,
         manifest: FileCheck::new(manifest_problems),
         sha256sums: FileCheck::new(sums_problems),
         chain,
-        gaps: manifest.map(|m| m.gaps).unwrap_or_default(),
+        gaps,
     })
+}
+
+/// Reads `manifest.json` or `SHA256SUMS` within [`SMALL_FILE_LIMIT`]. What the bundle holds
+/// in their place (something that is not a file, a file too large for irr to have written)
+/// is a problem of the bundle (`Ok(Err(what))`, tampering), not a failure to verify.
+async fn read_evidence_file(
+    store: &Store,
+    key: &str,
+) -> Result<std::result::Result<Option<Vec<u8>>, String>> {
+    match store.read(key, None, SMALL_FILE_LIMIT).await {
+        Ok(bytes) => Ok(Ok(bytes)),
+        Err(Error::NotAFile { found, .. }) => Ok(Err(format!(
+            "is {found}, not a file (not followed, not read)"
+        ))),
+        Err(Error::Unreadable { reason, .. }) => Ok(Err(format!(
+            "is {reason}; irr never writes one so large (not read)"
+        ))),
+        Err(e) => Err(e),
+    }
 }
 
 async fn check_sums(
@@ -485,8 +543,10 @@ async fn check_sums(
     manifest: &Manifest,
     manifest_sha256: Sha256Digest,
 ) -> Result<Vec<String>> {
-    let Some(bytes) = store.read(key, None, SMALL_FILE_LIMIT).await? else {
-        return Ok(vec!["SHA256SUMS is missing: the seal is incomplete".into()]);
+    let bytes = match read_evidence_file(store, key).await? {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(vec!["SHA256SUMS is missing: the seal is incomplete".into()]),
+        Err(problem) => return Ok(vec![format!("SHA256SUMS {problem}")]),
     };
     let (sums, mut problems) = Sha256Sums::parse(&bytes);
     let mut expected: BTreeMap<&str, Sha256Digest> = manifest
@@ -524,8 +584,11 @@ async fn check_sums(
 }
 
 async fn check_chain(store: &Store, case_id: &str) -> Result<ChainCheck> {
-    let (sealed, hidden) = case_runs(store, case_id).await?;
-    let mut problems = Vec::new();
+    let (sealed, hidden, unreadable) = case_runs(store, case_id).await?;
+    let mut problems: Vec<String> = unreadable
+        .into_iter()
+        .map(|(run, why)| format!("run {run}: {why}"))
+        .collect();
     let sealed_at = |r: &CaseRun| r.manifest.as_ref().ok().map(|m| m.sealed_at);
     let previous = |r: &CaseRun| {
         r.manifest

@@ -571,3 +571,329 @@ async fn unsealed_run_and_non_runs() {
         .unwrap_err();
     assert!(matches!(err, Error::NotARun { .. }), "{err}");
 }
+
+// ---- Hostile bundles: what is in place of an item is never followed, opened blocking or
+// read past its recorded size; each case is tampering, and verification ends in seconds.
+
+/// Verifies within a deadline: a verifier that blocks (on a FIFO, a device) fails here
+/// instead of hanging the test suite.
+async fn verify_quickly(case: &Case, run: &str) -> VerifyReport {
+    let t = std::time::Instant::now();
+    let r = tokio::time::timeout(std::time::Duration::from_secs(20), case.verify(run))
+        .await
+        .expect("verification blocked");
+    assert!(t.elapsed().as_secs() < 10, "took {:?}", t.elapsed());
+    r
+}
+
+fn mknod(path: &Path, ft: rustix::fs::FileType, dev: u64) -> rustix::io::Result<()> {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        ft,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        dev,
+    )
+}
+
+/// Replaces `rel` in the run with what `make` puts there.
+fn replace(case: &Case, run: &str, rel: &str, make: impl FnOnce(&Path)) -> PathBuf {
+    let p = case.run_dir(run).join(rel);
+    let _ = std::fs::remove_file(&p);
+    make(&p);
+    p
+}
+
+fn detail<'a>(r: &'a VerifyReport, path: &str) -> &'a str {
+    item(r, path).detail.as_deref().unwrap_or("")
+}
+
+#[tokio::test]
+async fn a_fifo_in_place_of_an_item_is_altered_without_blocking() {
+    let case = Case::new();
+    case.sealed_run("run-1").await;
+    replace(&case, "run-1", "artifacts/memory/dump.bin", |p| {
+        mknod(p, rustix::fs::FileType::Fifo, 0).unwrap()
+    });
+    let r = verify_quickly(&case, "run-1").await;
+    assert_only(&r, &[("artifacts/memory/dump.bin", ItemStatus::Altered)]);
+    assert!(
+        detail(&r, "artifacts/memory/dump.bin")
+            .contains("a FIFO (named pipe) is in place of the item"),
+        "{r}"
+    );
+    assert_eq!(item(&r, "artifacts/memory/dump.bin").actual_sha256, None);
+}
+
+#[tokio::test]
+async fn a_symlink_in_place_of_an_item_is_not_followed() {
+    let case = Case::new();
+    case.sealed_run("run-1").await;
+    // To a file that exists and to one that holds the very bytes recorded: neither passes.
+    replace(&case, "run-1", "artifacts/snapshot/volumes.json", |p| {
+        std::os::unix::fs::symlink("/etc/passwd", p).unwrap()
+    });
+    let copy = case._dir.path().join("instance-copy.json");
+    std::fs::copy(
+        case.run_dir("run-1")
+            .join("artifacts/describe/instance.json"),
+        &copy,
+    )
+    .unwrap();
+    replace(&case, "run-1", "artifacts/describe/instance.json", |p| {
+        std::os::unix::fs::symlink(&copy, p).unwrap()
+    });
+    let r = verify_quickly(&case, "run-1").await;
+    assert_only(
+        &r,
+        &[
+            ("artifacts/snapshot/volumes.json", ItemStatus::Altered),
+            ("artifacts/describe/instance.json", ItemStatus::Altered),
+        ],
+    );
+    assert!(
+        detail(&r, "artifacts/snapshot/volumes.json")
+            .contains("a symbolic link to /etc/passwd is in place of the item"),
+        "{r}"
+    );
+    assert!(detail(&r, "artifacts/describe/instance.json").contains("symbolic link"));
+}
+
+#[tokio::test]
+async fn a_symlink_to_a_fifo_and_a_directory_are_altered() {
+    let case = Case::new();
+    case.sealed_run("run-1").await;
+    let fifo = case._dir.path().join("fifo");
+    mknod(&fifo, rustix::fs::FileType::Fifo, 0).unwrap();
+    replace(&case, "run-1", "artifacts/memory/dump.bin", |p| {
+        std::os::unix::fs::symlink(&fifo, p).unwrap()
+    });
+    replace(&case, "run-1", "artifacts/snapshot/volumes.json", |p| {
+        std::fs::create_dir(p).unwrap();
+        std::fs::write(p.join("inside"), b"x").unwrap();
+    });
+    let r = verify_quickly(&case, "run-1").await;
+    // The directory's content is not listed as items of the manifest; it is unlisted.
+    assert_only(
+        &r,
+        &[
+            ("artifacts/memory/dump.bin", ItemStatus::Altered),
+            ("artifacts/snapshot/volumes.json", ItemStatus::Altered),
+            (
+                "artifacts/snapshot/volumes.json/inside",
+                ItemStatus::Unlisted,
+            ),
+        ],
+    );
+    assert!(detail(&r, "artifacts/memory/dump.bin").contains("symbolic link to"));
+    assert!(detail(&r, "artifacts/snapshot/volumes.json").contains("a directory is in place"));
+}
+
+#[tokio::test]
+async fn a_device_in_place_of_an_item_is_altered_without_reading() {
+    let case = Case::new();
+    case.sealed_run("run-1").await;
+    let p = case.run_dir("run-1").join("journal.jsonl");
+    std::fs::remove_file(&p).unwrap();
+    // /dev/zero's numbers (1, 5): reading it would never end.
+    if let Err(e) = mknod(
+        &p,
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::makedev(1, 5),
+    ) {
+        eprintln!("SKIPPED: cannot create a character device here ({e}); the FIFO, symlink and directory cases cover the rest");
+        return;
+    }
+    let r = verify_quickly(&case, "run-1").await;
+    assert_only(&r, &[("journal.jsonl", ItemStatus::Altered)]);
+    assert!(
+        detail(&r, "journal.jsonl").contains("a character device is in place"),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn an_item_grown_by_gigabytes_is_altered_without_being_read() {
+    let case = Case::new();
+    case.sealed_run("run-1").await;
+    let f = case.run_dir("run-1").join("artifacts/memory/dump.bin");
+    writable(&f);
+    // 64 GiB, sparse: reading it whole would take minutes.
+    let grown = 64u64 << 30;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_len(grown)
+        .unwrap();
+    let r = verify_quickly(&case, "run-1").await;
+    assert_only(&r, &[("artifacts/memory/dump.bin", ItemStatus::Altered)]);
+    let i = item(&r, "artifacts/memory/dump.bin");
+    assert_eq!(i.actual_size, Some(grown));
+    assert_eq!(i.actual_sha256, None);
+    assert!(
+        detail(&r, "artifacts/memory/dump.bin").contains("not hashed"),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn store_check_reads_at_most_the_recorded_size_plus_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        &EvidenceLocation::Local(dir.path().to_path_buf()),
+        None,
+        S3Settings::default(),
+    )
+    .unwrap();
+    store
+        .put("c/r/a.bin", Source::from(vec![7u8; 1000]))
+        .await
+        .unwrap();
+    use irr_forensics::Found;
+    assert_eq!(
+        store.check_object("c/r/a.bin", None, 1000).await.unwrap(),
+        Found::Hashed(Sha256Digest::of(&[7u8; 1000]))
+    );
+    assert_eq!(
+        store.check_object("c/r/a.bin", None, 999).await.unwrap(),
+        Found::OtherSize {
+            size: 1000,
+            at_least: false
+        }
+    );
+    assert_eq!(
+        store.check_object("c/r/none", None, 1).await.unwrap(),
+        Found::Missing
+    );
+    // A link in a directory component below the root is not followed either.
+    std::os::unix::fs::symlink(dir.path().join("c"), dir.path().join("d")).unwrap();
+    match store.check_object("d/r/a.bin", None, 1000).await.unwrap() {
+        Found::NotAFile(what) => assert!(what.contains("in place of the directory d"), "{what}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn manifest_and_sums_that_are_not_files_are_tampering_not_hangs() {
+    for (name, make) in [
+        ("manifest.json", "fifo"),
+        ("manifest.json", "symlink"),
+        ("manifest.json", "huge"),
+        ("SHA256SUMS", "fifo"),
+        ("SHA256SUMS", "huge"),
+    ] {
+        let case = Case::new();
+        case.sealed_run("run-1").await;
+        let p = case.run_dir("run-1").join(name);
+        let real = case._dir.path().join("real");
+        std::fs::copy(&p, &real).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        match make {
+            "fifo" => mknod(&p, rustix::fs::FileType::Fifo, 0).unwrap(),
+            // A link to the genuine bytes: still not the file.
+            "symlink" => std::os::unix::fs::symlink(&real, &p).unwrap(),
+            _ => {
+                let f = std::fs::File::create(&p).unwrap();
+                f.set_len(10 << 30).unwrap();
+            }
+        }
+        let r = verify_quickly(&case, "run-1").await;
+        assert!(!r.is_ok(), "{name} {make}: {r}");
+        let problems = if name == "manifest.json" {
+            &r.manifest.problems
+        } else {
+            &r.sha256sums.problems
+        };
+        let want = match make {
+            "fifo" => "is a FIFO (named pipe), not a file",
+            "symlink" => "is a symbolic link to",
+            _ => "irr never writes one so large",
+        };
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with(name) && p.contains(want)),
+            "{name} {make}: {problems:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_linked_run_or_artifacts_folder_is_not_walked() {
+    let case = Case::new();
+    case.sealed_run("run-1").await;
+    // `artifacts` swapped for a link to a faithful copy of itself.
+    let dir = case.run_dir("run-1");
+    let copy = case._dir.path().join("artifacts-copy");
+    std::fs::rename(dir.join("artifacts"), &copy).unwrap();
+    std::os::unix::fs::symlink(&copy, dir.join("artifacts")).unwrap();
+    let r = verify_quickly(&case, "run-1").await;
+    assert!(!r.is_ok(), "{r}");
+    for p in [
+        "artifacts/snapshot/volumes.json",
+        "artifacts/describe/instance.json",
+        "artifacts/memory/dump.bin",
+    ] {
+        assert_eq!(item(&r, p).status, ItemStatus::Altered, "{r}");
+        assert!(
+            detail(&r, p).contains("in place of the directory artifacts"),
+            "{r}"
+        );
+    }
+    // The link itself is listed (unlisted), never descended into.
+    assert_eq!(item(&r, "artifacts").status, ItemStatus::Unlisted, "{r}");
+
+    // A whole run folder that is a link (to `/` it would list the disk).
+    let case = Case::new();
+    case.sealed_run("run-1").await;
+    std::os::unix::fs::symlink("/", case.run_dir("run-2")).unwrap();
+    let r = verify_quickly(&case, "run-2").await;
+    assert!(!r.is_ok(), "{r}");
+    assert!(
+        r.manifest
+            .problems
+            .iter()
+            .any(|p| p.contains("a symbolic link to / in place of the directory run-2")),
+        "{r}"
+    );
+    assert!(r.items.is_empty(), "{r}");
+}
+
+#[tokio::test]
+async fn an_unlisted_fifo_is_listed_never_opened() {
+    let case = Case::new();
+    case.sealed_run("run-1").await;
+    mknod(
+        &case.run_dir("run-1").join("artifacts/extra.pipe"),
+        rustix::fs::FileType::Fifo,
+        0,
+    )
+    .unwrap();
+    let r = verify_quickly(&case, "run-1").await;
+    assert_only(&r, &[("artifacts/extra.pipe", ItemStatus::Unlisted)]);
+}
+
+#[tokio::test]
+async fn another_runs_manifest_that_is_a_fifo_breaks_the_chain_without_blocking() {
+    let case = Case::new();
+    case.sealed_run("run-1").await;
+    case.sealed_run("run-2").await;
+    let p = case.run_dir("run-1").join("manifest.json");
+    std::fs::remove_file(&p).unwrap();
+    mknod(&p, rustix::fs::FileType::Fifo, 0).unwrap();
+    let r = verify_quickly(&case, "run-2").await;
+    assert!(!r.is_ok(), "{r}");
+    assert!(
+        r.chain
+            .problems
+            .iter()
+            .any(|p| p.contains("run run-1: manifest.json is a FIFO")),
+        "{r}"
+    );
+    // Sealing a third run does not block on it either.
+    let sealed = tokio::time::timeout(std::time::Duration::from_secs(20), case.sealed_run("run-3"))
+        .await
+        .expect("sealing blocked");
+    assert!(!sealed.was_already_sealed());
+}

@@ -476,11 +476,9 @@ fn report_problems(problems: &[Diagnostic], sources: &[Source], output: Output) 
     }
 }
 
+/// A playbook or inputs file, read within the loader's size limit.
 fn read_source(path: &Path) -> Result<Source, Diagnostic> {
-    let name = path.display().to_string();
-    std::fs::read_to_string(path)
-        .map(|text| Source::new(name.clone(), text))
-        .map_err(|e| Diagnostic::error(Span::none(&name), format!("cannot read {name}: {e}")))
+    crate::load::read_file(path)
 }
 
 fn validate_files(files: &[PathBuf], output: Output) -> Exit {

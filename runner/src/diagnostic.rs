@@ -79,7 +79,14 @@ impl Source {
             Err(i) => i - 1,
         };
         let line_start = self.inner.line_starts[line_idx];
-        let column = text[line_start..start].chars().count() + 1;
+        // In O(log n), not by counting the line's chars: a one-line file of a million
+        // values would otherwise take quadratic time.
+        let column = match &self.inner.char_starts {
+            None => start - line_start,
+            Some(starts) => {
+                starts.partition_point(|&b| b < start) - starts.partition_point(|&b| b < line_start)
+            }
+        } + 1;
         let mut end = (start + len).min(text.len());
         while !text.is_char_boundary(end) {
             end += 1;
@@ -91,6 +98,17 @@ impl Source {
             line: line_idx + 1,
             column,
         }
+    }
+
+    /// The byte offset where the line holding byte `at` ends (its newline, or the end of
+    /// the text).
+    pub fn line_end(&self, at: usize) -> usize {
+        let starts = &self.inner.line_starts;
+        let next = starts.partition_point(|&s| s <= at);
+        starts
+            .get(next)
+            .map_or(self.text().len(), |&s| s - 1)
+            .max(at.min(self.text().len()))
     }
 
     /// The text of line `line` (1-based), without its newline.
@@ -214,15 +232,15 @@ impl Diagnostic {
             );
         }
         if let Some(src) = source.filter(|s| s.name() == self.span.file && self.span.line > 0) {
-            let line = src.line_text(self.span.line);
+            let (line, column) = window(src, self.span.line, self.span.start, self.span.column);
             let num = self.span.line.to_string();
             let pad = " ".repeat(num.len());
-            let before: String = line.chars().take(self.span.column - 1).collect();
+            let before: String = line.chars().take(column - 1).collect();
             let indent: String = before
                 .chars()
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
-            let rest_chars = line.chars().count().saturating_sub(self.span.column - 1);
+            let rest_chars = line.chars().count().saturating_sub(column - 1);
             let width = src
                 .text()
                 .get(self.span.start..self.span.start + self.span.len)
@@ -530,6 +548,32 @@ pub fn sarif(problems: &[Diagnostic]) -> serde_json::Value {
     })
 }
 
+/// The part of line `line` shown under a diagnostic at byte `start` (1-based `column`), and
+/// the column within it. A long line is cut to a window around the column (with "..." at a
+/// cut), so that rendering costs the same for a one-line file of megabytes.
+fn window(src: &Source, line: usize, start: usize, column: usize) -> (String, usize) {
+    const BEFORE: usize = 60;
+    const AFTER: usize = 120;
+    let text = src.line_text(line);
+    if text.len() <= BEFORE + AFTER {
+        return (text.to_owned(), column);
+    }
+    let line_start = text.as_ptr() as usize - src.text().as_ptr() as usize;
+    let rel = start.saturating_sub(line_start).min(text.len());
+    let mut from = rel.saturating_sub(BEFORE);
+    while !text.is_char_boundary(from) {
+        from -= 1;
+    }
+    let mut to = (rel + AFTER).min(text.len());
+    while !text.is_char_boundary(to) {
+        to += 1;
+    }
+    let head = if from > 0 { "..." } else { "" };
+    let tail = if to < text.len() { "..." } else { "" };
+    let shown = format!("{head}{}{tail}", &text[from..to]);
+    (shown, text[from..rel].chars().count() + head.len() + 1)
+}
+
 /// Edit distance, for "did you mean" suggestions.
 pub fn levenshtein(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
@@ -546,11 +590,19 @@ pub fn levenshtein(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// Words longer than this get no "did you mean" suggestion.
+const MAX_SUGGEST_LEN: usize = 128;
+
 /// The closest candidate to `word`, if it is close enough to be a likely typo.
 pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
+    // Nobody mistypes a word this long, and the edit distance costs its length times each
+    // candidate's: a huge key in a hostile file must not make validation slow.
+    if word.len() > MAX_SUGGEST_LEN {
+        return None;
+    }
     let limit = (word.chars().count() / 3).max(2);
     candidates
         .into_iter()
@@ -601,6 +653,36 @@ mod tests {
         let src = Source::new("p.yaml", "name: é x\n");
         let start = src.text().find('x').unwrap();
         assert_eq!(src.span_at(start, 1).column, 9);
+    }
+
+    #[test]
+    fn long_lines_render_as_a_window_around_the_column() {
+        let text = format!("{}bad{}\n", "a, ".repeat(100_000), ", b".repeat(100_000));
+        let src = Source::new("p.yaml", text.as_str());
+        let start = src.text().find("bad").unwrap();
+        let span = src.span_at(start, 3);
+        assert_eq!(span.column, start + 1);
+        let out = Diagnostic::error(span, "x").render(Some(&src));
+        assert!(out.len() < 600, "{} bytes", out.len());
+        let line = out.lines().find(|l| l.starts_with("1 |")).unwrap();
+        let caret = out.lines().find(|l| l.trim_end().ends_with("^^^")).unwrap();
+        let at = caret.find('^').unwrap();
+        assert_eq!(&line[at..at + 3], "bad", "{out}");
+    }
+
+    #[test]
+    fn line_end_finds_the_newline() {
+        let src = Source::new("p", "ab\ncd\n");
+        assert_eq!(src.line_end(0), 2);
+        assert_eq!(src.line_end(2), 2);
+        assert_eq!(src.line_end(3), 5);
+        assert_eq!(Source::new("p", "abc").line_end(1), 3);
+    }
+
+    #[test]
+    fn suggestions_skip_huge_words() {
+        let long = "x".repeat(100_000);
+        assert_eq!(did_you_mean(&long, ["x"]), None);
     }
 
     #[test]

@@ -118,11 +118,15 @@ pub async fn seal(
         .collect();
     // A seal interrupted by a crash may have stored some items already: adopt those whose
     // bytes are the staged ones, so the manifest lists them (the store never overwrites).
-    let adopted = match adopt_stored(&store, record, artifacts).await {
+    let (adopted, conflicts) = match adopt_stored(&store, record, artifacts).await {
         Ok(a) => a,
         Err(e) => return fail(e),
     };
-    let already: Vec<String> = adopted.iter().map(|i| i.path.clone()).collect();
+    let already: Vec<String> = adopted
+        .iter()
+        .map(|i| i.path.clone())
+        .chain(conflicts.iter().map(|(a, _)| a.path.clone()))
+        .collect();
     let bundle = match Bundle::resume(
         store,
         &record.case_id,
@@ -137,22 +141,37 @@ pub async fn seal(
     for gap in gaps_from_journal(journal) {
         bundle.add_gap(gap);
     }
+    let meta_of = |art: &StagedArtifact| {
+        ItemMeta::new(art.step.clone(), Some(&art.source)).with_attempt(art.attempt)
+    };
+    // One item that cannot be stored never costs the others: it is recorded in the manifest
+    // as a failed item (`failed_items`), the seal goes on, and the summary says so.
+    for (art, why) in &conflicts {
+        bundle.record_failure(&art.path, meta_of(art), why.clone());
+    }
     for art in artifacts.iter().filter(|a| !already.contains(&a.path)) {
         let file: PathBuf = staging.join(&art.path);
-        let meta = ItemMeta::new(art.step.clone(), Some(&art.source));
         let Some(sha256) = Sha256Digest::from_hex(&art.sha256) else {
-            return fail(format!(
-                "{}: the journal records no valid sha256 for it ({:?})",
-                art.path, art.sha256
-            ));
+            bundle.record_failure(
+                &art.path,
+                meta_of(art),
+                format!(
+                    "the journal records no valid sha256 for it ({:?})",
+                    art.sha256
+                ),
+            );
+            continue;
         };
         // The staged file is the evidence copy, hashed when it was written: adopted, not
         // copied or re-read (local: linked into place; S3: streamed up once, hash checked).
-        match bundle.adopt(&art.path, file, sha256, art.size, meta).await {
+        match bundle
+            .adopt(&art.path, file, sha256, art.size, meta_of(art))
+            .await
+        {
             Ok(_) => {}
             // Already stored by an earlier attempt of this seal: the bundle keeps it.
             Err(irr_forensics::Error::Exists { .. }) => {}
-            Err(e) => return fail(format!("{}: {e}", art.path)),
+            Err(e) => bundle.record_failure(&art.path, meta_of(art), e.to_string()),
         }
     }
     // An earlier seal may have stored the journal as it was then; it is kept (the store never
@@ -167,17 +186,29 @@ pub async fn seal(
             .await;
         match journal_item {
             Ok(_) | Err(irr_forensics::Error::Exists { .. }) => {}
-            Err(e) => return fail(format!("journal.jsonl: {e}")),
+            Err(e) => bundle.record_failure("journal.jsonl", ItemMeta::default(), e.to_string()),
         }
     }
     match bundle.seal().await {
         Ok(outcome) => {
             let seal = outcome.seal();
+            let failed = &seal.manifest.failed_items;
             EvidenceSummary {
                 location,
                 manifest_sha256: Some(seal.manifest_sha256.to_hex()),
                 items: seal.manifest.items.len(),
-                error: None,
+                // Sealed, but incomplete: the run must not look as if all was kept.
+                error: (!failed.is_empty()).then(|| {
+                    format!(
+                        "sealed without {} item(s) that could not be stored (listed as failed_items in the manifest): {}",
+                        failed.len(),
+                        failed
+                            .iter()
+                            .map(|f| format!("{}: {}", f.path, f.error))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    )
+                }),
             }
         }
         Err(e) => fail(e.to_string()),
@@ -185,12 +216,20 @@ pub async fn seal(
 }
 
 /// Items of this run already in the store (an interrupted seal), checked byte for byte
-/// against what was staged.
-async fn adopt_stored(
+/// against what was staged; and the staged artifacts the store holds other bytes for (with
+/// why), which cannot be stored.
+async fn adopt_stored<'a>(
     store: &Store,
     record: &RunRecord,
-    artifacts: &[StagedArtifact],
-) -> Result<Vec<irr_forensics::ManifestItem>, String> {
+    artifacts: &'a [StagedArtifact],
+) -> Result<
+    (
+        Vec<irr_forensics::ManifestItem>,
+        Vec<(&'a StagedArtifact, String)>,
+    ),
+    String,
+> {
+    let mut conflicts = Vec::new();
     let prefix = format!("{}/{}/", record.case_id, record.run_id);
     let listed = store.list(&prefix).await.map_err(|e| e.to_string())?;
     let mut out = Vec::new();
@@ -199,25 +238,32 @@ async fn adopt_stored(
             continue;
         };
         let staged = artifacts.iter().find(|a| a.path == rel);
-        let (step, source, captured_at) = match (staged, rel) {
+        let (step, source, captured_at, attempt) = match (staged, rel) {
             (Some(a), _) => (
                 Some(a.step.clone()),
                 Some(a.source.clone()),
                 a.captured_at.clone(),
+                Some(a.attempt),
             ),
-            (None, "journal.jsonl") => (None, None, crate::events::now_rfc3339()),
+            (None, "journal.jsonl") => (None, None, crate::events::now_rfc3339(), None),
             _ => continue,
         };
-        let Some((sha, size)) = store
-            .hash_object(&l.key, l.version_id.as_deref())
-            .await
-            .map_err(|e| e.to_string())?
-        else {
-            continue;
+        let found = match store.hash_object(&l.key, l.version_id.as_deref()).await {
+            Ok(Some(found)) => found,
+            Ok(None) => continue,
+            Err(e) => match staged {
+                Some(a) => {
+                    conflicts.push((a, format!("the evidence store holds something at this path that cannot be read back: {e}")));
+                    continue;
+                }
+                None => continue,
+            },
         };
+        let (sha, size) = found;
         if let Some(a) = staged {
             if sha.to_hex() != a.sha256 {
-                return Err(format!("{rel} is already in the evidence store with other bytes (sha256 {}) than were captured ({})", sha.to_hex(), a.sha256));
+                conflicts.push((a, format!("the evidence store already holds other bytes at this path (sha256 {}) than were captured ({})", sha.to_hex(), a.sha256)));
+                continue;
             }
         }
         out.push(irr_forensics::ManifestItem {
@@ -227,13 +273,14 @@ async fn adopt_stored(
             captured_at: Timestamp::parse(&captured_at).unwrap_or_else(Timestamp::now),
             step,
             source,
+            attempt,
             s3: l.version_id.clone().map(|v| irr_forensics::S3ObjectRef {
                 version_id: Some(v),
                 checksum_sha256: None,
             }),
         });
     }
-    Ok(out)
+    Ok((out, conflicts))
 }
 
 #[cfg(test)]
@@ -274,6 +321,7 @@ mod tests {
         std::fs::write(&journal, b"{}\n").unwrap();
         let art = |name: &str, bytes: &[u8]| StagedArtifact {
             path: format!("artifacts/s1/{name}"),
+            attempt: 1,
             sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes)),
             size: bytes.len() as u64,
             step: "s1".into(),
@@ -315,5 +363,68 @@ mod tests {
                 .unwrap();
         let report = irr_forensics::verify(&loc, None).await.unwrap();
         assert!(report.is_ok(), "{report}");
+    }
+
+    #[tokio::test]
+    async fn one_item_that_cannot_be_stored_does_not_stop_the_seal() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = dir.path().join("staging");
+        let evidence = dir.path().join("evidence");
+        std::fs::create_dir_all(staging.join("artifacts/s1")).unwrap();
+        std::fs::write(staging.join("artifacts/s1/a.json"), b"{}\n").unwrap();
+        let journal = dir.path().join("journal.jsonl");
+        std::fs::write(&journal, b"{}\n").unwrap();
+        let art = |name: &str, attempt: u32| StagedArtifact {
+            path: crate::executor::artifact_path("s1", attempt, name),
+            attempt,
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"{}\n")),
+            size: 3,
+            step: "s1".into(),
+            source: "test".into(),
+            captured_at: crate::events::now_rfc3339(),
+        };
+        // b.json was never staged (its file is gone): it fails, a.json is sealed.
+        let arts = vec![art("a.json", 1), art("b.json", 2)];
+        let store = open_store(
+            evidence.to_str().unwrap(),
+            None,
+            &EvidenceDecl::default(),
+            false,
+        )
+        .await
+        .unwrap();
+        let pb_text = "apiVersion: irr/v1\nkind: Playbook\nmetadata: {name: t, version: 1.0.0}\nsteps:\n  - id: s1\n    action: control.approve\n    with: {prompt: x}\n";
+        let pb = crate::validate::validate(&Text::new("p.yaml", pb_text)).unwrap();
+        let summary = seal(
+            store,
+            &pb,
+            &record("IR-1", "r-1"),
+            &staging,
+            &arts,
+            &[],
+            &journal,
+        )
+        .await;
+        assert!(summary.manifest_sha256.is_some(), "{summary:?}");
+        assert_eq!(summary.items, 2, "a.json and the journal");
+        let err = summary.error.as_deref().unwrap();
+        assert!(err.contains("sealed without 1 item(s)"), "{err}");
+        assert!(err.contains("artifacts/s1/attempt-2/b.json"), "{err}");
+        let loc =
+            irr_forensics::EvidenceLocation::parse(evidence.join("IR-1/r-1").to_str().unwrap())
+                .unwrap();
+        let report = irr_forensics::verify(&loc, None).await.unwrap();
+        assert!(report.is_ok(), "{report}");
+        assert_eq!(report.failed_items.len(), 1);
+        assert_eq!(report.failed_items[0].attempt, Some(2));
+        assert!(
+            report
+                .to_string()
+                .contains("warning   artifacts/s1/attempt-2/b.json"),
+            "{report}"
+        );
+        let manifest = std::fs::read_to_string(evidence.join("IR-1/r-1/manifest.json")).unwrap();
+        assert!(manifest.contains("\"failed_items\""), "{manifest}");
+        assert!(manifest.contains("\"attempt\": 1"), "{manifest}");
     }
 }

@@ -189,11 +189,53 @@ fn crash_point(seq: u64) {
     }
 }
 
+/// Where an artifact of attempt `attempt` of a step goes in the bundle: the first attempt
+/// keeps `artifacts/STEP/NAME`, attempt N > 1 writes `artifacts/STEP/attempt-N/NAME`
+/// (`shared/spec/evidence-format.md`, wave 2), so a retry or a resumed run never overwrites
+/// what an earlier attempt saw. `step` is the step id, `STEP/ITEM` for a `for_each` item.
+pub fn artifact_path(step: &str, attempt: u32, name: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.split('/')
+            .filter(|seg| !seg.is_empty() && *seg != "." && *seg != "..")
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    if attempt > 1 {
+        format!(
+            "artifacts/{}/attempt-{attempt}/{}",
+            clean(step),
+            clean(name)
+        )
+    } else {
+        format!("artifacts/{}/{}", clean(step), clean(name))
+    }
+}
+
+/// The attempt an artifact path of step `step` belongs to (the inverse of
+/// [`artifact_path`]; 1 for the first attempt's plain path).
+pub fn attempt_of(path: &str, step: &str) -> u32 {
+    path.strip_prefix("artifacts/")
+        .and_then(|p| p.strip_prefix(step))
+        .and_then(|p| p.strip_prefix("/attempt-"))
+        .and_then(|p| p.split_once('/'))
+        .and_then(|(n, name)| (!name.is_empty()).then_some(n))
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 1)
+        .unwrap_or(1)
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
 /// An artifact staged in the run directory until the evidence is sealed.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct StagedArtifact {
-    /// Path in the bundle (`artifacts/STEP/NAME`).
+    /// Path in the bundle (`artifacts/STEP/NAME`, `artifacts/STEP/attempt-N/NAME`).
     pub path: String,
+    /// The attempt of its step that captured it (1-based, counted across resumes).
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
     /// SHA-256.
     pub sha256: String,
     /// Bytes.
@@ -204,6 +246,15 @@ pub struct StagedArtifact {
     pub source: String,
     /// RFC 3339.
     pub captured_at: String,
+}
+
+/// The message for a staging file that could not be created: "captured already" when it exists.
+fn already_or(rel: &str, e: std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::AlreadyExists {
+        format!("{rel} was captured already in this attempt; evidence is never overwritten")
+    } else {
+        format!("{rel}: {e}")
+    }
 }
 
 /// The actions' [`Recorder`]: journal entries around every mutating call, artifacts staged
@@ -218,41 +269,52 @@ pub struct RunRecorder {
 }
 
 impl RunRecorder {
+    /// Stages an artifact of attempt `attempt` of `step`. Write-once: a path that is staged
+    /// already is refused, never replaced.
     fn stage(
         &self,
         step: &str,
+        attempt: u32,
         name: &str,
         content: &[u8],
         source: &str,
     ) -> Result<StagedArtifact, ActionError> {
+        use std::io::Write as _;
         let secrets = self.sink.secrets();
         let content = secrets.mask_bytes(content);
         let content: &[u8] = &content;
         let source = secrets.mask_str(source);
-        let source: &str = &source;
         let name = secrets.mask_str(name);
-        let (rel, full) = self.staged_path(step, &name)?;
-        std::fs::write(&full, content).map_err(|e| ActionError::Evidence(format!("{rel}: {e}")))?;
+        let (rel, full) = self.staged_path(step, attempt, &name)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&full)
+            .map_err(|e| ActionError::Evidence(already_or(&rel, e)))?;
+        file.write_all(content)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| ActionError::Evidence(format!("{rel}: {e}")))?;
         let art = StagedArtifact {
             path: rel,
+            attempt,
             sha256: hex::encode(Sha256::digest(content)),
             size: content.len() as u64,
             step: step.to_owned(),
-            source: source.to_owned(),
+            source: source.into_owned(),
             captured_at: now_rfc3339(),
         };
         Ok(self.staged(art))
     }
 
-    /// `artifacts/STEP/NAME` and its staging file (directory created).
-    fn staged_path(&self, step: &str, name: &str) -> Result<(String, PathBuf), ActionError> {
-        let clean = |s: &str| -> String {
-            s.split('/')
-                .filter(|seg| !seg.is_empty() && *seg != "." && *seg != "..")
-                .collect::<Vec<_>>()
-                .join("/")
-        };
-        let rel = format!("artifacts/{}/{}", clean(step), clean(name));
+    /// The bundle path of an artifact of attempt `attempt` ([`artifact_path`]) and its staging
+    /// file (directory created).
+    fn staged_path(
+        &self,
+        step: &str,
+        attempt: u32,
+        name: &str,
+    ) -> Result<(String, PathBuf), ActionError> {
+        let rel = artifact_path(step, attempt, name);
         let full = self.staging.join(&rel);
         if let Some(parent) = full.parent() {
             std::fs::create_dir_all(parent)
@@ -261,15 +323,17 @@ impl RunRecorder {
         Ok((rel, full))
     }
 
-    /// Streams the regular file `src` into staging as `artifacts/STEP/NAME`: one read that
-    /// hashes and writes the evidence copy at once, in a fixed buffer, on the blocking pool
-    /// (`irr_forensics::copy_file_hashed`: FIFOs and devices refused, at most the size at
-    /// open read, changes during the read reported as a note). The staged file is flushed
-    /// and in place before the journal records it; the seal adopts it without a copy.
-    /// Dropping the future (a step timeout) stops the copy.
+    /// Streams the regular file `src` into staging as an artifact of attempt `attempt`: one
+    /// read that hashes and writes the evidence copy at once, in a fixed buffer, on the
+    /// blocking pool (`irr_forensics::copy_file_hashed`: FIFOs and devices refused, at most the
+    /// size at open read, changes during the read reported as a note). The staged file is
+    /// flushed and linked into place (never over an existing one) before the journal records
+    /// it; the seal adopts it without a copy. Dropping the future (a step timeout) stops the
+    /// copy.
     async fn stage_file(
         &self,
         step: &str,
+        attempt: u32,
         name: &str,
         src: PathBuf,
         source: &str,
@@ -278,7 +342,7 @@ impl RunRecorder {
         let secrets = self.sink.secrets();
         let name = secrets.mask_str(name).into_owned();
         let mut source = secrets.mask_str(source).into_owned();
-        let (rel, full) = self.staged_path(step, &name)?;
+        let (rel, full) = self.staged_path(step, attempt, &name)?;
         let tmp = full.with_file_name(format!(
             ".{}.capture-{}-{}",
             full.file_name()
@@ -296,21 +360,23 @@ impl RunRecorder {
         let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
         let flag = cancel.0.clone();
         let dest = full.clone();
+        let rel_for_task = rel.clone();
         let copied = tokio::task::spawn_blocking(move || {
             let c =
                 irr_forensics::copy_file_hashed(&src, &tmp, &flag).map_err(|e| e.to_string())?;
-            let placed = std::fs::rename(&tmp, &dest).and_then(|()| {
-                // The rename is durable before the journal says the artifact exists.
-                match dest.parent() {
-                    Some(d) => std::fs::File::open(d)?.sync_all(),
-                    None => Ok(()),
-                }
-            });
-            if let Err(e) = placed {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(format!("{}: {e}", dest.display()));
-            }
-            Ok(c)
+            // A hard link, not a rename: it fails on an existing file (write-once).
+            let placed = std::fs::hard_link(&tmp, &dest);
+            let _ = std::fs::remove_file(&tmp);
+            placed
+                .and_then(|()| {
+                    // The link is durable before the journal says the artifact exists.
+                    match dest.parent() {
+                        Some(d) => std::fs::File::open(d)?.sync_all(),
+                        None => Ok(()),
+                    }
+                })
+                .map_err(|e| already_or(&rel_for_task, e))?;
+            Ok::<_, String>(c)
         })
         .await;
         drop(cancel);
@@ -332,6 +398,7 @@ impl RunRecorder {
         }
         Ok(self.staged(StagedArtifact {
             path: rel,
+            attempt,
             sha256: c.sha256.to_hex(),
             size: c.size,
             step: step.to_owned(),
@@ -343,7 +410,6 @@ impl RunRecorder {
     /// Records a staged artifact (for the seal) and journals it.
     fn staged(&self, art: StagedArtifact) -> StagedArtifact {
         let mut list = self.artifacts.lock().unwrap_or_else(|e| e.into_inner());
-        list.retain(|a| a.path != art.path);
         list.push(art.clone());
         drop(list);
         self.sink.emit(RunEvent::EvidenceCaptured {
@@ -404,7 +470,7 @@ impl Recorder for RunRecorder {
         content: &[u8],
         source: &str,
     ) -> Result<String, ActionError> {
-        self.stage(step, name, content, source).map(|a| a.path)
+        self.stage(step, 1, name, content, source).map(|a| a.path)
     }
 
     fn secret(&self, value: &str) {
@@ -490,6 +556,52 @@ impl Recorder for RunRecorder {
     }
 }
 
+/// The recorder one attempt of one step sees: the run's, with its artifacts under the
+/// attempt's own paths ([`artifact_path`]). Bound when the attempt starts, so that even a
+/// write that outlives a timed-out attempt lands under that attempt, never over another's.
+struct AttemptRecorder {
+    run: Arc<RunRecorder>,
+    attempt: u32,
+}
+
+impl Recorder for AttemptRecorder {
+    fn call_started(&self, step: &str, service: &str, operation: &str, params: &Value) -> u64 {
+        self.run.call_started(step, service, operation, params)
+    }
+
+    fn call_finished(&self, seq: u64, outcome: &CallOutcome) {
+        self.run.call_finished(seq, outcome)
+    }
+
+    fn journal_ok(&self) -> bool {
+        self.run.journal_ok()
+    }
+
+    fn artifact(
+        &self,
+        step: &str,
+        name: &str,
+        content: &[u8],
+        source: &str,
+    ) -> Result<String, ActionError> {
+        self.run
+            .stage(step, self.attempt, name, content, source)
+            .map(|a| a.path)
+    }
+
+    fn resource(&self, resource: AwsResource) {
+        self.run.resource(resource)
+    }
+
+    fn gap(&self, gap: actions::Gap) {
+        self.run.gap(gap)
+    }
+
+    fn secret(&self, value: &str) {
+        self.run.secret(value)
+    }
+}
+
 /// Replaces the values of secret-looking keys, wherever they are, with `[redacted]`.
 pub fn redact(v: &Value) -> Value {
     const SECRET: &[&str] = &[
@@ -532,6 +644,10 @@ pub struct Execution {
     pub state_dir: PathBuf,
     /// Results of an earlier attempt of this run (resume).
     pub previous: HashMap<String, StepSummary>,
+    /// The last attempt number each step (`STEP`, or `STEP/ITEM` for a `for_each` item)
+    /// reached before a resume, from the journal's `step_started`: attempts go on counting
+    /// from there, so their artifacts never land on an earlier attempt's paths.
+    pub previous_attempts: HashMap<String, u32>,
 }
 
 /// How a run ended.
@@ -604,6 +720,7 @@ pub async fn execute(exec: Execution, sink: Arc<Sink>, interrupted: Arc<AtomicBo
         })
     };
     let shared = Arc::new(Shared {
+        previous_attempts: exec.previous_attempts.clone(),
         interrupt,
         aws: exec.aws.clone(),
         record: exec.record.clone(),
@@ -678,6 +795,7 @@ pub async fn execute(exec: Execution, sink: Arc<Sink>, interrupted: Arc<AtomicBo
 }
 
 struct Shared {
+    previous_attempts: HashMap<String, u32>,
     interrupt: Arc<tokio::sync::Notify>,
     aws: AwsClients,
     record: RunRecord,
@@ -1052,10 +1170,17 @@ async fn attempt_loop(
         None => step.id.clone(),
         Some(i) => format!("{}/{i}", step.id),
     };
+    // The retry budget is this execution's; the numbering goes on across a resume.
     let max = step.retries + 1;
-    let mut attempt = 0;
+    let base = shared
+        .previous_attempts
+        .get(&step_key)
+        .copied()
+        .unwrap_or(0);
+    let mut tries = 0;
     loop {
-        attempt += 1;
+        tries += 1;
+        let attempt = base + tries;
         shared.sink.emit(RunEvent::StepStarted {
             step: step.id.clone(),
             attempt,
@@ -1068,11 +1193,14 @@ async fn attempt_loop(
             step_id: step_key.clone(),
             dry_run: shared.record.dry_run,
             assume_yes: shared.assume_yes,
-            recorder: shared.recorder.clone(),
+            recorder: Arc::new(AttemptRecorder {
+                run: shared.recorder.clone(),
+                attempt,
+            }),
             playbook_dir: shared.playbook_dir.clone(),
         };
         let started = Instant::now();
-        let fut = dispatch(step, &actx, params.clone(), shared);
+        let fut = dispatch(step, &actx, params.clone(), shared, attempt);
         let result = match step.timeout {
             Some(t) => match tokio::time::timeout(t, fut).await {
                 Ok(r) => r,
@@ -1090,7 +1218,7 @@ async fn attempt_loop(
                 return (attempt, Err(format!("declined: {why}")));
             }
             Err(e @ ActionError::Params(_)) => return (attempt, Err(e.to_string())),
-            Err(e) if attempt >= max => return (attempt, Err(e.to_string())),
+            Err(e) if tries >= max => return (attempt, Err(e.to_string())),
             Err(e) => {
                 let delay = backoff(attempt, started.elapsed());
                 shared.sink.emit(RunEvent::StepRetrying {
@@ -1136,9 +1264,10 @@ async fn dispatch(
     ctx: &ActionCtx,
     params: Value,
     shared: &Arc<Shared>,
+    attempt: u32,
 ) -> Result<ActionOutput, ActionError> {
     if step.action.name == "evidence.capture" {
-        return evidence_capture(ctx, params, shared).await;
+        return evidence_capture(ctx, params, shared, attempt).await;
     }
     actions::dispatch(step.action.name, ctx, params).await
 }
@@ -1147,11 +1276,16 @@ async fn evidence_capture(
     ctx: &ActionCtx,
     params: Value,
     shared: &Arc<Shared>,
+    attempt: u32,
 ) -> Result<ActionOutput, ActionError> {
     let name = params
         .get("name")
         .and_then(Value::as_str)
         .ok_or_else(|| ActionError::Params("evidence.capture: name is required".into()))?;
+    // A rendered name is checked as the validator checks a literal one, before anything is
+    // read or written.
+    crate::validate::check_capture_name(name)
+        .map_err(|(msg, help)| ActionError::Params(format!("evidence.capture: {msg}; {help}")))?;
     let (bytes, source) = match (
         params.get("content"),
         params.get("file").and_then(Value::as_str),
@@ -1166,7 +1300,7 @@ async fn evidence_capture(
             let path = shared.playbook_dir.join(f);
             let art = shared
                 .recorder
-                .stage_file(&ctx.step_id, name, path, &format!("file:{f}"))
+                .stage_file(&ctx.step_id, attempt, name, path, &format!("file:{f}"))
                 .await?;
             return Ok(ActionOutput::default()
                 .with("path", art.path)
@@ -1178,7 +1312,9 @@ async fn evidence_capture(
             ))
         }
     };
-    let art = shared.recorder.stage(&ctx.step_id, name, &bytes, &source)?;
+    let art = shared
+        .recorder
+        .stage(&ctx.step_id, attempt, name, &bytes, &source)?;
     Ok(ActionOutput::default()
         .with("path", art.path)
         .with("sha256", art.sha256))
@@ -1187,6 +1323,65 @@ async fn evidence_capture(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attempts_have_their_own_artifact_paths() {
+        assert_eq!(
+            artifact_path("isolate", 1, "before.json"),
+            "artifacts/isolate/before.json"
+        );
+        assert_eq!(
+            artifact_path("isolate", 2, "before.json"),
+            "artifacts/isolate/attempt-2/before.json"
+        );
+        assert_eq!(
+            artifact_path("isolate/3", 12, "a.json"),
+            "artifacts/isolate/3/attempt-12/a.json"
+        );
+        for (step, attempt, name) in [
+            ("isolate", 1, "before.json"),
+            ("isolate", 2, "before.json"),
+            ("attempt-2", 1, "x.json"),
+            ("attempt-2", 3, "x.json"),
+            ("fleet/7", 4, "x.json"),
+        ] {
+            let path = artifact_path(step, attempt, name);
+            assert_eq!(attempt_of(&path, step), attempt, "{path}");
+        }
+        assert_eq!(attempt_of("artifacts/s/attempt-x/n", "s"), 1);
+        assert_eq!(attempt_of("journal.jsonl", "s"), 1);
+    }
+
+    #[test]
+    fn staging_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = open_sink(
+            dir.path(),
+            "r-1",
+            Box::new(crate::reporter::JsonLines),
+            Secrets::default(),
+        )
+        .unwrap();
+        let rec = RunRecorder {
+            sink,
+            staging: dir.path().join("evidence"),
+            evidence_location: String::new(),
+            calls: AtomicU64::new(0),
+            artifacts: Mutex::new(Vec::new()),
+            resources: Mutex::new(Vec::new()),
+        };
+        let first = rec.stage("s", 1, "a.json", b"one", "test").unwrap();
+        let again = rec.stage("s", 1, "a.json", b"two", "test").unwrap_err();
+        assert!(again.to_string().contains("never overwritten"), "{again}");
+        let second = rec.stage("s", 2, "a.json", b"two", "test").unwrap();
+        assert_eq!(first.path, "artifacts/s/a.json");
+        assert_eq!(second.path, "artifacts/s/attempt-2/a.json");
+        assert_eq!(
+            std::fs::read(dir.path().join("evidence").join(&first.path)).unwrap(),
+            b"one"
+        );
+        assert_eq!(rec.artifacts().len(), 2);
+    }
 
     #[test]
     fn redaction_hides_secret_keys_anywhere() {

@@ -339,8 +339,28 @@ fn say(json: bool, msg: &str) {
 
 /// Reads a scenario file; problems carry the file's line and column.
 pub fn load_scenario(path: &Path) -> Result<Scenario, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let sc: Scenario = serde_yaml::from_str(&text).map_err(|e| match e.location() {
+    // Through the playbook loader first: it bounds the file's size, nesting and aliases
+    // (serde_yaml alone would expand an alias bomb far past any memory) and names the place
+    // of a refusal. What it accepts is small enough for serde_yaml's typed decoding.
+    let src = crate::load::read_file(path).map_err(|d| d.message)?;
+    if let Err(problems) = crate::load::parse(&src) {
+        return Err(problems
+            .iter()
+            .map(|d| {
+                let help = d
+                    .help
+                    .as_ref()
+                    .map(|h| format!(" ({h})"))
+                    .unwrap_or_default();
+                format!(
+                    "{}:{}:{}: {}{help}",
+                    d.span.file, d.span.line, d.span.column, d.message
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n"));
+    }
+    let sc: Scenario = serde_yaml::from_str(src.text()).map_err(|e| match e.location() {
         Some(l) => format!("{}:{}:{}: {e}", path.display(), l.line(), l.column()),
         None => format!("{}: {e}", path.display()),
     })?;

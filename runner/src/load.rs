@@ -7,6 +7,8 @@
 //! quoted scalars are always strings. Anchors and aliases are expanded.
 
 use std::collections::HashMap;
+use std::io::Read as _;
+use std::path::Path;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
@@ -123,6 +125,13 @@ impl Node {
 
 /// Parses one YAML document. A syntax error, or a duplicate mapping key, is returned as a
 /// diagnostic at its position. An empty document is a `Null` node.
+///
+/// Loading is bounded whatever the text: nesting ([`MAX_DEPTH`]), values ([`MAX_NODES`])
+/// and what aliases may copy ([`MAX_ALIASES`], [`MAX_ALIAS_NODES`], [`MAX_ALIAS_BYTES`]) are
+/// capped, and each refusal names the alias (and its anchor) or the place where a limit was
+/// passed. Every step costs time in proportion to the text or to what it builds (no scan of
+/// a whole line or mapping per value), so a file of [`MAX_FILE_BYTES`] loads in well under a
+/// second.
 pub fn parse(source: &Source) -> Result<Node, Vec<Diagnostic>> {
     let text = source.text();
     let mut builder = Builder {
@@ -133,6 +142,11 @@ pub fn parse(source: &Source) -> Result<Node, Vec<Diagnostic>> {
         docs: 0,
         skip: 0,
         problems: Vec::new(),
+        nodes: 0,
+        aliases: 0,
+        alias_nodes: 0,
+        alias_bytes: 0,
+        fatal: None,
     };
     let mut parser = Parser::new_from_str(text);
     // Event by event rather than `Parser::load`, which recurses once per nesting level and
@@ -140,7 +154,15 @@ pub fn parse(source: &Source) -> Result<Node, Vec<Diagnostic>> {
     loop {
         match parser.next_token() {
             Ok((Event::StreamEnd, _)) => break,
-            Ok((ev, mark)) => builder.on_event(ev, mark),
+            Ok((ev, mark)) => {
+                builder.on_event(ev, mark);
+                if let Some(fatal) = builder.fatal.take() {
+                    // A limit was passed: stop at once, so that loading stays bounded.
+                    let mut problems = builder.problems;
+                    problems.push(fatal);
+                    return Err(problems);
+                }
+            }
             Err(e) => {
                 return Err(vec![syntax_error(
                     source,
@@ -310,30 +332,205 @@ fn open_brackets(text: &str, end: usize) -> Vec<(usize, char)> {
     stack
 }
 
-/// The deepest nesting of collections the loader builds.
+/// The largest file read as a playbook, scenario or inputs file (2 MiB; a large real
+/// playbook is tens of KiB). Checked while reading, so that `/dev/zero` is not read whole.
+pub const MAX_FILE_BYTES: u64 = 2 * 1024 * 1024;
+/// The deepest nesting of collections the loader builds, aliases included.
 pub const MAX_DEPTH: usize = 64;
+/// The most values (scalars and collections) a loaded tree may hold, alias copies included.
+pub const MAX_NODES: usize = 200_000;
+/// The most aliases one file may use.
+pub const MAX_ALIASES: usize = 1_000;
+/// The most values all aliases together may add to the tree.
+pub const MAX_ALIAS_NODES: usize = 20_000;
+/// The most scalar bytes all aliases together may add to the tree.
+pub const MAX_ALIAS_BYTES: usize = 1024 * 1024;
+
+/// Reads a YAML file (a playbook, a scenario, an inputs file) into a [`Source`], refusing
+/// anything larger than [`MAX_FILE_BYTES`] before it is read whole, and text that is not
+/// UTF-8. A FIFO with no writer reads as empty instead of blocking the open.
+pub fn read_file(path: &Path) -> Result<Source, Diagnostic> {
+    let name = path.display().to_string();
+    let fail = |msg: String| Diagnostic::error(Span::none(&name), msg);
+    let mut file = open_nonblocking(path).map_err(|e| fail(format!("cannot read {name}: {e}")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| fail(format!("cannot read {name}: {e}")))?;
+    if meta.is_dir() {
+        return Err(fail(format!("cannot read {name}: it is a directory")));
+    }
+    let too_large = || {
+        fail(format!(
+            "{name} is larger than {} MiB; a playbook, scenario or inputs file is at most {} bytes",
+            MAX_FILE_BYTES / (1024 * 1024),
+            MAX_FILE_BYTES
+        ))
+        .with_help("this is not a playbook; check the path")
+    };
+    if meta.is_file() && meta.len() > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    (&mut file)
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail(format!("cannot read {name}: {e}")))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        fail(format!(
+            "cannot read {name}: it is not UTF-8 text (invalid byte at offset {at})"
+        ))
+    })?;
+    Ok(Source::new(name, text))
+}
+
+/// Opens for reading without blocking on a FIFO that has no writer, then makes reads
+/// blocking again (a pipe that does have a writer, `<(...)`, is read normally).
+fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
+    #[cfg(unix)]
+    {
+        use rustix::fs::OFlags;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags((OFlags::NONBLOCK | OFlags::NOCTTY).bits() as i32)
+            .open(path)?;
+        let flags = rustix::fs::fcntl_getfl(&file)?;
+        rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK)?;
+        Ok(file)
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::File::open(path)
+    }
+}
 
 enum Frame {
-    Seq(Vec<Node>, Span, usize),
-    /// entries, pending key, span, anchor
-    Map(Vec<(Node, Node)>, Option<Node>, Span, usize),
+    /// items, span, anchor, index in the parent
+    Seq(Vec<Node>, Span, usize, usize),
+    /// entries, pending key, span, anchor, index in the parent, keys seen (text -> line)
+    Map(
+        Vec<(Node, Node)>,
+        Option<Node>,
+        Span,
+        usize,
+        usize,
+        HashMap<String, usize>,
+    ),
+}
+
+impl Frame {
+    /// The index the next child gets (in a mapping, keys are even and values odd).
+    fn next_index(&self) -> usize {
+        match self {
+            Frame::Seq(items, ..) => items.len(),
+            Frame::Map(entries, pending, ..) => 2 * entries.len() + usize::from(pending.is_some()),
+        }
+    }
+
+    fn index_in_parent(&self) -> usize {
+        match self {
+            Frame::Seq(_, _, _, i) | Frame::Map(_, _, _, _, i, _) => *i,
+        }
+    }
+
+    /// The finished child at `index`, if it is finished.
+    fn child(&self, index: usize) -> Option<&Node> {
+        match self {
+            Frame::Seq(items, ..) => items.get(index),
+            Frame::Map(entries, pending, ..) => match entries.get(index / 2) {
+                Some((k, v)) => Some(if index % 2 == 0 { k } else { v }),
+                None if index == 2 * entries.len() => pending.as_ref(),
+                None => None,
+            },
+        }
+    }
+}
+
+/// The child of a finished node at `index` (as [`Frame::child`]).
+fn node_child(node: &Node, index: usize) -> Option<&Node> {
+    match &node.kind {
+        NodeKind::Seq(items) => items.get(index),
+        NodeKind::Map(entries) => entries
+            .get(index / 2)
+            .map(|(k, v)| if index % 2 == 0 { k } else { v }),
+        _ => None,
+    }
+}
+
+/// What copying a node costs: values, scalar bytes, nesting levels.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Weight {
+    nodes: usize,
+    bytes: usize,
+    height: usize,
+}
+
+/// The weight of `node`, walking at most `limit` nodes (a larger node returns a weight
+/// with more than `limit` nodes, and the walk stops there).
+fn weight(node: &Node, limit: usize) -> Weight {
+    let mut w = Weight::default();
+    let mut todo: Vec<(&Node, usize)> = vec![(node, 0)];
+    while let Some((n, depth)) = todo.pop() {
+        w.nodes += 1;
+        if w.nodes > limit {
+            break;
+        }
+        match &n.kind {
+            NodeKind::Str(s) => w.bytes += s.len(),
+            NodeKind::Seq(items) => {
+                w.height = w.height.max(depth + 1);
+                todo.extend(items.iter().map(|i| (i, depth + 1)));
+            }
+            NodeKind::Map(entries) => {
+                w.height = w.height.max(depth + 1);
+                for (k, v) in entries {
+                    todo.push((k, depth + 1));
+                    todo.push((v, depth + 1));
+                }
+            }
+            _ => {}
+        }
+    }
+    w
 }
 
 struct Builder<'a> {
     source: &'a Source,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+    /// Where each anchored node is in the tree (child indices from the root), and how deep
+    /// it sat. Aliases copy from there: an anchor costs nothing until it is used.
+    anchors: HashMap<usize, Vec<usize>>,
     root: Option<Node>,
     docs: usize,
     /// How deep inside a collection nested beyond [`MAX_DEPTH`] the parser is (0: not).
     skip: usize,
     problems: Vec<Diagnostic>,
+    /// Values built so far, alias copies included.
+    nodes: usize,
+    aliases: usize,
+    alias_nodes: usize,
+    alias_bytes: usize,
+    /// A limit was passed: loading stops here.
+    fatal: Option<Diagnostic>,
 }
 
 impl Builder<'_> {
     fn push_node(&mut self, node: Node, anchor: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            let mut path: Vec<usize> = self
+                .stack
+                .iter()
+                .skip(1)
+                .map(Frame::index_in_parent)
+                .collect();
+            if let Some(parent) = self.stack.last() {
+                path.push(parent.next_index());
+            }
+            self.anchors.insert(anchor, path);
         }
         match self.stack.last_mut() {
             None => {
@@ -341,7 +538,7 @@ impl Builder<'_> {
                     self.root = Some(node);
                 }
             }
-            Some(Frame::Seq(items, _, _)) => {
+            Some(Frame::Seq(items, ..)) => {
                 let mut node = node;
                 if node.kind == NodeKind::Null && node.span.len == 0 {
                     // An empty item: point at its `-`.
@@ -352,7 +549,7 @@ impl Builder<'_> {
                 }
                 items.push(node)
             }
-            Some(Frame::Map(entries, pending, _, _)) => match pending.take() {
+            Some(Frame::Map(entries, pending, _, _, _, seen)) => match pending.take() {
                 None => *pending = Some(node),
                 Some(key) => {
                     let mut node = node;
@@ -360,12 +557,10 @@ impl Builder<'_> {
                         node.span = key.span.clone();
                     }
                     if let Some(text) = key.scalar_text() {
-                        if let Some((first, _)) = entries
-                            .iter()
-                            .find(|(k, _)| k.scalar_text().as_deref() == Some(&text))
-                        {
-                            let first_line = first.span.line;
-                            self.problems.push(
+                        // A map of the keys seen, not a scan of the entries: a mapping of
+                        // 100,000 keys must not take quadratic time.
+                        match seen.get(&text) {
+                            Some(&first_line) => self.problems.push(
                                 Diagnostic::error(
                                     key.span.clone(),
                                     format!("duplicate key \"{text}\""),
@@ -373,7 +568,10 @@ impl Builder<'_> {
                                 .with_help(format!(
                                     "\"{text}\" is already set on line {first_line}; keep one"
                                 )),
-                            );
+                            ),
+                            None => {
+                                seen.insert(text, key.span.line);
+                            }
                         }
                     }
                     entries.push((key, node));
@@ -389,7 +587,12 @@ impl Builder<'_> {
         let len = if value.is_empty() && style == TScalarStyle::Plain {
             0
         } else {
-            scalar_len(self.source.text(), start, style, &value)
+            let line = self
+                .source
+                .text()
+                .get(start..self.source.line_end(start))
+                .unwrap_or("");
+            scalar_len(line, style, &value)
         };
         let span = self.source.span_at(start, len);
         let kind = if style == TScalarStyle::Plain {
@@ -398,6 +601,148 @@ impl Builder<'_> {
             NodeKind::Str(value)
         };
         Node { kind, span }
+    }
+
+    fn span_of(&self, mark: Marker, len: usize) -> Span {
+        self.source
+            .span_at(self.source.char_to_byte(mark.index()), len)
+    }
+
+    /// Counts one more value; past [`MAX_NODES`] loading stops.
+    fn count_node(&mut self, mark: Marker) {
+        self.nodes += 1;
+        if self.nodes > MAX_NODES && self.fatal.is_none() {
+            self.fatal = Some(
+                Diagnostic::error(
+                    self.span_of(mark, 1),
+                    format!("the YAML holds more than {MAX_NODES} values; loading stopped here"),
+                )
+                .with_help("a playbook holds a few thousand at most; split the file or remove what repeats"),
+            );
+        }
+    }
+
+    /// The node an anchor marks, found by its path from the root (it is finished; some of
+    /// its ancestors may still be open).
+    fn anchored(&self, path: &[usize]) -> Option<&Node> {
+        let mut frames = self.stack.iter().peekable();
+        let mut node: Option<&Node> = None;
+        for (depth, &index) in path.iter().enumerate() {
+            node = match node {
+                Some(n) => Some(node_child(n, index)?),
+                None => {
+                    let frame = frames.next()?;
+                    match frame.child(index) {
+                        Some(n) => Some(n),
+                        // The child is the next open frame (an alias inside its own anchor).
+                        None if frames.peek()?.index_in_parent() == index
+                            && depth + 1 < path.len() =>
+                        {
+                            None
+                        }
+                        None => return None,
+                    }
+                }
+            };
+        }
+        if path.is_empty() {
+            return self.root.as_ref();
+        }
+        node
+    }
+
+    /// The text of the alias at `mark` (`*name`), for messages.
+    fn alias_name(&self, mark: Marker) -> &str {
+        let text = self.source.text();
+        let start = self.source.char_to_byte(mark.index());
+        let rest = text.get(start..).unwrap_or("");
+        let end = rest
+            .char_indices()
+            .skip(1)
+            .find(|(_, c)| c.is_whitespace() || matches!(c, ',' | '[' | ']' | '{' | '}'))
+            .map_or(rest.len(), |(i, _)| i);
+        &rest[..end]
+    }
+
+    /// Where the anchor an alias refers to is defined: the last `&name` before the alias.
+    fn anchor_line(&self, alias: &str, before: usize) -> Option<usize> {
+        let text = self.source.text();
+        let anchor = format!("&{}", alias.strip_prefix('*').unwrap_or(alias));
+        let mut end = before.min(text.len());
+        while let Some(at) = text[..end].rfind(&anchor) {
+            let next = text[at + anchor.len()..].chars().next();
+            if next.is_none_or(|c| c.is_whitespace() || matches!(c, ',' | ']' | '}')) {
+                return Some(self.source.span_at(at, 1).line);
+            }
+            end = at;
+        }
+        None
+    }
+
+    /// An alias: a copy of its anchor's node, within the alias limits.
+    fn alias(&mut self, id: usize, mark: Marker) {
+        let name = self.alias_name(mark).to_owned();
+        let at = self.source.char_to_byte(mark.index());
+        let span = self.source.span_at(at, name.len().max(1));
+        let anchor_desc = match self.anchor_line(&name, at) {
+            Some(line) => format!("anchor \"&{}\" on line {line}", &name[1..]),
+            None => format!("anchor \"&{}\"", name.get(1..).unwrap_or("")),
+        };
+        self.aliases += 1;
+        let refuse = |msg: String| {
+            Diagnostic::error(span.clone(), msg).with_help(
+                "anchors and aliases are for sharing a small block; write the values out, or split the file",
+            )
+        };
+        if self.aliases > MAX_ALIASES {
+            self.fatal = Some(refuse(format!(
+                "alias \"{name}\" is one alias too many: a file may use at most {MAX_ALIASES}"
+            )));
+            return;
+        }
+        let node_budget = MAX_ALIAS_NODES - self.alias_nodes;
+        let found = self
+            .anchors
+            .get(&id)
+            .and_then(|path| self.anchored(path))
+            .map(|n| (weight(n, node_budget), n));
+        let Some((w, node)) = found else {
+            // An alias inside its own anchor (recursive): nothing to copy.
+            let node = Node {
+                kind: NodeKind::Null,
+                span,
+            };
+            self.push_node(node, 0);
+            return;
+        };
+        if w.nodes > node_budget {
+            self.fatal = Some(refuse(format!(
+                "alias \"{name}\" ({anchor_desc}) copies more than {node_budget} values: aliases may add at most {MAX_ALIAS_NODES} values in all"
+            )));
+            return;
+        }
+        if w.bytes > MAX_ALIAS_BYTES - self.alias_bytes {
+            self.fatal = Some(refuse(format!(
+                "alias \"{name}\" ({anchor_desc}) copies {} bytes of text: aliases may add at most {MAX_ALIAS_BYTES} bytes in all, {} are left",
+                w.bytes,
+                MAX_ALIAS_BYTES - self.alias_bytes
+            )));
+            return;
+        }
+        if self.stack.len() + w.height > MAX_DEPTH {
+            self.fatal = Some(refuse(format!(
+                "alias \"{name}\" ({anchor_desc}) nests the YAML more than {MAX_DEPTH} levels deep"
+            )));
+            return;
+        }
+        let mut node = node.clone();
+        // The copy is where the alias is, for diagnostics about it.
+        node.span = span;
+        self.alias_nodes += w.nodes;
+        self.alias_bytes += w.bytes;
+        self.nodes += w.nodes - 1;
+        self.count_node(mark);
+        self.push_node(node, 0);
     }
 }
 
@@ -411,8 +756,7 @@ impl MarkedEventReceiver for Builder<'_> {
             if self.skip == 0 {
                 self.problems.push(
                     Diagnostic::error(
-                        self.source
-                            .span_at(self.source.char_to_byte(mark.index()), 1),
+                        self.span_of(mark, 1),
                         format!("the YAML is nested more than {MAX_DEPTH} levels deep"),
                     )
                     .with_help("a playbook needs a handful of levels; check the indentation"),
@@ -431,8 +775,7 @@ impl MarkedEventReceiver for Builder<'_> {
                 if self.docs == 2 {
                     self.problems.push(
                         Diagnostic::error(
-                            self.source
-                                .span_at(self.source.char_to_byte(mark.index()), 3),
+                            self.span_of(mark, 3),
                             "a playbook file holds exactly one YAML document",
                         )
                         .with_help("remove the second document, or split it into its own file"),
@@ -440,35 +783,31 @@ impl MarkedEventReceiver for Builder<'_> {
                 }
             }
             Event::Scalar(value, style, anchor, _tag) => {
+                self.count_node(mark);
                 let node = self.scalar(value, style, mark);
                 self.push_node(node, anchor);
             }
-            Event::Alias(id) => {
-                let node = match self.anchors.get(&id) {
-                    Some(n) => n.clone(),
-                    None => Node {
-                        kind: NodeKind::Null,
-                        span: self
-                            .source
-                            .span_at(self.source.char_to_byte(mark.index()), 1),
-                    },
-                };
-                self.push_node(node, 0);
-            }
+            Event::Alias(id) => self.alias(id, mark),
             Event::SequenceStart(anchor, _) => {
-                let span = self
-                    .source
-                    .span_at(self.source.char_to_byte(mark.index()), 1);
-                self.stack.push(Frame::Seq(Vec::new(), span, anchor));
+                let span = self.span_of(mark, 1);
+                let index = self.stack.last().map_or(0, Frame::next_index);
+                self.stack.push(Frame::Seq(Vec::new(), span, anchor, index));
             }
             Event::MappingStart(anchor, _) => {
-                let span = self
-                    .source
-                    .span_at(self.source.char_to_byte(mark.index()), 1);
-                self.stack.push(Frame::Map(Vec::new(), None, span, anchor));
+                let span = self.span_of(mark, 1);
+                let index = self.stack.last().map_or(0, Frame::next_index);
+                self.stack.push(Frame::Map(
+                    Vec::new(),
+                    None,
+                    span,
+                    anchor,
+                    index,
+                    HashMap::new(),
+                ));
             }
             Event::SequenceEnd => {
-                if let Some(Frame::Seq(items, span, anchor)) = self.stack.pop() {
+                self.count_node(mark);
+                if let Some(Frame::Seq(items, span, anchor, _)) = self.stack.pop() {
                     self.push_node(
                         Node {
                             kind: NodeKind::Seq(items),
@@ -479,7 +818,8 @@ impl MarkedEventReceiver for Builder<'_> {
                 }
             }
             Event::MappingEnd => {
-                if let Some(Frame::Map(entries, _, mut span, anchor)) = self.stack.pop() {
+                self.count_node(mark);
+                if let Some(Frame::Map(entries, _, mut span, anchor, _, _)) = self.stack.pop() {
                     // The parser marks a block mapping at its first `:`; a mapping is where
                     // its first key is (flow mappings keep their `{`).
                     let flow = self.source.text().as_bytes().get(span.start) == Some(&b'{');
@@ -543,14 +883,9 @@ fn resolve_plain(value: String) -> NodeKind {
     }
 }
 
-/// How many bytes of source a scalar starting at `start` covers (its first line, for the
-/// underline). Quoted scalars include their quotes.
-fn scalar_len(text: &str, start: usize, style: TScalarStyle, value: &str) -> usize {
-    let Some(rest) = text.get(start..) else {
-        return 1;
-    };
-    let line_end = rest.find('\n').unwrap_or(rest.len());
-    let line = &rest[..line_end];
+/// How many bytes of source a scalar covers (its first line, for the underline), given the
+/// rest of the line it starts on. Quoted scalars include their quotes.
+fn scalar_len(line: &str, style: TScalarStyle, value: &str) -> usize {
     match style {
         TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted => {
             let q = if style == TScalarStyle::SingleQuoted {
@@ -633,5 +968,181 @@ mod tests {
     fn aliases_expand() {
         let n = load("x: &a [1, 2]\ny: *a\n");
         assert_eq!(n.get("y").unwrap().as_seq().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn aliases_expand_anchors_inside_open_collections() {
+        // The anchored node's parents are still open when the alias comes.
+        let n = load("a:\n  b: &x {k: [1, 2]}\n  c: *x\n  d:\n    - &y 3\n    - *y\n");
+        let a = n.get("a").unwrap();
+        assert_eq!(
+            a.get("c").unwrap().to_json(),
+            serde_json::json!({"k": [1, 2]})
+        );
+        assert_eq!(a.get("d").unwrap().to_json(), serde_json::json!([3, 3]));
+        // The copy is placed at the alias.
+        let c = a.get("c").unwrap();
+        assert_eq!((c.span.line, c.span.column), (3, 6));
+        // Anchored keys, and a redefined anchor (the latest wins).
+        let n = load("? &k key\n: 1\nv: *k\nw: &k 2\nz: *k\n");
+        assert_eq!(n.get("v").unwrap().as_str(), Some("key"));
+        assert_eq!(n.get("z").unwrap().kind, NodeKind::Int(2));
+    }
+
+    #[test]
+    fn an_alias_inside_its_own_anchor_is_null() {
+        let n = load("a: &x [1, *x]\n");
+        assert_eq!(n.get("a").unwrap().to_json(), serde_json::json!([1, null]));
+    }
+
+    fn refused(text: &str) -> Diagnostic {
+        let err = parse(&Source::new("t.yaml", text)).expect_err("refused");
+        err.into_iter().last().unwrap()
+    }
+
+    /// Billion laughs: each level is ten aliases of the one above.
+    fn laughs(levels: usize, open: &str, close: &str) -> String {
+        let mut text = format!("a0: &a0 {open}\"lol\"{close}\n");
+        for i in 1..levels {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} {open}{refs}{close}\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn billion_laughs_is_refused_at_the_alias_that_passes_the_limit() {
+        let d = refused(&laughs(12, "[", "]"));
+        // a4 = 10,000+ values: the first alias of a4 on line 6 would bring the total past.
+        assert!(d.message.starts_with("alias \"*a"), "{d:?}");
+        assert!(d.message.contains("copies more than"), "{d:?}");
+        assert!(d.message.contains("anchor \"&a"), "{d:?}");
+        assert!(d.help.as_deref().unwrap().contains("anchors and aliases"));
+        assert!(d.span.line <= 6, "{d:?}");
+        // The same with mappings.
+        let mut text = String::from("a0: &a0 {k: lol}\n");
+        for i in 1..12 {
+            let refs: Vec<String> = (0..10).map(|j| format!("k{j}: *a{}", i - 1)).collect();
+            text.push_str(&format!("a{i}: &a{i} {{{}}}\n", refs.join(", ")));
+        }
+        let d = refused(&text);
+        assert!(d.message.contains("copies more than"), "{d:?}");
+    }
+
+    #[test]
+    fn aliases_of_a_huge_scalar_are_refused() {
+        let big = "x".repeat(300_000);
+        let text = format!("a: &big \"{big}\"\nb: [*big, *big, *big, *big]\n");
+        let d = refused(&text);
+        assert_eq!((d.span.line, d.span.column), (2, 23), "{d:?}");
+        assert!(
+            d.message
+                .contains("alias \"*big\" (anchor \"&big\" on line 1) copies 300000 bytes"),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn too_many_aliases_are_refused() {
+        let text = format!("a: &s x\nb: [{}]\n", vec!["*s"; MAX_ALIASES + 5].join(", "));
+        let d = refused(&text);
+        assert!(
+            d.message
+                .contains("one alias too many: a file may use at most 1000"),
+            "{d:?}"
+        );
+        assert_eq!(d.span.line, 2);
+        assert_eq!(d.span.column, 5 + 4 * MAX_ALIASES);
+    }
+
+    #[test]
+    fn aliases_cannot_nest_past_the_depth_limit() {
+        let deep = format!("{}1{}", "[".repeat(40), "]".repeat(40));
+        let text = format!("a: &d {deep}\nb: {}*d{}\n", "[".repeat(30), "]".repeat(30));
+        let d = refused(&text);
+        assert!(
+            d.message
+                .contains("nests the YAML more than 64 levels deep"),
+            "{d:?}"
+        );
+        assert_eq!((d.span.line, d.span.column), (2, 34));
+        // Chains of anchors that each add a level.
+        let mut text = String::from("a0: &a0 [1]\n");
+        for i in 1..100 {
+            text.push_str(&format!("a{i}: &a{i} [*a{}]\n", i - 1));
+        }
+        let d = refused(&text);
+        assert!(d.message.contains("levels deep"), "{d:?}");
+    }
+
+    #[test]
+    fn too_many_values_are_refused() {
+        let text = format!("[{}]", "1,".repeat(MAX_NODES + 10));
+        let d = refused(&text);
+        assert!(d.message.contains("more than 200000 values"), "{d:?}");
+        assert_eq!(d.span.line, 1);
+    }
+
+    #[test]
+    fn a_long_one_line_file_loads_in_linear_time() {
+        // Each value's position must not cost a scan of the line.
+        let text = format!("[{}]", "ab, ".repeat(MAX_NODES - 10));
+        let t = std::time::Instant::now();
+        let n = load(&text);
+        assert_eq!(n.as_seq().unwrap().len(), MAX_NODES - 10);
+        assert!(t.elapsed().as_secs() < 10, "{:?}", t.elapsed());
+        let last = n.as_seq().unwrap().last().unwrap();
+        assert_eq!(last.span.column, 2 + 4 * (MAX_NODES - 11));
+    }
+
+    #[test]
+    fn a_mapping_of_many_keys_finds_duplicates_without_quadratic_time() {
+        // 50,000 keys and their values stay under MAX_NODES.
+        let mut text: String = (0..50_000).map(|i| format!("k{i}: 1\n")).collect();
+        text.push_str("k7: 2\n");
+        let t = std::time::Instant::now();
+        let err = parse(&Source::new("t.yaml", text.as_str())).unwrap_err();
+        assert!(t.elapsed().as_secs() < 10, "{:?}", t.elapsed());
+        assert_eq!(err.len(), 1, "{err:?}");
+        assert_eq!(err[0].span.line, 50_001);
+        assert_eq!(
+            err[0].help.as_deref(),
+            Some("\"k7\" is already set on line 8; keep one")
+        );
+    }
+
+    #[test]
+    fn files_are_read_within_the_size_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.yaml");
+        std::fs::write(&big, vec![b'#'; MAX_FILE_BYTES as usize + 1]).unwrap();
+        let d = read_file(&big).unwrap_err();
+        assert!(d.message.contains("is larger than 2 MiB"), "{d:?}");
+        let ok = dir.path().join("ok.yaml");
+        std::fs::write(&ok, "a: 1\n").unwrap();
+        assert_eq!(read_file(&ok).unwrap().text(), "a: 1\n");
+        // A device that never ends is read only up to the limit.
+        let d = read_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(d.message.contains("is larger than"), "{d:?}");
+        let d = read_file(dir.path()).unwrap_err();
+        assert!(d.message.contains("directory"), "{d:?}");
+        std::fs::write(&ok, [b'a', b':', 0xff]).unwrap();
+        assert!(read_file(&ok).unwrap_err().message.contains("not UTF-8"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_without_a_writer_does_not_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("p.yaml");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert_eq!(read_file(&fifo).unwrap().text(), "");
     }
 }

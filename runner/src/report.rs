@@ -407,6 +407,10 @@ pub struct EvidenceItem {
     pub status: ItemState,
     /// Step that captured it.
     pub step: Option<String>,
+    /// The attempt of that step that captured it (attempt N > 1 lives under
+    /// `artifacts/STEP/attempt-N/`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
     /// What it came from (`ec2:DescribeInstances`).
     pub source: Option<String>,
     /// Size in the manifest.
@@ -425,6 +429,17 @@ pub struct EvidenceItem {
     pub detail: Option<String>,
 }
 
+impl EvidenceItem {
+    /// "STEP", or "STEP (attempt N)" for a later attempt's capture.
+    fn step_and_attempt(&self) -> String {
+        let step = self.step.clone().unwrap_or_default();
+        match self.attempt {
+            Some(n) if n > 1 => format!("{step} (attempt {n})"),
+            _ => step,
+        }
+    }
+}
+
 /// A check with a list of problems (`manifest.json`, `SHA256SUMS`, the case chain).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Check {
@@ -432,6 +447,30 @@ pub struct Check {
     pub ok: bool,
     /// What is wrong.
     pub problems: Vec<String>,
+}
+
+impl EvidenceReport {
+    /// Steps whose items come from more than one attempt: (step, the first attempt's items,
+    /// the number of attempts). The first attempt's captures are the state before any
+    /// change the step made; a retry's only show what the first left behind.
+    pub fn retried_steps(&self) -> Vec<(&str, Vec<&str>, u32)> {
+        let mut by_step: BTreeMap<&str, (Vec<&str>, u32)> = BTreeMap::new();
+        for i in &self.items {
+            let (Some(step), Some(attempt)) = (i.step.as_deref(), i.attempt) else {
+                continue;
+            };
+            let e = by_step.entry(step).or_default();
+            e.1 = e.1.max(attempt);
+            if attempt == 1 {
+                e.0.push(i.path.as_str());
+            }
+        }
+        by_step
+            .into_iter()
+            .filter(|(_, (_, n))| *n > 1)
+            .map(|(s, (first, n))| (s, first, n))
+            .collect()
+    }
 }
 
 /// The run's evidence.
@@ -1316,6 +1355,7 @@ fn attach_evidence(report: &mut Report, read: &JournalRead, found: EvidenceFound
             path: path.to_owned(),
             status,
             step: m.and_then(|m| m.step.clone()),
+            attempt: m.and_then(|m| m.attempt),
             source: m.and_then(|m| m.source.clone()),
             size: m.map(|m| m.size),
             sha256: m.map(|m| m.sha256.to_hex()),
@@ -1990,9 +2030,17 @@ impl Report {
                     i.size.map(|n| n.to_string()).unwrap_or_default(),
                     i.sha256.as_deref().map(code).unwrap_or_default(),
                     code(i.s3_version_id.as_deref().unwrap_or("")),
-                    md(i.step.as_deref().unwrap_or("")),
+                    md(&i.step_and_attempt()),
                     md(i.source.as_deref().unwrap_or("")),
                     md(i.detail.as_deref().unwrap_or(""))
+                );
+            }
+            for (step, first, attempts) in ev.retried_steps() {
+                let _ = writeln!(
+                    o,
+                    "\nStep {} ran {attempts} attempts: what it saw before its first change is the first attempt's, {}; each later attempt's captures are kept beside it under `attempt-N/`.",
+                    code(step),
+                    first.iter().map(|p| code(p)).collect::<Vec<_>>().join(", ")
                 );
             }
         }
@@ -2923,11 +2971,19 @@ impl Report {
                     esc(&i.path),
                     esc(&i.size.map(fmt_bytes).unwrap_or_default()),
                     esc(i.s3_version_id.as_deref().unwrap_or("")),
-                    esc(i.step.as_deref().unwrap_or("")),
+                    esc(&i.step_and_attempt()),
                     esc(i.source.as_deref().unwrap_or(""))
                 );
             }
             o.push_str("</tbody></table></div>");
+            for (step, first, attempts) in ev.retried_steps() {
+                let _ = write!(
+                    o,
+                    "<p class=\"muted\">Step <code>{}</code> ran {attempts} attempts: what it saw before its first change is the first attempt's, {}; each later attempt's captures are kept beside it under <code>attempt-N/</code>.</p>",
+                    esc(step),
+                    first.iter().map(|p| format!("<code>{}</code>", esc(p))).collect::<Vec<_>>().join(", ")
+                );
+            }
         }
         o.push_str("</section>\n");
     }

@@ -300,6 +300,7 @@ pub async fn run(req: RunRequest) -> RunResult {
         req.yes,
         &req.state_dir,
         HashMap::new(),
+        HashMap::new(),
         req.json,
         false,
         secrets,
@@ -316,6 +317,7 @@ async fn execute_and_seal(
     yes: bool,
     state_dir: &Path,
     previous: HashMap<String, StepSummary>,
+    previous_attempts: HashMap<String, u32>,
     json: bool,
     resumed: bool,
     secrets: Secrets,
@@ -346,6 +348,7 @@ async fn execute_and_seal(
         assume_yes: yes,
         state_dir: state_dir.to_owned(),
         previous,
+        previous_attempts,
     };
     let interrupted = Arc::new(AtomicBool::new(false));
     let outcome = executor::execute(exec, sink.clone(), interrupted).await;
@@ -414,6 +417,7 @@ fn staged_from_journal(path: &Path) -> Vec<executor::StagedArtifact> {
                 .to_owned()
         };
         let art = executor::StagedArtifact {
+            attempt: executor::attempt_of(&s("path"), &s("step")),
             path: s("path"),
             sha256: s("sha256"),
             size: v.get("size").and_then(Value::as_u64).unwrap_or(0),
@@ -592,6 +596,7 @@ pub async fn resume(
             previous.insert(s.id.clone(), s);
         }
     }
+    let previous_attempts = attempts_from_journal(&entries);
     let in_flight: Vec<String> = {
         let finished: std::collections::HashSet<u64> = entries
             .iter()
@@ -727,11 +732,32 @@ pub async fn resume(
         yes,
         state_dir,
         previous,
+        previous_attempts,
         json,
         true,
         secrets,
     )
     .await
+}
+
+/// The last attempt number of every step (`STEP`, `STEP/ITEM` for a `for_each` item) in a
+/// journal: a resumed run counts on from there.
+fn attempts_from_journal(entries: &[journal::Entry]) -> HashMap<String, u32> {
+    let mut out: HashMap<String, u32> = HashMap::new();
+    for e in entries.iter().filter(|e| e.event() == "step_started") {
+        let v = &e.value;
+        let Some(step) = v.get("step").and_then(Value::as_str) else {
+            continue;
+        };
+        let key = match v.get("item").and_then(Value::as_u64) {
+            Some(i) => format!("{step}/{i}"),
+            None => step.to_owned(),
+        };
+        let attempt = v.get("attempt").and_then(Value::as_u64).unwrap_or(0) as u32;
+        let last = out.entry(key).or_default();
+        *last = (*last).max(attempt);
+    }
+    out
 }
 
 struct NullReporter;

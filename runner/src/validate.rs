@@ -46,16 +46,104 @@ const STEP_KEYS: &[&str] = &[
 /// The most re-tries a step may ask for.
 pub const MAX_RETRIES: i64 = 10;
 
+/// The longest `evidence.capture` name, in bytes (a file name on every file system).
+pub const MAX_CAPTURE_NAME: usize = 128;
+
+/// Names the evidence format reserves: at the bundle's top (written by the seal) or beside
+/// an attempt's folder (`attempt-N`).
+const RESERVED_NAMES: &[&str] = &[
+    "manifest.json",
+    "SHA256SUMS",
+    "journal.jsonl",
+    "manifest.sig.json",
+    "public-key.pem",
+];
+
+/// Checks an `evidence.capture` name: one file name under `artifacts/STEP_ID/` (letters,
+/// digits, `.`, `_`, `-`; not empty, not hidden, at most [`MAX_CAPTURE_NAME`] bytes), never a
+/// path, a control character or a name the evidence format reserves. The validator checks
+/// literal names; the executor checks the rendered name before anything is written.
+/// `Err((message, help))`.
+pub fn check_capture_name(name: &str) -> Result<(), (String, String)> {
+    let shown: String = name
+        .chars()
+        .take(60)
+        .collect::<String>()
+        .escape_debug()
+        .to_string();
+    let shown = if name.chars().count() > 60 {
+        format!("\"{shown}...\"")
+    } else {
+        format!("\"{shown}\"")
+    };
+    let rule = "a name is one file name of letters, digits, \".\", \"_\" and \"-\", e.g. \"instance.json\"";
+    let err = |msg: String, help: &str| Err((msg, help.to_owned()));
+    if name.is_empty() {
+        return err("evidence name is empty".into(), rule);
+    }
+    if name.chars().any(char::is_control) {
+        return err(
+            format!("evidence name {shown} holds a control character"),
+            rule,
+        );
+    }
+    if name.starts_with('/') || name.contains('/') || name.contains('\\') {
+        let what = if name.split(['/', '\\']).any(|c| c == "..") {
+            "climbs out of the step's folder (\"..\")"
+        } else if name.starts_with('/') {
+            "is an absolute path"
+        } else {
+            "is a path, not a file name"
+        };
+        return err(
+            format!("evidence name {shown} {what}"),
+            "artifacts go under artifacts/STEP_ID/ in the evidence; give a file name without \"/\"",
+        );
+    }
+    if name == "." || name == ".." || name.contains("..") {
+        return err(format!("evidence name {shown} holds \"..\""), rule);
+    }
+    if name.len() > MAX_CAPTURE_NAME {
+        return err(
+            format!(
+                "evidence name {shown} is {} bytes long; at most {MAX_CAPTURE_NAME}",
+                name.len()
+            ),
+            "shorten the name",
+        );
+    }
+    if name.starts_with('.') {
+        return err(
+            format!("evidence name {shown} starts with \".\" (a hidden file)"),
+            rule,
+        );
+    }
+    if RESERVED_NAMES.contains(&name)
+        || name
+            .strip_prefix("attempt-")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return err(
+            format!("evidence name {shown} is reserved by the evidence format"),
+            "manifest.json, SHA256SUMS, journal.jsonl, manifest.sig.json, public-key.pem and attempt-N are the seal's and retries' own names; pick another",
+        );
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return err(
+            format!("evidence name {shown} holds {:?}, which is not allowed", c),
+            rule,
+        );
+    }
+    Ok(())
+}
+
 /// Reads and validates a playbook file.
 pub fn validate_file(path: &std::path::Path) -> Result<Playbook, Vec<Diagnostic>> {
-    let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![Diagnostic::error(
-            Span::none(&name),
-            format!("cannot read the playbook: {e}"),
-        )]
-    })?;
-    validate(&Source::new(name, text))
+    let source = load::read_file(path).map_err(|d| vec![d])?;
+    validate(&source)
 }
 
 /// Validates a playbook's text. `Err` holds every problem found (errors first, in file
@@ -1013,6 +1101,13 @@ impl Validator<'_> {
                 &format!("parameter \"{pname}\" of {}", action.name),
                 &scope,
             );
+            if action.name == "evidence.capture" && pname == "name" {
+                if let Some(name) = v.as_str().filter(|s| !template::is_template(s)) {
+                    if let Err((msg, help)) = check_capture_name(name) {
+                        self.help(&v.span, msg, help);
+                    }
+                }
+            }
         }
         // Missing parameters are not reported when `with` itself is what is wrong.
         let with_broken = with_node

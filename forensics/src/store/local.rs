@@ -3,13 +3,20 @@
 //! Files are written to a temporary name in the target directory, flushed to disk, then linked
 //! to their final name with `link(2)` (which fails when the name exists, so evidence is never
 //! overwritten, even by a concurrent writer), and made read-only.
+//!
+//! Reading back (verification, adopting an interrupted seal) treats the directory as hostile:
+//! below the root no symbolic link is ever followed (each component is opened with
+//! `O_NOFOLLOW` relative to its parent), nothing but a regular file is opened (a FIFO or a
+//! device would block the reader or never end: its type is checked without opening it, and
+//! again with `fstat` on what was opened, `O_NONBLOCK`, so a swap in between is caught), and
+//! no more bytes are read than the caller expects plus one.
 
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Listed, Source, StoredObject};
+use super::{Found, Listed, Source, StoredObject};
 use crate::hash::{self, Sha256Digest, StreamHasher};
 use crate::{Error, Result};
 
@@ -92,23 +99,34 @@ impl LocalStore {
     }
 
     pub(crate) async fn read(&self, key: &str, limit: u64) -> Result<Option<Vec<u8>>> {
-        let path = self.path_of(key);
+        let root = self.root.clone();
+        let key = key.to_string();
+        let path = self.path_of(&key);
         tokio::task::spawn_blocking(move || {
-            let f = match fs::File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(Error::io(path, e)),
+            let (f, size) = match open_entry(&root, &key).map_err(|e| Error::io(&path, e))? {
+                Entry::Missing => return Ok(None),
+                Entry::NotAFile(found) => {
+                    return Err(Error::NotAFile {
+                        location: path.display().to_string(),
+                        found,
+                    })
+                }
+                Entry::File(f, size) => (f, size),
             };
+            let too_large = || Error::Unreadable {
+                what: "file",
+                location: path.display().to_string(),
+                reason: format!("larger than {limit} bytes"),
+            };
+            if size > limit {
+                return Err(too_large());
+            }
             let mut buf = Vec::new();
             f.take(limit + 1)
                 .read_to_end(&mut buf)
                 .map_err(|e| Error::io(&path, e))?;
             if buf.len() as u64 > limit {
-                return Err(Error::Unreadable {
-                    what: "file",
-                    location: path.display().to_string(),
-                    reason: format!("larger than {limit} bytes"),
-                });
+                return Err(too_large());
             }
             Ok(Some(buf))
         })
@@ -117,11 +135,54 @@ impl LocalStore {
     }
 
     pub(crate) async fn hash_object(&self, key: &str) -> Result<Option<(Sha256Digest, u64)>> {
-        let path = self.path_of(key);
-        tokio::task::spawn_blocking(move || match hash::hash_file(&path) {
-            Ok(r) => Ok(Some(r)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(path, e)),
+        let root = self.root.clone();
+        let key = key.to_string();
+        let path = self.path_of(&key);
+        tokio::task::spawn_blocking(move || {
+            match open_entry(&root, &key).map_err(|e| Error::io(&path, e))? {
+                Entry::Missing => Ok(None),
+                Entry::NotAFile(found) => Err(Error::NotAFile {
+                    location: path.display().to_string(),
+                    found,
+                }),
+                Entry::File(f, _) => hash::hash_reader(f)
+                    .map(Some)
+                    .map_err(|e| Error::io(&path, e)),
+            }
+        })
+        .await
+        .map_err(Error::task)?
+    }
+
+    /// Re-reads `key` expecting `expected_size` bytes: nothing is read unless the file is a
+    /// regular file of that size, and never more than `expected_size + 1` bytes (a file that
+    /// grows while it is read is caught at that byte).
+    pub(crate) async fn check_object(&self, key: &str, expected_size: u64) -> Result<Found> {
+        let root = self.root.clone();
+        let key = key.to_string();
+        let path = self.path_of(&key);
+        tokio::task::spawn_blocking(move || {
+            let (f, size) = match open_entry(&root, &key).map_err(|e| Error::io(&path, e))? {
+                Entry::Missing => return Ok(Found::Missing),
+                Entry::NotAFile(found) => return Ok(Found::NotAFile(found)),
+                Entry::File(f, size) => (f, size),
+            };
+            if size != expected_size {
+                return Ok(Found::OtherSize {
+                    size,
+                    at_least: false,
+                });
+            }
+            let (digest, read) = hash::hash_reader(f.take(expected_size.saturating_add(1)))
+                .map_err(|e| Error::io(&path, e))?;
+            Ok(if read == expected_size {
+                Found::Hashed(digest)
+            } else {
+                Found::OtherSize {
+                    size: read,
+                    at_least: read > expected_size,
+                }
+            })
         })
         .await
         .map_err(Error::task)?
@@ -129,9 +190,14 @@ impl LocalStore {
 
     pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
         let dir = self.path_of(prefix);
+        let root = self.root.clone();
         let prefix = prefix.trim_end_matches('/').to_string();
         tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
+            // Never walk into a link: a run folder that is a link to `/` would list the disk.
+            if !real_dirs_below(&root, &prefix) {
+                return Ok(out);
+            }
             walk(&dir, &prefix, &mut out)?;
             out.sort_by(|a, b| a.key.cmp(&b.key));
             Ok(out)
@@ -166,6 +232,19 @@ impl LocalStore {
     }
 }
 
+/// `true` when every component of `prefix` below `root` is a directory (not a link to one).
+fn real_dirs_below(root: &Path, prefix: &str) -> bool {
+    let mut p = root.to_path_buf();
+    for c in prefix.split('/').filter(|c| !c.is_empty()) {
+        p.push(c);
+        match p.symlink_metadata() {
+            Ok(m) if m.is_dir() => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
 fn walk(dir: &Path, prefix: &str, out: &mut Vec<Listed>) -> Result<()> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
@@ -197,6 +276,133 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<Listed>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What is at a key below a store's root.
+enum Entry {
+    /// Nothing (or the root itself is missing).
+    Missing,
+    /// Something that is not a regular file, described ("a FIFO", "a symbolic link to
+    /// /etc/passwd", ...). It was not opened, or was opened without blocking and not read.
+    NotAFile(String),
+    /// A regular file, opened, and its size (from `fstat` on the open file).
+    File(fs::File, u64),
+}
+
+/// Opens `key` below `root` for reading, never following a symbolic link below the root,
+/// never opening anything but a regular file or a directory, never blocking.
+#[cfg(unix)]
+fn open_entry(root: &Path, key: &str) -> io::Result<Entry> {
+    use rustix::fs::{fstat, openat, statat, AtFlags, FileType, Mode, OFlags, CWD};
+    use std::os::fd::OwnedFd;
+
+    let not_found =
+        |e: &rustix::io::Errno| *e == rustix::io::Errno::NOENT || *e == rustix::io::Errno::NOTDIR;
+    let components: Vec<&str> = key.split('/').filter(|c| !c.is_empty()).collect();
+    let Some((last, dirs)) = components.split_last() else {
+        return Ok(Entry::NotAFile("the store's root directory".into()));
+    };
+    // The root is the caller's choice and may be reached through links; below it nothing is.
+    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let mut dir: OwnedFd = match openat(CWD, root, dir_flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(e) if not_found(&e) => return Ok(Entry::Missing),
+        Err(e) => return Err(e.into()),
+    };
+    for name in dirs {
+        match statat(&dir, *name, AtFlags::SYMLINK_NOFOLLOW) {
+            Err(e) if not_found(&e) => return Ok(Entry::Missing),
+            Err(e) => return Err(e.into()),
+            Ok(st) if FileType::from_raw_mode(st.st_mode as _) != FileType::Directory => {
+                let what = describe(&dir, name, FileType::from_raw_mode(st.st_mode as _));
+                return Ok(Entry::NotAFile(format!(
+                    "{what} in place of the directory {name}"
+                )));
+            }
+            Ok(_) => {}
+        }
+        dir = match openat(&dir, *name, dir_flags | OFlags::NOFOLLOW, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(e) if not_found(&e) => return Ok(Entry::Missing),
+            Err(rustix::io::Errno::LOOP) => {
+                return Ok(Entry::NotAFile(format!(
+                    "a symbolic link in place of the directory {name}"
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        };
+    }
+    // The type first, without opening: opening a device can have effects of its own.
+    match statat(&dir, *last, AtFlags::SYMLINK_NOFOLLOW) {
+        Err(e) if not_found(&e) => return Ok(Entry::Missing),
+        Err(e) => return Err(e.into()),
+        Ok(st) => {
+            let ft = FileType::from_raw_mode(st.st_mode as _);
+            if ft != FileType::RegularFile {
+                return Ok(Entry::NotAFile(describe(&dir, last, ft)));
+            }
+        }
+    }
+    // Then open without following or blocking, and look again at what was opened: it may
+    // have been swapped in between.
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = match openat(&dir, *last, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(e) if not_found(&e) => return Ok(Entry::Missing),
+        Err(rustix::io::Errno::LOOP) => return Ok(Entry::NotAFile("a symbolic link".into())),
+        Err(rustix::io::Errno::NXIO) => return Ok(Entry::NotAFile("a socket".into())),
+        Err(e) => return Err(e.into()),
+    };
+    let st = fstat(&fd)?;
+    let ft = FileType::from_raw_mode(st.st_mode as _);
+    if ft != FileType::RegularFile {
+        return Ok(Entry::NotAFile(describe(&dir, last, ft)));
+    }
+    Ok(Entry::File(fs::File::from(fd), st.st_size.max(0) as u64))
+}
+
+/// Without `openat` (not Unix): `symlink_metadata` of every component, then an open.
+#[cfg(not(unix))]
+fn open_entry(root: &Path, key: &str) -> io::Result<Entry> {
+    let mut path = root.to_path_buf();
+    for name in key.split('/').filter(|c| !c.is_empty()) {
+        path.push(name);
+        match path.symlink_metadata() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Entry::Missing),
+            Err(e) => return Err(e),
+            Ok(m) if m.file_type().is_symlink() => {
+                return Ok(Entry::NotAFile("a symbolic link".into()))
+            }
+            Ok(_) => {}
+        }
+    }
+    let meta = path.symlink_metadata()?;
+    if !meta.is_file() {
+        return Ok(Entry::NotAFile("not a regular file".into()));
+    }
+    let f = fs::File::open(&path)?;
+    let size = f.metadata()?.len();
+    Ok(Entry::File(f, size))
+}
+
+/// "a FIFO", "a symbolic link to /etc/passwd", ... for messages.
+#[cfg(unix)]
+fn describe(dir: &std::os::fd::OwnedFd, name: &str, ft: rustix::fs::FileType) -> String {
+    use rustix::fs::FileType;
+    match ft {
+        FileType::Symlink => match rustix::fs::readlinkat(dir, name, Vec::new()) {
+            Ok(target) => format!("a symbolic link to {}", target.to_string_lossy()),
+            Err(_) => "a symbolic link".into(),
+        },
+        FileType::Fifo => "a FIFO (named pipe)".into(),
+        FileType::CharacterDevice => "a character device".into(),
+        FileType::BlockDevice => "a block device".into(),
+        FileType::Socket => "a socket".into(),
+        FileType::Directory => "a directory".into(),
+        FileType::RegularFile => "a regular file".into(),
+        FileType::Unknown => "a file of unknown type".into(),
+    }
 }
 
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);

@@ -68,6 +68,26 @@ pub struct StoredObject {
     pub checksum_sha256: Option<String>,
 }
 
+/// What re-reading one item found ([`Store::check_object`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// Nothing at the key (in S3: not that version).
+    Missing,
+    /// Something that is not a regular file (a local store only): what it is, e.g. "a FIFO
+    /// (named pipe)" or "a symbolic link to /etc/passwd". It was not followed or read.
+    NotAFile(String),
+    /// Of another size than expected: nothing was hashed. `at_least` when it grew while being
+    /// read (reading stopped one byte past the expected size).
+    OtherSize {
+        /// Its size (or the bytes read, when `at_least`).
+        size: u64,
+        /// The object is at least `size` bytes.
+        at_least: bool,
+    },
+    /// Of the expected size: the hash of its bytes.
+    Hashed(Sha256Digest),
+}
+
 /// One object (or object version, or S3 delete marker) found under a prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
@@ -181,7 +201,9 @@ impl Store {
     }
 
     /// Reads a small object whole (`manifest.json`, `SHA256SUMS`): `None` when absent. At most
-    /// `limit` bytes are accepted.
+    /// `limit` bytes are accepted (a larger object is refused before it is read, and reading
+    /// stops one byte past `limit`); locally, something that is not a regular file is
+    /// [`Error::NotAFile`] and is neither followed nor read.
     pub async fn read(
         &self,
         key: &str,
@@ -194,8 +216,8 @@ impl Store {
         }
     }
 
-    /// Re-hashes an object by streaming it (the exact version when given, in S3): `None` when
-    /// it is absent.
+    /// Re-hashes an object by streaming it whole (the exact version when given, in S3): `None`
+    /// when it is absent; locally [`Error::NotAFile`] for anything but a regular file.
     pub async fn hash_object(
         &self,
         key: &str,
@@ -204,6 +226,23 @@ impl Store {
         match self {
             Store::Local(s) => s.hash_object(key).await,
             Store::S3(s) => s.hash_object(key, version_id).await,
+        }
+    }
+
+    /// Re-reads an item recorded with `expected_size` bytes (the exact version when given, in
+    /// S3) and hashes it, reading at most `expected_size + 1` bytes, and nothing when its size
+    /// already differs. Locally nothing but a regular file is opened and no symbolic link is
+    /// followed. Verification uses this: a hostile bundle can neither hang it nor make it
+    /// read without end.
+    pub async fn check_object(
+        &self,
+        key: &str,
+        version_id: Option<&str>,
+        expected_size: u64,
+    ) -> Result<Found> {
+        match self {
+            Store::Local(s) => s.check_object(key, expected_size).await,
+            Store::S3(s) => s.check_object(key, version_id, expected_size).await,
         }
     }
 

@@ -25,7 +25,7 @@ use aws_sdk_s3::types::{
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
-use super::{Listed, Source, StoredObject};
+use super::{Found, Listed, Source, StoredObject};
 use crate::hash::{Sha256Digest, StreamHasher};
 use crate::{Error, Result};
 
@@ -774,21 +774,87 @@ impl S3Store {
         let Some(out) = self.get(key, version_id).await? else {
             return Ok(None);
         };
-        if out.content_length().unwrap_or(0) as u64 > limit {
-            return Err(Error::Unreadable {
-                what: "object",
-                location: self.target(key),
-                reason: format!("larger than {limit} bytes"),
-            });
+        let too_large = || Error::Unreadable {
+            what: "object",
+            location: self.target(key),
+            reason: format!("larger than {limit} bytes"),
+        };
+        if out.content_length().unwrap_or(0).max(0) as u64 > limit {
+            return Err(too_large());
         }
-        let bytes = out.body.collect().await.map_err(|e| Error::S3 {
+        // Chunk by chunk, stopping past the limit whatever the length header said.
+        let mut bytes = Vec::new();
+        let mut body = out.body;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| self.body_error(key, e))?;
+            if (bytes.len() + chunk.len()) as u64 > limit {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Some(bytes))
+    }
+
+    fn body_error(&self, key: &str, e: impl std::error::Error + 'static) -> Error {
+        Error::S3 {
             operation: "GetObject",
             target: self.target(key),
             code: "unknown".into(),
             message: crate::awserr::one_line(&DisplayErrorContext(&e).to_string()),
             request_id: None,
-        })?;
-        Ok(Some(bytes.to_vec()))
+        }
+    }
+
+    /// See [`crate::Store::check_object`]: the size S3 reports is checked first; then at most
+    /// `expected_size + 1` bytes are read, and the rest of the body is dropped unread.
+    pub(crate) async fn check_object(
+        &self,
+        key: &str,
+        version_id: Option<&str>,
+        expected_size: u64,
+    ) -> Result<Found> {
+        let Some(out) = self.get(key, version_id).await? else {
+            return Ok(Found::Missing);
+        };
+        if let Some(len) = out.content_length() {
+            let len = len.max(0) as u64;
+            if len != expected_size {
+                return Ok(Found::OtherSize {
+                    size: len,
+                    at_least: false,
+                });
+            }
+        }
+        let limit = expected_size.saturating_add(1);
+        // As in `hash_object`: download and hashing overlap through a small channel.
+        let (tx, mut rx) = mpsc::channel::<Bytes>(16);
+        let hasher = tokio::task::spawn_blocking(move || {
+            let mut h = StreamHasher::new();
+            while let Some(chunk) = rx.blocking_recv() {
+                h.update(&chunk);
+            }
+            h.finish()
+        });
+        let mut read: u64 = 0;
+        let mut body = out.body;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| self.body_error(key, e))?;
+            let take = (limit - read).min(chunk.len() as u64) as usize;
+            read += take as u64;
+            if tx.send(chunk.slice(..take)).await.is_err() || read >= limit {
+                break;
+            }
+        }
+        drop(tx);
+        let (digest, _) = hasher.await.map_err(Error::task)?;
+        Ok(if read == expected_size {
+            Found::Hashed(digest)
+        } else {
+            Found::OtherSize {
+                size: read,
+                at_least: read > expected_size,
+            }
+        })
     }
 
     pub(crate) async fn hash_object(
