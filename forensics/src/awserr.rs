@@ -14,7 +14,51 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use aws_credential_types::provider::error::CredentialsError;
-use aws_sdk_s3::error::{ConnectorError, DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_s3::error::{ConnectorError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+
+/// Largest error body searched for a code and message the SDK could not read.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// The body of the HTTP answer behind an error, when the SDK kept it in memory (it does for
+/// service errors, whose body it has read to parse them).
+pub trait RawBody {
+    /// The body's bytes, if any.
+    fn raw_body(&self) -> Option<&[u8]>;
+}
+
+impl<E> RawBody for SdkError<E, HttpResponse> {
+    fn raw_body(&self) -> Option<&[u8]> {
+        self.raw_response().and_then(|r| r.body().bytes())
+    }
+}
+
+/// The `Code` and `Message` of an XML error body the SDK could not parse: moto answers IAM,
+/// STS and Auto Scaling errors as `<ErrorResponse><Errors><Error>...` (the EC2 shape) where
+/// the query protocol, and the SDK, expect `<ErrorResponse><Error>...`. Only the first
+/// 64 KiB are searched; entities are decoded; nothing else of the body is used.
+pub fn code_and_message_of_body(body: &[u8]) -> Option<(String, Option<String>)> {
+    let body = std::str::from_utf8(&body[..body.len().min(MAX_ERROR_BODY)]).ok()?;
+    let element = |name: &str| -> Option<String> {
+        let open = format!("<{name}>");
+        let start = body.find(&open)? + open.len();
+        let len = body[start..].find(&format!("</{name}>"))?;
+        let text = body[start..start + len]
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&amp;", "&");
+        Some(one_line(text.trim()))
+    };
+    let code = element("Code").filter(|c| {
+        !c.is_empty()
+            && c.len() <= 128
+            && c.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '.' || ch == '_')
+    })?;
+    Some((code, element("Message").filter(|m| !m.is_empty())))
+}
 
 /// What kind of failure it was, for callers that act on it (exit codes, "unverifiable").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -184,7 +228,7 @@ fn hint_for_code(service: &str, operation: &str, code: &str) -> (FailureKind, St
 /// `SdkError` or an operation's error type: anything with AWS error metadata.
 pub fn describe<E>(service: &str, operation: &str, err: &E) -> AwsFailure
 where
-    E: ProvideErrorMetadata + StdError + 'static,
+    E: ProvideErrorMetadata + RawBody + StdError + 'static,
 {
     let f = classify(service, operation, err);
     log_detail(&f);
@@ -193,7 +237,7 @@ where
 
 fn classify<E>(service: &str, operation: &str, err: &E) -> AwsFailure
 where
-    E: ProvideErrorMetadata + StdError + 'static,
+    E: ProvideErrorMetadata + RawBody + StdError + 'static,
 {
     let detail = one_line(&DisplayErrorContext(err).to_string());
     let mut f = AwsFailure {
@@ -228,8 +272,18 @@ where
         }
         return f;
     }
-    if let Some(code) = err.code() {
-        f.message = one_line(err.message().unwrap_or("(AWS gave no message)"));
+    // The code and message the SDK read, else those of a body it could not parse.
+    let from_body = match err.code() {
+        Some(_) => None,
+        None => err.raw_body().and_then(code_and_message_of_body),
+    };
+    let code_message = match (err.code(), &from_body) {
+        (Some(code), _) => Some((code, err.message())),
+        (None, Some((code, message))) => Some((code.as_str(), message.as_deref())),
+        (None, None) => None,
+    };
+    if let Some((code, message)) = code_message {
+        f.message = one_line(message.unwrap_or("(AWS gave no message)"));
         let (kind, hint) = hint_for_code(service, operation, code);
         f.kind = kind;
         f.hint = hint;
@@ -237,8 +291,6 @@ where
         return f;
     }
     if let Some(m) = err.message() {
-        // An answer whose code the SDK could not read (moto's IAM error bodies) still has
-        // AWS's message, which names what was denied.
         f.message = one_line(m);
         return f;
     }
@@ -273,6 +325,27 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_the_sdk_could_not_parse_still_gives_code_and_message() {
+        let moto = br#"<?xml version="1.0" encoding="utf-8"?>
+<ErrorResponse><Errors><Error><Code>AccessDenied</Code><Message>User: arn:aws:iam::123456789012:user/r is not authorized to perform: iam:GetUser &amp; more</Message><Type>Sender</Type></Error></Errors></ErrorResponse>"#;
+        let (code, message) = code_and_message_of_body(moto).unwrap();
+        assert_eq!(code, "AccessDenied");
+        assert_eq!(
+            message.as_deref(),
+            Some("User: arn:aws:iam::123456789012:user/r is not authorized to perform: iam:GetUser & more")
+        );
+        // Not an error code: markup, spaces, or nothing.
+        assert!(code_and_message_of_body(b"<Code>a b</Code>").is_none());
+        assert!(code_and_message_of_body(b"<Code><x/></Code>").is_none());
+        assert!(code_and_message_of_body(b"<html>oops</html>").is_none());
+        assert!(code_and_message_of_body(&[0xff, 0xfe]).is_none());
+        // A huge body is searched only at its start.
+        let mut big = vec![b' '; 2 * MAX_ERROR_BODY];
+        big.extend_from_slice(b"<Code>Late</Code>");
+        assert!(code_and_message_of_body(&big).is_none());
+    }
 
     #[test]
     fn one_line_has_no_braces_or_newlines() {

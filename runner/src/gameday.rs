@@ -712,7 +712,10 @@ async fn keep_copy(
 /// One readable line for an SDK error (see [`irr_forensics::awserr`]).
 fn aws_line<E>(service: &str, operation: &str, e: &E) -> String
 where
-    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    E: aws_sdk_s3::error::ProvideErrorMetadata
+        + irr_forensics::awserr::RawBody
+        + std::error::Error
+        + 'static,
 {
     irr_forensics::awserr::describe(service, operation, e).line()
 }

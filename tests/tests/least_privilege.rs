@@ -418,7 +418,6 @@ fn containment_expectation(action: &str, stack_only: &BTreeSet<String>) -> Remov
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "REGRESSION of the wave-2 merge (2026-12-02): under moto's IAM enforcement a denied IAM call now reaches irr with no error code or message (code 'dispatch', message 'Error ( aws_request_id )'), so the failed step no longer names the denied action; first thing to fix next session"]
 async fn containment_needs_exactly_the_generated_policy() {
     let world = Arc::new(World::start().await);
     let pb = playbook("ec2-instance-compromise.yaml");
@@ -728,7 +727,6 @@ async fn leaked_key(world: &World) -> (String, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "REGRESSION of the wave-2 merge (2026-12-02): under moto's IAM enforcement a denied IAM call now reaches irr with no error code or message (code 'dispatch', message 'Error ( aws_request_id )'), so the failed step no longer names the denied action; first thing to fix next session"]
 async fn credential_containment_needs_exactly_the_generated_policy() {
     let world = Arc::new(World::start().await);
     let pb = playbook("iam-credential-compromise.yaml");

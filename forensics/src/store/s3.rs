@@ -710,11 +710,10 @@ impl S3Store {
         })
     }
 
-    fn put_error<E, R>(&self, op: &'static str, key: &str, e: SdkError<E, R>) -> Error
+    fn put_error<E>(&self, op: &'static str, key: &str, e: SdkError<E, HttpResponse>) -> Error
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug + 'static,
-        SdkError<E, R>: RequestId,
+        SdkError<E, HttpResponse>: RequestId,
     {
         if e.code() == Some("PreconditionFailed") {
             return Error::Exists {
@@ -1170,11 +1169,10 @@ fn is_not_found<E>(e: &SdkError<E, HttpResponse>) -> bool {
     }
 }
 
-fn s3_error<E, R>(operation: &'static str, target: String, e: SdkError<E, R>) -> Error
+fn s3_error<E>(operation: &'static str, target: String, e: SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + 'static,
-    SdkError<E, R>: RequestId,
+    SdkError<E, HttpResponse>: RequestId,
 {
     let request_id = e.request_id().map(str::to_string);
     let f = crate::awserr::describe("s3", operation, &e);

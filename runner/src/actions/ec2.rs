@@ -1541,7 +1541,11 @@ async fn change_rules<T, E, Fut>(
 where
     Fut: std::future::Future<Output = Result<T, E>>,
     T: aws_types::request_id::RequestId,
-    E: ProvideErrorMetadata + aws_types::request_id::RequestId + std::error::Error + 'static,
+    E: ProvideErrorMetadata
+        + aws_types::request_id::RequestId
+        + irr_forensics::awserr::RawBody
+        + std::error::Error
+        + 'static,
 {
     if perms.is_empty() {
         return Ok(());

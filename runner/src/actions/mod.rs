@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_types::request_id::RequestId;
+use irr_forensics::awserr::RawBody;
 use serde_json::Value;
 
 /// The AWS clients an action may use, all built from one `SdkConfig`.
@@ -213,7 +214,7 @@ impl ActionCtx {
     where
         Fut: Future<Output = Result<T, E>>,
         T: RequestId,
-        E: ProvideErrorMetadata + RequestId + std::error::Error + 'static,
+        E: ProvideErrorMetadata + RequestId + RawBody + std::error::Error + 'static,
     {
         let seq = self
             .recorder
@@ -280,7 +281,7 @@ impl ActionCtx {
 /// (no answer: connection refused, timeout), which callers retry.
 pub fn aws_error<E>(service: &str, operation: &str, err: &E) -> ActionError
 where
-    E: ProvideErrorMetadata + RequestId + std::error::Error + 'static,
+    E: ProvideErrorMetadata + RequestId + RawBody + std::error::Error + 'static,
 {
     let f = irr_forensics::awserr::describe(service, operation, err);
     let code = match (&f.code, f.kind) {
@@ -289,11 +290,9 @@ where
         (None, _) => "dispatch".to_owned(),
     };
     // AWS's own message first (it names what was denied), then what to do.
-    let message = match (err.message(), f.hint.is_empty()) {
-        (Some(m), true) => irr_forensics::awserr::one_line(m),
-        (Some(m), false) => format!("{}; {}", irr_forensics::awserr::one_line(m), f.hint),
-        (None, true) => f.message,
-        (None, false) => format!("{}; {}", f.message, f.hint),
+    let message = match f.hint.is_empty() {
+        true => f.message,
+        false => format!("{}; {}", f.message, f.hint),
     };
     ActionError::Aws {
         service: service.to_owned(),
@@ -464,7 +463,7 @@ impl ActionCtx {
     where
         Fut: Future<Output = Result<T, E>>,
         T: RequestId,
-        E: ProvideErrorMetadata + RequestId + std::error::Error + 'static,
+        E: ProvideErrorMetadata + RequestId + RawBody + std::error::Error + 'static,
     {
         if !self.dry_run {
             return self
@@ -527,7 +526,7 @@ pub(crate) fn read_err<E>(
     operation: &'static str,
 ) -> impl FnOnce(E) -> ActionError
 where
-    E: ProvideErrorMetadata + RequestId + std::error::Error + 'static,
+    E: ProvideErrorMetadata + RequestId + RawBody + std::error::Error + 'static,
 {
     move |e| aws_error(service, operation, &e)
 }

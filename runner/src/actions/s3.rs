@@ -33,7 +33,11 @@ fn absent_ok<T, E>(
     r: Result<T, E>,
 ) -> Result<Option<T>, ActionError>
 where
-    E: ProvideErrorMetadata + aws_types::request_id::RequestId + std::error::Error + 'static,
+    E: ProvideErrorMetadata
+        + aws_types::request_id::RequestId
+        + irr_forensics::awserr::RawBody
+        + std::error::Error
+        + 'static,
 {
     match r {
         Ok(v) => Ok(Some(v)),
