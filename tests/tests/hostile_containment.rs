@@ -930,3 +930,151 @@ async fn resume_refuses_another_region() {
     assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     assert!(contained(&ec2, &iam, &inc, &case).await.isolated);
 }
+
+// ---- item 2: never left open ------------------------------------------------------------
+
+/// The `ModifyNetworkInterfaceAttribute` calls of a run's journal (its JSON lines), as
+/// `(swap step, ok)` in order: `allow-all`, `isolation`, `compensate:isolation`, ...
+fn swap_moves(out: &std::process::Output) -> Vec<(String, bool)> {
+    let lines = json_lines(out);
+    let mut started = std::collections::HashMap::new();
+    let mut moves = Vec::new();
+    for l in &lines {
+        if l["event"] == "call_started" && l["operation"] == "ModifyNetworkInterfaceAttribute" {
+            started.insert(
+                l["call"].as_u64().unwrap(),
+                l["params"]["step"].as_str().unwrap_or("").to_owned(),
+            );
+        }
+        if l["event"] == "call_finished" {
+            if let Some(step) = started.remove(&l["call"].as_u64().unwrap()) {
+                moves.push((step, l["ok"] == true));
+            }
+        }
+    }
+    assert!(started.is_empty(), "a move started and never finished: {started:?}");
+    moves
+}
+
+/// Runs FIXTURE on `inc` through a fault proxy with `rule`, evidence local.
+async fn isolate_through(
+    fixture_name: &str,
+    inc: &CompromisedInstance,
+    rule: irr_runner::proxy::Rule,
+) -> (std::process::Output, Vec<irr_runner::proxy::Injected>, String) {
+    let proxy = irr_runner::proxy::FaultProxy::start(
+        &irr_tests::endpoint(),
+        irr_runner::proxy::ProxySpec {
+            rules: vec![rule],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let case = unique("IR-swap");
+    let url = proxy.url().to_owned();
+    let pb = fixture(fixture_name);
+    let input = format!("instance_id={}", inc.instance_id);
+    let c = case.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let state = tempfile::tempdir().unwrap();
+        let ev = tempfile::tempdir().unwrap();
+        irr_with(
+            &run_args(pb.to_str().unwrap(), &c, &input, ev.path().to_str().unwrap()),
+            state.path(),
+            &url,
+            ("testing", "testing"),
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    (out, proxy.injected(), case)
+}
+
+/// Exactly the second `ModifyNetworkInterfaceAttribute` (the move from the allow-all group
+/// to the isolation group) is refused: irr makes the compensating move into the isolation
+/// group, journals it, and fails the step loudly. The interface ends isolated, never open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_second_move_is_compensated_and_fails_loudly() {
+    let (ec2, iam) = shared().await;
+    let inc = compromised_instance(&ec2, &iam).await;
+    let before = eni_groups(&ec2, &inc.instance_id).await;
+    assert_eq!(before.len(), 1, "{before:?}");
+    let (out, injected, case) = isolate_through(
+        "isolate-once.yaml",
+        &inc,
+        irr_runner::proxy::Rule {
+            action: "ec2:ModifyNetworkInterfaceAttribute".into(),
+            fault: irr_runner::proxy::FaultKind::Deny,
+            nth: Some(2),
+            times: Some(1),
+            latency_ms: None,
+        },
+    )
+    .await;
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(injected.len(), 1, "{injected:?}");
+    let summary = finished(&out);
+    let step = step_of(&summary, "isolate");
+    assert_eq!(step["status"], "failed", "{step:#}");
+    let error = step["error"].as_str().unwrap();
+    assert!(
+        error.contains("a compensating move put it in the isolation group"),
+        "{error}"
+    );
+    // Journaled: the two moves and the compensation, nothing else.
+    assert_eq!(
+        swap_moves(&out),
+        vec![
+            ("allow-all".to_owned(), true),
+            ("isolation".to_owned(), false),
+            ("compensate:isolation".to_owned(), true),
+        ],
+        "{text}"
+    );
+    // AWS: only the isolation group, which has no rule.
+    let c = contained(&ec2, &iam, &inc, &case).await;
+    assert!(c.isolated, "{c:?}");
+    assert!(c.isolation_group_empty, "{c:?}");
+}
+
+/// The step's 2-second timeout fires while the second move is in flight (the proxy holds it
+/// for 4 s): the swap is one unit the timeout cannot cut, so the move completes, the run
+/// waits for it before it ends, and the interface is isolated; the step fails on its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_between_the_two_moves_does_not_leave_it_open() {
+    let (ec2, iam) = shared().await;
+    let inc = compromised_instance(&ec2, &iam).await;
+    let (out, injected, case) = isolate_through(
+        "isolate-timeout.yaml",
+        &inc,
+        irr_runner::proxy::Rule {
+            action: "ec2:ModifyNetworkInterfaceAttribute".into(),
+            fault: irr_runner::proxy::FaultKind::Latency,
+            nth: Some(2),
+            times: Some(1),
+            latency_ms: Some(4000),
+        },
+    )
+    .await;
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(injected.len(), 1, "{injected:?}");
+    let summary = finished(&out);
+    let step = step_of(&summary, "isolate");
+    assert_eq!(step["status"], "failed", "{step:#}");
+    assert!(
+        step["error"].as_str().unwrap().contains("timed out"),
+        "{step:#}"
+    );
+    assert_eq!(
+        swap_moves(&out),
+        vec![("allow-all".to_owned(), true), ("isolation".to_owned(), true)],
+        "{text}"
+    );
+    let c = contained(&ec2, &iam, &inc, &case).await;
+    assert!(c.isolated, "{c:?}");
+    assert!(c.isolation_group_empty, "{c:?}");
+}
