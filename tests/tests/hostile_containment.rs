@@ -952,7 +952,10 @@ fn swap_moves(out: &std::process::Output) -> Vec<(String, bool)> {
             }
         }
     }
-    assert!(started.is_empty(), "a move started and never finished: {started:?}");
+    assert!(
+        started.is_empty(),
+        "a move started and never finished: {started:?}"
+    );
     moves
 }
 
@@ -961,7 +964,11 @@ async fn isolate_through(
     fixture_name: &str,
     inc: &CompromisedInstance,
     rule: irr_runner::proxy::Rule,
-) -> (std::process::Output, Vec<irr_runner::proxy::Injected>, String) {
+) -> (
+    std::process::Output,
+    Vec<irr_runner::proxy::Injected>,
+    String,
+) {
     let proxy = irr_runner::proxy::FaultProxy::start(
         &irr_tests::endpoint(),
         irr_runner::proxy::ProxySpec {
@@ -980,7 +987,12 @@ async fn isolate_through(
         let state = tempfile::tempdir().unwrap();
         let ev = tempfile::tempdir().unwrap();
         irr_with(
-            &run_args(pb.to_str().unwrap(), &c, &input, ev.path().to_str().unwrap()),
+            &run_args(
+                pb.to_str().unwrap(),
+                &c,
+                &input,
+                ev.path().to_str().unwrap(),
+            ),
             state.path(),
             &url,
             ("testing", "testing"),
@@ -1071,7 +1083,10 @@ async fn a_timeout_between_the_two_moves_does_not_leave_it_open() {
     );
     assert_eq!(
         swap_moves(&out),
-        vec![("allow-all".to_owned(), true), ("isolation".to_owned(), true)],
+        vec![
+            ("allow-all".to_owned(), true),
+            ("isolation".to_owned(), true)
+        ],
         "{text}"
     );
     let c = contained(&ec2, &iam, &inc, &case).await;
