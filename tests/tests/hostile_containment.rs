@@ -959,16 +959,22 @@ fn swap_moves(out: &std::process::Output) -> Vec<(String, bool)> {
     moves
 }
 
+/// A run of FIXTURE on `inc` through a fault proxy: its output, the faults injected, the
+/// case, and the state and evidence directories (kept for the caller).
+struct ProxiedRun {
+    out: std::process::Output,
+    injected: Vec<irr_runner::proxy::Injected>,
+    case: String,
+    state: tempfile::TempDir,
+    _evidence: tempfile::TempDir,
+}
+
 /// Runs FIXTURE on `inc` through a fault proxy with `rule`, evidence local.
 async fn isolate_through(
     fixture_name: &str,
     inc: &CompromisedInstance,
     rule: irr_runner::proxy::Rule,
-) -> (
-    std::process::Output,
-    Vec<irr_runner::proxy::Injected>,
-    String,
-) {
+) -> ProxiedRun {
     let proxy = irr_runner::proxy::FaultProxy::start(
         &irr_tests::endpoint(),
         irr_runner::proxy::ProxySpec {
@@ -982,18 +988,17 @@ async fn isolate_through(
     let url = proxy.url().to_owned();
     let pb = fixture(fixture_name);
     let input = format!("instance_id={}", inc.instance_id);
-    let c = case.clone();
+    let state = tempfile::tempdir().unwrap();
+    let evidence = tempfile::tempdir().unwrap();
+    let (c, s, e) = (
+        case.clone(),
+        state.path().to_owned(),
+        evidence.path().to_str().unwrap().to_owned(),
+    );
     let out = tokio::task::spawn_blocking(move || {
-        let state = tempfile::tempdir().unwrap();
-        let ev = tempfile::tempdir().unwrap();
         irr_with(
-            &run_args(
-                pb.to_str().unwrap(),
-                &c,
-                &input,
-                ev.path().to_str().unwrap(),
-            ),
-            state.path(),
+            &run_args(pb.to_str().unwrap(), &c, &input, &e),
+            &s,
             &url,
             ("testing", "testing"),
             &[],
@@ -1001,7 +1006,13 @@ async fn isolate_through(
     })
     .await
     .unwrap();
-    (out, proxy.injected(), case)
+    ProxiedRun {
+        out,
+        injected: proxy.injected(),
+        case,
+        state,
+        _evidence: evidence,
+    }
 }
 
 /// Exactly the second `ModifyNetworkInterfaceAttribute` (the move from the allow-all group
@@ -1013,7 +1024,12 @@ async fn a_failed_second_move_is_compensated_and_fails_loudly() {
     let inc = compromised_instance(&ec2, &iam).await;
     let before = eni_groups(&ec2, &inc.instance_id).await;
     assert_eq!(before.len(), 1, "{before:?}");
-    let (out, injected, case) = isolate_through(
+    let ProxiedRun {
+        out,
+        injected,
+        case,
+        ..
+    } = isolate_through(
         "isolate-once.yaml",
         &inc,
         irr_runner::proxy::Rule {
@@ -1059,7 +1075,12 @@ async fn a_failed_second_move_is_compensated_and_fails_loudly() {
 async fn a_timeout_between_the_two_moves_does_not_leave_it_open() {
     let (ec2, iam) = shared().await;
     let inc = compromised_instance(&ec2, &iam).await;
-    let (out, injected, case) = isolate_through(
+    let ProxiedRun {
+        out,
+        injected,
+        case,
+        ..
+    } = isolate_through(
         "isolate-timeout.yaml",
         &inc,
         irr_runner::proxy::Rule {
@@ -1092,4 +1113,86 @@ async fn a_timeout_between_the_two_moves_does_not_leave_it_open() {
     let c = contained(&ec2, &iam, &inc, &case).await;
     assert!(c.isolated, "{c:?}");
     assert!(c.isolation_group_empty, "{c:?}");
+}
+
+// ---- item 5: write-once evidence ----------------------------------------------------------
+
+/// The first attempt of `isolate` fails after it recorded the before-state (its first
+/// `CreateSecurityGroup` is refused); the retry succeeds. Both attempts' artifacts are kept
+/// (`artifacts/isolate/...` and `artifacts/isolate/attempt-2/...`), listed in the manifest
+/// with their attempt, and the report names the first attempt's before-state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_keeps_the_first_attempts_before_state() {
+    let (ec2, iam) = shared().await;
+    let inc = compromised_instance(&ec2, &iam).await;
+    let run = isolate_through(
+        "isolate-retry.yaml",
+        &inc,
+        irr_runner::proxy::Rule {
+            action: "ec2:CreateSecurityGroup".into(),
+            fault: irr_runner::proxy::FaultKind::Deny,
+            nth: Some(1),
+            times: Some(1),
+            latency_ms: None,
+        },
+    )
+    .await;
+    let text = output_text(&run.out);
+    assert_eq!(run.out.status.code(), Some(0), "{text}");
+    assert_eq!(run.injected.len(), 1, "{:?}", run.injected);
+    let summary = finished(&run.out);
+    assert_eq!(step_of(&summary, "isolate")["attempts"], 2, "{summary:#}");
+    let c = contained(&ec2, &iam, &inc, &run.case).await;
+    assert!(c.isolated, "{c:?}");
+
+    let (loc, manifest) = sealed_manifest(&run.out);
+    let item = |path: &str| {
+        manifest["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["path"] == path)
+            .cloned()
+            .unwrap_or_else(|| panic!("{path} not in the manifest: {manifest:#}"))
+    };
+    let first = item("artifacts/isolate/isolation-before.json");
+    let second = item("artifacts/isolate/attempt-2/isolation-before.json");
+    assert_eq!(first["attempt"], 1, "{first:#}");
+    assert_eq!(second["attempt"], 2, "{second:#}");
+    // Both hold the true originals (the first attempt changed nothing before it failed),
+    // each in its own file, hashed apart.
+    for path in [
+        "artifacts/isolate/isolation-before.json",
+        "artifacts/isolate/attempt-2/isolation-before.json",
+    ] {
+        let before = artifact(&loc, path).to_string();
+        assert!(before.contains(&inc.open_group), "{path}: {before}");
+    }
+    // The first attempt's file is exactly what its evidence_captured line said.
+    let captured: Vec<Value> = json_lines(&run.out)
+        .into_iter()
+        .filter(|l| l["event"] == "evidence_captured" && l["step"] == "isolate")
+        .collect();
+    assert!(
+        captured
+            .iter()
+            .any(|l| l["path"] == "artifacts/isolate/isolation-before.json"
+                && l["sha256"] == first["sha256"]),
+        "{captured:#?}"
+    );
+    let v = irr(&["evidence", "verify", &loc], run.state.path(), &[]);
+    assert_eq!(v.status.code(), Some(0), "{}", output_text(&v));
+
+    let run_id = summary["run_id"].as_str().unwrap();
+    let report = irr(
+        &["report", run_id, "--format", "md"],
+        run.state.path(),
+        &[],
+    );
+    let md = String::from_utf8_lossy(&report.stdout);
+    assert_eq!(report.status.code(), Some(0), "{}", output_text(&report));
+    assert!(
+        md.contains("Step `isolate` ran 2 attempts: what it saw before its first change is the first attempt's, `artifacts/isolate/isolation-before.json`"),
+        "{md}"
+    );
 }
