@@ -1184,11 +1184,7 @@ async fn a_retry_keeps_the_first_attempts_before_state() {
     assert_eq!(v.status.code(), Some(0), "{}", output_text(&v));
 
     let run_id = summary["run_id"].as_str().unwrap();
-    let report = irr(
-        &["report", run_id, "--format", "md"],
-        run.state.path(),
-        &[],
-    );
+    let report = irr(&["report", run_id, "--format", "md"], run.state.path(), &[]);
     let md = String::from_utf8_lossy(&report.stdout);
     assert_eq!(report.status.code(), Some(0), "{}", output_text(&report));
     assert!(

@@ -1,7 +1,11 @@
-//! Bounded parsing (issue 8, item 4), through the binary: `irr validate` on bombs of several
-//! shapes answers exit 2 with a diagnostic naming what was too large, using under 1 s of CPU
-//! and under 64 MiB of memory (the child's own `ru_maxrss`, from `wait4`), and never hangs
-//! (a FIFO, `/dev/zero`).
+//! Hostile files, through the binary (issue 8).
+//!
+//! - Bounded parsing (item 4): `irr validate` on bombs of several shapes answers exit 2 with
+//!   a diagnostic naming what was too large, using under 1 s of CPU and under 64 MiB of memory
+//!   (the child's own `ru_maxrss`, from `wait4`), and never hangs (a FIFO, `/dev/zero`).
+//! - Verification (item 6): a FIFO, a symbolic link, a directory or a grown file in place of
+//!   a sealed item is tampering (exit 3), answered at once.
+//! - Fault-injection hooks are not in release builds (item 9).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,7 +23,8 @@ struct Cost {
 }
 
 /// Runs `irr validate PATH` and measures it with `wait4` (this child's usage only). Kills it
-/// after 20 s, which fails the test.
+/// after 20 s, which fails the test. The peak memory is an upper bound: a child spawned with
+/// `vfork` starts from this test process's own peak, so the tests here keep it small.
 fn validate(path: &Path) -> Cost {
     let out_file = tempfile::NamedTempFile::new().unwrap();
     let started = Instant::now();
@@ -204,6 +209,160 @@ fn special_files_never_hang_validate() {
             c.output.contains(path.to_str().unwrap()),
             "names the file: {}",
             c.output
+        );
+    }
+}
+
+/// Verification cannot be fooled or hung (issue 8, item 6), through the binary: a bundle
+/// sealed by a local run, then an item replaced by a FIFO, by a symbolic link to its own
+/// genuine bytes, by a directory, or grown by a byte. Each is tampering (exit 3), named, and
+/// answered at once; the genuine bundle verifies (exit 0).
+#[test]
+fn verify_treats_special_files_as_tampering_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = write(
+        dir.path(),
+        "capture.yaml",
+        "apiVersion: irr/v1\nkind: Playbook\nmetadata:\n  name: capture-only\n  version: 1.0.0\n  description: d\n  owner: o@example.com\nsteps:\n  - id: note\n    action: evidence.capture\n    with:\n      name: note.txt\n      content: the responder's note\n",
+    );
+    let state = dir.path().join("state");
+    let evidence = dir.path().join("evidence");
+    let irr = |args: &[&str]| {
+        Command::new(irr_bin())
+            .args(args)
+            .arg("--state-dir")
+            .arg(&state)
+            .env_remove("IRR_FAULT_KILL_AT_SEQ")
+            .env_remove("IRR_FAULT_SIGINT_AT_SEQ")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = irr(&[
+        "run",
+        pb.to_str().unwrap(),
+        "--case",
+        "IR-verify",
+        "--yes",
+        "--evidence",
+        evidence.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sealed = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["event"] == "evidence_sealed")
+        .expect("sealed");
+    let loc = PathBuf::from(sealed["location"].as_str().unwrap());
+    let item = loc.join("artifacts/note/note.txt");
+    let genuine = std::fs::read(&item).unwrap();
+    let keep = dir.path().join("genuine.txt");
+    std::fs::write(&keep, &genuine).unwrap();
+
+    let verify = || {
+        let started = Instant::now();
+        let v = irr(&["evidence", "verify", loc.to_str().unwrap()]);
+        let elapsed = started.elapsed();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&v.stdout),
+            String::from_utf8_lossy(&v.stderr)
+        );
+        assert!(elapsed < Duration::from_secs(10), "{elapsed:?}: {text}");
+        (v.status.code(), text)
+    };
+    assert_eq!(verify().0, Some(0), "the genuine bundle: {}", verify().1);
+
+    let fifo = std::ffi::CString::new(item.to_str().unwrap()).unwrap();
+    let mut grown = genuine.clone();
+    grown.push(b'x');
+    type Plant = Box<dyn Fn(&Path)>;
+    let cases: Vec<(&str, Plant)> = vec![
+        (
+            "fifo",
+            Box::new(move |_: &Path| {
+                // SAFETY: a valid C string.
+                assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+            }),
+        ),
+        (
+            "symlink",
+            Box::new({
+                let keep = keep.clone();
+                move |p: &Path| std::os::unix::fs::symlink(&keep, p).unwrap()
+            }),
+        ),
+        (
+            "directory",
+            Box::new(|p: &Path| std::fs::create_dir(p).unwrap()),
+        ),
+        (
+            "one byte more",
+            Box::new(move |p: &Path| std::fs::write(p, &grown).unwrap()),
+        ),
+    ];
+    for (what, plant) in cases {
+        std::fs::remove_file(&item).unwrap();
+        plant(&item);
+        let (code, text) = verify();
+        assert_eq!(code, Some(3), "{what}: {text}");
+        assert!(
+            text.contains("artifacts/note/note.txt"),
+            "{what}: names the item: {text}"
+        );
+        // Back to the genuine bytes for the next case.
+        if item.is_dir() && !item.is_symlink() {
+            std::fs::remove_dir(&item).unwrap();
+        } else {
+            std::fs::remove_file(&item).unwrap();
+        }
+        std::fs::write(&item, &genuine).unwrap();
+        assert_eq!(verify().0, Some(0), "{what}: restored");
+    }
+}
+
+/// Whether the file holds `needle`, read in 1 MiB pieces: this test process stays small, as
+/// [`validate`]'s measure needs (a child spawned with `vfork` starts its peak from ours).
+fn file_contains(path: &Path, needle: &[u8]) -> bool {
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path).unwrap();
+    let mut buf = vec![0u8; (1 << 20) + needle.len()];
+    let mut kept = 0;
+    loop {
+        let n = f.read(&mut buf[kept..]).unwrap();
+        if n == 0 {
+            return false;
+        }
+        let end = kept + n;
+        if buf[..end].windows(needle.len()).any(|w| w == needle) {
+            return true;
+        }
+        kept = (needle.len() - 1).min(end);
+        buf.copy_within(end - kept..end, 0);
+    }
+}
+
+/// Fault-injection hooks (issue 8, item 9) are compiled into debug builds only: the binary
+/// under test has them exactly when it is a debug build, like this test. Run under
+/// `cargo test --release`, the same test proves a release `irr` has no hook.
+#[test]
+fn fault_hooks_are_only_in_debug_builds() {
+    for hook in ["IRR_FAULT_KILL_AT_SEQ", "IRR_FAULT_SIGINT_AT_SEQ"] {
+        let present = file_contains(&irr_bin(), hook.as_bytes());
+        assert_eq!(
+            present,
+            cfg!(debug_assertions),
+            "{hook} in {} (debug build: {})",
+            irr_bin().display(),
+            cfg!(debug_assertions)
         );
     }
 }
