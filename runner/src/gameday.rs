@@ -581,7 +581,7 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
     let mut checks = Vec::new();
     for exp in &scenario.expect {
         let exp = render_expectation(exp, &render);
-        if let Some(why) = skip_reason(&exp, &skipped_profiles) {
+        if let Some(why) = skip_reason(&exp, &skipped_profiles, &result, kind) {
             checks.push(CheckResult {
                 check: exp,
                 passed: false,
@@ -756,11 +756,34 @@ impl EmulatorGaps {
     }
 }
 
-/// A check that cannot be made because of what the seed had to leave out.
-fn skip_reason(exp: &Expectation, skipped_profiles: &[String]) -> Option<String> {
+/// Why LocalStack's clean room has no restored volume (named in the scorecard).
+pub const LOCALSTACK_NO_CFN_VOLUMES: &str = "LocalStack's CloudFormation does not create AWS::EC2::Volume or AWS::EC2::VolumeAttachment (it reports them CREATE_COMPLETE with physical id \"unknown\"), so no volume is restored from the snapshots (the run records each as a gap), and it launches the workstation in the default VPC whatever its SubnetId says: the clean room cannot be built there";
+
+/// A check that cannot be made because of what the emulator cannot do: the seed had to
+/// leave a profile out, or LocalStack's CloudFormation did not create the clean room's
+/// volumes (the stack step's `not_created` output; on any other target that is a failed
+/// check, not a skipped one).
+fn skip_reason(
+    exp: &Expectation,
+    skipped_profiles: &[String],
+    run: &run::RunResult,
+    kind: Option<emulator::EmulatorKind>,
+) -> Option<String> {
     match exp {
         Expectation::ProfileDetached { instance } if skipped_profiles.contains(instance) => {
             Some(LOCALSTACK_NO_PROFILE.to_owned())
+        }
+        Expectation::CleanRoom { stack_step, .. }
+            if kind == Some(emulator::EmulatorKind::Localstack) =>
+        {
+            let stack = run.steps.iter().find(|s| &s.id == stack_step)?;
+            let volumes_missing = stack.outputs["not_created"].as_array().is_some_and(|r| {
+                r.iter().any(|r| {
+                    r["resource_type"] == "AWS::EC2::Volume"
+                        || r["resource_type"] == "AWS::EC2::VolumeAttachment"
+                })
+            });
+            volumes_missing.then(|| LOCALSTACK_NO_CFN_VOLUMES.to_owned())
         }
         _ => None,
     }
@@ -887,12 +910,12 @@ async fn seed(
             } => {
                 let subnet = r(subnet);
                 let groups: Vec<String> = security_groups.iter().map(|g| r(g)).collect();
-                let mut nic = InstanceNetworkInterfaceSpecification::builder()
+                // The groups go on the interface after launch: both emulators add groups
+                // given at launch to every interface they describe, whatever isolation sets
+                // later (docs/emulator-notes.md); AWS keeps them per interface.
+                let nic = InstanceNetworkInterfaceSpecification::builder()
                     .device_index(0)
                     .subnet_id(&subnet);
-                for g in &groups {
-                    nic = nic.groups(g);
-                }
                 let mut req = aws
                     .ec2
                     .run_instances()
@@ -938,6 +961,25 @@ async fn seed(
                     .to_owned();
                 if instance_profile.is_some() && !with_profile {
                     skipped_profiles.push(id.clone());
+                }
+                let primary = out
+                    .instances()
+                    .first()
+                    .and_then(|i| i.network_interfaces().first())
+                    .and_then(|n| n.network_interface_id());
+                if let (Some(eni), false) = (primary, groups.is_empty()) {
+                    aws.ec2
+                        .modify_network_interface_attribute()
+                        .network_interface_id(eni)
+                        .set_groups(Some(groups.clone()))
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            err(
+                                "set the interface's groups",
+                                &aws_line("ec2", "ModifyNetworkInterfaceAttribute", &e),
+                            )
+                        })?;
                 }
                 for n in 0..*extra_interfaces {
                     let mut eni = aws.ec2.create_network_interface().subnet_id(&subnet);
@@ -1330,8 +1372,18 @@ async fn check(
                     .count(),
                 Err(e) => return fail(&aws_line("ec2", "DescribeVolumes", &e)),
             };
-            let ok = igws == 0 && nats == 0 && snapshots > 0 && attached == snapshots;
-            (ok, format!("vpc {vpc}: {igws} internet gateway(s), {nats} NAT gateway(s); workstation {workstation}: {attached} restored volume(s) for {snapshots} snapshot(s)"))
+            let ws_vpc = match ec2.describe_instances().instance_ids(&workstation).send().await {
+                Ok(o) => o
+                    .reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .find_map(|i| i.vpc_id().map(str::to_owned))
+                    .unwrap_or_default(),
+                Err(e) => return fail(&aws_line("ec2", "DescribeInstances", &e)),
+            };
+            let inside = ws_vpc == vpc;
+            let ok = igws == 0 && nats == 0 && inside && snapshots > 0 && attached == snapshots;
+            (ok, format!("vpc {vpc}: {igws} internet gateway(s), {nats} NAT gateway(s); workstation {workstation} {}: {attached} restored volume(s) for {snapshots} snapshot(s)", if inside { "inside it".to_owned() } else { format!("OUTSIDE it (in {ws_vpc})") }))
         }
         Expectation::EvidenceVerified {} => {
             let Some(loc) = run
