@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use irr_tests::{irr_bin, output_text as text, playbook, unique, PrivateEmulator};
+use irr_tests::{irr_bin, output_text as text, playbook};
 use serde_json::Value;
 
 fn last_json(out: &Output) -> Value {
@@ -546,32 +546,40 @@ fn a_stopped_emulator_is_one_readable_line_and_unverifiable_is_exit_5() {
     );
 }
 
+/// Every S3 call denied (403 `AccessDenied`, from the fault proxy: moto's S3 under IAM
+/// enforcement answers `SignatureDoesNotMatch` instead, docs/emulator-notes.md): the evidence
+/// cannot be read, which is "unverifiable" (exit 5), not "altered" (3), in one readable line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "moto with IAM enforcement answers S3 with SignatureDoesNotMatch, not AccessDenied, and irr then exits 3 instead of 5: to be reworked on a denied non-S3 call (see the session note)"]
 async fn a_denied_call_is_one_readable_line_and_unverifiable() {
-    // IAM enforced after two unchecked calls: a user with no permissions, and its key.
-    let emu = PrivateEmulator::start(&[("INITIAL_NO_AUTH_ACTION_COUNT", "2")]);
-    let iam = aws_sdk_iam::Client::new(
-        &irr_tests::sdk_config_for(&emu.endpoint(), ("testing", "testing")).await,
-    );
-    let name = unique("irr-nobody");
-    iam.create_user().user_name(&name).send().await.unwrap();
-    let k = iam
-        .create_access_key()
-        .user_name(&name)
-        .send()
-        .await
-        .unwrap()
-        .access_key
-        .unwrap();
+    let proxy = irr_runner::proxy::FaultProxy::start(
+        &irr_tests::endpoint(),
+        irr_runner::proxy::ProxySpec {
+            rules: vec![irr_runner::proxy::Rule {
+                action: "s3:*".into(),
+                fault: irr_runner::proxy::FaultKind::Deny,
+                nth: None,
+                times: None,
+                latency_ms: None,
+            }],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let state = tempfile::tempdir().unwrap();
-    let out = irr_tests::irr_with(
-        &["evidence", "verify", "s3://irr-evidence/cases/IR-1/r-1"],
-        state.path(),
-        &emu.endpoint(),
-        (&k.access_key_id, &k.secret_access_key),
-        &[],
-    );
+    let (url, dir) = (proxy.url().to_owned(), state.path().to_owned());
+    let out = tokio::task::spawn_blocking(move || {
+        irr_tests::irr_with(
+            &["evidence", "verify", "s3://irr-evidence/cases/IR-1/r-1"],
+            &dir,
+            &url,
+            ("testing", "testing"),
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(!proxy.injected().is_empty(), "the proxy denied the S3 calls");
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_one_readable_line(&err);
