@@ -56,6 +56,10 @@ pub struct Scenario {
     /// missed is a failed check.
     #[serde(default)]
     pub targets: Option<Targets>,
+    /// Faults injected into the run's AWS traffic (a chaos drill): the fault proxy's spec
+    /// (`irr_runner::proxy::ProxySpec`); `--chaos FILE` replaces it.
+    #[serde(default)]
+    pub chaos: Option<crate::proxy::ProxySpec>,
 }
 
 /// Times a drill must beat.
@@ -299,6 +303,24 @@ pub struct Scorecard {
     pub started_at: String,
     /// The verified local copy of the sealed evidence (`STATE_DIR/runs/RUN_ID/evidence-copy/CASE/RUN`).
     pub evidence_copy: Option<String>,
+    /// A chaos drill's injected faults and what the playbook did about each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chaos: Vec<ChaosOutcome>,
+}
+
+/// One fault a chaos drill injected, and what the run did about it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChaosOutcome {
+    /// `service:Operation`.
+    pub action: String,
+    /// The fault (`throttle`, `deny`, `drop_after`, ...).
+    pub fault: crate::proxy::FaultKind,
+    /// How many requests got it.
+    pub times: u64,
+    /// `recorded a gap`, `failed safe`, or `absorbed`.
+    pub outcome: String,
+    /// Which gap, which failed step, or how it was absorbed.
+    pub detail: String,
 }
 
 /// Options of `irr gameday`.
@@ -323,6 +345,9 @@ pub struct GamedayRequest {
     pub json: bool,
     /// `--junit FILE`: the checks as JUnit XML.
     pub junit: Option<PathBuf>,
+    /// `--chaos FILE`: faults to inject into the run's AWS traffic (replaces the scenario's
+    /// `chaos:`).
+    pub chaos: Option<PathBuf>,
 }
 
 fn say(json: bool, msg: &str) {
@@ -553,6 +578,41 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
         .evidence
         .clone()
         .unwrap_or_else(|| "s3://irr-gameday-evidence/cases".to_owned());
+    // A chaos drill: the run (only the run: not the seeding, not the checks) talks to the
+    // emulator through the fault proxy.
+    let chaos = match &req.chaos {
+        Some(path) => match load_chaos(path) {
+            Ok(spec) => Some(spec),
+            Err(e) => {
+                say(req.json, &format!("error: {e}"));
+                return Exit::Invalid;
+            }
+        },
+        None => scenario.chaos.clone(),
+    };
+    let mut run_opts = opts.clone();
+    let proxy = match (&chaos, &opts.endpoint_url) {
+        (Some(spec), Some(endpoint)) => {
+            match crate::proxy::FaultProxy::start(endpoint, spec.clone()).await {
+                Ok(p) => {
+                    run_opts.endpoint_url = Some(p.url().to_owned());
+                    Some(p)
+                }
+                Err(e) => {
+                    say(
+                        req.json,
+                        &format!("error: the chaos proxy did not start: {e}"),
+                    );
+                    return Exit::Invalid;
+                }
+            }
+        }
+        (Some(_), None) => {
+            say(req.json, "error: a chaos drill runs against an emulator (or --endpoint-url), never an account's own endpoints");
+            return Exit::Invalid;
+        }
+        (None, _) => None,
+    };
     let result = run::run(RunRequest {
         playbook_path: req.playbook_path.clone(),
         playbook: req.playbook.clone(),
@@ -565,7 +625,7 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
         concurrency: 4,
         state_dir: req.state_dir.clone(),
         json: req.json,
-        aws: opts.clone(),
+        aws: run_opts,
         create_evidence_bucket: true,
     })
     .await;
@@ -604,6 +664,9 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
         _ => None,
     };
     card.started_at = drill_started;
+    if let Some(p) = &proxy {
+        card.chaos = chaos_outcomes(&p.injected(), &req.state_dir, &result);
+    }
     if let Some(t) = &scenario.targets {
         check_targets(&mut card, t);
     }
@@ -641,6 +704,95 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
     } else {
         Exit::RunFailed
     }
+}
+
+/// Reads a `--chaos FILE` through the bounded loader first (an alias bomb is refused like in
+/// a playbook), then as the fault proxy's spec.
+fn load_chaos(path: &Path) -> Result<crate::proxy::ProxySpec, String> {
+    let src = crate::load::read_file(path).map_err(|d| d.render(None))?;
+    if let Err(problems) = crate::load::parse(&src) {
+        return Err(problems
+            .iter()
+            .map(|d| d.render(Some(&src)))
+            .collect::<Vec<_>>()
+            .join("\n"));
+    }
+    crate::proxy::ProxySpec::from_yaml(src.text()).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// What the run did about each injected fault, from its journal: a gap recorded for that
+/// action, a step that failed on it (failed safe: the journal says what was and was not
+/// changed), or absorbed (the SDK's or the step's retry went on).
+fn chaos_outcomes(
+    injected: &[crate::proxy::Injected],
+    state_dir: &Path,
+    run: &run::RunResult,
+) -> Vec<ChaosOutcome> {
+    let journal = run
+        .run_id
+        .as_ref()
+        .map(|id| crate::executor::run_dir(state_dir, id).join("journal.jsonl"))
+        .and_then(|p| crate::journal::read(&p).ok())
+        .unwrap_or_default();
+    let mut grouped: BTreeMap<(String, crate::proxy::FaultKind), u64> = BTreeMap::new();
+    for i in injected {
+        *grouped.entry((i.action.clone(), i.fault)).or_default() += 1;
+    }
+    grouped
+        .into_iter()
+        .map(|((action, fault), times)| {
+            let (service, operation) = action.split_once(':').unwrap_or((&action, ""));
+            let gap = journal.iter().find(|e| {
+                e.event() == "gap_recorded"
+                    && e.value["what"]
+                        .as_str()
+                        .is_some_and(|w| w.starts_with(&action))
+            });
+            let failed_call = journal.iter().find(|e| {
+                e.event() == "call_finished"
+                    && e.value["ok"] == false
+                    && e.value["error_message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with(&format!("{service}:{operation} failed")))
+            });
+            let failed_step = run.steps.iter().find(|s| {
+                s.status == StepStatus::Failed
+                    && s.error.as_deref().is_some_and(|e| e.contains(&action))
+            });
+            let (outcome, detail) = match (gap, failed_step, failed_call) {
+                (Some(g), _, _) => (
+                    "recorded a gap",
+                    format!(
+                        "step {}: {}",
+                        g.value["step"].as_str().unwrap_or("?"),
+                        g.value["what"].as_str().unwrap_or("?")
+                    ),
+                ),
+                (None, Some(s), _) => (
+                    "failed safe",
+                    format!(
+                        "step {} failed; the journal records every change made",
+                        s.id
+                    ),
+                ),
+                (None, None, Some(_)) => (
+                    "absorbed",
+                    "a call failed and the step's retry went on".to_owned(),
+                ),
+                (None, None, None) => (
+                    "absorbed",
+                    "the SDK's retry went on; no step saw it".to_owned(),
+                ),
+            };
+            ChaosOutcome {
+                action,
+                fault,
+                times,
+                outcome: outcome.to_owned(),
+                detail,
+            }
+        })
+        .collect()
 }
 
 /// The marker beside a drill run's evidence copy: `STATE_DIR/runs/RUN_ID/evidence-copy.json`.
@@ -1372,7 +1524,12 @@ async fn check(
                     .count(),
                 Err(e) => return fail(&aws_line("ec2", "DescribeVolumes", &e)),
             };
-            let ws_vpc = match ec2.describe_instances().instance_ids(&workstation).send().await {
+            let ws_vpc = match ec2
+                .describe_instances()
+                .instance_ids(&workstation)
+                .send()
+                .await
+            {
                 Ok(o) => o
                     .reservations()
                     .iter()
@@ -1518,6 +1675,7 @@ fn scorecard(
         evidence: run.evidence.as_ref().map(|e| e.location.clone()),
         target,
         evidence_copy: None,
+        chaos: Vec::new(),
         started_at: String::new(),
     }
 }
@@ -1744,6 +1902,23 @@ pub fn render_scorecard(c: &Scorecard) -> String {
             s["status"].as_str().unwrap_or(""),
             s["attempts"]
         );
+    }
+    if !c.chaos.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n  chaos (faults injected into the run's AWS traffic):"
+        );
+        for f in &c.chaos {
+            let fault = serde_json::to_value(f.fault)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "    {:<44} {fault} x{}: {} ({})",
+                f.action, f.times, f.outcome, f.detail
+            );
+        }
     }
     let _ = writeln!(out, "\n  checks:");
     for ch in &c.checks {

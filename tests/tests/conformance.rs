@@ -159,8 +159,13 @@ async fn assert_clean_room(
         .collect();
     let expected_restored = match kind {
         EmulatorKind::Localstack => {
-            let all: Vec<String> = (0..snapshots).map(|i| format!("EvidenceVolume{i}")).collect();
-            assert_eq!(not_created, all, "LocalStack: irr names the volumes it lacks");
+            let all: Vec<String> = (0..snapshots)
+                .map(|i| format!("EvidenceVolume{i}"))
+                .collect();
+            assert_eq!(
+                not_created, all,
+                "LocalStack: irr names the volumes it lacks"
+            );
             0
         }
         EmulatorKind::Moto => {
@@ -546,7 +551,11 @@ async fn evidence_in_s3_with_object_lock(kind: EmulatorKind) {
             .send()
             .await
             .unwrap_or_else(|e| panic!("head of {:?}: {e:?}", v.key()));
-        assert!(h.object_lock_mode().is_some(), "{:?} has a lock mode", v.key());
+        assert!(
+            h.object_lock_mode().is_some(),
+            "{:?} has a lock mode",
+            v.key()
+        );
         assert!(
             h.object_lock_retain_until_date()
                 .is_some_and(|d| d.secs() > now.secs()),

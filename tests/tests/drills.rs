@@ -2,7 +2,8 @@
 //! its emulator is gone (its verified local evidence copy); AWS errors are one readable line
 //! (a stopped emulator, no credentials, a denied call) and "could not read" (exit 5) is told
 //! apart from "altered" (exit 3); a playbook that makes no AWS call runs without AWS; drill
-//! history and targets; JUnit XML checked against the Jenkins JUnit XSD with `xmllint`.
+//! history and targets; JUnit XML checked against the Jenkins JUnit XSD with `xmllint`; a
+//! chaos drill (`--chaos`) still contains and says what it did about each injected fault.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -579,11 +580,117 @@ async fn a_denied_call_is_one_readable_line_and_unverifiable() {
     })
     .await
     .unwrap();
-    assert!(!proxy.injected().is_empty(), "the proxy denied the S3 calls");
+    assert!(
+        !proxy.injected().is_empty(),
+        "the proxy denied the S3 calls"
+    );
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_one_readable_line(&err);
     assert!(err.contains("AccessDenied"), "{err}");
     assert!(err.contains("may not call s3:"), "{err}");
     assert!(err.contains("irr policy PLAYBOOK"), "{err}");
+}
+
+/// A chaos drill (`--chaos SPEC`): the EC2 drill with every Auto Scaling call denied and a
+/// burst of EC2 throttling injected into the run's traffic (through the fault proxy the
+/// drill starts; the seeding and the checks talk to the emulator directly). The instance is
+/// still contained (the drill's checks read the emulator; this test reads it too), and the
+/// scorecard says what the playbook did about each fault: the denials are recorded gaps, the
+/// throttling was absorbed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chaos_drill_still_contains_and_says_what_it_did_about_each_fault() {
+    let state = tempfile::tempdir().unwrap();
+    let spec = state.path().join("chaos.yaml");
+    std::fs::write(
+        &spec,
+        "rules:\n  - {action: 'autoscaling:*', fault: deny}\n  - {action: 'ec2:*', fault: throttle, nth: 4, times: 2}\n  - {action: 'ec2:DescribeInstances', fault: latency, latency_ms: 50, times: 3}\n",
+    )
+    .unwrap();
+    let endpoint = irr_tests::endpoint();
+    let (dir, ep) = (state.path().to_owned(), endpoint.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(irr_bin())
+            .arg("--state-dir")
+            .arg(&dir)
+            .args(["--output", "json", "gameday"])
+            .arg(playbook("ec2-instance-compromise.yaml"))
+            .arg("--chaos")
+            .arg(dir.join("chaos.yaml"))
+            .args(["--endpoint-url", &ep])
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_PROFILE")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let card = last_json(&out);
+    assert_eq!(out.status.code(), Some(0), "{card:#}\n{}", text(&out));
+    let failed: Vec<&Value> = card["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] != true)
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    let chaos = card["chaos"].as_array().expect("the scorecard's chaos");
+    let of = |action: &str| {
+        chaos
+            .iter()
+            .find(|f| f["action"] == action)
+            .unwrap_or_else(|| panic!("{action} not in {chaos:#?}"))
+    };
+    let asg = of("autoscaling:DescribeAutoScalingInstances");
+    assert_eq!(asg["fault"], "deny");
+    assert_eq!(asg["outcome"], "recorded a gap", "{asg:#}");
+    let throttled: Vec<&Value> = chaos.iter().filter(|f| f["fault"] == "throttle").collect();
+    assert_eq!(
+        throttled
+            .iter()
+            .map(|f| f["times"].as_u64().unwrap())
+            .sum::<u64>(),
+        2,
+        "{chaos:#?}"
+    );
+    for t in &throttled {
+        assert_eq!(t["outcome"], "absorbed", "{t:#}");
+    }
+    assert!(chaos.iter().any(|f| f["fault"] == "latency"), "{chaos:#?}");
+
+    // The emulator's own state: the drill's instance holds only its isolation group.
+    let isolated = card["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"]["check"] == "isolated")
+        .expect("an isolated check");
+    let instance = isolated["check"]["instance"].as_str().unwrap();
+    let ec2 = aws_sdk_ec2::Client::new(&irr_tests::sdk_config().await);
+    let enis = ec2
+        .describe_network_interfaces()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("attachment.instance-id")
+                .values(instance)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(!enis.network_interfaces().is_empty());
+    for eni in enis.network_interfaces() {
+        let names: Vec<String> = eni
+            .groups()
+            .iter()
+            .filter_map(|g| g.group_name().map(str::to_owned))
+            .collect();
+        assert!(
+            names.len() == 1 && names[0].starts_with("irr-isolation-"),
+            "{:?}: {names:?}",
+            eni.network_interface_id()
+        );
+    }
 }
