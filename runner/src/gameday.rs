@@ -317,9 +317,9 @@ pub struct ChaosOutcome {
     pub fault: crate::proxy::FaultKind,
     /// How many requests got it.
     pub times: u64,
-    /// `recorded a gap`, `failed safe`, or `absorbed`.
+    /// `recorded a gap`, `failed safe`, or `retried`.
     pub outcome: String,
-    /// Which gap, which failed step, or how it was absorbed.
+    /// Which gap, which failed step, or how it was retried.
     pub detail: String,
 }
 
@@ -722,7 +722,7 @@ fn load_chaos(path: &Path) -> Result<crate::proxy::ProxySpec, String> {
 
 /// What the run did about each injected fault, from its journal: a gap recorded for that
 /// action, a step that failed on it (failed safe: the journal says what was and was not
-/// changed), or absorbed (the SDK's or the step's retry went on).
+/// changed), or retried (the SDK's or the step's retry went on).
 fn chaos_outcomes(
     injected: &[crate::proxy::Injected],
     state_dir: &Path,
@@ -776,11 +776,11 @@ fn chaos_outcomes(
                     ),
                 ),
                 (None, None, Some(_)) => (
-                    "absorbed",
+                    "retried",
                     "a call failed and the step's retry went on".to_owned(),
                 ),
                 (None, None, None) => (
-                    "absorbed",
+                    "retried",
                     "the SDK's retry went on; no step saw it".to_owned(),
                 ),
             };

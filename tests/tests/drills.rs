@@ -597,7 +597,7 @@ async fn a_denied_call_is_one_readable_line_and_unverifiable() {
 /// drill starts; the seeding and the checks talk to the emulator directly). The instance is
 /// still contained (the drill's checks read the emulator; this test reads it too), and the
 /// scorecard says what the playbook did about each fault: the denials are recorded gaps, the
-/// throttling was absorbed.
+/// throttling was retried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chaos_drill_still_contains_and_says_what_it_did_about_each_fault() {
     let state = tempfile::tempdir().unwrap();
@@ -656,7 +656,7 @@ async fn a_chaos_drill_still_contains_and_says_what_it_did_about_each_fault() {
         "{chaos:#?}"
     );
     for t in &throttled {
-        assert_eq!(t["outcome"], "absorbed", "{t:#}");
+        assert_eq!(t["outcome"], "retried", "{t:#}");
     }
     assert!(chaos.iter().any(|f| f["fault"] == "latency"), "{chaos:#?}");
 
