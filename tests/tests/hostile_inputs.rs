@@ -28,6 +28,8 @@ struct Cost {
 fn validate(path: &Path) -> Cost {
     let out_file = tempfile::NamedTempFile::new().unwrap();
     let started = Instant::now();
+    // Reaped by the `wait4` below (which also gives its usage), not by `Child::wait`.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(irr_bin())
         .arg("validate")
         .arg(path)
