@@ -377,6 +377,11 @@ pub const RULES: &[Rule] = &[
         "command-line",
         "a command-line argument is missing or not valid",
     ),
+    rule(
+        "IRR0020",
+        "limit",
+        "the file passes a limit of the loader or validator (size, nesting, values, aliases, problems listed)",
+    ),
 ];
 
 /// The rule of a diagnostic message. Diagnostics are classified by their wording in this one
@@ -409,7 +414,15 @@ pub fn rule_of(message: &str) -> &'static Rule {
         "IRR0017"
     } else if starts("--") || starts("case id") || starts("an account id") {
         "IRR0019"
-    } else if starts("unknown key") {
+    } else if starts("alias \"")
+        || starts("the YAML holds more than")
+        || starts("the YAML is nested more than")
+        || starts("the YAML nests too deep")
+        || (has(" is larger than ") && has(" MiB"))
+        || has(" more problems after line ")
+    {
+        "IRR0020"
+    } else if starts("unknown key") || has(" more unknown keys in ") {
         "IRR0003"
     } else if starts("metadata") {
         "IRR0006"

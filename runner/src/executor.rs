@@ -607,6 +607,14 @@ impl Recorder for AttemptRecorder {
     fn secret(&self, value: &str) {
         self.run.secret(value)
     }
+
+    fn captured(&self, name: &str) -> Vec<(usize, String, Result<Vec<u8>, String>)> {
+        self.run.captured(name)
+    }
+
+    fn evidence_location(&self) -> Option<String> {
+        self.run.evidence_location()
+    }
 }
 
 /// Replaces the values of secret-looking keys, wherever they are, with `[redacted]`.

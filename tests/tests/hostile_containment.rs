@@ -731,8 +731,22 @@ async fn a_resume_after_a_poisoned_tag_keeps_the_true_originals() {
     );
     assert_eq!(resumed.status.code(), Some(0), "{}", output_text(&resumed));
     assert!(contained(&ec2, &iam, &inc, &case).await.isolated);
-    let (loc, _) = sealed_manifest(&resumed);
-    let iso = artifact(&loc, "artifacts/isolate/isolation.json");
+    // The resumed attempt is the step's second (attempts count across a resume): its
+    // artifacts are beside the first attempt's, never over them.
+    let (loc, manifest) = sealed_manifest(&resumed);
+    let paths: Vec<&str> = manifest["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["path"].as_str())
+        .filter(|p| p.starts_with("artifacts/isolate/"))
+        .collect();
+    assert!(
+        paths.contains(&"artifacts/isolate/isolation-before.json")
+            && paths.contains(&"artifacts/isolate/attempt-2/isolation.json"),
+        "{paths:?}"
+    );
+    let iso = artifact(&loc, "artifacts/isolate/attempt-2/isolation.json");
     for (eni, groups) in &before {
         let mut recorded: Vec<String> = iso["original_groups"][eni]
             .as_array()

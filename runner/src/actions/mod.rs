@@ -120,18 +120,15 @@ pub trait Recorder: Send + Sync {
     /// `(capture order, path, bytes)`: the bytes read back and checked against the SHA-256
     /// recorded when the artifact was captured, or why they could not be (altered, missing).
     /// Part of the case's record (`actions::record`).
-    fn captured(&self, name: &str) -> Vec<(usize, String, Result<Vec<u8>, String>)> {
-        let _ = name;
-        Vec::new()
-    }
+    /// (No default: a recorder that wraps another, as the executor's per-attempt one does,
+    /// must pass it on, or a release would find no record.)
+    fn captured(&self, name: &str) -> Vec<(usize, String, Result<Vec<u8>, String>)>;
     /// This run's evidence location (`LOCATION`; the case's earlier sealed runs are under
     /// `LOCATION/CASE_ID/`), when there is one.
-    fn evidence_location(&self) -> Option<String> {
-        None
-    }
+    fn evidence_location(&self) -> Option<String>;
     /// A value that must never be written (a `NoEcho` stack parameter): from now on it is
     /// masked wherever the run writes. Must be called before the value is journaled.
-    fn secret(&self, _value: &str) {}
+    fn secret(&self, value: &str);
 }
 
 /// An optional read that failed: `{"step", "what", "error"}` (the manifest's `gaps`).
@@ -633,6 +630,13 @@ pub(crate) mod test_support {
         fn gap(&self, gap: Gap) {
             self.gaps.lock().unwrap().push(gap);
         }
+        fn captured(&self, _name: &str) -> Vec<(usize, String, Result<Vec<u8>, String>)> {
+            Vec::new()
+        }
+        fn evidence_location(&self) -> Option<String> {
+            None
+        }
+        fn secret(&self, _value: &str) {}
     }
 
     /// An action context whose IAM client answers from `rules`; the other clients point
@@ -710,6 +714,15 @@ mod tests {
         }
         fn gap(&self, gap: Gap) {
             self.0.gap(gap)
+        }
+        fn captured(&self, name: &str) -> Vec<(usize, String, Result<Vec<u8>, String>)> {
+            self.0.captured(name)
+        }
+        fn evidence_location(&self) -> Option<String> {
+            self.0.evidence_location()
+        }
+        fn secret(&self, value: &str) {
+            self.0.secret(value)
         }
     }
 
