@@ -49,6 +49,22 @@ pub enum Error {
         /// The request id, when S3 answered.
         request_id: Option<String>,
     },
+    /// S3 refused a call on the evidence bucket that carried `ExpectedBucketOwner` with 403
+    /// `AccessDenied`: the bucket belongs to another account (a look-alike of the expected
+    /// bucket), or the credentials may not use it (S3 gives the same answer to both).
+    #[error("evidence bucket {bucket} is not owned by account {owner}, or these credentials may not use it: s3 {operation} on {target} with ExpectedBucketOwner {owner} was refused (403 AccessDenied{}); if the evidence bucket belongs to another account, name that account with --evidence-owner ACCOUNT_ID", request_id.as_deref().map(|r| format!(", request id {r}")).unwrap_or_default())]
+    NotOwned {
+        /// The S3 operation (`HeadBucket`, `PutObject`, ...).
+        operation: &'static str,
+        /// `s3://bucket/key` (or the bucket) it was called on.
+        target: String,
+        /// The bucket.
+        bucket: String,
+        /// The account the bucket was expected to belong to.
+        owner: String,
+        /// The request id, when S3 gave one.
+        request_id: Option<String>,
+    },
     /// The bucket is not fit to hold evidence (no versioning, no Object Lock, ...).
     #[error("bucket {bucket} cannot hold evidence: {problem}")]
     Bucket {
@@ -145,7 +161,11 @@ impl Error {
     pub fn is_unreadable(&self) -> bool {
         matches!(
             self,
-            Error::S3 { .. } | Error::Io { .. } | Error::NoS3Client { .. } | Error::Task(_)
+            Error::S3 { .. }
+                | Error::NotOwned { .. }
+                | Error::Io { .. }
+                | Error::NoS3Client { .. }
+                | Error::Task(_)
         )
     }
 

@@ -129,6 +129,11 @@ pub trait Recorder: Send + Sync {
     fn evidence_location(&self) -> Option<String> {
         None
     }
+    /// The account the evidence bucket must belong to (sent as `ExpectedBucketOwner` when the
+    /// case's earlier runs are read from S3), when there is one.
+    fn evidence_owner(&self) -> Option<String> {
+        None
+    }
     /// A value that must never be written (a `NoEcho` stack parameter): from now on it is
     /// masked wherever the run writes. Must be called before the value is journaled.
     fn secret(&self, _value: &str) {}
