@@ -1023,7 +1023,12 @@ fn s3_operation(head: &str) -> String {
     let method = parts.next().unwrap_or_default();
     let target = parts.next().unwrap_or_default();
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let has_key = path.trim_start_matches('/').contains('/');
+    // `/bucket/key`; `/bucket` and `/bucket/` (how the SDK addresses a bucket path style)
+    // are the bucket itself.
+    let has_key = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .is_some_and(|(_, key)| !key.is_empty());
     let q = |k: &str| {
         query
             .split('&')
@@ -1099,6 +1104,30 @@ mod tests {
         assert_eq!(Call::parse(s3).action(), "s3:UploadPart");
         let s3 = b"HEAD /bucket/a/b HTTP/1.1\r\nAuthorization: AWS4-HMAC-SHA256 Credential=k/20260101/us-east-1/s3/aws4_request\r\n\r\n";
         assert_eq!(Call::parse(s3).action(), "s3:HeadObject");
+        let auth =
+            "Authorization: AWS4-HMAC-SHA256 Credential=k/20260101/us-east-1/s3/aws4_request";
+        for (line, want) in [
+            ("HEAD /bucket/ HTTP/1.1", "s3:HeadBucket"),
+            ("HEAD /bucket HTTP/1.1", "s3:HeadBucket"),
+            ("PUT /bucket/ HTTP/1.1", "s3:CreateBucket"),
+            (
+                "GET /bucket/?versions&prefix=a HTTP/1.1",
+                "s3:ListObjectVersions",
+            ),
+            ("GET /bucket/?list-type=2 HTTP/1.1", "s3:ListObjects"),
+            ("PUT /bucket/k HTTP/1.1", "s3:PutObject"),
+        ] {
+            let msg =
+                format!("{line}\r\n{auth}\r\nX-Amz-Expected-Bucket-Owner: 123456789012\r\n\r\n");
+            assert_eq!(Call::parse(msg.as_bytes()).action(), want, "{line}");
+            let seen = SeenRequest::parse(1, want.into(), &head_of(msg.as_bytes()));
+            assert_eq!(seen.s3_bucket().as_deref(), Some("bucket"), "{line}");
+            assert_eq!(
+                seen.header("x-amz-expected-bucket-owner"),
+                Some("123456789012")
+            );
+            assert_eq!(seen.header("authorization"), Some("[redacted]"));
+        }
     }
 
     #[test]
