@@ -722,8 +722,20 @@ async fn a_resume_after_a_poisoned_tag_keeps_the_true_originals() {
     );
     assert_eq!(resumed.status.code(), Some(0), "{}", output_text(&resumed));
     assert!(contained(&ec2, &iam, &inc, &case).await.isolated);
-    let (loc, _) = sealed_manifest(&resumed);
-    let iso = artifact(&loc, "artifacts/isolate/isolation.json");
+    let (loc, manifest) = sealed_manifest(&resumed);
+    // The resumed attempt's record: attempts are write-once, so the isolation that finished
+    // after the resume is under `artifacts/isolate/attempt-N/` (the killed attempt wrote only
+    // its before-state).
+    let iso_path = manifest["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["path"].as_str())
+        .filter(|p| p.starts_with("artifacts/isolate/") && p.ends_with("/isolation.json"))
+        .max_by_key(|p| p.len())
+        .unwrap_or_else(|| panic!("no isolation.json sealed: {manifest:#}"))
+        .to_owned();
+    let iso = artifact(&loc, &iso_path);
     for (eni, groups) in &before {
         let mut recorded: Vec<String> = iso["original_groups"][eni]
             .as_array()
