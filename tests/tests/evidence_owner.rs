@@ -465,6 +465,7 @@ async fn a_bucket_of_another_account_than_expected_is_refused_and_nothing_is_wri
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "one line: {stderr}");
     let line = lines[0];
+    eprintln!("irr said: {line}");
     for part in [
         format!("evidence bucket {bucket} is not owned by account {OTHER_ACCOUNT}"),
         "403 AccessDenied".to_owned(),

@@ -1264,6 +1264,15 @@ where
                 target,
                 bucket: bucket.to_string(),
                 owner: owner.to_string(),
+                message: e
+                    .message()
+                    .map(|m| {
+                        crate::awserr::one_line(m)
+                            .chars()
+                            .take(300)
+                            .collect::<String>()
+                    })
+                    .filter(|m| !m.is_empty() && m != "Access Denied"),
                 request_id: e.request_id().map(str::to_string),
             };
         }
