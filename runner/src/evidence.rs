@@ -315,6 +315,29 @@ mod tests {
     use super::*;
     use crate::diagnostic::Source as Text;
 
+    #[test]
+    fn the_evidence_owner_is_the_flag_else_the_caller() {
+        assert_eq!(
+            evidence_owner(Some("210987654321"), Some("123456789012")).unwrap(),
+            Some("210987654321".to_owned())
+        );
+        assert_eq!(
+            evidence_owner(None, Some("123456789012")).unwrap(),
+            Some("123456789012".to_owned())
+        );
+        // No AWS (local evidence only): no owner to check.
+        assert_eq!(evidence_owner(None, Some("")).unwrap(), None);
+        assert_eq!(evidence_owner(None, None).unwrap(), None);
+        let e = evidence_owner(Some("acme"), Some("123456789012")).unwrap_err();
+        assert!(
+            e.starts_with("--evidence-owner: ") && e.contains("12 digits"),
+            "{e}"
+        );
+        let s = s3_settings(&EvidenceDecl::default(), Some("123456789012"));
+        assert_eq!(s.expected_owner.as_deref(), Some("123456789012"));
+        assert_eq!(read_settings(None).expected_owner, None);
+    }
+
     fn record(case: &str, run: &str) -> RunRecord {
         RunRecord {
             run_id: run.into(),

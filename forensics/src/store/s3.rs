@@ -1320,6 +1320,40 @@ where
 }
 
 #[cfg(test)]
+mod owner_tests {
+    #[test]
+    fn an_owner_is_twelve_digits_and_a_store_refuses_anything_else() {
+        assert!(super::check_account_id("123456789012").is_ok());
+        for bad in [
+            "",
+            "12345678901",
+            "1234567890123",
+            "12345678901a",
+            "１２３456789012",
+            " 123456789012",
+        ] {
+            let e = super::check_account_id(bad).unwrap_err();
+            assert!(e.contains("12 digits"), "{bad:?}: {e}");
+        }
+        // A long hostile value is not echoed whole.
+        let e = super::check_account_id(&"9".repeat(10_000)).unwrap_err();
+        assert!(e.len() < 200, "{}", e.len());
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .build();
+        let client = aws_sdk_s3::Client::from_conf(conf);
+        let with = |owner: &str| super::S3Settings {
+            expected_owner: Some(owner.to_string()),
+            ..super::S3Settings::default()
+        };
+        let e = super::S3Store::new(client.clone(), "b-1", "", with("12-4")).unwrap_err();
+        assert!(e.to_string().contains("expected owner"), "{e}");
+        let st = super::S3Store::new(client, "b-1", "", with("123456789012")).unwrap();
+        assert_eq!(st.expected_owner(), Some("123456789012"));
+    }
+}
+
+#[cfg(test)]
 mod part_size_tests {
     #[test]
     fn part_size_grows_only_past_ten_thousand_parts() {
