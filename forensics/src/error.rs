@@ -52,7 +52,7 @@ pub enum Error {
     /// S3 refused a call on the evidence bucket that carried `ExpectedBucketOwner` with 403
     /// `AccessDenied`: the bucket belongs to another account (a look-alike of the expected
     /// bucket), or the credentials may not use it (S3 gives the same answer to both).
-    #[error("evidence bucket {bucket} is not owned by account {owner}, or these credentials may not use it: s3 {operation} on {target} with ExpectedBucketOwner {owner} was refused (403 AccessDenied{}{}); if the evidence bucket belongs to another account, name that account with --evidence-owner ACCOUNT_ID", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default(), request_id.as_deref().map(|r| format!(", request id {r}")).unwrap_or_default())]
+    #[error("evidence bucket {bucket} is not owned by account {owner}, or these credentials may not use it: s3 {operation} on {target} with ExpectedBucketOwner {owner} was refused (403 AccessDenied{detail}); if the evidence bucket belongs to another account, name that account with --evidence-owner ACCOUNT_ID")]
     NotOwned {
         /// The S3 operation (`HeadBucket`, `PutObject`, ...).
         operation: &'static str,
@@ -62,11 +62,9 @@ pub enum Error {
         bucket: String,
         /// The account the bucket was expected to belong to.
         owner: String,
-        /// S3's message, when it gave one other than "Access Denied" (a KMS denial names
-        /// the key's action, for instance).
-        message: Option<String>,
-        /// The request id, when S3 gave one.
-        request_id: Option<String>,
+        /// `: S3's message` when it said more than "Access Denied" (a KMS denial names the
+        /// key's action, for instance), then `, request id ID` when S3 gave one; else empty.
+        detail: String,
     },
     /// The bucket is not fit to hold evidence (no versioning, no Object Lock, ...).
     #[error("bucket {bucket} cannot hold evidence: {problem}")]

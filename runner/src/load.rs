@@ -442,7 +442,7 @@ impl Frame {
         match self {
             Frame::Seq(items, ..) => items.get(index),
             Frame::Map(entries, pending, ..) => match entries.get(index / 2) {
-                Some((k, v)) => Some(if index % 2 == 0 { k } else { v }),
+                Some((k, v)) => Some(if index.is_multiple_of(2) { k } else { v }),
                 None if index == 2 * entries.len() => pending.as_ref(),
                 None => None,
             },
@@ -454,9 +454,11 @@ impl Frame {
 fn node_child(node: &Node, index: usize) -> Option<&Node> {
     match &node.kind {
         NodeKind::Seq(items) => items.get(index),
-        NodeKind::Map(entries) => entries
-            .get(index / 2)
-            .map(|(k, v)| if index % 2 == 0 { k } else { v }),
+        NodeKind::Map(entries) => {
+            entries
+                .get(index / 2)
+                .map(|(k, v)| if index.is_multiple_of(2) { k } else { v })
+        }
         _ => None,
     }
 }

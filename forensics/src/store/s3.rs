@@ -1264,16 +1264,22 @@ where
                 target,
                 bucket: bucket.to_string(),
                 owner: owner.to_string(),
-                message: e
-                    .message()
-                    .map(|m| {
-                        crate::awserr::one_line(m)
-                            .chars()
-                            .take(300)
-                            .collect::<String>()
-                    })
-                    .filter(|m| !m.is_empty() && m != "Access Denied"),
-                request_id: e.request_id().map(str::to_string),
+                detail: format!(
+                    "{}{}",
+                    e.message()
+                        .map(|m| {
+                            crate::awserr::one_line(m)
+                                .chars()
+                                .take(300)
+                                .collect::<String>()
+                        })
+                        .filter(|m| !m.is_empty() && m != "Access Denied")
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default(),
+                    e.request_id()
+                        .map(|r| format!(", request id {r}"))
+                        .unwrap_or_default()
+                ),
             };
         }
     }
