@@ -168,6 +168,10 @@ enum Command {
         /// Also write the checks as JUnit XML (one test case per check) to FILE.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
+        /// A chaos drill: inject the faults of SPEC (the fault proxy's YAML: rules by
+        /// service:Operation, random faults, throttling) into the run's AWS traffic.
+        #[arg(long, value_name = "SPEC")]
+        chaos: Option<PathBuf>,
     },
     /// Past drills' scorecards over time: time to contain, time to sealed evidence, checks
     /// passed, per playbook.
@@ -353,6 +357,7 @@ pub fn run(cli: Cli) -> Exit {
             account_id,
             junit,
             emulator,
+            chaos,
         } => {
             let src = match read_source(&file) {
                 Ok(s) => s,
@@ -378,6 +383,7 @@ pub fn run(cli: Cli) -> Exit {
                 state_dir: g.state_dir.clone(),
                 json: g.output == Output::Json,
                 junit,
+                chaos,
             };
             block_on(crate::gameday::gameday(req))
         }

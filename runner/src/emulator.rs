@@ -161,6 +161,9 @@ impl Emulator {
             .env("LOCALSTACK_HOST", &listen)
             .env("DNS_ADDRESS", "0")
             .env("DISABLE_EVENTS", "1")
+            // Access keys LocalStack creates start AKIA, as AWS's do (by default LKIA, which
+            // an access_key_id input rightly refuses: docs/emulator-notes.md).
+            .env("PARITY_AWS_ACCESS_KEY_ID", "1")
             .env("SERVICES", &services)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -167,8 +167,15 @@ impl Sink {
 
 /// Fault injection for the crash tests: with `IRR_FAULT_KILL_AT_SEQ=N`, the process sends
 /// itself SIGKILL right after journal entry N is durable, exactly as a crash or `kill -9`
-/// would stop it; with `IRR_FAULT_SIGINT_AT_SEQ=N`, SIGINT (a responder's Ctrl-C). Never set
-/// outside tests.
+/// would stop it; with `IRR_FAULT_SIGINT_AT_SEQ=N`, SIGINT (a responder's Ctrl-C). Compiled
+/// into debug builds only (the tests'): a release build has no such hook, so no environment
+/// variable can make a responder's `irr` kill itself mid-containment
+/// (`tests/tests/hostile_inputs.rs` checks the binary).
+#[cfg(not(debug_assertions))]
+fn crash_point(_seq: u64) {}
+
+/// See the release-build `crash_point` above.
+#[cfg(debug_assertions)]
 fn crash_point(seq: u64) {
     static AT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
     let at = AT.get_or_init(|| {

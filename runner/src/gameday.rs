@@ -57,6 +57,10 @@ pub struct Scenario {
     /// missed is a failed check.
     #[serde(default)]
     pub targets: Option<Targets>,
+    /// Faults injected into the run's AWS traffic (a chaos drill): the fault proxy's spec
+    /// (`irr_runner::proxy::ProxySpec`); `--chaos FILE` replaces it.
+    #[serde(default)]
+    pub chaos: Option<crate::proxy::ProxySpec>,
 }
 
 /// Times a drill must beat.
@@ -300,6 +304,24 @@ pub struct Scorecard {
     pub started_at: String,
     /// The verified local copy of the sealed evidence (`STATE_DIR/runs/RUN_ID/evidence-copy/CASE/RUN`).
     pub evidence_copy: Option<String>,
+    /// A chaos drill's injected faults and what the playbook did about each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chaos: Vec<ChaosOutcome>,
+}
+
+/// One fault a chaos drill injected, and what the run did about it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChaosOutcome {
+    /// `service:Operation`.
+    pub action: String,
+    /// The fault (`throttle`, `deny`, `drop_after`, ...).
+    pub fault: crate::proxy::FaultKind,
+    /// How many requests got it.
+    pub times: u64,
+    /// `recorded a gap`, `failed safe`, or `retried`.
+    pub outcome: String,
+    /// Which gap, which failed step, or how it was retried.
+    pub detail: String,
 }
 
 /// Options of `irr gameday`.
@@ -324,6 +346,9 @@ pub struct GamedayRequest {
     pub json: bool,
     /// `--junit FILE`: the checks as JUnit XML.
     pub junit: Option<PathBuf>,
+    /// `--chaos FILE`: faults to inject into the run's AWS traffic (replaces the scenario's
+    /// `chaos:`).
+    pub chaos: Option<PathBuf>,
 }
 
 fn say(json: bool, msg: &str) {
@@ -561,6 +586,41 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
         .evidence
         .clone()
         .unwrap_or_else(|| format!("s3://{drill_bucket}/cases"));
+    // A chaos drill: the run (only the run: not the seeding, not the checks) talks to the
+    // emulator through the fault proxy.
+    let chaos = match &req.chaos {
+        Some(path) => match load_chaos(path) {
+            Ok(spec) => Some(spec),
+            Err(e) => {
+                say(req.json, &format!("error: {e}"));
+                return Exit::Invalid;
+            }
+        },
+        None => scenario.chaos.clone(),
+    };
+    let mut run_opts = opts.clone();
+    let proxy = match (&chaos, &opts.endpoint_url) {
+        (Some(spec), Some(endpoint)) => {
+            match crate::proxy::FaultProxy::start(endpoint, spec.clone()).await {
+                Ok(p) => {
+                    run_opts.endpoint_url = Some(p.url().to_owned());
+                    Some(p)
+                }
+                Err(e) => {
+                    say(
+                        req.json,
+                        &format!("error: the chaos proxy did not start: {e}"),
+                    );
+                    return Exit::Invalid;
+                }
+            }
+        }
+        (Some(_), None) => {
+            say(req.json, "error: a chaos drill runs against an emulator (or --endpoint-url), never an account's own endpoints");
+            return Exit::Invalid;
+        }
+        (None, _) => None,
+    };
     let result = run::run(RunRequest {
         playbook_path: req.playbook_path.clone(),
         playbook: req.playbook.clone(),
@@ -573,7 +633,7 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
         concurrency: 4,
         state_dir: req.state_dir.clone(),
         json: req.json,
-        aws: opts.clone(),
+        aws: run_opts,
         create_evidence_bucket: true,
         evidence_owner: Some(account.clone()),
     })
@@ -590,7 +650,7 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
     let mut checks = Vec::new();
     for exp in &scenario.expect {
         let exp = render_expectation(exp, &render);
-        if let Some(why) = skip_reason(&exp, &skipped_profiles) {
+        if let Some(why) = skip_reason(&exp, &skipped_profiles, &result, kind) {
             checks.push(CheckResult {
                 check: exp,
                 passed: false,
@@ -621,6 +681,9 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
         _ => None,
     };
     card.started_at = drill_started;
+    if let Some(p) = &proxy {
+        card.chaos = chaos_outcomes(&p.injected(), &req.state_dir, &result);
+    }
     if let Some(t) = &scenario.targets {
         check_targets(&mut card, t);
     }
@@ -705,6 +768,95 @@ pub fn drill_bucket_name(account: &str, stamp: &str, random: u32) -> String {
     }
     name.push_str(&format!("{random:08x}"));
     name
+}
+
+/// Reads a `--chaos FILE` through the bounded loader first (an alias bomb is refused like in
+/// a playbook), then as the fault proxy's spec.
+fn load_chaos(path: &Path) -> Result<crate::proxy::ProxySpec, String> {
+    let src = crate::load::read_file(path).map_err(|d| d.render(None))?;
+    if let Err(problems) = crate::load::parse(&src) {
+        return Err(problems
+            .iter()
+            .map(|d| d.render(Some(&src)))
+            .collect::<Vec<_>>()
+            .join("\n"));
+    }
+    crate::proxy::ProxySpec::from_yaml(src.text()).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// What the run did about each injected fault, from its journal: a gap recorded for that
+/// action, a step that failed on it (failed safe: the journal says what was and was not
+/// changed), or retried (the SDK's or the step's retry went on).
+fn chaos_outcomes(
+    injected: &[crate::proxy::Injected],
+    state_dir: &Path,
+    run: &run::RunResult,
+) -> Vec<ChaosOutcome> {
+    let journal = run
+        .run_id
+        .as_ref()
+        .map(|id| crate::executor::run_dir(state_dir, id).join("journal.jsonl"))
+        .and_then(|p| crate::journal::read(&p).ok())
+        .unwrap_or_default();
+    let mut grouped: BTreeMap<(String, crate::proxy::FaultKind), u64> = BTreeMap::new();
+    for i in injected {
+        *grouped.entry((i.action.clone(), i.fault)).or_default() += 1;
+    }
+    grouped
+        .into_iter()
+        .map(|((action, fault), times)| {
+            let (service, operation) = action.split_once(':').unwrap_or((&action, ""));
+            let gap = journal.iter().find(|e| {
+                e.event() == "gap_recorded"
+                    && e.value["what"]
+                        .as_str()
+                        .is_some_and(|w| w.starts_with(&action))
+            });
+            let failed_call = journal.iter().find(|e| {
+                e.event() == "call_finished"
+                    && e.value["ok"] == false
+                    && e.value["error_message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with(&format!("{service}:{operation} failed")))
+            });
+            let failed_step = run.steps.iter().find(|s| {
+                s.status == StepStatus::Failed
+                    && s.error.as_deref().is_some_and(|e| e.contains(&action))
+            });
+            let (outcome, detail) = match (gap, failed_step, failed_call) {
+                (Some(g), _, _) => (
+                    "recorded a gap",
+                    format!(
+                        "step {}: {}",
+                        g.value["step"].as_str().unwrap_or("?"),
+                        g.value["what"].as_str().unwrap_or("?")
+                    ),
+                ),
+                (None, Some(s), _) => (
+                    "failed safe",
+                    format!(
+                        "step {} failed; the journal records every change made",
+                        s.id
+                    ),
+                ),
+                (None, None, Some(_)) => (
+                    "retried",
+                    "a call failed and the step's retry went on".to_owned(),
+                ),
+                (None, None, None) => (
+                    "retried",
+                    "the SDK's retry went on; no step saw it".to_owned(),
+                ),
+            };
+            ChaosOutcome {
+                action,
+                fault,
+                times,
+                outcome: outcome.to_owned(),
+                detail,
+            }
+        })
+        .collect()
 }
 
 /// The marker beside a drill run's evidence copy: `STATE_DIR/runs/RUN_ID/evidence-copy.json`.
@@ -821,11 +973,34 @@ impl EmulatorGaps {
     }
 }
 
-/// A check that cannot be made because of what the seed had to leave out.
-fn skip_reason(exp: &Expectation, skipped_profiles: &[String]) -> Option<String> {
+/// Why LocalStack's clean room has no restored volume (named in the scorecard).
+pub const LOCALSTACK_NO_CFN_VOLUMES: &str = "LocalStack's CloudFormation does not create AWS::EC2::Volume or AWS::EC2::VolumeAttachment (it reports them CREATE_COMPLETE with physical id \"unknown\"), so no volume is restored from the snapshots (the run records each as a gap), and it launches the workstation in the default VPC whatever its SubnetId says: the clean room cannot be built there";
+
+/// A check that cannot be made because of what the emulator cannot do: the seed had to
+/// leave a profile out, or LocalStack's CloudFormation did not create the clean room's
+/// volumes (the stack step's `not_created` output; on any other target that is a failed
+/// check, not a skipped one).
+fn skip_reason(
+    exp: &Expectation,
+    skipped_profiles: &[String],
+    run: &run::RunResult,
+    kind: Option<emulator::EmulatorKind>,
+) -> Option<String> {
     match exp {
         Expectation::ProfileDetached { instance } if skipped_profiles.contains(instance) => {
             Some(LOCALSTACK_NO_PROFILE.to_owned())
+        }
+        Expectation::CleanRoom { stack_step, .. }
+            if kind == Some(emulator::EmulatorKind::Localstack) =>
+        {
+            let stack = run.steps.iter().find(|s| &s.id == stack_step)?;
+            let volumes_missing = stack.outputs["not_created"].as_array().is_some_and(|r| {
+                r.iter().any(|r| {
+                    r["resource_type"] == "AWS::EC2::Volume"
+                        || r["resource_type"] == "AWS::EC2::VolumeAttachment"
+                })
+            });
+            volumes_missing.then(|| LOCALSTACK_NO_CFN_VOLUMES.to_owned())
         }
         _ => None,
     }
@@ -952,12 +1127,12 @@ async fn seed(
             } => {
                 let subnet = r(subnet);
                 let groups: Vec<String> = security_groups.iter().map(|g| r(g)).collect();
-                let mut nic = InstanceNetworkInterfaceSpecification::builder()
+                // The groups go on the interface after launch: both emulators add groups
+                // given at launch to every interface they describe, whatever isolation sets
+                // later (docs/emulator-notes.md); AWS keeps them per interface.
+                let nic = InstanceNetworkInterfaceSpecification::builder()
                     .device_index(0)
                     .subnet_id(&subnet);
-                for g in &groups {
-                    nic = nic.groups(g);
-                }
                 let mut req = aws
                     .ec2
                     .run_instances()
@@ -1003,6 +1178,25 @@ async fn seed(
                     .to_owned();
                 if instance_profile.is_some() && !with_profile {
                     skipped_profiles.push(id.clone());
+                }
+                let primary = out
+                    .instances()
+                    .first()
+                    .and_then(|i| i.network_interfaces().first())
+                    .and_then(|n| n.network_interface_id());
+                if let (Some(eni), false) = (primary, groups.is_empty()) {
+                    aws.ec2
+                        .modify_network_interface_attribute()
+                        .network_interface_id(eni)
+                        .set_groups(Some(groups.clone()))
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            err(
+                                "set the interface's groups",
+                                &aws_line("ec2", "ModifyNetworkInterfaceAttribute", &e),
+                            )
+                        })?;
                 }
                 for n in 0..*extra_interfaces {
                     let mut eni = aws.ec2.create_network_interface().subnet_id(&subnet);
@@ -1396,8 +1590,23 @@ async fn check(
                     .count(),
                 Err(e) => return fail(&aws_line("ec2", "DescribeVolumes", &e)),
             };
-            let ok = igws == 0 && nats == 0 && snapshots > 0 && attached == snapshots;
-            (ok, format!("vpc {vpc}: {igws} internet gateway(s), {nats} NAT gateway(s); workstation {workstation}: {attached} restored volume(s) for {snapshots} snapshot(s)"))
+            let ws_vpc = match ec2
+                .describe_instances()
+                .instance_ids(&workstation)
+                .send()
+                .await
+            {
+                Ok(o) => o
+                    .reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .find_map(|i| i.vpc_id().map(str::to_owned))
+                    .unwrap_or_default(),
+                Err(e) => return fail(&aws_line("ec2", "DescribeInstances", &e)),
+            };
+            let inside = ws_vpc == vpc;
+            let ok = igws == 0 && nats == 0 && inside && snapshots > 0 && attached == snapshots;
+            (ok, format!("vpc {vpc}: {igws} internet gateway(s), {nats} NAT gateway(s); workstation {workstation} {}: {attached} restored volume(s) for {snapshots} snapshot(s)", if inside { "inside it".to_owned() } else { format!("OUTSIDE it (in {ws_vpc})") }))
         }
         Expectation::EvidenceVerified {} => {
             let Some(loc) = run
@@ -1534,6 +1743,7 @@ fn scorecard(
         evidence: run.evidence.as_ref().map(|e| e.location.clone()),
         target,
         evidence_copy: None,
+        chaos: Vec::new(),
         started_at: String::new(),
     }
 }
@@ -1760,6 +1970,23 @@ pub fn render_scorecard(c: &Scorecard) -> String {
             s["status"].as_str().unwrap_or(""),
             s["attempts"]
         );
+    }
+    if !c.chaos.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n  chaos (faults injected into the run's AWS traffic):"
+        );
+        for f in &c.chaos {
+            let fault = serde_json::to_value(f.fault)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "    {:<44} {fault} x{}: {} ({})",
+                f.action, f.times, f.outcome, f.detail
+            );
+        }
     }
     let _ = writeln!(out, "\n  checks:");
     for ch in &c.checks {

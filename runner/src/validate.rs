@@ -174,8 +174,29 @@ pub fn check(source: &Source) -> (Option<Playbook>, Vec<Diagnostic>) {
     problems.sort_by_key(|d| (d.span.line, d.span.column));
     problems.dedup();
     let has_error = problems.iter().any(Diagnostic::is_error);
+    if problems.len() > MAX_DIAGNOSTICS {
+        let more = problems.len() - MAX_DIAGNOSTICS;
+        let last_line = problems[MAX_DIAGNOSTICS - 1].span.line;
+        problems.truncate(MAX_DIAGNOSTICS);
+        let mut d = Diagnostic::error(
+            source.span_at(0, 0),
+            format!("{more} more problems after line {last_line} are not listed"),
+        );
+        d.help = Some(format!(
+            "irr lists the first {MAX_DIAGNOSTICS}; fix these and validate again"
+        ));
+        problems.push(d);
+    }
     (playbook.filter(|_| !has_error), problems)
 }
+
+/// At most this many diagnostics are listed for one file (a file of thousands of mistakes
+/// is answered in bounded time and output).
+const MAX_DIAGNOSTICS: usize = 200;
+
+/// At most this many unknown keys of one mapping are reported (and searched for "did you
+/// mean"); the rest are counted in one more diagnostic.
+const MAX_UNKNOWN_KEYS: usize = 20;
 
 struct Validator<'a> {
     source: &'a Source,
@@ -269,16 +290,25 @@ impl Validator<'_> {
             );
             return None;
         };
-        for (k, _) in entries {
+        let mut unknown = entries.iter().filter_map(|(k, _)| {
             let key = k.scalar_text().unwrap_or_default();
-            if !allowed.contains(&key.as_str()) {
-                let help = match (hint(&key), intended_key(&key, allowed)) {
-                    (Some(h), _) => h,
-                    (None, Some(best)) => format!("did you mean \"{best}\"?"),
-                    (None, None) => suggestion(&key, allowed),
-                };
-                self.help(&k.span, format!("unknown key \"{key}\" in {what}"), help);
-            }
+            (!allowed.contains(&key.as_str())).then_some((k, key))
+        });
+        for (k, key) in unknown.by_ref().take(MAX_UNKNOWN_KEYS) {
+            let help = match (hint(&key), intended_key(&key, allowed)) {
+                (Some(h), _) => h,
+                (None, Some(best)) => format!("did you mean \"{best}\"?"),
+                (None, None) => suggestion(&key, allowed),
+            };
+            self.help(&k.span, format!("unknown key \"{key}\" in {what}"), help);
+        }
+        if let Some((k, _)) = unknown.next() {
+            let more = 1 + unknown.count();
+            self.help(
+                &k.span,
+                format!("{more} more unknown keys in {what}, from here on"),
+                format!("{what} has only these keys: {}", allowed.join(", ")),
+            );
         }
         Some(entries)
     }
@@ -1789,10 +1819,12 @@ fn intended_key(key: &str, allowed: &[&'static str]) -> Option<&'static str> {
 /// Whether `node` has an unknown key that was probably meant to be `key` (so a "missing
 /// `key`" error would only repeat the "unknown key" one).
 fn misspelled(node: &Node, key: &str, allowed: &[&'static str]) -> bool {
-    node.as_map().unwrap_or(&[]).iter().any(|(k, _)| {
-        k.as_str()
-            .is_some_and(|k| !allowed.contains(&k) && intended_key(k, allowed) == Some(key))
-    })
+    node.as_map()
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|(k, _)| k.as_str().filter(|k| !allowed.contains(k)))
+        .take(MAX_UNKNOWN_KEYS)
+        .any(|k| intended_key(k, allowed) == Some(key))
 }
 
 /// The span of the key `key` of the mapping `node`.

@@ -493,11 +493,15 @@ pub async fn compromised_instances_with(
         .image_id("ami-12c6146b")
         .min_count(n)
         .max_count(n)
+        // No groups at launch: the open group is put on the interface below. Both emulators
+        // (EC2 is moto's in LocalStack too) add an instance's launch-time groups to every
+        // interface they describe, whatever ModifyNetworkInterfaceAttribute sets later
+        // (LocalStack also for groups given in the interface specification), where AWS keeps
+        // groups per interface: docs/emulator-notes.md.
         .network_interfaces(
             InstanceNetworkInterfaceSpecification::builder()
                 .device_index(0)
                 .subnet_id(&subnet)
-                .groups(&open_group)
                 .build(),
         )
         .set_iam_instance_profile(with_profile.then(|| {
@@ -527,6 +531,25 @@ pub async fn compromised_instances_with(
         .filter_map(|i| i.instance_id().map(str::to_owned))
         .collect();
     assert_eq!(ids.len(), n as usize);
+    let enis = ec2
+        .describe_network_interfaces()
+        .filters(
+            Filter::builder()
+                .name("attachment.instance-id")
+                .set_values(Some(ids.clone()))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    for eni in enis.network_interfaces() {
+        ec2.modify_network_interface_attribute()
+            .network_interface_id(eni.network_interface_id().unwrap())
+            .groups(&open_group)
+            .send()
+            .await
+            .unwrap();
+    }
     let vols = ec2
         .describe_volumes()
         .filters(

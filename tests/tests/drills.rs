@@ -2,12 +2,13 @@
 //! its emulator is gone (its verified local evidence copy); AWS errors are one readable line
 //! (a stopped emulator, no credentials, a denied call) and "could not read" (exit 5) is told
 //! apart from "altered" (exit 3); a playbook that makes no AWS call runs without AWS; drill
-//! history and targets; JUnit XML checked against the Jenkins JUnit XSD with `xmllint`.
+//! history and targets; JUnit XML checked against the Jenkins JUnit XSD with `xmllint`; a
+//! chaos drill (`--chaos`) still contains and says what it did about each injected fault.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use irr_tests::{irr_bin, output_text as text, playbook, unique, PrivateEmulator};
+use irr_tests::{irr_bin, output_text as text, playbook};
 use serde_json::Value;
 
 fn last_json(out: &Output) -> Value {
@@ -547,31 +548,42 @@ fn a_stopped_emulator_is_one_readable_line_and_unverifiable_is_exit_5() {
     );
 }
 
+/// Every S3 call denied (403 `AccessDenied`, from the fault proxy: moto's S3 under IAM
+/// enforcement answers `SignatureDoesNotMatch` instead, docs/emulator-notes.md): the evidence
+/// cannot be read, which is "unverifiable" (exit 5), not "altered" (3), in one readable line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "moto with IAM enforcement answers S3 with SignatureDoesNotMatch, not AccessDenied, and irr then exits 3 instead of 5: to be reworked on a denied non-S3 call (see the session note)"]
 async fn a_denied_call_is_one_readable_line_and_unverifiable() {
-    // IAM enforced after two unchecked calls: a user with no permissions, and its key.
-    let emu = PrivateEmulator::start(&[("INITIAL_NO_AUTH_ACTION_COUNT", "2")]);
-    let iam = aws_sdk_iam::Client::new(
-        &irr_tests::sdk_config_for(&emu.endpoint(), ("testing", "testing")).await,
-    );
-    let name = unique("irr-nobody");
-    iam.create_user().user_name(&name).send().await.unwrap();
-    let k = iam
-        .create_access_key()
-        .user_name(&name)
-        .send()
-        .await
-        .unwrap()
-        .access_key
-        .unwrap();
+    let proxy = irr_runner::proxy::FaultProxy::start(
+        &irr_tests::endpoint(),
+        irr_runner::proxy::ProxySpec {
+            rules: vec![irr_runner::proxy::Rule {
+                action: "s3:*".into(),
+                fault: irr_runner::proxy::FaultKind::Deny,
+                nth: None,
+                times: None,
+                latency_ms: None,
+            }],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let state = tempfile::tempdir().unwrap();
-    let out = irr_tests::irr_with(
-        &["evidence", "verify", "s3://irr-evidence/cases/IR-1/r-1"],
-        state.path(),
-        &emu.endpoint(),
-        (&k.access_key_id, &k.secret_access_key),
-        &[],
+    let (url, dir) = (proxy.url().to_owned(), state.path().to_owned());
+    let out = tokio::task::spawn_blocking(move || {
+        irr_tests::irr_with(
+            &["evidence", "verify", "s3://irr-evidence/cases/IR-1/r-1"],
+            &dir,
+            &url,
+            ("testing", "testing"),
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        !proxy.injected().is_empty(),
+        "the proxy denied the S3 calls"
     );
     assert_eq!(out.status.code(), Some(5), "{}", text(&out));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -579,4 +591,107 @@ async fn a_denied_call_is_one_readable_line_and_unverifiable() {
     assert!(err.contains("AccessDenied"), "{err}");
     assert!(err.contains("may not call s3:"), "{err}");
     assert!(err.contains("irr policy PLAYBOOK"), "{err}");
+}
+
+/// A chaos drill (`--chaos SPEC`): the EC2 drill with every Auto Scaling call denied and a
+/// burst of EC2 throttling injected into the run's traffic (through the fault proxy the
+/// drill starts; the seeding and the checks talk to the emulator directly). The instance is
+/// still contained (the drill's checks read the emulator; this test reads it too), and the
+/// scorecard says what the playbook did about each fault: the denials are recorded gaps, the
+/// throttling was retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chaos_drill_still_contains_and_says_what_it_did_about_each_fault() {
+    let state = tempfile::tempdir().unwrap();
+    let spec = state.path().join("chaos.yaml");
+    std::fs::write(
+        &spec,
+        "rules:\n  - {action: 'autoscaling:*', fault: deny}\n  - {action: 'ec2:*', fault: throttle, nth: 4, times: 2}\n  - {action: 'ec2:DescribeInstances', fault: latency, latency_ms: 50, times: 3}\n",
+    )
+    .unwrap();
+    let endpoint = irr_tests::endpoint();
+    let (dir, ep) = (state.path().to_owned(), endpoint.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(irr_bin())
+            .arg("--state-dir")
+            .arg(&dir)
+            .args(["--output", "json", "gameday"])
+            .arg(playbook("ec2-instance-compromise.yaml"))
+            .arg("--chaos")
+            .arg(dir.join("chaos.yaml"))
+            .args(["--endpoint-url", &ep])
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("AWS_PROFILE")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let card = last_json(&out);
+    assert_eq!(out.status.code(), Some(0), "{card:#}\n{}", text(&out));
+    let failed: Vec<&Value> = card["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] != true)
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    let chaos = card["chaos"].as_array().expect("the scorecard's chaos");
+    let of = |action: &str| {
+        chaos
+            .iter()
+            .find(|f| f["action"] == action)
+            .unwrap_or_else(|| panic!("{action} not in {chaos:#?}"))
+    };
+    let asg = of("autoscaling:DescribeAutoScalingInstances");
+    assert_eq!(asg["fault"], "deny");
+    assert_eq!(asg["outcome"], "recorded a gap", "{asg:#}");
+    let throttled: Vec<&Value> = chaos.iter().filter(|f| f["fault"] == "throttle").collect();
+    assert_eq!(
+        throttled
+            .iter()
+            .map(|f| f["times"].as_u64().unwrap())
+            .sum::<u64>(),
+        2,
+        "{chaos:#?}"
+    );
+    for t in &throttled {
+        assert_eq!(t["outcome"], "retried", "{t:#}");
+    }
+    assert!(chaos.iter().any(|f| f["fault"] == "latency"), "{chaos:#?}");
+
+    // The emulator's own state: the drill's instance holds only its isolation group.
+    let isolated = card["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"]["check"] == "isolated")
+        .expect("an isolated check");
+    let instance = isolated["check"]["instance"].as_str().unwrap();
+    let ec2 = aws_sdk_ec2::Client::new(&irr_tests::sdk_config().await);
+    let enis = ec2
+        .describe_network_interfaces()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("attachment.instance-id")
+                .values(instance)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(!enis.network_interfaces().is_empty());
+    for eni in enis.network_interfaces() {
+        let names: Vec<String> = eni
+            .groups()
+            .iter()
+            .filter_map(|g| g.group_name().map(str::to_owned))
+            .collect();
+        assert!(
+            names.len() == 1 && names[0].starts_with("irr-isolation-"),
+            "{:?}: {names:?}",
+            eni.network_interface_id()
+        );
+    }
 }

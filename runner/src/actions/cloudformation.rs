@@ -868,6 +868,21 @@ pub async fn deploy_stack(ctx: &ActionCtx, params: Value) -> Result<ActionOutput
         &json!({"stack_id": stack_id, "resources": resources}),
         "cloudformation:DescribeStackResources",
     )?;
+    let not_created = not_created(&resources);
+    for r in &not_created {
+        ctx.gap(
+            &format!(
+                "cloudformation:{} ({}) not created",
+                r["logical_resource_id"].as_str().unwrap_or("?"),
+                r["resource_type"].as_str().unwrap_or("?")
+            ),
+            &ActionError::Target(format!(
+                "the stack reports it {} with no physical resource ({}): this CloudFormation did not create it, and the clean room lacks it",
+                r["status"].as_str().unwrap_or("?"),
+                r["physical_resource_id"]
+            )),
+        );
+    }
     let evs = events(ctx, &stack_id).await?;
     ctx.evidence(
         "stack-events.json",
@@ -885,7 +900,38 @@ pub async fn deploy_stack(ctx: &ActionCtx, params: Value) -> Result<ActionOutput
         .with("stack_id", stack_id)
         .with("outputs", Value::Object(outputs_of(&stack)))
         .with("stack_name", name)
-        .with("reused", reused))
+        .with("reused", reused)
+        .with("not_created", Value::Array(not_created)))
+}
+
+/// The resources (of [`resources_json`]) a stack reports complete without a physical
+/// resource: LocalStack's CloudFormation marks the types it does not implement (community
+/// edition: `AWS::EC2::Volume`, `AWS::EC2::VolumeAttachment`) `CREATE_COMPLETE` with the
+/// physical id `unknown`. On AWS every created resource has its id; such a resource does not
+/// exist, and the run says so (a gap per resource, the `not_created` output).
+fn not_created(resources: &Value) -> Vec<Value> {
+    resources
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .filter(|r| {
+                    let complete = r["status"]
+                        .as_str()
+                        .is_some_and(|s| s.ends_with("_COMPLETE") && !s.starts_with("DELETE"));
+                    let id = r["physical_resource_id"].as_str().unwrap_or("");
+                    complete && (id.is_empty() || id == "unknown")
+                })
+                .map(|r| {
+                    json!({
+                        "logical_resource_id": r["logical_resource_id"],
+                        "resource_type": r["resource_type"],
+                        "status": r["status"],
+                        "physical_resource_id": r["physical_resource_id"],
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn timeout_minutes(timeout: Duration) -> i32 {
@@ -1336,6 +1382,29 @@ pub async fn delete_stack(ctx: &ActionCtx, params: Value) -> Result<ActionOutput
     Ok(ActionOutput::default()
         .with("stack_id", stack_id)
         .with("deleted", true))
+}
+
+#[cfg(test)]
+mod not_created_tests {
+    use super::*;
+
+    #[test]
+    fn resources_complete_without_a_physical_id_are_not_created() {
+        let resources = json!([
+            {"logical_resource_id": "Vpc", "resource_type": "AWS::EC2::VPC", "physical_resource_id": "vpc-1", "status": "CREATE_COMPLETE"},
+            {"logical_resource_id": "EvidenceVolume0", "resource_type": "AWS::EC2::Volume", "physical_resource_id": "unknown", "status": "CREATE_COMPLETE"},
+            {"logical_resource_id": "EvidenceAttachment0", "resource_type": "AWS::EC2::VolumeAttachment", "physical_resource_id": null, "status": "UPDATE_COMPLETE"},
+            {"logical_resource_id": "Pending", "resource_type": "AWS::EC2::Volume", "physical_resource_id": null, "status": "CREATE_IN_PROGRESS"},
+            {"logical_resource_id": "Gone", "resource_type": "AWS::EC2::Volume", "physical_resource_id": null, "status": "DELETE_COMPLETE"},
+        ]);
+        let got = not_created(&resources);
+        let ids: Vec<&str> = got
+            .iter()
+            .map(|r| r["logical_resource_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["EvidenceVolume0", "EvidenceAttachment0"]);
+        assert!(not_created(&json!(null)).is_empty());
+    }
 }
 
 #[cfg(test)]

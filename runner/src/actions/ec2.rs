@@ -762,24 +762,43 @@ pub async fn snapshot_volumes(ctx: &ActionCtx, params: Value) -> Result<ActionOu
     let p: SnapshotParams = parse_params("ec2.snapshot_volumes", params)?;
     let id = p.instance_id.as_str();
     let inst = describe_instance(ctx, id).await?;
-    let vols = attached_volumes(&inst);
+    // The volumes' details are evidence and size the wait; the snapshots never wait on
+    // them: without them (a gap) each wait gets the 10-minute base budget. They are read by
+    // attachment, not by the ids of the block device mappings, so that a volume attached
+    // but missing from the mappings (moto shows one for instances an Auto Scaling group
+    // launched) is snapshotted too: every volume EC2 says is attached gets a snapshot.
+    let described = ctx
+        .aws
+        .ec2
+        .describe_volumes()
+        .filters(filter("attachment.instance-id", [id]))
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(read_err("ec2", "DescribeVolumes"));
+    let described = ctx.or_gap("ec2:DescribeVolumes", described);
+    let described_volumes: &[aws_sdk_ec2::types::Volume] = described.as_deref().unwrap_or_default();
+    let mut vols = attached_volumes(&inst);
+    for v in described_volumes {
+        let Some(vol) = v.volume_id() else { continue };
+        if vols.iter().any(|(_, known)| known == vol) {
+            continue;
+        }
+        let device = v
+            .attachments()
+            .iter()
+            .find(|a| a.instance_id() == Some(id))
+            .and_then(|a| a.device())
+            .unwrap_or_default();
+        vols.push((device.to_owned(), vol.to_owned()));
+    }
     if vols.is_empty() {
         return Err(ActionError::Target(format!(
             "instance {id} has no EBS volume attached"
         )));
     }
-    // The volumes' details are evidence and size the wait; the snapshots never wait on
-    // them: without them (a gap) each wait gets the 10-minute base budget.
-    let described = ctx
-        .aws
-        .ec2
-        .describe_volumes()
-        .set_volume_ids(Some(vols.iter().map(|(_, v)| v.clone()).collect()))
-        .send()
-        .await
-        .map_err(read_err("ec2", "DescribeVolumes"));
-    let described = ctx.or_gap("ec2:DescribeVolumes", described);
-    let described_volumes = described.as_ref().map(|d| d.volumes()).unwrap_or_default();
     let sizes: BTreeMap<String, i32> = described_volumes
         .iter()
         .filter_map(|v| Some((v.volume_id()?.to_owned(), v.size().unwrap_or(0))))
