@@ -52,11 +52,12 @@ pub enum Error {
     /// S3 refused a call on the evidence bucket that carried `ExpectedBucketOwner` with 403
     /// `AccessDenied`: the bucket belongs to another account (a look-alike of the expected
     /// bucket), or the credentials may not use it (S3 gives the same answer to both).
-    #[error("evidence bucket {bucket} is not owned by account {owner}, or these credentials may not use it: s3 {operation} on {target} with ExpectedBucketOwner {owner} was refused (403 AccessDenied{detail}); if the evidence bucket belongs to another account, name that account with --evidence-owner ACCOUNT_ID")]
+    #[error("evidence bucket {bucket} is not owned by account {owner}, or the credentials may not call s3:{operation}: S3 refused {operation} with ExpectedBucketOwner {owner} (403 AccessDenied{detail}); for a bucket of another account give --evidence-owner ACCOUNT_ID, else see `irr policy PLAYBOOK`")]
     NotOwned {
         /// The S3 operation (`HeadBucket`, `PutObject`, ...).
         operation: &'static str,
-        /// `s3://bucket/key` (or the bucket) it was called on.
+        /// `s3://bucket/key` (or the bucket) it was called on (not in the message, which
+        /// stays one short line; the location is named by the caller).
         target: String,
         /// The bucket.
         bucket: String,
