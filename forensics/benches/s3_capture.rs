@@ -238,6 +238,7 @@ fn main() {
             encryption: Encryption::S3Managed,
             part_size,
             max_parts_in_flight: in_flight,
+            expected_owner: None,
         };
         let store = Store::open(
             &EvidenceLocation::parse(&format!("s3://{bucket}")).unwrap(),

@@ -49,6 +49,24 @@ pub enum Error {
         /// The request id, when S3 answered.
         request_id: Option<String>,
     },
+    /// S3 refused a call on the evidence bucket that carried `ExpectedBucketOwner` with 403
+    /// `AccessDenied`: the bucket belongs to another account (a look-alike of the expected
+    /// bucket), or the credentials may not use it (S3 gives the same answer to both).
+    #[error("evidence bucket {bucket} is not owned by account {owner}, or the credentials may not call s3:{operation}: S3 refused {operation} with ExpectedBucketOwner {owner} (403 AccessDenied{detail}); for a bucket of another account give --evidence-owner ACCOUNT_ID, else see `irr policy PLAYBOOK`")]
+    NotOwned {
+        /// The S3 operation (`HeadBucket`, `PutObject`, ...).
+        operation: &'static str,
+        /// `s3://bucket/key` (or the bucket) it was called on (not in the message, which
+        /// stays one short line; the location is named by the caller).
+        target: String,
+        /// The bucket.
+        bucket: String,
+        /// The account the bucket was expected to belong to.
+        owner: String,
+        /// `: S3's message` when it said more than "Access Denied" (a KMS denial names the
+        /// key's action, for instance), then `, request id ID` when S3 gave one; else empty.
+        detail: String,
+    },
     /// The bucket is not fit to hold evidence (no versioning, no Object Lock, ...).
     #[error("bucket {bucket} cannot hold evidence: {problem}")]
     Bucket {
@@ -145,7 +163,11 @@ impl Error {
     pub fn is_unreadable(&self) -> bool {
         matches!(
             self,
-            Error::S3 { .. } | Error::Io { .. } | Error::NoS3Client { .. } | Error::Task(_)
+            Error::S3 { .. }
+                | Error::NotOwned { .. }
+                | Error::Io { .. }
+                | Error::NoS3Client { .. }
+                | Error::Task(_)
         )
     }
 

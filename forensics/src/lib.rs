@@ -60,9 +60,10 @@ pub use manifest::{
     Sha256Sums, Timestamp, MANIFEST_FORMAT, MANIFEST_NAME, SUMS_NAME,
 };
 pub use store::{
-    Encryption, Found, RetentionMode, S3Settings, S3Store, Source, Store, StoredObject,
+    check_account_id, Encryption, Found, RetentionMode, S3Settings, S3Store, Source, Store,
+    StoredObject,
 };
-pub use verify::{verify, verify_run, ItemCheck, ItemStatus, VerifyReport};
+pub use verify::{verify, verify_run, verify_with_owner, ItemCheck, ItemStatus, VerifyReport};
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -283,16 +283,31 @@ impl fmt::Display for VerifyReport {
 }
 
 /// Verifies the run at `location` (`LOCATION/CASE_ID/RUN_ID`, local or `s3://`). S3 locations
-/// need a client.
+/// need a client. No `ExpectedBucketOwner` is sent: see [`verify_with_owner`].
 pub async fn verify(
     location: &EvidenceLocation,
     s3_client: Option<&aws_sdk_s3::Client>,
+) -> Result<VerifyReport> {
+    verify_with_owner(location, s3_client, None).await
+}
+
+/// [`verify`], every S3 request carrying `ExpectedBucketOwner: expected_owner` (a 12-digit
+/// account), so that a bucket of that name in another account is refused
+/// ([`Error::NotOwned`]) instead of verified.
+pub async fn verify_with_owner(
+    location: &EvidenceLocation,
+    s3_client: Option<&aws_sdk_s3::Client>,
+    expected_owner: Option<&str>,
 ) -> Result<VerifyReport> {
     let (root, case_id, run_id) = location.split_run().ok_or_else(|| Error::NotARun {
         location: location.to_string(),
         reason: "expected LOCATION/CASE_ID/RUN_ID".into(),
     })?;
-    let store = Store::open(&root, s3_client.cloned(), S3Settings::default())?;
+    let settings = S3Settings {
+        expected_owner: expected_owner.map(str::to_owned),
+        ..S3Settings::default()
+    };
+    let store = Store::open(&root, s3_client.cloned(), settings)?;
     verify_run(&store, &case_id, &run_id).await
 }
 

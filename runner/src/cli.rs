@@ -124,6 +124,11 @@ enum Command {
         /// Act in another account through this role.
         #[arg(long, value_name = "ARN")]
         assume_role: Option<String>,
+        /// The account that must own the S3 evidence bucket (12 digits; default: the
+        /// caller's account). Every request on the bucket carries it as ExpectedBucketOwner, so
+        /// a bucket of that name in another account is refused.
+        #[arg(long, value_name = "ACCOUNT", value_parser = parse_account_id)]
+        evidence_owner: Option<String>,
     },
     /// Continue an interrupted run from its journal; finished steps are not repeated.
     Resume {
@@ -139,6 +144,10 @@ enum Command {
         /// environment variable IRR_INPUT_NAME is read. Repeatable.
         #[arg(long = "input", value_name = "NAME=VALUE")]
         input: Vec<String>,
+        /// The account that must own the S3 evidence bucket: the one recorded when the run
+        /// started (default), which this may only repeat.
+        #[arg(long, value_name = "ACCOUNT", value_parser = parse_account_id)]
+        evidence_owner: Option<String>,
     },
     /// A drill: stand up an incident (in a local emulator by default), run the playbook,
     /// check the outcome, print a scorecard.
@@ -185,6 +194,10 @@ enum Command {
         /// Write the report to FILE instead of stdout.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// The account that must own the S3 evidence bucket (default: the one recorded when
+        /// the run started, else the caller's account).
+        #[arg(long, value_name = "ACCOUNT", value_parser = parse_account_id)]
+        evidence_owner: Option<String>,
     },
 }
 
@@ -194,6 +207,11 @@ enum EvidenceCommand {
     Verify {
         /// The run's evidence folder: LOCATION/CASE_ID/RUN_ID (local or s3://).
         location: String,
+        /// The account that must own the S3 evidence bucket (12 digits; default: the
+        /// caller's account). Every request on the bucket carries it as ExpectedBucketOwner, so
+        /// a bucket of that name in another account is refused.
+        #[arg(long, value_name = "ACCOUNT", value_parser = parse_account_id)]
+        evidence_owner: Option<String>,
     },
 }
 
@@ -249,6 +267,7 @@ pub fn run(cli: Cli) -> Exit {
             dry_run,
             concurrency,
             assume_role,
+            evidence_owner,
         } => {
             let Some(case_id) = inputs.case.clone() else {
                 report_problems(
@@ -279,6 +298,7 @@ pub fn run(cli: Cli) -> Exit {
                 json: g.output == Output::Json,
                 aws: aws_options(g, assume_role),
                 create_evidence_bucket: false,
+                evidence_owner,
             };
             block_on(crate::run::run(req)).exit
         }
@@ -287,6 +307,7 @@ pub fn run(cli: Cli) -> Exit {
             yes,
             assume_role,
             input,
+            evidence_owner,
         } => {
             let opts = aws_options(g, assume_role);
             block_on(crate::run::resume(
@@ -296,23 +317,36 @@ pub fn run(cli: Cli) -> Exit {
                 g.output == Output::Json,
                 opts,
                 &input,
+                evidence_owner,
             ))
             .exit
         }
         Command::Evidence {
-            command: EvidenceCommand::Verify { location },
-        } => verify_cmd(&location, g),
+            command:
+                EvidenceCommand::Verify {
+                    location,
+                    evidence_owner,
+                },
+        } => verify_cmd(&location, evidence_owner.as_deref(), g),
         Command::Report {
             run_id,
             format,
             out,
+            evidence_owner,
         } => {
             let format = format.unwrap_or(match g.output {
                 Output::Json => crate::report::Format::Json,
                 Output::Text | Output::Sarif => crate::report::Format::Md,
             });
             let aws = aws_options(g, None);
-            crate::report::command(&run_id, format, out.as_deref(), &g.state_dir, aws)
+            crate::report::command(
+                &run_id,
+                format,
+                out.as_deref(),
+                &g.state_dir,
+                aws,
+                evidence_owner,
+            )
         }
         Command::History { playbook } => {
             crate::history::command(&g.state_dir, playbook.as_deref(), g.output == Output::Json)
@@ -374,7 +408,12 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-fn verify_cmd(location: &str, g: &GlobalArgs) -> Exit {
+/// `--evidence-owner`: a 12-digit AWS account id.
+fn parse_account_id(s: &str) -> Result<String, String> {
+    irr_forensics::check_account_id(s).map(|()| s.to_owned())
+}
+
+fn verify_cmd(location: &str, evidence_owner: Option<&str>, g: &GlobalArgs) -> Exit {
     let loc = match irr_forensics::EvidenceLocation::parse(location) {
         Ok(l) => l,
         Err(e) => {
@@ -389,15 +428,25 @@ fn verify_cmd(location: &str, g: &GlobalArgs) -> Exit {
     // Err((unreadable, message)): unreadable = the evidence could not be read (exit 5),
     // else it is not there or not a run (exit 3).
     let report = block_on(async {
-        let client = if matches!(loc, irr_forensics::EvidenceLocation::S3 { .. }) {
-            match crate::aws::connect(&aws_options(g, None)).await {
-                Ok(a) => Some(a.clients.s3),
+        // S3: every request carries the expected owner (--evidence-owner, else the caller's
+        // account), so a look-alike bucket in another account is refused, not verified.
+        let (client, owner) = if matches!(loc, irr_forensics::EvidenceLocation::S3 { .. }) {
+            let aws = match crate::aws::connect(&aws_options(g, None)).await {
+                Ok(a) => a,
                 Err(e) => return Err((true, e.to_string())),
-            }
+            };
+            let owner = match evidence_owner {
+                Some(o) => o.to_owned(),
+                None => match aws.identity().await {
+                    Ok(id) => id.account_id,
+                    Err(e) => return Err((true, e.to_string())),
+                },
+            };
+            (Some(aws.clients.s3), Some(owner))
         } else {
-            None
+            (None, None)
         };
-        irr_forensics::verify(&loc, client.as_ref())
+        irr_forensics::verify_with_owner(&loc, client.as_ref(), owner.as_deref())
             .await
             .map_err(|e| (e.is_unreadable(), e.to_string()))
     });

@@ -21,29 +21,56 @@ use crate::events::EvidenceSummary;
 use crate::executor::{RunRecord, StagedArtifact};
 use crate::model::{EvidenceDecl, LockMode, Playbook};
 
-/// The S3 settings for a playbook's evidence declaration.
-pub fn s3_settings(decl: &EvidenceDecl) -> S3Settings {
+/// The S3 settings for a playbook's evidence declaration; every request on the bucket
+/// carries `ExpectedBucketOwner: expected_owner` when given.
+pub fn s3_settings(decl: &EvidenceDecl, expected_owner: Option<&str>) -> S3Settings {
     S3Settings {
         retention_mode: match decl.lock_mode {
             LockMode::Governance => RetentionMode::Governance,
             LockMode::Compliance => RetentionMode::Compliance,
         },
         retention_days: decl.retention_days,
+        expected_owner: expected_owner.map(str::to_owned),
         ..S3Settings::default()
+    }
+}
+
+/// The settings to read evidence with (another run's, a drill's copy): only the expected
+/// owner matters.
+pub fn read_settings(expected_owner: Option<&str>) -> S3Settings {
+    S3Settings {
+        expected_owner: expected_owner.map(str::to_owned),
+        ..S3Settings::default()
+    }
+}
+
+/// The account the evidence bucket must belong to: `--evidence-owner` when given (checked:
+/// 12 digits), else the caller's own account (`caller`, from STS `GetCallerIdentity`;
+/// `None` when irr runs without AWS, then there is no S3 evidence to check).
+pub fn evidence_owner(flag: Option<&str>, caller: Option<&str>) -> Result<Option<String>, String> {
+    match flag {
+        Some(f) => irr_forensics::check_account_id(f)
+            .map(|()| Some(f.to_owned()))
+            .map_err(|e| format!("--evidence-owner: {e}")),
+        None => Ok(caller.filter(|c| !c.is_empty()).map(str::to_owned)),
     }
 }
 
 /// Opens the store at `location` and, for S3, checks the bucket is fit for evidence
 /// (versioning, Object Lock, default encryption) — or creates it so when `create` is set
-/// (drills). Called before the first change, so a bad location changes nothing.
+/// (drills). Every request on the bucket carries `ExpectedBucketOwner: expected_owner`, so a
+/// bucket of that name in another account is refused here, before anything is written.
+/// Called before the first change, so a bad location changes nothing.
 pub async fn open_store(
     location: &str,
     s3: Option<aws_sdk_s3::Client>,
     decl: &EvidenceDecl,
     create: bool,
+    expected_owner: Option<&str>,
 ) -> Result<Store, String> {
     let loc = EvidenceLocation::parse(location).map_err(|e| e.to_string())?;
-    let store = Store::open(&loc, s3, s3_settings(decl)).map_err(|e| e.to_string())?;
+    let store =
+        Store::open(&loc, s3, s3_settings(decl, expected_owner)).map_err(|e| e.to_string())?;
     if let Store::S3(s3) = &store {
         s3.ensure_bucket(create).await.map_err(|e| e.to_string())?;
     }
@@ -288,6 +315,29 @@ mod tests {
     use super::*;
     use crate::diagnostic::Source as Text;
 
+    #[test]
+    fn the_evidence_owner_is_the_flag_else_the_caller() {
+        assert_eq!(
+            evidence_owner(Some("210987654321"), Some("123456789012")).unwrap(),
+            Some("210987654321".to_owned())
+        );
+        assert_eq!(
+            evidence_owner(None, Some("123456789012")).unwrap(),
+            Some("123456789012".to_owned())
+        );
+        // No AWS (local evidence only): no owner to check.
+        assert_eq!(evidence_owner(None, Some("")).unwrap(), None);
+        assert_eq!(evidence_owner(None, None).unwrap(), None);
+        let e = evidence_owner(Some("acme"), Some("123456789012")).unwrap_err();
+        assert!(
+            e.starts_with("--evidence-owner: ") && e.contains("12 digits"),
+            "{e}"
+        );
+        let s = s3_settings(&EvidenceDecl::default(), Some("123456789012"));
+        assert_eq!(s.expected_owner.as_deref(), Some("123456789012"));
+        assert_eq!(read_settings(None).expected_owner, None);
+    }
+
     fn record(case: &str, run: &str) -> RunRecord {
         RunRecord {
             run_id: run.into(),
@@ -304,6 +354,7 @@ mod tests {
             region: "us-east-1".into(),
             account_id: "123456789012".into(),
             aws_principal: "arn:aws:iam::123456789012:user/r".into(),
+            evidence_owner: None,
         }
     }
 
@@ -333,7 +384,7 @@ mod tests {
             art("b.json", b"{\"b\": 2}\n"),
         ];
         let decl = EvidenceDecl::default();
-        let store = open_store(evidence.to_str().unwrap(), None, &decl, false)
+        let store = open_store(evidence.to_str().unwrap(), None, &decl, false, None)
             .await
             .unwrap();
         // The first seal got as far as one upload.
@@ -390,6 +441,7 @@ mod tests {
             None,
             &EvidenceDecl::default(),
             false,
+            None,
         )
         .await
         .unwrap();

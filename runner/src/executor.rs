@@ -66,6 +66,12 @@ pub struct RunRecord {
     pub account_id: String,
     /// Who ran it.
     pub aws_principal: String,
+    /// The account the S3 evidence bucket must belong to (`--evidence-owner`, else the
+    /// caller's account), sent as `ExpectedBucketOwner` on every request on the bucket;
+    /// `irr resume`, `irr report` and the case's record reads use it again. `None` for local
+    /// evidence (and in a `run.json` written before this field: then the run's account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence_owner: Option<String>,
 }
 
 impl RunRecord {
@@ -270,6 +276,7 @@ pub struct RunRecorder {
     sink: Arc<Sink>,
     staging: PathBuf,
     evidence_location: String,
+    evidence_owner: Option<String>,
     calls: AtomicU64,
     artifacts: Mutex<Vec<StagedArtifact>>,
     resources: Mutex<Vec<AwsResource>>,
@@ -556,6 +563,10 @@ impl Recorder for RunRecorder {
         Some(self.evidence_location.clone()).filter(|l| !l.is_empty())
     }
 
+    fn evidence_owner(&self) -> Option<String> {
+        self.evidence_owner.clone()
+    }
+
     fn gap(&self, gap: actions::Gap) {
         // The journal is the record: the seal and the run summary read gaps back from it, so
         // a resumed run keeps those of its earlier attempts.
@@ -614,6 +625,10 @@ impl Recorder for AttemptRecorder {
 
     fn evidence_location(&self) -> Option<String> {
         self.run.evidence_location()
+    }
+
+    fn evidence_owner(&self) -> Option<String> {
+        self.run.evidence_owner()
     }
 }
 
@@ -711,6 +726,7 @@ pub async fn execute(exec: Execution, sink: Arc<Sink>, interrupted: Arc<AtomicBo
         sink: sink.clone(),
         staging,
         evidence_location: exec.record.evidence_location.clone(),
+        evidence_owner: exec.record.evidence_owner.clone(),
         calls: AtomicU64::new(0),
         artifacts: Mutex::new(Vec::new()),
         resources: Mutex::new(Vec::new()),
@@ -1381,6 +1397,7 @@ mod tests {
             sink,
             staging: dir.path().join("evidence"),
             evidence_location: String::new(),
+            evidence_owner: None,
             calls: AtomicU64::new(0),
             artifacts: Mutex::new(Vec::new()),
             resources: Mutex::new(Vec::new()),

@@ -43,11 +43,12 @@ pub struct Scenario {
     /// What to stand up, in order.
     #[serde(default)]
     pub seed: Vec<SeedItem>,
-    /// Playbook inputs; may refer to `{{seed.ID.FIELD}}`.
+    /// Playbook inputs; may refer to `{{seed.ID.FIELD}}`, and to `{{drill.evidence_bucket}}`
+    /// (the drill's own evidence bucket) and `{{drill.account_id}}`.
     #[serde(default)]
     pub inputs: serde_json::Map<String, Value>,
-    /// Evidence location for the drill (default `s3://irr-gameday-evidence/cases`, created
-    /// with Object Lock in the emulator).
+    /// Evidence location for the drill (default `s3://BUCKET/cases` in a bucket of the
+    /// drill's own, [`new_drill_bucket`], created with Object Lock).
     #[serde(default)]
     pub evidence: Option<String>,
     /// What must hold afterwards.
@@ -500,19 +501,21 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
             return Exit::Invalid;
         }
     };
-    if let Some(want) = &req.account_id {
-        match aws.identity().await {
-            Ok(id) if &id.account_id == want => {}
-            Ok(id) => {
+    // The account names the drill's evidence bucket and must own it (ExpectedBucketOwner).
+    let account = match aws.identity().await {
+        Ok(id) => match &req.account_id {
+            Some(want) if &id.account_id != want => {
                 say(req.json, &format!("refused: the credentials are for account {}, not {want}; nothing was seeded", id.account_id));
                 return Exit::Invalid;
             }
-            Err(e) => {
-                say(req.json, &format!("error: {e}"));
-                return Exit::Invalid;
-            }
+            _ => id.account_id,
+        },
+        Err(e) => {
+            say(req.json, &format!("error: {e}"));
+            return Exit::Invalid;
         }
-    }
+    };
+    let drill_bucket = new_drill_bucket(&account);
     if !req.json {
         let _ = writeln!(
             std::io::stderr().lock(),
@@ -540,7 +543,10 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
         }
     };
     let seed_s = seed_start.elapsed().as_secs_f64();
-    let ctx = json!({ "seed": seeded });
+    let ctx = json!({
+        "seed": seeded,
+        "drill": { "evidence_bucket": drill_bucket, "account_id": account },
+    });
     let render = |v: &str| -> String {
         match template::render_str(v, &ctx) {
             Ok(Value::String(s)) => s,
@@ -574,10 +580,12 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
         "GAMEDAY-{}",
         crate::executor::new_run_id().trim_start_matches("r-")
     );
+    // The drill's own bucket (unique per account and per drill, created with Object Lock),
+    // unless the scenario names one.
     let evidence = scenario
         .evidence
         .clone()
-        .unwrap_or_else(|| "s3://irr-gameday-evidence/cases".to_owned());
+        .unwrap_or_else(|| format!("s3://{drill_bucket}/cases"));
     // A chaos drill: the run (only the run: not the seeding, not the checks) talks to the
     // emulator through the fault proxy.
     let chaos = match &req.chaos {
@@ -627,12 +635,13 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
         json: req.json,
         aws: run_opts,
         create_evidence_bucket: true,
+        evidence_owner: Some(account.clone()),
     })
     .await;
 
     // Keep a verified local copy of the sealed bundle: the emulator (and the evidence in it)
     // is gone once the drill ends, and the drill must stay reviewable.
-    let evidence_copy = keep_copy(&aws.clients, &req.state_dir, &result).await;
+    let evidence_copy = keep_copy(&aws.clients, &account, &req.state_dir, &result).await;
     if let Err(e) = &evidence_copy {
         say(req.json, &format!("warning: {e}"));
     }
@@ -650,7 +659,15 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
             });
             continue;
         }
-        let (passed, detail) = check(&aws.clients, &exp, &case_id, &result, &req.state_dir).await;
+        let (passed, detail) = check(
+            &aws.clients,
+            &exp,
+            &case_id,
+            &result,
+            &req.state_dir,
+            &account,
+        )
+        .await;
         checks.push(CheckResult {
             check: exp,
             passed,
@@ -704,6 +721,53 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
     } else {
         Exit::RunFailed
     }
+}
+
+/// A new name for a drill's evidence bucket: `irr-gameday-ACCOUNT-YYYYMMDDHHMMSS-RANDOM`
+/// (8 hex digits from the OS's random source). Unique per account (bucket names are global:
+/// the account id keeps two accounts' drills apart) and per drill (the time and the random
+/// part keep two drills, even at the same second, apart), and not guessable ahead of time,
+/// so nobody can have created it first; a bucket of that name that does exist is refused
+/// anyway (every request carries ExpectedBucketOwner).
+pub fn new_drill_bucket(account: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is keyed from the OS's random source, per instance.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    drill_bucket_name(account, &stamp, h.finish() as u32)
+}
+
+/// `irr-gameday-ACCOUNT-STAMP-RANDOM`, lowercase, at most 63 characters: the account's
+/// digits (at most 12), the stamp's digits (at most 14), 8 hex digits.
+pub fn drill_bucket_name(account: &str, stamp: &str, random: u32) -> String {
+    let digits =
+        |s: &str, n: usize| -> String { s.chars().filter(char::is_ascii_digit).take(n).collect() };
+    let account = digits(account, 12);
+    let stamp = digits(stamp, 14);
+    let mut name = String::from("irr-gameday-");
+    for part in [account, stamp] {
+        if !part.is_empty() {
+            name.push_str(&part);
+            name.push('-');
+        }
+    }
+    name.push_str(&format!("{random:08x}"));
+    name
 }
 
 /// Reads a `--chaos FILE` through the bounded loader first (an alias bomb is refused like in
@@ -805,6 +869,7 @@ pub const COPY_DIR: &str = "evidence-copy";
 /// hash). `Ok(None)` when there is nothing to copy (not sealed, or sealed locally already).
 async fn keep_copy(
     aws: &AwsClients,
+    evidence_owner: &str,
     state_dir: &Path,
     run: &run::RunResult,
 ) -> Result<Option<irr_forensics::RunCopy>, String> {
@@ -825,7 +890,7 @@ async fn keep_copy(
     let store = irr_forensics::Store::open(
         &root,
         Some(aws.s3.clone()),
-        irr_forensics::S3Settings::default(),
+        crate::evidence::read_settings(Some(evidence_owner)),
     )
     .map_err(|e| format!("cannot copy the drill's evidence: {e}"))?;
     let dir = crate::executor::run_dir(state_dir, run_id);
@@ -1231,6 +1296,7 @@ async fn check(
     case: &str,
     run: &run::RunResult,
     state_dir: &Path,
+    evidence_owner: &str,
 ) -> (bool, String) {
     let ec2 = &aws.ec2;
     let fail = |e: &dyn std::fmt::Display| (false, format!("could not check: {e}"));
@@ -1556,7 +1622,9 @@ async fn check(
                 Ok(l) => l,
                 Err(e) => return fail(&e),
             };
-            match irr_forensics::verify(&parsed, Some(&aws.s3)).await {
+            match irr_forensics::verify_with_owner(&parsed, Some(&aws.s3), Some(evidence_owner))
+                .await
+            {
                 Ok(report) => (
                     report.is_ok(),
                     format!(
@@ -1961,4 +2029,74 @@ pub fn render_scorecard(c: &Scorecard) -> String {
         let _ = writeln!(out, "\n  score: {} checks passed", c.score);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// S3's rules for a bucket name (general purpose buckets): 3 to 63 characters of
+    /// lowercase letters, digits, `.` and `-`, starting and ending with a letter or digit, not
+    /// shaped like an IP address, no reserved prefix or suffix. Here: no `.` at all (a dotted
+    /// name breaks virtual-hosted TLS).
+    fn valid_bucket(name: &str) -> bool {
+        (3..=63).contains(&name.len())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+            && !name.contains("--")
+            && !name.starts_with("xn--")
+            && !name.starts_with("sthree-")
+            && !name.ends_with("-s3alias")
+            && !name.ends_with("--ol-s3")
+    }
+
+    #[test]
+    fn a_drill_bucket_is_named_for_its_account_and_is_new_each_time() {
+        let a = new_drill_bucket("123456789012");
+        let b = new_drill_bucket("123456789012");
+        let c = new_drill_bucket("210987654321");
+        for n in [&a, &b, &c] {
+            assert!(valid_bucket(n), "{n}");
+            assert!(
+                irr_forensics::EvidenceLocation::parse(&format!("s3://{n}/cases")).is_ok(),
+                "{n}"
+            );
+        }
+        assert!(a.starts_with("irr-gameday-123456789012-"), "{a}");
+        assert!(c.starts_with("irr-gameday-210987654321-"), "{c}");
+        // Two drills in the same account, even in the same second, get two buckets.
+        assert_ne!(a, b);
+        // A thousand drills: no name twice (the random part, not only the clock).
+        let names: std::collections::BTreeSet<String> = (0..1000)
+            .map(|_| new_drill_bucket("123456789012"))
+            .collect();
+        assert_eq!(names.len(), 1000);
+    }
+
+    #[test]
+    fn a_drill_bucket_name_stays_valid_whatever_the_account_says() {
+        let n = drill_bucket_name("123456789012", "20261202T011648Z", 0xdead_beef);
+        assert_eq!(n, "irr-gameday-123456789012-20261202011648-deadbeef");
+        assert!(n.len() <= 63);
+        // Whatever STS or a test double answers, the name is a valid bucket name: only the
+        // digits are used, at most 12 of the account and 14 of the stamp.
+        for (account, stamp) in [
+            ("", ""),
+            ("000000000000", "2026"),
+            ("ACCOUNT../--", "x"),
+            ("1234567890123456789", "99999999999999999999"),
+            ("é😀", "\u{0}"),
+        ] {
+            let n = drill_bucket_name(account, stamp, u32::MAX);
+            assert!(valid_bucket(&n), "{account:?} {stamp:?} -> {n}");
+        }
+        assert_eq!(
+            drill_bucket_name("", "", 1),
+            "irr-gameday-00000001",
+            "no empty parts"
+        );
+    }
 }

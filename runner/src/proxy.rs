@@ -16,9 +16,14 @@
 //! - **latency**: a fixed delay before every forwarded call (AWS's round trip);
 //! - **the EC2 throttle model**: EC2's documented default token buckets (EC2 developer
 //!   guide, "Request throttling for the Amazon EC2 API"), answering HTTP 503
-//!   `RequestLimitExceeded` when a bucket is empty.
+//!   `RequestLimitExceeded` when a bucket is empty;
+//! - **S3's bucket-owner check**, which moto does not make: with `s3_bucket_owner`, an S3
+//!   request whose `x-amz-expected-bucket-owner` names another account is answered 403
+//!   `AccessDenied`, as S3 answers it.
 //!
-//! It counts every call per `service:Operation` and lists every fault it injected.
+//! It counts every call per `service:Operation`, lists every fault it injected, and keeps the
+//! head (method, target, headers; never the body, credentials redacted) of every request
+//! ([`FaultProxy::request_log`]).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -56,6 +61,12 @@ pub struct ProxySpec {
     /// Request throttling as AWS meters it.
     #[serde(default)]
     pub throttle: Option<ThrottleModel>,
+    /// The 12-digit account that owns every bucket behind the proxy. moto ignores
+    /// `ExpectedBucketOwner`; with this set, the proxy makes S3's check: an S3 request whose
+    /// `x-amz-expected-bucket-owner` header names another account is not forwarded and gets
+    /// S3's answer, 403 `AccessDenied` (a request without the header is not checked, as in S3).
+    #[serde(default)]
+    pub s3_bucket_owner: Option<String>,
 }
 
 /// One targeted fault.
@@ -206,6 +217,13 @@ impl ProxySpec {
                 return Err(ProxyError::Zero("a rule's times"));
             }
         }
+        if let Some(owner) = &self.s3_bucket_owner {
+            if owner.len() != 12 || !owner.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ProxyError::Parse(format!(
+                    "s3_bucket_owner {owner:?} is not a 12-digit account id"
+                )));
+            }
+        }
         if let Some(r) = &self.random {
             if r.one_in == 0 {
                 return Err(ProxyError::Zero("random.one_in"));
@@ -217,12 +235,14 @@ impl ProxySpec {
         Ok(())
     }
 
-    /// Whether the spec changes nothing (no rule, no random fault, no latency, no throttle).
+    /// Whether the spec changes nothing (no rule, no random fault, no latency, no throttle,
+    /// no bucket-owner check).
     pub fn is_passthrough(&self) -> bool {
         self.rules.is_empty()
             && self.random.is_none()
             && self.latency_ms == 0
             && self.throttle.is_none()
+            && self.s3_bucket_owner.is_none()
     }
 }
 
@@ -248,6 +268,78 @@ pub fn matches(pattern: &str, action: &str) -> bool {
     }
 }
 
+/// The head of one request the proxy received: what a test asserts about what irr sent.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct SeenRequest {
+    /// Arrival number (1-based, over all requests).
+    pub request: u64,
+    /// `service:Operation`.
+    pub action: String,
+    /// `GET`, `PUT`, ...
+    pub method: String,
+    /// The request target: path and query string.
+    pub target: String,
+    /// The headers in order, names lowercased; the values of `authorization` and
+    /// `x-amz-security-token` are replaced by `[redacted]`.
+    pub headers: Vec<(String, String)>,
+}
+
+impl SeenRequest {
+    /// A header's value (the first, when repeated), by lowercase name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// For an S3 request, the bucket it addresses: the first path segment (path style, as irr
+    /// and the tests address an emulator), else the first label of a `BUCKET.s3...` host.
+    pub fn s3_bucket(&self) -> Option<String> {
+        if !self.action.starts_with("s3:") {
+            return None;
+        }
+        let path = self.target.split('?').next().unwrap_or_default();
+        let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+        if !first.is_empty() {
+            return Some(first.to_owned());
+        }
+        let host = self.header("host")?;
+        host.split_once(".s3").map(|(b, _)| b.to_owned())
+    }
+
+    fn parse(request: u64, action: String, head: &str) -> SeenRequest {
+        let mut lines = head.lines();
+        let mut first = lines.next().unwrap_or_default().split(' ');
+        let method = first.next().unwrap_or_default().to_owned();
+        let target = first.next().unwrap_or_default().to_owned();
+        let headers = lines
+            .filter_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                let n = n.trim().to_ascii_lowercase();
+                let v = if n == "authorization" || n == "x-amz-security-token" {
+                    "[redacted]".to_owned()
+                } else {
+                    v.trim().to_owned()
+                };
+                Some((n, v))
+            })
+            .collect();
+        SeenRequest {
+            request,
+            action,
+            method,
+            target,
+            headers,
+        }
+    }
+}
+
+/// The most request heads the proxy keeps (a few hundred bytes each); later ones are counted
+/// in [`FaultProxy::requests`] but not kept.
+const MAX_LOGGED: usize = 100_000;
+
 /// A running proxy. Dropping it stops accepting connections.
 pub struct FaultProxy {
     url: String,
@@ -271,6 +363,7 @@ struct State {
     buckets: Mutex<Buckets>,
     stats: Mutex<BTreeMap<String, OpStats>>,
     injected: Mutex<Vec<Injected>>,
+    log: Mutex<Vec<SeenRequest>>,
 }
 
 impl FaultProxy {
@@ -291,6 +384,7 @@ impl FaultProxy {
             random_faults: AtomicU64::new(0),
             stats: Mutex::new(BTreeMap::new()),
             injected: Mutex::new(Vec::new()),
+            log: Mutex::new(Vec::new()),
         });
         let s = state.clone();
         let accept = tokio::spawn(async move {
@@ -342,6 +436,13 @@ impl FaultProxy {
     /// The spec it runs.
     pub fn spec(&self) -> &ProxySpec {
         &self.state.spec
+    }
+
+    /// The head of every request received (the first 100,000), in arrival order.
+    pub fn request_log(&self) -> Vec<SeenRequest> {
+        let mut v = self.state.log.lock().unwrap().clone();
+        v.sort_by_key(|r| r.request);
+        v
     }
 }
 
@@ -418,6 +519,33 @@ impl State {
         }
     }
 
+    /// S3's `ExpectedBucketOwner` check ([`ProxySpec::s3_bucket_owner`]): S3's answer when
+    /// the request names another owner, else `None`.
+    fn owner_check(&self, request: u64, call: &Call, head: &str) -> Option<Vec<u8>> {
+        let owner = self.spec.s3_bucket_owner.as_deref()?;
+        if call.service != "s3" {
+            return None;
+        }
+        let expected = header(head, "x-amz-expected-bucket-owner")?;
+        if expected == owner {
+            return None;
+        }
+        let action = call.action();
+        self.stats
+            .lock()
+            .unwrap()
+            .entry(action.clone())
+            .or_default()
+            .faulted += 1;
+        self.injected.lock().unwrap().push(Injected {
+            request,
+            action,
+            fault: FaultKind::Deny,
+            cause: "s3_bucket_owner".into(),
+        });
+        Some(call.error_answer("403 Forbidden", "AccessDenied", "Access Denied"))
+    }
+
     /// Serves the requests of one client connection, one at a time (keep-alive honoured).
     async fn serve(&self, mut client: TcpStream) -> std::io::Result<()> {
         let mut pending = Vec::new();
@@ -433,6 +561,17 @@ impl State {
                 .entry(call.action())
                 .or_default()
                 .calls += 1;
+            let head = head_of(&request);
+            {
+                let mut log = self.log.lock().unwrap();
+                if log.len() < MAX_LOGGED {
+                    log.push(SeenRequest::parse(n, call.action(), &head));
+                }
+            }
+            if let Some(answer) = self.owner_check(n, &call, &head) {
+                client.write_all(&answer).await?;
+                continue;
+            }
             let d = self.decide(n, &call.action(), call.meter);
             if !d.latency.is_zero() {
                 tokio::time::sleep(d.latency).await;
@@ -884,7 +1023,12 @@ fn s3_operation(head: &str) -> String {
     let method = parts.next().unwrap_or_default();
     let target = parts.next().unwrap_or_default();
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let has_key = path.trim_start_matches('/').contains('/');
+    // `/bucket/key`; `/bucket` and `/bucket/` (how the SDK addresses a bucket path style)
+    // are the bucket itself.
+    let has_key = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .is_some_and(|(_, key)| !key.is_empty());
     let q = |k: &str| {
         query
             .split('&')
@@ -960,6 +1104,30 @@ mod tests {
         assert_eq!(Call::parse(s3).action(), "s3:UploadPart");
         let s3 = b"HEAD /bucket/a/b HTTP/1.1\r\nAuthorization: AWS4-HMAC-SHA256 Credential=k/20260101/us-east-1/s3/aws4_request\r\n\r\n";
         assert_eq!(Call::parse(s3).action(), "s3:HeadObject");
+        let auth =
+            "Authorization: AWS4-HMAC-SHA256 Credential=k/20260101/us-east-1/s3/aws4_request";
+        for (line, want) in [
+            ("HEAD /bucket/ HTTP/1.1", "s3:HeadBucket"),
+            ("HEAD /bucket HTTP/1.1", "s3:HeadBucket"),
+            ("PUT /bucket/ HTTP/1.1", "s3:CreateBucket"),
+            (
+                "GET /bucket/?versions&prefix=a HTTP/1.1",
+                "s3:ListObjectVersions",
+            ),
+            ("GET /bucket/?list-type=2 HTTP/1.1", "s3:ListObjects"),
+            ("PUT /bucket/k HTTP/1.1", "s3:PutObject"),
+        ] {
+            let msg =
+                format!("{line}\r\n{auth}\r\nX-Amz-Expected-Bucket-Owner: 123456789012\r\n\r\n");
+            assert_eq!(Call::parse(msg.as_bytes()).action(), want, "{line}");
+            let seen = SeenRequest::parse(1, want.into(), &head_of(msg.as_bytes()));
+            assert_eq!(seen.s3_bucket().as_deref(), Some("bucket"), "{line}");
+            assert_eq!(
+                seen.header("x-amz-expected-bucket-owner"),
+                Some("123456789012")
+            );
+            assert_eq!(seen.header("authorization"), Some("[redacted]"));
+        }
     }
 
     #[test]
@@ -1001,6 +1169,7 @@ mod tests {
             random_faults: AtomicU64::new(0),
             stats: Mutex::new(BTreeMap::new()),
             injected: Mutex::new(Vec::new()),
+            log: Mutex::new(Vec::new()),
         }
     }
 

@@ -548,6 +548,7 @@ pub fn command(
     out: Option<&Path>,
     state_dir: &Path,
     aws: AwsOptions,
+    evidence_owner: Option<String>,
 ) -> Exit {
     let mut err = std::io::stderr();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -560,7 +561,7 @@ pub fn command(
             return exit_codes::RUN_FAILED;
         }
     };
-    let report = match runtime.block_on(build(state_dir, run_id, &aws)) {
+    let report = match runtime.block_on(build(state_dir, run_id, &aws, evidence_owner.as_deref())) {
         Ok(r) => r,
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
@@ -610,11 +611,14 @@ pub fn command(
 }
 
 /// Builds the report of run `run_id` from `STATE_DIR/runs/RUN_ID/` and its sealed evidence.
-/// `aws` is used only for S3 evidence (the run's region unless one is given).
+/// `aws` is used only for S3 evidence (the run's region unless one is given); every request
+/// on the evidence bucket carries the expected owner: `evidence_owner`, else the one the run
+/// recorded, else the caller's account.
 pub async fn build(
     state_dir: &Path,
     run_id: &str,
     aws: &AwsOptions,
+    evidence_owner: Option<&str>,
 ) -> Result<Report, ReportError> {
     let runs = state_dir.join("runs");
     let unknown = |reason: String| ReportError::UnknownRun {
@@ -662,7 +666,7 @@ pub async fn build(
         Some(c) => Some(c.location.clone()),
         None => location,
     };
-    let mut evidence = check_evidence(location.as_deref(), &record, aws).await;
+    let mut evidence = check_evidence(location.as_deref(), &record, aws, evidence_owner).await;
     evidence.copy_of = copy.map(|c| (c.copy_of, c.manifest_sha256));
     attach_evidence(&mut report, &lines, evidence);
     finish(&mut report);
@@ -1246,6 +1250,7 @@ async fn check_evidence(
     location: Option<&str>,
     record: &RunRecord,
     aws: &AwsOptions,
+    evidence_owner: Option<&str>,
 ) -> EvidenceFound {
     let mut found = EvidenceFound {
         not_as_sealed: false,
@@ -1271,7 +1276,7 @@ async fn check_evidence(
             opts.region = Some(record.region.clone());
         }
         match crate::aws::connect(&opts).await {
-            Ok(a) => Some(a.clients.s3),
+            Ok(a) => Some(a),
             Err(e) => {
                 found.verify = Err(format!("cannot reach S3: {e}"));
                 return found;
@@ -1280,21 +1285,40 @@ async fn check_evidence(
     } else {
         None
     };
-    found.verify = match irr_forensics::verify(&loc, client.as_ref()).await {
-        Ok(r) => Ok(r),
-        Err(irr_forensics::Error::NotARun { reason, .. }) => {
-            found.nothing_stored = true;
-            Err(reason)
-        }
-        Err(e) => {
-            // Only "could not read" is unverifiable; anything else (an oversized manifest,
-            // a bad name) says the evidence is not what irr sealed.
-            found.not_as_sealed = !e.is_unreadable();
-            Err(e.to_string())
-        }
+    let owner = match (&client, evidence_owner, record.evidence_owner.as_deref()) {
+        (None, _, _) => None,
+        (Some(_), Some(o), _) | (Some(_), None, Some(o)) => Some(o.to_owned()),
+        (Some(a), None, None) => match a.identity().await {
+            Ok(id) => Some(id.account_id),
+            Err(e) => {
+                found.verify = Err(format!(
+                    "cannot tell which account must own the evidence bucket: {e}"
+                ));
+                return found;
+            }
+        },
     };
+    let client = client.map(|a| a.clients.s3);
+    found.verify =
+        match irr_forensics::verify_with_owner(&loc, client.as_ref(), owner.as_deref()).await {
+            Ok(r) => Ok(r),
+            Err(irr_forensics::Error::NotARun { reason, .. }) => {
+                found.nothing_stored = true;
+                Err(reason)
+            }
+            Err(e) => {
+                // Only "could not read" is unverifiable; anything else (an oversized manifest,
+                // a bad name) says the evidence is not what irr sealed.
+                found.not_as_sealed = !e.is_unreadable();
+                Err(e.to_string())
+            }
+        };
     if let Some((root, case, run)) = loc.split_run() {
-        if let Ok(store) = Store::open(&root, client, S3Settings::default()) {
+        let settings = S3Settings {
+            expected_owner: owner,
+            ..S3Settings::default()
+        };
+        if let Ok(store) = Store::open(&root, client, settings) {
             let key = format!("{case}/{run}/{}", irr_forensics::MANIFEST_NAME);
             if let Ok(Some(bytes)) = store.read(&key, None, MANIFEST_LIMIT).await {
                 found.manifest = Manifest::from_slice(&bytes).ok();
@@ -3134,6 +3158,7 @@ mod tests {
             region: "us-east-1".into(),
             account_id: "123456789012".into(),
             aws_principal: "arn:aws:iam::123456789012:user/ir".into(),
+            evidence_owner: None,
         }
     }
 
@@ -3240,7 +3265,7 @@ mod tests {
     async fn calls_are_matched_per_session_and_an_unfinished_call_is_flagged() {
         let state = tempfile::tempdir().unwrap();
         crashed_and_resumed(state.path());
-        let r = build(state.path(), "r-1", &AwsOptions::default())
+        let r = build(state.path(), "r-1", &AwsOptions::default(), None)
             .await
             .unwrap();
         assert_eq!(r.run.resumed, 1);
@@ -3289,7 +3314,7 @@ mod tests {
             .unwrap()
             .replace("CreateSecurityGroup", "DeleteSecurityGroup");
         std::fs::write(&path, text).unwrap();
-        let r = build(state.path(), "r-1", &AwsOptions::default())
+        let r = build(state.path(), "r-1", &AwsOptions::default(), None)
             .await
             .unwrap();
         assert!(!r.journal.chain_ok);
@@ -3310,12 +3335,12 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_run_is_an_error_naming_it() {
         let state = tempfile::tempdir().unwrap();
-        let e = build(state.path(), "r-nope", &AwsOptions::default())
+        let e = build(state.path(), "r-nope", &AwsOptions::default(), None)
             .await
             .unwrap_err();
         assert!(matches!(e, ReportError::UnknownRun { .. }));
         assert!(e.to_string().contains("r-nope"), "{e}");
-        let e = build(state.path(), "../etc", &AwsOptions::default())
+        let e = build(state.path(), "../etc", &AwsOptions::default(), None)
             .await
             .unwrap_err();
         assert!(matches!(e, ReportError::UnknownRun { .. }));
@@ -3325,7 +3350,7 @@ mod tests {
     async fn every_value_from_the_journal_is_escaped_in_html_and_markdown() {
         let state = tempfile::tempdir().unwrap();
         crashed_and_resumed(state.path());
-        let r = build(state.path(), "r-1", &AwsOptions::default())
+        let r = build(state.path(), "r-1", &AwsOptions::default(), None)
             .await
             .unwrap();
         let html = r.to_html();

@@ -55,6 +55,9 @@ pub struct RunRequest {
     pub aws: AwsOptions,
     /// Create the evidence bucket if missing (drills).
     pub create_evidence_bucket: bool,
+    /// `--evidence-owner`: the account the S3 evidence bucket must belong to (default: the
+    /// caller's account).
+    pub evidence_owner: Option<String>,
 }
 
 /// The result of a run, for callers such as `irr gameday`.
@@ -200,11 +203,24 @@ pub async fn run(req: RunRequest) -> RunResult {
                 .to_string(),
         },
     };
+    // Every request on an S3 evidence bucket says which account must own it: a bucket of
+    // that name in another account (a look-alike) is refused before anything is written.
+    let evidence_owner = match evidence::evidence_owner(
+        req.evidence_owner.as_deref(),
+        Some(identity.account_id.as_str()),
+    ) {
+        Ok(o) => o,
+        Err(e) => {
+            say(req.json, &format!("error: {e}; nothing was changed"));
+            return RunResult::early(Exit::Invalid);
+        }
+    };
     let store = match evidence::open_store(
         &location,
         Some(aws.clients.s3.clone()),
         &pb.evidence,
         req.create_evidence_bucket,
+        evidence_owner.as_deref(),
     )
     .await
     {
@@ -279,6 +295,7 @@ pub async fn run(req: RunRequest) -> RunResult {
         region: aws.region.clone(),
         account_id: identity.account_id.clone(),
         aws_principal: identity.arn.clone(),
+        evidence_owner: evidence_owner.filter(|_| matches!(store, irr_forensics::Store::S3(_))),
     };
     let dir = executor::run_dir(&req.state_dir, &run_id);
     // run.json holds no secret (`RunRecord::to_disk`).
@@ -528,6 +545,7 @@ pub async fn resume(
     json: bool,
     aws_opts: AwsOptions,
     inputs: &[String],
+    evidence_owner: Option<String>,
 ) -> RunResult {
     let dir = executor::run_dir(state_dir, run_id);
     let mut record: RunRecord = match std::fs::read(dir.join("run.json"))
@@ -666,11 +684,30 @@ pub async fn resume(
             return RunResult::early(Exit::Invalid);
         }
     }
+    // The owner checked when the run started; `--evidence-owner` may only repeat it (a run
+    // written before owners were recorded: the flag, else the run's account).
+    let owner = match (evidence_owner, &record.evidence_owner) {
+        (Some(flag), Some(recorded)) if &flag != recorded => {
+            say(json, &format!("error: run {run_id} keeps its evidence in a bucket of account {recorded} (checked when it started), but --evidence-owner says {flag}; resume it without --evidence-owner or with {recorded}; nothing was changed"));
+            return RunResult::early(Exit::Invalid);
+        }
+        (Some(flag), _) => evidence::evidence_owner(Some(&flag), None),
+        (None, Some(recorded)) => evidence::evidence_owner(Some(recorded), None),
+        (None, None) => evidence::evidence_owner(None, Some(record.account_id.as_str())),
+    };
+    let owner = match owner {
+        Ok(o) => o,
+        Err(e) => {
+            say(json, &format!("error: {e}; nothing was changed"));
+            return RunResult::early(Exit::Invalid);
+        }
+    };
     let store = match evidence::open_store(
         &record.evidence_location,
         Some(aws.clients.s3.clone()),
         &playbook.evidence,
         false,
+        owner.as_deref(),
     )
     .await
     {
@@ -686,6 +723,7 @@ pub async fn resume(
             return RunResult::early(Exit::Invalid);
         }
     };
+    record.evidence_owner = owner.filter(|_| matches!(store, irr_forensics::Store::S3(_)));
     let done = previous
         .values()
         .filter(|s| s.status == StepStatus::Succeeded)

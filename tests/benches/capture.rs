@@ -116,6 +116,7 @@ fn s3_bucket(endpoint: &str, name: &str) {
             Some(s3.clone()),
             &irr_runner::model::EvidenceDecl::default(),
             true,
+            None,
         )
         .await
         .unwrap();

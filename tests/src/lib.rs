@@ -200,6 +200,17 @@ impl Recorder for MemoryRecorder {
             .map(|(i, a)| (i, a.path.clone(), Ok(a.content.clone())))
             .collect()
     }
+
+    /// No evidence location: the record is this recorder's artifacts only.
+    fn evidence_location(&self) -> Option<String> {
+        None
+    }
+
+    fn evidence_owner(&self) -> Option<String> {
+        None
+    }
+
+    fn secret(&self, _value: &str) {}
 }
 
 impl MemoryRecorder {

@@ -175,6 +175,7 @@ fn a_200_mib_file_is_captured_into_s3_evidence_in_bounded_memory() {
             Some(s3.clone()),
             &irr_runner::model::EvidenceDecl::default(),
             true,
+            None,
         )
         .await
         .unwrap();

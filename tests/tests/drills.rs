@@ -526,7 +526,8 @@ fn a_stopped_emulator_is_one_readable_line_and_unverifiable_is_exit_5() {
         err.contains("sts:GetCallerIdentity failed: could not reach AWS"),
         "{err}"
     );
-    // --verbose adds the SDK's full detail, on lines of its own.
+    // --verbose adds the SDK's full detail, on lines of its own. (The first call verify makes
+    // is STS's: it names the account that must own the evidence bucket.)
     let out = irr_tests::irr_with(
         &[
             "--verbose",
@@ -541,7 +542,7 @@ fn a_stopped_emulator_is_one_readable_line_and_unverifiable_is_exit_5() {
     );
     assert_eq!(out.status.code(), Some(5));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("detail: s3:"),
+        String::from_utf8_lossy(&out.stderr).contains("detail: sts:GetCallerIdentity: "),
         "{}",
         text(&out)
     );

@@ -28,6 +28,7 @@ fn settings(mode: RetentionMode) -> S3Settings {
         encryption: Encryption::Kms { key_id: None },
         part_size: 5 * MIB,
         max_parts_in_flight: 2,
+        expected_owner: None,
     }
 }
 

@@ -68,6 +68,40 @@ fn drill_passes(playbook: &str, expected_checks: usize) {
     assert!(out.status.success(), "exit {:?}", out.status.code());
 }
 
+/// Each drill seals into a bucket of its own, named for the account it runs in
+/// (`irr-gameday-ACCOUNT-STAMP-RANDOM`): two drills never share one, and a bucket someone
+/// made beforehand under a fixed name is never used.
+#[test]
+fn two_drills_get_two_buckets_named_for_the_account() {
+    let bucket_of = |out: &Output| -> String {
+        let card = scorecard(out);
+        assert!(out.status.success(), "{card:#}");
+        let ev = card["evidence"].as_str().unwrap().to_owned();
+        ev.trim_start_matches("s3://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let a = bucket_of(&gameday("s3-bucket-exposure.yaml", &[]));
+    let b = bucket_of(&gameday("s3-bucket-exposure.yaml", &[]));
+    assert_ne!(a, b);
+    for bucket in [&a, &b] {
+        // The emulator's account (moto: 123456789012), then the time and a random part.
+        let rest = bucket
+            .strip_prefix("irr-gameday-123456789012-")
+            .unwrap_or_else(|| panic!("{bucket}"));
+        let (stamp, random) = rest.split_once('-').unwrap();
+        assert_eq!(stamp.len(), 14, "{bucket}");
+        assert!(stamp.bytes().all(|c| c.is_ascii_digit()), "{bucket}");
+        assert_eq!(random.len(), 8, "{bucket}");
+        assert!(random
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(bucket.len() <= 63);
+    }
+}
+
 #[test]
 fn ec2_instance_compromise_drill_passes() {
     drill_passes("ec2-instance-compromise.yaml", 7);

@@ -107,6 +107,11 @@ pub struct S3Settings {
     pub part_size: usize,
     /// Parts uploading at once (at least 1).
     pub max_parts_in_flight: usize,
+    /// The 12-digit account that must own the bucket: sent as `ExpectedBucketOwner` on every
+    /// request on the bucket, so S3 refuses (403 `AccessDenied`) a bucket of that name in any
+    /// other account, e.g. a look-alike someone else created. `None` sends no check (the
+    /// library's default; `irr` always sets it: `--evidence-owner`, else the caller's account).
+    pub expected_owner: Option<String>,
 }
 
 /// S3 allows at most this many parts in one multipart upload.
@@ -128,7 +133,7 @@ fn part_size_for(configured: usize, size: Option<u64>) -> usize {
 
 impl Default for S3Settings {
     /// GOVERNANCE for 90 days, SSE-KMS with `aws/s3`, 5 MiB parts (S3's minimum: the
-    /// smallest memory ceiling), 2 in flight.
+    /// smallest memory ceiling), 2 in flight, no expected owner.
     fn default() -> Self {
         S3Settings {
             retention_mode: RetentionMode::Governance,
@@ -136,6 +141,7 @@ impl Default for S3Settings {
             encryption: Encryption::default(),
             part_size: 5 * 1024 * 1024,
             max_parts_in_flight: 2,
+            expected_owner: None,
         }
     }
 }
@@ -191,6 +197,9 @@ impl S3Store {
         if settings.retention_days == 0 {
             return Err(bad("retention must be at least 1 day".into()));
         }
+        if let Some(owner) = &settings.expected_owner {
+            check_account_id(owner).map_err(|e| bad(format!("expected owner: {e}")))?;
+        }
         Ok(S3Store {
             client,
             bucket: bucket.to_string(),
@@ -217,7 +226,18 @@ impl S3Store {
         &self.settings
     }
 
-    /// The S3 client.
+    /// The account the bucket must belong to ([`S3Settings::expected_owner`]), sent as
+    /// `ExpectedBucketOwner` on every request on the bucket.
+    pub fn expected_owner(&self) -> Option<&str> {
+        self.settings.expected_owner.as_deref()
+    }
+
+    fn owner(&self) -> Option<String> {
+        self.settings.expected_owner.clone()
+    }
+
+    /// The S3 client. Requests made through it directly do not carry the expected owner:
+    /// use the store's methods for the bucket.
     pub fn client(&self) -> &aws_sdk_s3::Client {
         &self.client
     }
@@ -251,7 +271,14 @@ impl S3Store {
     /// settings; all public access blocked; a default retention as in the settings).
     pub async fn ensure_bucket(&self, create: bool) -> Result<()> {
         let b = self.bucket.clone();
-        match self.client.head_bucket().bucket(&b).send().await {
+        match self
+            .client
+            .head_bucket()
+            .bucket(&b)
+            .set_expected_bucket_owner(self.owner())
+            .send()
+            .await
+        {
             Ok(_) => {}
             Err(e) if is_not_found(&e) && create => self.create_bucket().await?,
             Err(e) if is_not_found(&e) => {
@@ -260,10 +287,17 @@ impl S3Store {
                     problem: "it does not exist".into(),
                 })
             }
-            Err(e) => return Err(s3_error("HeadBucket", b, e)),
+            Err(e) => return Err(self.fail("HeadBucket", b, e)),
         }
         let mut problems = Vec::new();
-        let versioning_enabled = match self.client.get_bucket_versioning().bucket(&b).send().await {
+        let versioning_enabled = match self
+            .client
+            .get_bucket_versioning()
+            .bucket(&b)
+            .set_expected_bucket_owner(self.owner())
+            .send()
+            .await
+        {
             Ok(v) => v.status() == Some(&BucketVersioningStatus::Enabled),
             // moto 5.2.1 answers 200 with the root element `GetBucketVersioningResponse`
             // instead of `VersioningConfiguration`, which the SDK cannot parse; the status is
@@ -272,7 +306,7 @@ impl S3Store {
                 .and_then(|raw| raw.body().bytes())
                 .map(|body| String::from_utf8_lossy(body).contains("<Status>Enabled</Status>"))
                 .unwrap_or(false),
-            Err(e) => return Err(s3_error("GetBucketVersioning", b, e)),
+            Err(e) => return Err(self.fail("GetBucketVersioning", b, e)),
         };
         if !versioning_enabled {
             problems.push("versioning is not enabled");
@@ -281,6 +315,7 @@ impl S3Store {
             .client
             .get_object_lock_configuration()
             .bucket(&b)
+            .set_expected_bucket_owner(self.owner())
             .send()
             .await
         {
@@ -296,9 +331,16 @@ impl S3Store {
             Err(e) if e.code() == Some("ObjectLockConfigurationNotFoundError") => problems.push(
                 "object lock is not enabled (it can only be enabled when the bucket is created)",
             ),
-            Err(e) => return Err(s3_error("GetObjectLockConfiguration", b, e)),
+            Err(e) => return Err(self.fail("GetObjectLockConfiguration", b, e)),
         }
-        match self.client.get_bucket_encryption().bucket(&b).send().await {
+        match self
+            .client
+            .get_bucket_encryption()
+            .bucket(&b)
+            .set_expected_bucket_owner(self.owner())
+            .send()
+            .await
+        {
             Ok(o) => {
                 let has_rule = o
                     .server_side_encryption_configuration()
@@ -311,7 +353,7 @@ impl S3Store {
             Err(e) if e.code() == Some("ServerSideEncryptionConfigurationNotFoundError") => {
                 problems.push("no default encryption")
             }
-            Err(e) => return Err(s3_error("GetBucketEncryption", b, e)),
+            Err(e) => return Err(self.fail("GetBucketEncryption", b, e)),
         }
         if problems.is_empty() {
             Ok(())
@@ -346,6 +388,7 @@ impl S3Store {
         self.client
             .put_bucket_versioning()
             .bucket(&b)
+            .set_expected_bucket_owner(self.owner())
             .versioning_configuration(
                 VersioningConfiguration::builder()
                     .status(BucketVersioningStatus::Enabled)
@@ -353,7 +396,7 @@ impl S3Store {
             )
             .send()
             .await
-            .map_err(|e| s3_error("PutBucketVersioning", b.clone(), e))?;
+            .map_err(|e| self.fail("PutBucketVersioning", b.clone(), e))?;
         let by_default = ServerSideEncryptionByDefault::builder()
             .sse_algorithm(self.settings.encryption.algorithm())
             .set_kms_master_key_id(self.settings.encryption.key_id())
@@ -377,13 +420,15 @@ impl S3Store {
         self.client
             .put_bucket_encryption()
             .bucket(&b)
+            .set_expected_bucket_owner(self.owner())
             .server_side_encryption_configuration(sse)
             .send()
             .await
-            .map_err(|e| s3_error("PutBucketEncryption", b.clone(), e))?;
+            .map_err(|e| self.fail("PutBucketEncryption", b.clone(), e))?;
         self.client
             .put_public_access_block()
             .bucket(&b)
+            .set_expected_bucket_owner(self.owner())
             .public_access_block_configuration(
                 PublicAccessBlockConfiguration::builder()
                     .block_public_acls(true)
@@ -394,12 +439,13 @@ impl S3Store {
             )
             .send()
             .await
-            .map_err(|e| s3_error("PutPublicAccessBlock", b.clone(), e))?;
+            .map_err(|e| self.fail("PutPublicAccessBlock", b.clone(), e))?;
         // A default retention protects objects written by other means too; irr's own objects
         // carry an explicit retention.
         self.client
             .put_object_lock_configuration()
             .bucket(&b)
+            .set_expected_bucket_owner(self.owner())
             .object_lock_configuration(
                 ObjectLockConfiguration::builder()
                     .object_lock_enabled(ObjectLockEnabled::Enabled)
@@ -417,7 +463,7 @@ impl S3Store {
             )
             .send()
             .await
-            .map_err(|e| s3_error("PutObjectLockConfiguration", b.clone(), e))?;
+            .map_err(|e| self.fail("PutObjectLockConfiguration", b.clone(), e))?;
         Ok(())
     }
 
@@ -475,6 +521,7 @@ impl S3Store {
             .client
             .put_object()
             .bucket(&self.bucket)
+            .set_expected_bucket_owner(self.owner())
             .key(&full)
             .if_none_match("*")
             .content_length(size as i64)
@@ -522,6 +569,7 @@ impl S3Store {
             .client
             .create_multipart_upload()
             .bucket(&self.bucket)
+            .set_expected_bucket_owner(self.owner())
             .key(&full)
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .object_lock_mode(self.settings.retention_mode.object())
@@ -530,7 +578,7 @@ impl S3Store {
             .set_ssekms_key_id(self.settings.encryption.key_id())
             .send()
             .await
-            .map_err(|e| s3_error("CreateMultipartUpload", self.target(key), e))?;
+            .map_err(|e| self.fail("CreateMultipartUpload", self.target(key), e))?;
         let upload_id = created.upload_id().unwrap_or_default().to_string();
         let result = self
             .upload_parts(key, &full, &upload_id, p1, p2, &mut rx, producer, pool)
@@ -542,6 +590,7 @@ impl S3Store {
                 .client
                 .abort_multipart_upload()
                 .bucket(&self.bucket)
+                .set_expected_bucket_owner(self.owner())
                 .key(&full)
                 .upload_id(&upload_id)
                 .send()
@@ -584,6 +633,7 @@ impl S3Store {
                 .client
                 .upload_part()
                 .bucket(&self.bucket)
+                .set_expected_bucket_owner(self.owner())
                 .key(full)
                 .upload_id(upload_id)
                 .part_number(number)
@@ -596,11 +646,17 @@ impl S3Store {
             let n = number;
             let pool = pool.clone();
             let keep = self.settings.max_parts_in_flight + 2;
+            let (owner, bucket) = (self.owner(), self.bucket.clone());
             in_flight.spawn(async move {
-                let out = req
-                    .send()
-                    .await
-                    .map_err(|e| s3_error("UploadPart", format!("{target} part {n}"), e))?;
+                let out = req.send().await.map_err(|e| {
+                    owned_error(
+                        owner.as_deref(),
+                        &bucket,
+                        "UploadPart",
+                        format!("{target} part {n}"),
+                        e,
+                    )
+                })?;
                 recycle(&pool, data, keep);
                 Ok::<_, Error>(
                     CompletedPart::builder()
@@ -624,6 +680,7 @@ impl S3Store {
             .client
             .complete_multipart_upload()
             .bucket(&self.bucket)
+            .set_expected_bucket_owner(self.owner())
             .key(full)
             .upload_id(upload_id)
             .if_none_match("*")
@@ -655,12 +712,13 @@ impl S3Store {
             .client
             .head_object()
             .bucket(&self.bucket)
+            .set_expected_bucket_owner(self.owner())
             .key(full)
             .set_version_id(version_id.clone())
             .checksum_mode(ChecksumMode::Enabled)
             .send()
             .await
-            .map_err(|e| s3_error("HeadObject", self.target(key), e))?;
+            .map_err(|e| self.fail("HeadObject", self.target(key), e))?;
         if head.content_length().map(|n| n as u64) != Some(size) {
             return Err(Error::S3 {
                 operation: "CompleteMultipartUpload",
@@ -689,6 +747,7 @@ impl S3Store {
             self.client
                 .put_object_retention()
                 .bucket(&self.bucket)
+                .set_expected_bucket_owner(self.owner())
                 .key(full)
                 .set_version_id(version_id.clone())
                 .retention(
@@ -699,7 +758,7 @@ impl S3Store {
                 )
                 .send()
                 .await
-                .map_err(|e| s3_error("PutObjectRetention", self.target(key), e))?;
+                .map_err(|e| self.fail("PutObjectRetention", self.target(key), e))?;
         }
         Ok(StoredObject {
             key: key.to_string(),
@@ -708,6 +767,16 @@ impl S3Store {
             version_id,
             checksum_sha256: checksum,
         })
+    }
+
+    /// An error of a call on the bucket: [`Error::NotOwned`] when S3 refused a call that
+    /// carried the expected owner, else [`Error::S3`].
+    fn fail<E>(&self, op: &'static str, target: String, e: SdkError<E, HttpResponse>) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        SdkError<E, HttpResponse>: RequestId,
+    {
+        owned_error(self.expected_owner(), &self.bucket, op, target, e)
     }
 
     fn put_error<E>(&self, op: &'static str, key: &str, e: SdkError<E, HttpResponse>) -> Error
@@ -720,7 +789,7 @@ impl S3Store {
                 location: self.target(key),
             };
         }
-        s3_error(op, self.target(key), e)
+        self.fail(op, self.target(key), e)
     }
 
     pub(crate) async fn exists(&self, key: &str) -> Result<bool> {
@@ -728,13 +797,14 @@ impl S3Store {
             .client
             .head_object()
             .bucket(&self.bucket)
+            .set_expected_bucket_owner(self.owner())
             .key(self.full_key(key))
             .send()
             .await
         {
             Ok(_) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(false),
-            Err(e) => Err(s3_error("HeadObject", self.target(key), e)),
+            Err(e) => Err(self.fail("HeadObject", self.target(key), e)),
         }
     }
 
@@ -747,6 +817,7 @@ impl S3Store {
             .client
             .get_object()
             .bucket(&self.bucket)
+            .set_expected_bucket_owner(self.owner())
             .key(self.full_key(key))
             .set_version_id(version_id.map(str::to_string))
             .send()
@@ -760,7 +831,7 @@ impl S3Store {
             }
             // A version id that S3 cannot even parse is a missing version too.
             Err(e) if version_id.is_some() && e.code() == Some("InvalidArgument") => Ok(None),
-            Err(e) => Err(s3_error("GetObject", self.target(key), e)),
+            Err(e) => Err(self.fail("GetObject", self.target(key), e)),
         }
     }
 
@@ -947,6 +1018,7 @@ impl S3Store {
                 .client
                 .list_object_versions()
                 .bucket(&self.bucket)
+                .set_expected_bucket_owner(self.owner())
                 .prefix(full_prefix)
                 .set_delimiter(delimiter.map(str::to_string))
                 .set_key_marker(key_marker.take())
@@ -954,7 +1026,7 @@ impl S3Store {
                 .send()
                 .await
                 .map_err(|e| {
-                    s3_error(
+                    self.fail(
                         "ListObjectVersions",
                         format!("s3://{}/{full_prefix}", self.bucket),
                         e,
@@ -1169,6 +1241,63 @@ fn is_not_found<E>(e: &SdkError<E, HttpResponse>) -> bool {
     }
 }
 
+/// An error of a call on `bucket` that carried `ExpectedBucketOwner: owner`. S3 answers a
+/// wrong owner with 403 `AccessDenied` (the same answer as a missing permission: S3 does not
+/// say which), so any 403 `AccessDenied` (or a 403 without a body, the answer to a HEAD) of
+/// such a call is [`Error::NotOwned`], which names both causes and the fix.
+fn owned_error<E>(
+    owner: Option<&str>,
+    bucket: &str,
+    operation: &'static str,
+    target: String,
+    e: SdkError<E, HttpResponse>,
+) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    SdkError<E, HttpResponse>: RequestId,
+{
+    if let (Some(owner), SdkError::ServiceError(se)) = (owner, &e) {
+        let code = e.code();
+        if se.raw().status().as_u16() == 403 && matches!(code, None | Some("AccessDenied")) {
+            return Error::NotOwned {
+                operation,
+                target,
+                bucket: bucket.to_string(),
+                owner: owner.to_string(),
+                detail: format!(
+                    "{}{}",
+                    e.message()
+                        .map(|m| {
+                            crate::awserr::one_line(m)
+                                .chars()
+                                .take(300)
+                                .collect::<String>()
+                        })
+                        .filter(|m| !m.is_empty() && m != "Access Denied")
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default(),
+                    e.request_id()
+                        .map(|r| format!(", request id {r}"))
+                        .unwrap_or_default()
+                ),
+            };
+        }
+    }
+    s3_error(operation, target, e)
+}
+
+/// Checks a 12-digit AWS account id.
+pub fn check_account_id(account: &str) -> std::result::Result<(), String> {
+    if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{:?} is not an AWS account id (12 digits, e.g. 123456789012)",
+            account.chars().take(64).collect::<String>()
+        ))
+    }
+}
+
 fn s3_error<E>(operation: &'static str, target: String, e: SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -1193,6 +1322,40 @@ where
         code,
         message,
         request_id,
+    }
+}
+
+#[cfg(test)]
+mod owner_tests {
+    #[test]
+    fn an_owner_is_twelve_digits_and_a_store_refuses_anything_else() {
+        assert!(super::check_account_id("123456789012").is_ok());
+        for bad in [
+            "",
+            "12345678901",
+            "1234567890123",
+            "12345678901a",
+            "１２３456789012",
+            " 123456789012",
+        ] {
+            let e = super::check_account_id(bad).unwrap_err();
+            assert!(e.contains("12 digits"), "{bad:?}: {e}");
+        }
+        // A long hostile value is not echoed whole.
+        let e = super::check_account_id(&"9".repeat(10_000)).unwrap_err();
+        assert!(e.len() < 200, "{}", e.len());
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .build();
+        let client = aws_sdk_s3::Client::from_conf(conf);
+        let with = |owner: &str| super::S3Settings {
+            expected_owner: Some(owner.to_string()),
+            ..super::S3Settings::default()
+        };
+        let e = super::S3Store::new(client.clone(), "b-1", "", with("12-4")).unwrap_err();
+        assert!(e.to_string().contains("expected owner"), "{e}");
+        let st = super::S3Store::new(client, "b-1", "", with("123456789012")).unwrap();
+        assert_eq!(st.expected_owner(), Some("123456789012"));
     }
 }
 

@@ -126,6 +126,9 @@ pub trait Recorder: Send + Sync {
     /// This run's evidence location (`LOCATION`; the case's earlier sealed runs are under
     /// `LOCATION/CASE_ID/`), when there is one.
     fn evidence_location(&self) -> Option<String>;
+    /// The account the evidence bucket must belong to (sent as `ExpectedBucketOwner` when the
+    /// case's earlier runs are read from S3), when there is one.
+    fn evidence_owner(&self) -> Option<String>;
     /// A value that must never be written (a `NoEcho` stack parameter): from now on it is
     /// masked wherever the run writes. Must be called before the value is journaled.
     fn secret(&self, value: &str);
@@ -636,6 +639,9 @@ pub(crate) mod test_support {
         fn evidence_location(&self) -> Option<String> {
             None
         }
+        fn evidence_owner(&self) -> Option<String> {
+            None
+        }
         fn secret(&self, _value: &str) {}
     }
 
@@ -720,6 +726,9 @@ mod tests {
         }
         fn evidence_location(&self) -> Option<String> {
             self.0.evidence_location()
+        }
+        fn evidence_owner(&self) -> Option<String> {
+            self.0.evidence_owner()
         }
         fn secret(&self, value: &str) {
             self.0.secret(value)

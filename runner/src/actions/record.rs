@@ -207,8 +207,13 @@ async fn sealed_runs(ctx: &ActionCtx, location: &str, instance_id: &str, record:
     let store = match EvidenceLocation::parse(location)
         .map_err(|e| e.to_string())
         .and_then(|l| {
-            Store::open(&l, Some(ctx.aws.s3.clone()), S3Settings::default())
-                .map_err(|e| e.to_string())
+            // The same owner check as the run's own evidence: a look-alike bucket's
+            // "records" are refused, not trusted.
+            let settings = S3Settings {
+                expected_owner: ctx.recorder.evidence_owner(),
+                ..S3Settings::default()
+            };
+            Store::open(&l, Some(ctx.aws.s3.clone()), settings).map_err(|e| e.to_string())
         }) {
         Ok(s) => s,
         Err(e) => {
