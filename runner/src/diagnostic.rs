@@ -364,7 +364,7 @@ pub const RULES: &[Rule] = &[
         "step-setting",
         "timeout, retries or on_failure of a step is not valid",
     ),
-    rule("IRR0015", "evidence", "the evidence section is not valid"),
+    rule("IRR0015", "evidence", "the evidence section, or an evidence.capture name, is not valid"),
     rule("IRR0016", "for-each", "for_each does not give a list"),
     rule(
         "IRR0017",
@@ -426,7 +426,7 @@ pub fn rule_of(message: &str) -> &'static Rule {
         "IRR0003"
     } else if starts("metadata") {
         "IRR0006"
-    } else if starts("evidence.") {
+    } else if starts("evidence.") || starts("evidence name ") {
         "IRR0015"
     } else if starts("unknown action") || starts("a step's action is empty") {
         "IRR0007"

@@ -1082,9 +1082,10 @@ async fn a_failed_second_move_is_compensated_and_fails_loudly() {
     assert!(c.isolation_group_empty, "{c:?}");
 }
 
-/// The step's 2-second timeout fires while the second move is in flight (the proxy holds it
-/// for 4 s): the swap is one unit the timeout cannot cut, so the move completes, the run
-/// waits for it before it ends, and the interface is isolated; the step fails on its timeout.
+/// The step's 10-second timeout fires while the second move is in flight (the proxy holds it
+/// for 20 s; 10 s leave room to reach it on a loaded machine): the swap is one unit the
+/// timeout cannot cut, so the move completes, the run waits for it before it ends, and the
+/// interface is isolated; the step fails on its timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_between_the_two_moves_does_not_leave_it_open() {
     let (ec2, iam) = shared().await;
@@ -1102,7 +1103,7 @@ async fn a_timeout_between_the_two_moves_does_not_leave_it_open() {
             fault: irr_runner::proxy::FaultKind::Latency,
             nth: Some(2),
             times: Some(1),
-            latency_ms: Some(4000),
+            latency_ms: Some(20_000),
         },
     )
     .await;
