@@ -41,6 +41,7 @@
 pub mod awserr;
 mod bundle;
 pub mod capture;
+pub mod clock;
 mod copy;
 mod error;
 pub mod hash;

@@ -587,22 +587,6 @@ fn window(src: &Source, line: usize, start: usize, column: usize) -> (String, us
     (shown, text[from..rel].chars().count() + head.len() + 1)
 }
 
-/// Edit distance, for "did you mean" suggestions.
-pub fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        cur[0] = i + 1;
-        for (j, &cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
-}
-
 /// Words longer than this get no "did you mean" suggestion.
 const MAX_SUGGEST_LEN: usize = 128;
 
@@ -619,7 +603,7 @@ pub fn did_you_mean<'a>(
     let limit = (word.chars().count() / 3).max(2);
     candidates
         .into_iter()
-        .map(|c| (levenshtein(word, c), c))
+        .map(|c| (strsim::levenshtein(word, c), c))
         .filter(|(d, c)| *d <= limit || c.starts_with(word) && !word.is_empty())
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)

@@ -198,13 +198,3 @@ pub enum RunEvent {
         gaps: Vec<Gap>,
     },
 }
-
-/// Now, RFC 3339 in UTC with milliseconds.
-pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let now = now
-        .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
-        .unwrap_or(now);
-    now.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}

@@ -272,7 +272,7 @@ async fn adopt_stored<'a>(
                 a.captured_at.clone(),
                 Some(a.attempt),
             ),
-            (None, "journal.jsonl") => (None, None, crate::events::now_rfc3339(), None),
+            (None, "journal.jsonl") => (None, None, irr_forensics::clock::now_rfc3339(), None),
             _ => continue,
         };
         let found = match store.hash_object(&l.key, l.version_id.as_deref()).await {
@@ -350,7 +350,7 @@ mod tests {
             evidence_location: String::new(),
             dry_run: false,
             concurrency: 1,
-            started_at: crate::events::now_rfc3339(),
+            started_at: irr_forensics::clock::now_rfc3339(),
             region: "us-east-1".into(),
             account_id: "123456789012".into(),
             aws_principal: "arn:aws:iam::123456789012:user/r".into(),
@@ -377,7 +377,7 @@ mod tests {
             size: bytes.len() as u64,
             step: "s1".into(),
             source: "test".into(),
-            captured_at: crate::events::now_rfc3339(),
+            captured_at: irr_forensics::clock::now_rfc3339(),
         };
         let arts = vec![
             art("a.json", b"{\"a\": 1}\n"),
@@ -432,7 +432,7 @@ mod tests {
             size: 3,
             step: "s1".into(),
             source: "test".into(),
-            captured_at: crate::events::now_rfc3339(),
+            captured_at: irr_forensics::clock::now_rfc3339(),
         };
         // b.json was never staged (its file is gone): it fails, a.json is sealed.
         let arts = vec![art("a.json", 1), art("b.json", 2)];

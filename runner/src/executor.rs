@@ -24,11 +24,12 @@ use tokio::task::JoinSet;
 use crate::actions::{
     self, ActionCtx, ActionError, ActionOutput, AwsClients, AwsResource, CallOutcome, Recorder,
 };
-use crate::events::{now_rfc3339, RunEvent, RunStatus, StepStatus, StepSummary};
+use crate::events::{RunEvent, RunStatus, StepStatus, StepSummary};
 use crate::journal::{Journal, JournalError};
 use crate::model::{OnFailure, Playbook, Step};
 use crate::secrets::Secrets;
 use crate::template;
+use irr_forensics::clock::now_rfc3339;
 
 /// What a run is: stored as `run.json` beside the journal so `irr resume` can continue it.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -528,7 +528,7 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
     }
 
     // Seed.
-    let drill_started = crate::events::now_rfc3339();
+    let drill_started = irr_forensics::clock::now_rfc3339();
     let seed_start = Instant::now();
     let gaps = EmulatorGaps::of(kind);
     let mut skipped_profiles = Vec::new();
@@ -915,7 +915,7 @@ async fn keep_copy(
         "manifest_sha256": copy.manifest_sha256.to_hex(),
         "items": copy.items,
         "bytes": copy.bytes,
-        "copied_at": crate::events::now_rfc3339(),
+        "copied_at": irr_forensics::clock::now_rfc3339(),
         "verified": true,
     });
     std::fs::write(
@@ -1461,7 +1461,7 @@ async fn check(
             .await
         {
             Ok(p) => {
-                let doc = urlencoding_decode(p.policy_document());
+                let doc = crate::actions::iam::percent_decode(p.policy_document());
                 let ok = doc.contains("Deny") && doc.contains("aws:TokenIssueTime");
                 (
                     ok,
@@ -1637,25 +1637,6 @@ async fn check(
             }
         }
     }
-}
-
-/// IAM returns policy documents URL-encoded.
-fn urlencoding_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn seconds_between(a: &str, b: &str) -> Option<f64> {

@@ -113,7 +113,7 @@ impl Journal {
         st.seq += 1;
         let mut entry = json!({
             "seq": st.seq,
-            "ts": crate::events::now_rfc3339(),
+            "ts": irr_forensics::clock::now_rfc3339(),
             "prev_sha256": st.last_hash,
         });
         if let (Value::Object(m), Ok(Value::Object(ev))) = (&mut entry, serde_json::to_value(event))

@@ -1145,7 +1145,7 @@ fn assemble(record: &RunRecord, journal_path: &Path, read: &JournalRead) -> Repo
     };
     Report {
         format: REPORT_FORMAT.to_owned(),
-        generated_at: crate::events::now_rfc3339(),
+        generated_at: irr_forensics::clock::now_rfc3339(),
         generator: format!("irr {}", env!("CARGO_PKG_VERSION")),
         integrity_ok: true,
         run,

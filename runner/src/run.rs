@@ -15,7 +15,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::aws::{self, AwsOptions};
-use crate::events::{now_rfc3339, RunEvent, RunStatus, StepStatus, StepSummary};
+use crate::events::{RunEvent, RunStatus, StepStatus, StepSummary};
 use crate::evidence;
 use crate::executor::{self, Execution, Reporter, RunRecord};
 use crate::exit_codes::Exit;
@@ -25,6 +25,7 @@ use crate::plan::{self, PlanContext};
 use crate::reporter::{JsonLines, Terminal};
 use crate::secrets::Secrets;
 use crate::template;
+use irr_forensics::clock::now_rfc3339;
 
 /// What `irr run` was asked to do.
 #[derive(Debug, Clone)]

@@ -274,18 +274,9 @@ fn is_region(s: &str) -> bool {
         && parts[parts.len() - 1].parse::<u8>().is_ok()
 }
 
+/// An IPv4 or IPv6 network in CIDR notation (by the `ipnet` crate).
 fn is_cidr(s: &str) -> bool {
-    let Some((ip, bits)) = s.split_once('/') else {
-        return false;
-    };
-    let Ok(bits) = bits.parse::<u8>() else {
-        return false;
-    };
-    match ip.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(_)) => bits <= 32,
-        Ok(std::net::IpAddr::V6(_)) => bits <= 128,
-        Err(_) => false,
-    }
+    s.parse::<ipnet::IpNet>().is_ok()
 }
 
 fn is_bucket_name(s: &str) -> bool {

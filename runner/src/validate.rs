@@ -1971,19 +1971,10 @@ fn slug(s: &str) -> String {
     }
 }
 
-/// `MAJOR.MINOR.PATCH` with an optional `-pre` and `+build`.
+/// `MAJOR.MINOR.PATCH` with an optional `-pre` and `+build` (Semantic Versioning 2.0.0, by
+/// the `semver` crate).
 pub fn is_semver(s: &str) -> bool {
-    let core = s.split(['-', '+']).next().unwrap_or("");
-    let parts: Vec<&str> = core.split('.').collect();
-    parts.len() == 3
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.bytes().all(|b| b.is_ascii_digit())
-                && (p.len() == 1 || !p.starts_with('0'))
-        })
-        && s[core.len()..]
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'))
+    semver::Version::parse(s).is_ok()
 }
 
 /// Checks a value given for an input (from `--input` or an inputs file) against the input's

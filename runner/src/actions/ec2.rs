@@ -1081,7 +1081,7 @@ enum GroupRules {
 }
 
 fn is_v6(cidr: &str) -> bool {
-    cidr.contains(':')
+    matches!(cidr.parse::<ipnet::IpNet>(), Ok(ipnet::IpNet::V6(_)))
 }
 
 fn all_traffic(cidrs: &[&str]) -> IpPermission {

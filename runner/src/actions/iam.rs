@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    aws_error, is_transient, now_rfc3339, parse_params, read_err, retry_transient, rfc3339, ts,
-    ActionCtx, ActionError, ActionOutput, AwsResource, TAG_CASE, TAG_RUN,
+    aws_error, is_transient, parse_params, read_err, retry_transient, ts, ActionCtx, ActionError,
+    ActionOutput, AwsResource, TAG_CASE, TAG_RUN,
 };
 
 /// Tag on a responder role: when its trust policy stops allowing `sts:AssumeRole`.
@@ -100,58 +100,18 @@ pub fn policy_document(raw: &str) -> Value {
         .unwrap_or(Value::String(decoded))
 }
 
-fn percent_decode(s: &str) -> String {
-    fn hex(b: u8) -> Option<u8> {
-        (b as char).to_digit(16).map(|d| d as u8)
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// RFC 3986 percent-decoding (`+` stays `+`: IAM documents are not form-encoded), by the
+/// `percent-encoding` crate rather than by hand.
+pub(crate) fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
-/// Parses a duration such as `4h`, `30m`, `1h30m`, `90s`, `2d` or a bare number of seconds.
+/// Parses a duration as the playbook format writes it (`crate::types::parse_duration`: the
+/// one parser of the workspace), as an action's parameter error.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, ActionError> {
-    let bad = || ActionError::Params(format!("invalid duration `{s}` (use e.g. 4h, 30m, 1h30m)"));
-    let t = s.trim();
-    if let Ok(secs) = t.parse::<u64>() {
-        return Ok(std::time::Duration::from_secs(secs));
-    }
-    let mut total = 0u64;
-    let mut num = String::new();
-    for c in t.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: u64 = num.parse().map_err(|_| bad())?;
-        num.clear();
-        let unit = match c {
-            'd' => 86_400,
-            'h' => 3_600,
-            'm' => 60,
-            's' => 1,
-            _ => return Err(bad()),
-        };
-        total = total
-            .checked_add(n.checked_mul(unit).ok_or_else(bad)?)
-            .ok_or_else(bad)?;
-    }
-    if !num.is_empty() || t.is_empty() {
-        return Err(bad());
-    }
-    Ok(std::time::Duration::from_secs(total))
+    crate::types::parse_duration(s).map_err(ActionError::Params)
 }
 
 /// Makes a valid IAM role name (`[\w+=,.@-]`, at most 64 characters) from any text.
@@ -348,7 +308,7 @@ pub async fn grant_responder_access(
 
     let now = time::OffsetDateTime::now_utc();
     let expires = now + duration;
-    let expires_at = rfc3339(expires);
+    let expires_at = irr_forensics::clock::rfc3339_seconds(expires);
     let max_session = duration.as_secs().clamp(3_600, 43_200) as i32;
     let trust = trust_policy(&principals, require_mfa, &expires_at);
     let trust_text = trust.to_string();
@@ -1107,7 +1067,7 @@ pub async fn revoke_sessions(ctx: &ActionCtx, params: Value) -> Result<ActionOut
     let p: PrincipalParams = parse_params("iam.revoke_sessions", params)?;
     let principal = Principal::from_params("iam.revoke_sessions", p)?;
     let iam = &ctx.aws.iam;
-    let before = now_rfc3339();
+    let before = irr_forensics::clock::now_rfc3339_seconds();
     let policy = revoke_sessions_policy(&before).to_string();
     let (kind, name, existing) = match &principal {
         Principal::Role(r) => {
@@ -1245,8 +1205,9 @@ mod tests {
         assert_eq!(parse_duration("30m").unwrap().as_secs(), 1800);
         assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);
         assert_eq!(parse_duration("2d").unwrap().as_secs(), 2 * 86_400);
-        assert_eq!(parse_duration("900").unwrap().as_secs(), 900);
-        for bad in ["", "h", "4x", "4h3", "-1h"] {
+        // The playbook format's rule (`crate::types::parse_duration`): a unit is required and
+        // zero is no duration.
+        for bad in ["", "h", "4x", "4h3", "-1h", "900", "0s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
@@ -1296,6 +1257,8 @@ mod tests {
         let v = policy_document("{\"a\":1}");
         assert_eq!(v["a"], 1);
         assert_eq!(percent_decode("100%"), "100%");
+        // RFC 3986: `+` is a plus sign, not a form-encoded space.
+        assert_eq!(percent_decode("a+b%20c"), "a+b c");
     }
 
     /// The race of cloud-forensics-utils #370, which the emulator cannot stage: GetRole says

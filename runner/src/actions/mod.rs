@@ -576,21 +576,6 @@ pub(crate) fn ts(t: Option<&aws_smithy_types::DateTime>) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// The current time, whole seconds, RFC 3339 in UTC (`2024-05-01T12:00:00Z`).
-pub(crate) fn now_rfc3339() -> String {
-    rfc3339(time::OffsetDateTime::now_utc())
-}
-
-/// Formats a time as RFC 3339 in UTC, whole seconds.
-pub(crate) fn rfc3339(t: time::OffsetDateTime) -> String {
-    let t = t
-        .to_offset(time::UtcOffset::UTC)
-        .replace_nanosecond(0)
-        .unwrap_or(t);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.unix_timestamp().to_string())
-}
-
 /// Helpers for unit tests of the actions against mocked clients (`aws-smithy-mocks`).
 #[cfg(test)]
 pub(crate) mod test_support {
