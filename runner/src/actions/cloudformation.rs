@@ -41,13 +41,17 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_cloudformation::types::{Capability, OnFailure, Parameter, Stack, StackEvent, Tag};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::catalog::decl::*;
+use crate::catalog::{Declaration, TypeSpec};
+
 use super::{
-    aws_error, parse_params, retry_transient, ts, ActionCtx, ActionError, ActionOutput,
-    AwsResource, TAG_CASE, TAG_RUN,
+    aws_error, retry_transient, ts, Action, ActionCtx, ActionError, ActionOutput, AwsResource,
+    TAG_CASE, TAG_RUN,
 };
 
 /// The largest `TemplateBody` CloudFormation accepts (bytes); larger ones need S3.
@@ -58,35 +62,41 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const MAX_REASONS: usize = 10;
 
 /// Parameters of `cloudformation.deploy_stack`.
-#[derive(Debug, Deserialize)]
+///
+/// Each field's doc comment is the parameter's description in the catalog.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeployParams {
-    /// The stack's name (sanitised with [`stack_name`]).
+    /// the stack; characters outside [A-Za-z0-9-] become `-`
+    // Sanitised with `stack_name`.
     pub stack_name: String,
-    /// Template path, relative to the playbook's directory.
+    /// path relative to the playbook; rendered with Handlebars (strict) against {case: {id}, run: {id}, params}
     pub template: String,
-    /// Stack parameters and Handlebars `params`.
-    #[serde(default)]
+    /// stack parameters (a declared NAME or its UpperCamelCase form; lists comma-joined), also `params` for Handlebars
     pub parameters: Option<Map<String, Value>>,
-    /// e.g. `CAPABILITY_IAM`.
-    #[serde(default)]
+    /// e.g. CAPABILITY_IAM
     pub capabilities: Option<Vec<String>>,
-    /// Stack tags; `irr:case` and `irr:run` are always added.
-    #[serde(default)]
+    /// stack tags (irr:case and irr:run are always added)
+    #[schemars(extend("x-irr-type" = "string"))]
     pub tags: Option<Map<String, Value>>,
-    /// How long to wait (`30m`, or seconds).
-    #[serde(default)]
+    /// how long to wait for completion (also the stack's TimeoutInMinutes)
+    // `30m`, or seconds.
+    #[schemars(extend("x-irr-type" = "duration", "default" = "30m"))]
     pub timeout: Option<Value>,
 }
 
 /// Parameters of `cloudformation.delete_stack`.
-#[derive(Debug, Deserialize)]
+///
+/// Each field's doc comment is the parameter's description in the catalog.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteParams {
-    /// The stack's name (sanitised with [`stack_name`]).
+    /// the stack; characters outside [A-Za-z0-9-] become `-`
+    // Sanitised with `stack_name`.
     pub stack_name: String,
-    /// How long to wait for the deletion (`30m`, or seconds).
-    #[serde(default)]
+    /// how long to wait for the deletion
+    // `30m`, or seconds.
+    #[schemars(extend("x-irr-type" = "duration", "default" = "30m"))]
     pub timeout: Option<Value>,
 }
 
@@ -664,6 +674,109 @@ fn create_retryable(e: &ActionError) -> bool {
     super::is_transient(e) || matches!(e.code(), "InternalFailure" | "ServiceUnavailable")
 }
 
+/// `cloudformation.deploy_stack`: its declaration (see [`Action`]); the parameters are [`DeployParams`].
+pub struct DeployStack;
+
+impl Action for DeployStack {
+    type Params = DeployParams;
+    const DECLARATION: Declaration = Declaration {
+            name: "cloudformation.deploy_stack",
+            summary: "render a Handlebars template, create (or reuse) the case's stack, wait, report failure events and roll back",
+            exactly_one_of: &[],
+            outputs: &[
+                out("stack_id", TypeSpec::String, "the stack's id"),
+                out("outputs", STRING_MAP, "the stack's outputs (OutputKey -> OutputValue)"),
+                out("stack_name", TypeSpec::String, "the stack's name as created (sanitised)"),
+                out("reused", TypeSpec::Boolean, "the case's existing stack was reused"),
+            ],
+            api_calls: &["cloudformation:DescribeStacks", "cloudformation:ValidateTemplate", "cloudformation:CreateStack", "cloudformation:DescribeStackResources", "cloudformation:DescribeStackEvents", "cloudformation:DeleteStack"],
+            permissions: &[
+                perm("cloudformation:DescribeStacks", STACK),
+                // Dry runs only (CloudFormation has no DryRun).
+                perm("cloudformation:ValidateTemplate", ANY),
+                perm("cloudformation:CreateStack", STACK),
+                perm("cloudformation:DescribeStackResources", STACK),
+                perm("cloudformation:DescribeStackEvents", STACK),
+                // Rolling back a failed stack, or replacing one an earlier attempt left failed.
+                perm("cloudformation:DeleteStack", STACK),
+                // CloudFormation creates (and on failure deletes) the template's resources with the
+                // caller's credentials. These depend on the template: they cover the shipped clean
+                // room (playbooks/templates/forensic-clean-room.yaml); another template needs its
+                // own. The template keeps its roles and instance profile under the path /irr/.
+                perm("ec2:DescribeAvailabilityZones", ANY),
+                perm("ec2:CreateVpc", &["arn:aws:ec2:{region}:{account}:vpc/*"]),
+                perm("ec2:ModifyVpcAttribute", &["arn:aws:ec2:{region}:{account}:vpc/*"]),
+                perm("ec2:DescribeVpcs", ANY),
+                perm("ec2:DescribeVpcAttribute", &["arn:aws:ec2:{region}:{account}:vpc/*"]),
+                perm("ec2:DeleteVpc", &["arn:aws:ec2:{region}:{account}:vpc/*"]),
+                perm("ec2:CreateSubnet", &["arn:aws:ec2:{region}:{account}:subnet/*", "arn:aws:ec2:{region}:{account}:vpc/*"]),
+                perm("ec2:ModifySubnetAttribute", &["arn:aws:ec2:{region}:{account}:subnet/*"]),
+                perm("ec2:DescribeSubnets", ANY),
+                perm("ec2:DeleteSubnet", &["arn:aws:ec2:{region}:{account}:subnet/*"]),
+                perm("ec2:CreateRouteTable", &["arn:aws:ec2:{region}:{account}:route-table/*", "arn:aws:ec2:{region}:{account}:vpc/*"]),
+                perm("ec2:AssociateRouteTable", &["arn:aws:ec2:{region}:{account}:route-table/*", "arn:aws:ec2:{region}:{account}:subnet/*"]),
+                perm("ec2:DescribeRouteTables", ANY),
+                perm("ec2:DisassociateRouteTable", &["arn:aws:ec2:{region}:{account}:route-table/*", "arn:aws:ec2:{region}:{account}:subnet/*"]),
+                perm("ec2:DeleteRouteTable", &["arn:aws:ec2:{region}:{account}:route-table/*"]),
+                perm("ec2:CreateVpcEndpoint", &["arn:aws:ec2:{region}:{account}:vpc-endpoint/*", "arn:aws:ec2:{region}:{account}:vpc/*", "arn:aws:ec2:{region}:{account}:route-table/*"]),
+                perm("ec2:ModifyVpcEndpoint", &["arn:aws:ec2:{region}:{account}:vpc-endpoint/*", "arn:aws:ec2:{region}:{account}:route-table/*"]),
+                perm("ec2:DescribeVpcEndpoints", ANY),
+                perm("ec2:DescribePrefixLists", ANY),
+                perm("ec2:DeleteVpcEndpoints", &["arn:aws:ec2:{region}:{account}:vpc-endpoint/*"]),
+                perm("ec2:CreateSecurityGroup", &["arn:aws:ec2:{region}:{account}:security-group/*", "arn:aws:ec2:{region}:{account}:vpc/*"]),
+                perm("ec2:AuthorizeSecurityGroupEgress", &["arn:aws:ec2:{region}:{account}:security-group/*"]),
+                perm("ec2:RevokeSecurityGroupEgress", &["arn:aws:ec2:{region}:{account}:security-group/*"]),
+                perm("ec2:DescribeSecurityGroups", ANY),
+                perm("ec2:DeleteSecurityGroup", &["arn:aws:ec2:{region}:{account}:security-group/*"]),
+                perm("ec2:CreateFlowLogs", &["arn:aws:ec2:{region}:{account}:vpc-flow-log/*", "arn:aws:ec2:{region}:{account}:vpc/*"]),
+                perm("ec2:DescribeFlowLogs", ANY),
+                perm("ec2:DeleteFlowLogs", &["arn:aws:ec2:{region}:{account}:vpc-flow-log/*"]),
+                perm("ec2:RunInstances", &["arn:aws:ec2:{region}:{account}:instance/*", "arn:aws:ec2:{region}:{account}:network-interface/*", "arn:aws:ec2:{region}:{account}:security-group/*", "arn:aws:ec2:{region}:{account}:subnet/*", "arn:aws:ec2:{region}:{account}:volume/*", "arn:aws:ec2:{region}::image/*"]),
+                perm("ec2:DescribeInstances", ANY),
+                perm("ec2:TerminateInstances", &["arn:aws:ec2:{region}:{account}:instance/*"]),
+                perm("ec2:CreateVolume", &["arn:aws:ec2:{region}:{account}:volume/*", "arn:aws:ec2:{region}::snapshot/*"]),
+                perm("ec2:DescribeVolumes", ANY),
+                perm("ec2:AttachVolume", &["arn:aws:ec2:{region}:{account}:instance/*", "arn:aws:ec2:{region}:{account}:volume/*"]),
+                perm("ec2:DetachVolume", &["arn:aws:ec2:{region}:{account}:instance/*", "arn:aws:ec2:{region}:{account}:volume/*"]),
+                perm("ec2:DeleteVolume", &["arn:aws:ec2:{region}:{account}:volume/*"]),
+                perm("ec2:CreateTags", &["arn:aws:ec2:{region}:{account}:vpc/*", "arn:aws:ec2:{region}:{account}:subnet/*", "arn:aws:ec2:{region}:{account}:route-table/*", "arn:aws:ec2:{region}:{account}:security-group/*", "arn:aws:ec2:{region}:{account}:vpc-endpoint/*", "arn:aws:ec2:{region}:{account}:vpc-flow-log/*", "arn:aws:ec2:{region}:{account}:instance/*", "arn:aws:ec2:{region}:{account}:network-interface/*", "arn:aws:ec2:{region}:{account}:volume/*"]),
+                perm("iam:CreateRole", &["arn:aws:iam::{account}:role/irr/*"]),
+                perm("iam:GetRole", &["arn:aws:iam::{account}:role/irr/*"]),
+                perm("iam:TagRole", &["arn:aws:iam::{account}:role/irr/*"]),
+                perm("iam:PutRolePolicy", &["arn:aws:iam::{account}:role/irr/*"]),
+                perm("iam:GetRolePolicy", &["arn:aws:iam::{account}:role/irr/*"]),
+                perm("iam:DeleteRolePolicy", &["arn:aws:iam::{account}:role/irr/*"]),
+                perm("iam:DeleteRole", &["arn:aws:iam::{account}:role/irr/*"]),
+                // The workstation's role to EC2, the flow logs' role to VPC flow logs.
+                perm("iam:PassRole", &["arn:aws:iam::{account}:role/irr/*"]),
+                perm("iam:CreateInstanceProfile", &["arn:aws:iam::{account}:instance-profile/irr/*"]),
+                perm("iam:GetInstanceProfile", &["arn:aws:iam::{account}:instance-profile/irr/*"]),
+                perm("iam:TagInstanceProfile", &["arn:aws:iam::{account}:instance-profile/irr/*"]),
+                perm("iam:AddRoleToInstanceProfile", &["arn:aws:iam::{account}:instance-profile/irr/*"]),
+                perm("iam:RemoveRoleFromInstanceProfile", &["arn:aws:iam::{account}:instance-profile/irr/*"]),
+                perm("iam:DeleteInstanceProfile", &["arn:aws:iam::{account}:instance-profile/irr/*"]),
+                // The flow log group (kept when the stack is deleted: DeletionPolicy Retain).
+                perm("logs:CreateLogGroup", &["arn:aws:logs:{region}:{account}:log-group:*"]),
+                perm("logs:PutRetentionPolicy", &["arn:aws:logs:{region}:{account}:log-group:*"]),
+                perm("logs:TagResource", &["arn:aws:logs:{region}:{account}:log-group:*"]),
+                perm("logs:DescribeLogGroups", &["arn:aws:logs:{region}:{account}:log-group:*"]),
+                // Volumes restored from encrypted snapshots (default EBS encryption, customer keys).
+                perm("kms:DescribeKey", &["arn:aws:kms:{region}:{account}:key/*"]),
+                perm("kms:CreateGrant", &["arn:aws:kms:{region}:{account}:key/*"]),
+                perm("kms:Decrypt", &["arn:aws:kms:{region}:{account}:key/*"]),
+                perm("kms:GenerateDataKeyWithoutPlaintext", &["arn:aws:kms:{region}:{account}:key/*"]),
+                perm("kms:ReEncryptFrom", &["arn:aws:kms:{region}:{account}:key/*"]),
+                perm("kms:ReEncryptTo", &["arn:aws:kms:{region}:{account}:key/*"]),
+            ],
+            mutating: true,
+            idempotency: "the case's stack of that name (irr:case tag) is reused when complete with the same parameter values; one left failed is deleted and created again; another case's stack, or the case's with other values, is refused; CreateStack carries a client request token",
+            undo: Some("cloudformation.delete_stack"),
+    };
+    async fn run(ctx: &ActionCtx, params: DeployParams) -> Result<ActionOutput, ActionError> {
+        deploy_stack(ctx, params).await
+    }
+}
+
 /// `cloudformation.deploy_stack`: renders the template, creates the stack (or reuses this
 /// case's stack of that name), waits until it is complete, and outputs `stack_id`,
 /// `outputs` (OutputKey -> OutputValue), `stack_name` (as sanitised) and `reused`.
@@ -680,8 +793,7 @@ fn create_retryable(e: &ActionError) -> bool {
 /// Evidence: `template.yaml`/`.json` (the rendered template), `stack-request.json`,
 /// `stack-before.json` (a stack found under that name), `stack.json`, `stack-resources.json`,
 /// `stack-events.json`.
-pub async fn deploy_stack(ctx: &ActionCtx, params: Value) -> Result<ActionOutput, ActionError> {
-    let p: DeployParams = parse_params("cloudformation.deploy_stack", params)?;
+pub async fn deploy_stack(ctx: &ActionCtx, p: DeployParams) -> Result<ActionOutput, ActionError> {
     let name = stack_name(&p.stack_name)?;
     let timeout = timeout_of(p.timeout.as_ref())?;
     let given = p.parameters.clone().unwrap_or_default();
@@ -1313,13 +1425,126 @@ async fn dry_run(
         .with("would", vec![would]))
 }
 
+/// `cloudformation.delete_stack`: its declaration (see [`Action`]); the parameters are [`DeleteParams`].
+pub struct DeleteStack;
+
+impl Action for DeleteStack {
+    type Params = DeleteParams;
+    const DECLARATION: Declaration = Declaration {
+        name: "cloudformation.delete_stack",
+        summary: "delete the case's stack and wait; a stack already gone counts as deleted",
+        exactly_one_of: &[],
+        outputs: &[
+            out(
+                "stack_id",
+                TypeSpec::String,
+                "the deleted stack's id (empty when there was none)",
+            ),
+            out(
+                "deleted",
+                TypeSpec::Boolean,
+                "false when the stack was already gone",
+            ),
+        ],
+        api_calls: &[
+            "cloudformation:DescribeStacks",
+            "cloudformation:DescribeStackResources",
+            "cloudformation:DeleteStack",
+            "cloudformation:DescribeStackEvents",
+        ],
+        permissions: &[
+            perm("cloudformation:DescribeStacks", STACK),
+            perm("cloudformation:DescribeStackResources", STACK),
+            perm("cloudformation:DeleteStack", STACK),
+            perm("cloudformation:DescribeStackEvents", STACK),
+            // CloudFormation deletes the template's resources with the caller's credentials.
+            // These depend on the template: they cover the shipped clean room
+            // (playbooks/templates/forensic-clean-room.yaml).
+            perm("ec2:DescribeVpcs", ANY),
+            perm("ec2:DeleteVpc", &["arn:aws:ec2:{region}:{account}:vpc/*"]),
+            perm("ec2:DescribeSubnets", ANY),
+            perm(
+                "ec2:DeleteSubnet",
+                &["arn:aws:ec2:{region}:{account}:subnet/*"],
+            ),
+            perm("ec2:DescribeRouteTables", ANY),
+            perm(
+                "ec2:DisassociateRouteTable",
+                &[
+                    "arn:aws:ec2:{region}:{account}:route-table/*",
+                    "arn:aws:ec2:{region}:{account}:subnet/*",
+                ],
+            ),
+            perm(
+                "ec2:DeleteRouteTable",
+                &["arn:aws:ec2:{region}:{account}:route-table/*"],
+            ),
+            perm("ec2:DescribeVpcEndpoints", ANY),
+            perm(
+                "ec2:DeleteVpcEndpoints",
+                &["arn:aws:ec2:{region}:{account}:vpc-endpoint/*"],
+            ),
+            perm("ec2:DescribeSecurityGroups", ANY),
+            perm(
+                "ec2:DeleteSecurityGroup",
+                &["arn:aws:ec2:{region}:{account}:security-group/*"],
+            ),
+            perm("ec2:DescribeFlowLogs", ANY),
+            perm(
+                "ec2:DeleteFlowLogs",
+                &["arn:aws:ec2:{region}:{account}:vpc-flow-log/*"],
+            ),
+            perm("ec2:DescribeInstances", ANY),
+            perm(
+                "ec2:TerminateInstances",
+                &["arn:aws:ec2:{region}:{account}:instance/*"],
+            ),
+            perm("ec2:DescribeVolumes", ANY),
+            perm(
+                "ec2:DetachVolume",
+                &[
+                    "arn:aws:ec2:{region}:{account}:instance/*",
+                    "arn:aws:ec2:{region}:{account}:volume/*",
+                ],
+            ),
+            perm(
+                "ec2:DeleteVolume",
+                &["arn:aws:ec2:{region}:{account}:volume/*"],
+            ),
+            perm("iam:GetRole", &["arn:aws:iam::{account}:role/irr/*"]),
+            perm(
+                "iam:DeleteRolePolicy",
+                &["arn:aws:iam::{account}:role/irr/*"],
+            ),
+            perm("iam:DeleteRole", &["arn:aws:iam::{account}:role/irr/*"]),
+            perm(
+                "iam:GetInstanceProfile",
+                &["arn:aws:iam::{account}:instance-profile/irr/*"],
+            ),
+            perm(
+                "iam:RemoveRoleFromInstanceProfile",
+                &["arn:aws:iam::{account}:instance-profile/irr/*"],
+            ),
+            perm(
+                "iam:DeleteInstanceProfile",
+                &["arn:aws:iam::{account}:instance-profile/irr/*"],
+            ),
+        ],
+        mutating: true,
+        idempotency: "a stack already gone counts as deleted; another case's stack is refused",
+        undo: None,
+    };
+    async fn run(ctx: &ActionCtx, params: DeleteParams) -> Result<ActionOutput, ActionError> {
+        delete_stack(ctx, params).await
+    }
+}
+
 /// `cloudformation.delete_stack`: deletes this case's stack of that name and waits until it is
 /// gone. A stack that does not exist counts as deleted (`deleted: false`). A stack not tagged
 /// with this case is refused. Records the stack and its resources first
 /// (`stack-before.json`, `stack-resources-before.json`). Outputs `stack_id` (empty when
 /// there was none) and `deleted`.
-pub async fn delete_stack(ctx: &ActionCtx, params: Value) -> Result<ActionOutput, ActionError> {
-    let p: DeleteParams = parse_params("cloudformation.delete_stack", params)?;
+pub async fn delete_stack(ctx: &ActionCtx, p: DeleteParams) -> Result<ActionOutput, ActionError> {
     let name = stack_name(&p.stack_name)?;
     let timeout = timeout_of(p.timeout.as_ref())?;
     let Some(stack) = describe(ctx, &name).await? else {
@@ -1652,9 +1877,13 @@ mod tests {
             mock!(Client::delete_stack).then_output(|| DeleteStackOutput::builder().build());
         let dir = template_dir();
         let (ctx, rec) = ctx_with_cfn(dir.path(), &[&describe, &create, &evs, &resources, &delete]);
-        let e = deploy_stack(&ctx, json!({"stack_name": "s", "template": "t.yaml"}))
-            .await
-            .unwrap_err();
+        let e = super::super::dispatch(
+            "cloudformation.deploy_stack",
+            &ctx,
+            json!({"stack_name": "s", "template": "t.yaml"}),
+        )
+        .await
+        .unwrap_err();
         let msg = e.to_string();
         assert_eq!(e.code(), "target", "{msg}");
         let sub = msg.find("Sub (AWS::EC2::Subnet): Value (x)").expect(&msg);
@@ -1694,13 +1923,21 @@ mod tests {
         });
         let dir = template_dir();
         let (ctx, rec) = ctx_with_cfn(dir.path(), &[&describe]);
-        let e = deploy_stack(&ctx, json!({"stack_name": "s", "template": "t.yaml"}))
-            .await
-            .unwrap_err();
+        let e = super::super::dispatch(
+            "cloudformation.deploy_stack",
+            &ctx,
+            json!({"stack_name": "s", "template": "t.yaml"}),
+        )
+        .await
+        .unwrap_err();
         assert!(e.to_string().contains("other"), "{e}");
-        let e = delete_stack(&ctx, json!({"stack_name": "s"}))
-            .await
-            .unwrap_err();
+        let e = super::super::dispatch(
+            "cloudformation.delete_stack",
+            &ctx,
+            json!({"stack_name": "s"}),
+        )
+        .await
+        .unwrap_err();
         assert!(e.to_string().contains("refusing to delete"), "{e}");
         assert!(rec.calls.lock().unwrap().is_empty());
     }
@@ -1737,9 +1974,13 @@ mod tests {
             mock!(Client::delete_stack).then_output(|| DeleteStackOutput::builder().build());
         let dir = template_dir();
         let (ctx, _rec) = ctx_with_cfn(dir.path(), &[&describe, &resources, &evs, &delete]);
-        let e = delete_stack(&ctx, json!({"stack_name": "s"}))
-            .await
-            .unwrap_err();
+        let e = super::super::dispatch(
+            "cloudformation.delete_stack",
+            &ctx,
+            json!({"stack_name": "s"}),
+        )
+        .await
+        .unwrap_err();
         assert!(
             e.to_string()
                 .contains("Vpc (AWS::EC2::VPC): The vpc has dependencies"),

@@ -20,11 +20,15 @@ use aws_sdk_ec2::types::{
     SecurityGroup, Tag, TagSpecification,
 };
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::catalog::decl::*;
+use crate::catalog::{Declaration, TypeSpec};
+
 use super::{
-    aws_error, is_transient, parse_params, read_err, retry_transient, ts, ActionCtx, ActionError,
+    aws_error, is_transient, read_err, retry_transient, ts, Action, ActionCtx, ActionError,
     ActionOutput, AwsResource, TAG_CASE,
 };
 
@@ -55,51 +59,71 @@ const ISOLATION_NOTES: &[&str] = &[
 ];
 
 /// Parameters of the actions that take only an instance.
-#[derive(Debug, Deserialize)]
+///
+/// Each field's doc comment is the parameter's description in the catalog.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceParams {
-    /// The instance (`i-...`).
+    /// the instance
+    #[schemars(extend("x-irr-type" = "instance_id"))]
     pub instance_id: String,
 }
 
 /// Parameters of `ec2.snapshot_volumes`.
-#[derive(Debug, Deserialize)]
+///
+/// Each field's doc comment is the parameter's description in the catalog.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotParams {
-    /// The instance whose attached volumes are snapshotted.
+    /// the instance
+    // The instance whose attached volumes are snapshotted.
+    #[schemars(extend("x-irr-type" = "instance_id"))]
     pub instance_id: String,
-    /// Wait until every snapshot is completed; default true.
+    /// wait until every snapshot is completed
+    #[schemars(extend("default" = true))]
     pub wait: Option<bool>,
-    /// How long to wait at most per GiB of volume, in seconds, on top of 10 minutes;
-    /// default 60 (a first, full snapshot of a large volume can take hours).
+    /// wait budget per GiB of volume, on top of 10 minutes
+    // In seconds (a first, full snapshot of a large volume can take hours).
+    #[schemars(extend("default" = 60))]
     pub wait_seconds_per_gib: Option<u64>,
 }
 
 /// Parameters of `ec2.isolate_instance`.
-#[derive(Debug, Deserialize)]
+///
+/// Each field's doc comment is the parameter's description in the catalog.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IsolateParams {
-    /// The instance to isolate.
+    /// the instance
+    #[schemars(extend("x-irr-type" = "instance_id"))]
     pub instance_id: String,
-    /// A CIDR (IPv4 or IPv6) allowed in on TCP 22 for forensic access; default none.
+    /// forensic access: ingress on tcp/22 from this block only
+    // IPv4 or IPv6; default none.
+    #[schemars(extend("x-irr-type" = "cidr"))]
     pub allow_cidr: Option<String>,
-    /// Detach the instance profile; default true.
+    /// detach the instance profile
+    #[schemars(extend("default" = true))]
     pub detach_profile: Option<bool>,
-    /// Detach the instance from its Auto Scaling group first; default true. Otherwise the group
-    /// may terminate it (its health checks fail once isolated), destroying evidence.
+    /// detach the instance from its Auto Scaling group first, so it is not replaced (and terminated) as unhealthy
+    // Otherwise the group may terminate it (its health checks fail once isolated), destroying evidence.
+    #[schemars(extend("default" = true))]
     pub leave_autoscaling: Option<bool>,
-    /// When leaving the Auto Scaling group, lower its desired capacity so that no replacement is
-    /// launched; default false (a replacement keeps the service up).
+    /// when leaving Auto Scaling, lower the group's desired capacity instead of letting it launch a replacement
+    // A replacement keeps the service up.
+    #[schemars(extend("default" = false))]
     pub decrement_desired_capacity: Option<bool>,
 }
 
 /// Parameters of `ec2.tag_resources`.
-#[derive(Debug, Deserialize)]
+///
+/// Each field's doc comment is the parameter's description in the catalog.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TagParams {
-    /// EC2 resource ids (instances, volumes, snapshots, interfaces, groups, ...).
+    /// EC2 resource ids (instances, volumes, snapshots, ...)
     pub resource_ids: Vec<String>,
-    /// Tags to set (existing values of the same keys are replaced).
+    /// tag key -> value
+    // Existing values of the same keys are replaced.
     pub tags: BTreeMap<String, String>,
 }
 
@@ -427,14 +451,45 @@ fn attached_volumes(i: &Instance) -> Vec<(String, String)> {
 
 // ---- ec2.capture_instance_metadata ----------------------------------------------------------
 
+/// `ec2.capture_instance_metadata`: its declaration (see [`Action`]); the parameters are [`InstanceParams`].
+pub struct CaptureInstanceMetadata;
+
+impl Action for CaptureInstanceMetadata {
+    type Params = InstanceParams;
+    const DECLARATION: Declaration = Declaration {
+            name: "ec2.capture_instance_metadata",
+            summary: "record the instance, its volumes, network interfaces, security groups with rules, instance profile, tags and console output",
+            exactly_one_of: &[],
+            outputs: &[ARTIFACTS],
+            api_calls: &["ec2:DescribeInstances", "ec2:DescribeVolumes", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSecurityGroups", "ec2:DescribeIamInstanceProfileAssociations", "iam:GetInstanceProfile", "autoscaling:DescribeAutoScalingInstances", "ec2:GetConsoleOutput"],
+            permissions: &[
+                perm("ec2:DescribeInstances", ANY),
+                perm("ec2:DescribeVolumes", ANY),
+                perm("ec2:DescribeNetworkInterfaces", ANY),
+                perm("ec2:DescribeSecurityGroups", ANY),
+                perm("ec2:DescribeIamInstanceProfileAssociations", ANY),
+                // The profile's roles; a denial is recorded in the artifact, not fatal.
+                perm("iam:GetInstanceProfile", INSTANCE_PROFILE),
+                perm("autoscaling:DescribeAutoScalingInstances", ANY),
+                // A denial is recorded in console-output.txt, not fatal.
+                perm("ec2:GetConsoleOutput", INSTANCE),
+            ],
+            mutating: false,
+            idempotency: "read-only",
+            undo: None,
+    };
+    async fn run(ctx: &ActionCtx, params: InstanceParams) -> Result<ActionOutput, ActionError> {
+        capture_instance_metadata(ctx, params).await
+    }
+}
+
 /// `ec2.capture_instance_metadata`: records the instance, its volumes, network interfaces,
 /// security groups with their rules, instance profile (and its roles), Auto Scaling membership,
 /// tags and console output, one artifact each. Output `artifacts`. Read-only.
 pub async fn capture_instance_metadata(
     ctx: &ActionCtx,
-    params: Value,
+    p: InstanceParams,
 ) -> Result<ActionOutput, ActionError> {
-    let p: InstanceParams = parse_params("ec2.capture_instance_metadata", params)?;
     let id = p.instance_id.as_str();
     let ec2 = &ctx.aws.ec2;
     // The instance itself is the one read the capture cannot do without. Every other read
@@ -597,17 +652,44 @@ pub async fn capture_instance_metadata(
 
 // ---- ec2.protect_instance -------------------------------------------------------------------
 
+/// `ec2.protect_instance`: its declaration (see [`Action`]); the parameters are [`InstanceParams`].
+pub struct ProtectInstance;
+
+impl Action for ProtectInstance {
+    type Params = InstanceParams;
+    const DECLARATION: Declaration = Declaration {
+            name: "ec2.protect_instance",
+            summary: "termination protection on, shutdown behaviour stop, DeleteOnTermination off on every volume",
+            exactly_one_of: &[],
+            outputs: &[out("previous", ANY_MAP, "the settings before the change")],
+            api_calls: &["ec2:DescribeInstances", "ec2:DescribeInstanceAttribute", "ec2:ModifyInstanceAttribute"],
+            permissions: &[
+                perm("ec2:DescribeInstances", ANY),
+                perm("ec2:DescribeInstanceAttribute", ANY),
+                perm("ec2:ModifyInstanceAttribute", INSTANCE),
+            ],
+            mutating: true,
+            idempotency: "setting a value already set changes nothing",
+            undo: Some("ec2:ModifyInstanceAttribute back to the recorded previous values"),
+    };
+    async fn run(ctx: &ActionCtx, params: InstanceParams) -> Result<ActionOutput, ActionError> {
+        protect_instance(ctx, params).await
+    }
+}
+
 /// `ec2.protect_instance`: termination protection on, shutdown behaviour `stop`, and
 /// `DeleteOnTermination` off on every EBS volume, so neither an API call nor a shutdown from
 /// inside the instance destroys the disks. Output `previous` (the three settings before).
 /// Idempotent: settings already in place are not touched. Undo: `ModifyInstanceAttribute`
 /// back to `previous`.
-pub async fn protect_instance(ctx: &ActionCtx, params: Value) -> Result<ActionOutput, ActionError> {
+pub async fn protect_instance(
+    ctx: &ActionCtx,
+    p: InstanceParams,
+) -> Result<ActionOutput, ActionError> {
     use aws_sdk_ec2::types::{
         AttributeBooleanValue, EbsInstanceBlockDeviceSpecification, InstanceAttributeName,
         InstanceBlockDeviceMappingSpecification,
     };
-    let p: InstanceParams = parse_params("ec2.protect_instance", params)?;
     let id = p.instance_id.as_str();
     let ec2 = &ctx.aws.ec2;
     let inst = describe_instance(ctx, id).await?;
@@ -749,6 +831,53 @@ struct SnapshotDone {
     reused: bool,
 }
 
+/// `ec2.snapshot_volumes`: its declaration (see [`Action`]); the parameters are [`SnapshotParams`].
+pub struct SnapshotVolumes;
+
+impl Action for SnapshotVolumes {
+    type Params = SnapshotParams;
+    const DECLARATION: Declaration = Declaration {
+        name: "ec2.snapshot_volumes",
+        summary:
+            "snapshot every attached volume concurrently, tag with the case, wait until completed",
+        exactly_one_of: &[],
+        outputs: &[
+            out(
+                "snapshot_ids",
+                STRINGS,
+                "one snapshot per volume, in device order",
+            ),
+            out("volumes", STRING_MAP, "volume id -> snapshot id"),
+        ],
+        api_calls: &[
+            "ec2:DescribeInstances",
+            "ec2:DescribeVolumes",
+            "ec2:DescribeSnapshots",
+            "ec2:CreateSnapshot",
+        ],
+        permissions: &[
+            perm("ec2:DescribeInstances", ANY),
+            perm("ec2:DescribeVolumes", ANY),
+            perm("ec2:DescribeSnapshots", ANY),
+            perm(
+                "ec2:CreateSnapshot",
+                &[
+                    "arn:aws:ec2:{region}:{account}:volume/*",
+                    "arn:aws:ec2:{region}::snapshot/*",
+                ],
+            ),
+            // Tags are set on creation (TagSpecifications), which needs ec2:CreateTags.
+            perm("ec2:CreateTags", &["arn:aws:ec2:{region}::snapshot/*"]),
+        ],
+        mutating: true,
+        idempotency: "an existing snapshot tagged with the case and the volume is reused",
+        undo: None,
+    };
+    async fn run(ctx: &ActionCtx, params: SnapshotParams) -> Result<ActionOutput, ActionError> {
+        snapshot_volumes(ctx, params).await
+    }
+}
+
 /// `ec2.snapshot_volumes`: one snapshot of every attached EBS volume, taken concurrently,
 /// tagged `irr:case`, `irr:run`, `irr:volume`, `irr:instance`; waits until every one is
 /// completed (budget: 10 minutes plus `wait_seconds_per_gib` per GiB of the volume, polled
@@ -758,8 +887,10 @@ struct SnapshotDone {
 ///
 /// Idempotent: a pending or completed snapshot of the volume tagged with this case is reused,
 /// never a second one. Undo: `ec2:DeleteSnapshot` (not done by irr: snapshots are evidence).
-pub async fn snapshot_volumes(ctx: &ActionCtx, params: Value) -> Result<ActionOutput, ActionError> {
-    let p: SnapshotParams = parse_params("ec2.snapshot_volumes", params)?;
+pub async fn snapshot_volumes(
+    ctx: &ActionCtx,
+    p: SnapshotParams,
+) -> Result<ActionOutput, ActionError> {
     let id = p.instance_id.as_str();
     let inst = describe_instance(ctx, id).await?;
     // The volumes' details are evidence and size the wait; the snapshots never wait on
@@ -1595,6 +1726,48 @@ fn fresh_group(e: &ActionError) -> bool {
     is_transient(e) || e.code() == "InvalidGroup.NotFound"
 }
 
+/// `ec2.isolate_instance`: its declaration (see [`Action`]); the parameters are [`IsolateParams`].
+pub struct IsolateInstance;
+
+impl Action for IsolateInstance {
+    type Params = IsolateParams;
+    const DECLARATION: Declaration = Declaration {
+            name: "ec2.isolate_instance",
+            summary: "move every network interface to an allow-all group, then to an isolation group with no rules; detach the instance profile",
+            exactly_one_of: &[],
+            outputs: &[
+                out("isolation_group_id", TypeSpec::String, "the security group with no rules now on every interface"),
+                out("original_groups", TypeSpec::Map(&STRINGS), "interface id -> its groups before isolation"),
+                out("allow_all_group_id", TypeSpec::String, "the allow-all group used for the first step of the swap"),
+            ],
+            api_calls: &["ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces", "ec2:DescribeIamInstanceProfileAssociations", "autoscaling:DescribeAutoScalingInstances", "ec2:DescribeSecurityGroups", "ec2:CreateTags", "autoscaling:DetachInstances", "ec2:CreateSecurityGroup", "ec2:RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupEgress", "ec2:ModifyNetworkInterfaceAttribute", "ec2:DisassociateIamInstanceProfile"],
+            permissions: &[
+                perm("ec2:DescribeInstances", ANY),
+                perm("ec2:DescribeNetworkInterfaces", ANY),
+                perm("ec2:DescribeSecurityGroups", ANY),
+                perm("ec2:DescribeIamInstanceProfileAssociations", ANY),
+                perm("autoscaling:DescribeAutoScalingInstances", ANY),
+                // Only for an instance in an Auto Scaling group (taken out before it is isolated).
+                perm("autoscaling:DetachInstances", AUTOSCALING_GROUP),
+                perm("ec2:CreateSecurityGroup", &["arn:aws:ec2:{region}:{account}:vpc/*", "arn:aws:ec2:{region}:{account}:security-group/*"]),
+                perm("ec2:AuthorizeSecurityGroupIngress", &["arn:aws:ec2:{region}:{account}:security-group/*"]),
+                perm("ec2:AuthorizeSecurityGroupEgress", &["arn:aws:ec2:{region}:{account}:security-group/*"]),
+                perm("ec2:RevokeSecurityGroupEgress", &["arn:aws:ec2:{region}:{account}:security-group/*"]),
+                // Only when a reused isolation group carries inbound rules it should not have.
+                perm("ec2:RevokeSecurityGroupIngress", &["arn:aws:ec2:{region}:{account}:security-group/*"]),
+                perm("ec2:CreateTags", &["arn:aws:ec2:{region}:{account}:security-group/*", "arn:aws:ec2:{region}:{account}:network-interface/*", "arn:aws:ec2:{region}:{account}:instance/{instance_id}"]),
+                perm("ec2:ModifyNetworkInterfaceAttribute", &["arn:aws:ec2:{region}:{account}:network-interface/*", "arn:aws:ec2:{region}:{account}:security-group/*"]),
+                perm("ec2:DisassociateIamInstanceProfile", INSTANCE),
+            ],
+            mutating: true,
+            idempotency: "groups are found by case tag and reused; interfaces already isolated are left; the original groups are recorded once",
+            undo: Some("ec2.release_instance"),
+    };
+    async fn run(ctx: &ActionCtx, params: IsolateParams) -> Result<ActionOutput, ActionError> {
+        isolate_instance(ctx, params).await
+    }
+}
+
 /// `ec2.isolate_instance`: cuts the instance off the network, interface by interface, keeping
 /// what is needed to undo it. Outputs `isolation_group_id` and `original_groups` (interface id
 /// -> group ids).
@@ -1610,8 +1783,10 @@ fn fresh_group(e: &ActionError) -> bool {
 /// Idempotent: groups are reused, an interface already in the isolation group is skipped, and
 /// an interface left in irr's groups by an interrupted run keeps its recorded originals.
 /// Undo: `ec2.release_instance`.
-pub async fn isolate_instance(ctx: &ActionCtx, params: Value) -> Result<ActionOutput, ActionError> {
-    let p: IsolateParams = parse_params("ec2.isolate_instance", params)?;
+pub async fn isolate_instance(
+    ctx: &ActionCtx,
+    p: IsolateParams,
+) -> Result<ActionOutput, ActionError> {
     if let Some(c) = &p.allow_cidr {
         let ok = c.split_once('/').is_some_and(|(addr, len)| {
             len.parse::<u8>().is_ok() && (addr.parse::<std::net::IpAddr>().is_ok())
@@ -1955,6 +2130,40 @@ pub async fn isolate_instance(ctx: &ActionCtx, params: Value) -> Result<ActionOu
 
 // ---- ec2.release_instance -------------------------------------------------------------------
 
+/// `ec2.release_instance`: its declaration (see [`Action`]); the parameters are [`InstanceParams`].
+pub struct ReleaseInstance;
+
+impl Action for ReleaseInstance {
+    type Params = InstanceParams;
+    const DECLARATION: Declaration = Declaration {
+            name: "ec2.release_instance",
+            summary: "restore the recorded security groups on every interface and the instance profile (drills, false positives)",
+            exactly_one_of: &[],
+            outputs: &[],
+            api_calls: &["ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces", "ec2:DescribeIamInstanceProfileAssociations", "ec2:ModifyNetworkInterfaceAttribute", "ec2:DeleteTags", "ec2:AssociateIamInstanceProfile", "autoscaling:DescribeAutoScalingInstances", "autoscaling:AttachInstances"],
+            permissions: &[
+                perm("ec2:DescribeInstances", ANY),
+                perm("ec2:DescribeNetworkInterfaces", ANY),
+                perm("ec2:DescribeIamInstanceProfileAssociations", ANY),
+                // Only for an instance isolate_instance took out of an Auto Scaling group.
+                perm("autoscaling:DescribeAutoScalingInstances", ANY),
+                perm("autoscaling:AttachInstances", AUTOSCALING_GROUP),
+                perm("ec2:ModifyNetworkInterfaceAttribute", &["arn:aws:ec2:{region}:{account}:network-interface/*", "arn:aws:ec2:{region}:{account}:security-group/*"]),
+                perm("ec2:AssociateIamInstanceProfile", INSTANCE),
+                // Re-attaching the recorded instance profile passes its role to EC2, and only
+                // to EC2.
+                pass_role_to(&["arn:aws:iam::{account}:role/*"], "ec2.amazonaws.com"),
+                perm("ec2:DeleteTags", &["arn:aws:ec2:{region}:{account}:network-interface/*", "arn:aws:ec2:{region}:{account}:instance/{instance_id}"]),
+            ],
+            mutating: true,
+            idempotency: "an interface without a recorded original is left as it is",
+            undo: Some("ec2.isolate_instance"),
+    };
+    async fn run(ctx: &ActionCtx, params: InstanceParams) -> Result<ActionOutput, ActionError> {
+        release_instance(ctx, params).await
+    }
+}
+
 /// `ec2.release_instance`: undoes `ec2.isolate_instance` from the case's own record (the
 /// isolation artifacts of this run and of the case's sealed runs, each checked against the
 /// hash recorded when it was captured: `actions::record`), never from AWS tags, which anyone
@@ -1967,8 +2176,10 @@ pub async fn isolate_instance(ctx: &ActionCtx, params: Value) -> Result<ActionOu
 /// ids), `instance_profile_arn`, `auto_scaling_group`. Idempotent: an interface no longer in
 /// irr's groups is left as it is. irr's security groups are left in place (other instances of
 /// the case may use them).
-pub async fn release_instance(ctx: &ActionCtx, params: Value) -> Result<ActionOutput, ActionError> {
-    let p: InstanceParams = parse_params("ec2.release_instance", params)?;
+pub async fn release_instance(
+    ctx: &ActionCtx,
+    p: InstanceParams,
+) -> Result<ActionOutput, ActionError> {
     let id = p.instance_id.as_str();
     let inst = describe_instance(ctx, id).await?;
     let enis = instance_enis(ctx, id).await?;
@@ -2181,11 +2392,41 @@ pub async fn release_instance(ctx: &ActionCtx, params: Value) -> Result<ActionOu
 
 // ---- ec2.tag_resources ----------------------------------------------------------------------
 
+/// `ec2.tag_resources`: its declaration (see [`Action`]); the parameters are [`TagParams`].
+pub struct TagResources;
+
+impl Action for TagResources {
+    type Params = TagParams;
+    const DECLARATION: Declaration = Declaration {
+        name: "ec2.tag_resources",
+        summary: "tag EC2 resources",
+        exactly_one_of: &[],
+        outputs: &[],
+        api_calls: &["ec2:DescribeTags", "ec2:CreateTags"],
+        permissions: &[
+            // The values the keys had before are recorded.
+            perm("ec2:DescribeTags", ANY),
+            perm(
+                "ec2:CreateTags",
+                &[
+                    "arn:aws:ec2:{region}:{account}:*/*",
+                    "arn:aws:ec2:{region}::snapshot/*",
+                ],
+            ),
+        ],
+        mutating: true,
+        idempotency: "tagging again sets the same values",
+        undo: Some("ec2:DeleteTags"),
+    };
+    async fn run(ctx: &ActionCtx, params: TagParams) -> Result<ActionOutput, ActionError> {
+        tag_resources(ctx, params).await
+    }
+}
+
 /// `ec2.tag_resources`: sets tags on EC2 resources. Records the values the keys had before
 /// (output `previous`: resource id -> key -> old value or null). Idempotent. Undo: put back
 /// `previous` (`ec2:CreateTags` / `ec2:DeleteTags`).
-pub async fn tag_resources(ctx: &ActionCtx, params: Value) -> Result<ActionOutput, ActionError> {
-    let p: TagParams = parse_params("ec2.tag_resources", params)?;
+pub async fn tag_resources(ctx: &ActionCtx, p: TagParams) -> Result<ActionOutput, ActionError> {
     if p.resource_ids.is_empty() || p.tags.is_empty() {
         return Err(ActionError::Params(
             "ec2.tag_resources: `resource_ids` and `tags` must not be empty".into(),

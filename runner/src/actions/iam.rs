@@ -7,11 +7,15 @@
 
 use aws_sdk_iam::types::Tag;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::catalog::decl::*;
+use crate::catalog::{Declaration, TypeSpec};
+
 use super::{
-    aws_error, is_transient, parse_params, read_err, retry_transient, ts, ActionCtx, ActionError,
+    aws_error, is_transient, read_err, retry_transient, ts, Action, ActionCtx, ActionError,
     ActionOutput, AwsResource, TAG_CASE, TAG_RUN,
 };
 
@@ -23,47 +27,76 @@ pub const RESPONDER_POLICY_NAME: &str = "irr-responder";
 pub const REVOKE_POLICY_NAME: &str = "irr-revoke-sessions";
 
 /// Parameters of `iam.grant_responder_access`.
-#[derive(Debug, Deserialize)]
+///
+/// Each field's doc comment is the parameter's description in the catalog.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantParams {
-    /// ARNs of the principals (users, roles, accounts) allowed to assume the role.
-    #[serde(default)]
+    /// who may assume the role (an empty list trusts the account itself, still MFA-guarded)
+    // ARNs of users, roles, accounts.
+    #[schemars(extend("x-irr-type" = "arn"))]
     pub principals: Vec<String>,
-    /// How long the role may be assumed, e.g. `4h`, `30m`, `1h30m`; default `4h`.
+    /// how long the role can be assumed; the trust policy expires after it (aws:CurrentTime)
+    // e.g. `4h`, `30m`, `1h30m`.
+    #[schemars(extend("x-irr-type" = "duration", "default" = "4h"))]
     pub duration: Option<String>,
-    /// Require MFA on the assuming session; default true.
+    /// require aws:MultiFactorAuthPresent
+    #[schemars(extend("default" = true))]
     pub require_mfa: Option<bool>,
-    /// Role name; default `irr-responder-<case>`.
+    /// name of the role
+    #[schemars(extend("default" = "irr-responder-{{case.id}}"))]
     pub role_name: Option<String>,
-    /// The role's permissions (an IAM policy document); default [`default_responder_policy`].
+    /// the role's permissions; default: built-in read-and-contain responder policy
+    // An IAM policy document; the default is `default_responder_policy`.
+    #[schemars(extend("x-irr-type" = "policy_document"))]
     pub policy: Option<Value>,
 }
 
 /// Parameters of `iam.revoke_responder_access`.
-#[derive(Debug, Deserialize)]
+///
+/// Each field's doc comment is the parameter's description in the catalog.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeParams {
-    /// The responder role to delete.
+    /// the responder role
     pub role_name: String,
 }
 
-/// Parameters naming one principal: exactly one of `user_name` and `role_name`.
-#[derive(Debug, Deserialize)]
+/// Parameters of `iam.capture_principal`: exactly one of `user_name` and `role_name`.
+///
+/// Each field's doc comment is the parameter's description in the catalog.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrincipalParams {
-    /// An IAM user.
+    /// the IAM user
     pub user_name: Option<String>,
-    /// An IAM role.
+    /// the IAM role
+    pub role_name: Option<String>,
+}
+
+/// Parameters of `iam.revoke_sessions`: exactly one of `user_name` and `role_name`.
+///
+/// Each field's doc comment is the parameter's description in the catalog.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeSessionsParams {
+    /// the IAM user
+    pub user_name: Option<String>,
+    /// the IAM role (not a service-linked role)
     pub role_name: Option<String>,
 }
 
 /// Parameters of `iam.deactivate_access_key`.
-#[derive(Debug, Deserialize)]
+///
+/// Each field's doc comment is the parameter's description in the catalog.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeactivateKeyParams {
-    /// The key's owner.
+    /// the key's user
     pub user_name: String,
-    /// The key id (`AKIA...`); never the secret.
+    /// the key
+    // The key id (`AKIA...`); never the secret.
+    #[schemars(extend("x-irr-type" = "access_key_id"))]
     pub access_key_id: String,
 }
 
@@ -73,8 +106,12 @@ enum Principal {
 }
 
 impl Principal {
-    fn from_params(action: &str, p: PrincipalParams) -> Result<Principal, ActionError> {
-        match (p.user_name, p.role_name) {
+    fn from_params(
+        action: &str,
+        user_name: Option<String>,
+        role_name: Option<String>,
+    ) -> Result<Principal, ActionError> {
+        match (user_name, role_name) {
             (Some(u), None) => Ok(Principal::User(u)),
             (None, Some(r)) => Ok(Principal::Role(r)),
             _ => Err(ActionError::Params(format!(
@@ -247,6 +284,40 @@ async fn account_root(ctx: &ActionCtx) -> Result<String, ActionError> {
     Ok(format!("arn:{partition}:iam::{account}:root"))
 }
 
+/// `iam.grant_responder_access`: its declaration (see [`Action`]); the parameters are [`GrantParams`].
+pub struct GrantResponderAccess;
+
+impl Action for GrantResponderAccess {
+    type Params = GrantParams;
+    const DECLARATION: Declaration = Declaration {
+            name: "iam.grant_responder_access",
+            summary: "create (or reuse) a time-bounded, MFA-guarded responder role trusted by the principals, tagged with the case",
+            exactly_one_of: &[],
+            outputs: &[
+                out("role_arn", TypeSpec::Arn, "the responder role's ARN"),
+                out("role_name", TypeSpec::String, "the responder role's name"),
+                out("expires_at", TypeSpec::String, "RFC 3339 time after which the role can no longer be assumed"),
+            ],
+            api_calls: &["sts:GetCallerIdentity", "iam:GetRole", "iam:CreateRole", "iam:UpdateAssumeRolePolicy", "iam:UpdateRole", "iam:TagRole", "iam:PutRolePolicy"],
+            permissions: &[
+                perm("sts:GetCallerIdentity", ANY),
+                perm("iam:GetRole", ROLE),
+                perm("iam:CreateRole", ROLE),
+                perm("iam:UpdateAssumeRolePolicy", ROLE),
+                // A reused role gets its session length brought up to date.
+                perm("iam:UpdateRole", ROLE),
+                perm("iam:PutRolePolicy", ROLE),
+                perm("iam:TagRole", ROLE),
+            ],
+            mutating: true,
+            idempotency: "finds the role by name and case tag and reuses it (its trust policy is brought up to date); a concurrent creation (EntityAlreadyExists) is reused too",
+            undo: Some("iam.revoke_responder_access"),
+    };
+    async fn run(ctx: &ActionCtx, params: GrantParams) -> Result<ActionOutput, ActionError> {
+        grant_responder_access(ctx, params).await
+    }
+}
+
 /// `iam.grant_responder_access`: creates (or reuses) a responder role that the principals may
 /// assume, with MFA, until now + `duration`; outputs `role_arn`, `role_name`, `expires_at`.
 ///
@@ -262,9 +333,8 @@ async fn account_root(ctx: &ActionCtx) -> Result<String, ActionError> {
 /// of that name belonging to another case, or not made by irr, is refused.
 pub async fn grant_responder_access(
     ctx: &ActionCtx,
-    params: Value,
+    p: GrantParams,
 ) -> Result<ActionOutput, ActionError> {
-    let p: GrantParams = parse_params("iam.grant_responder_access", params)?;
     let duration = parse_duration(p.duration.as_deref().unwrap_or("4h"))?;
     if duration < std::time::Duration::from_secs(15 * 60)
         || duration > std::time::Duration::from_secs(7 * 86_400)
@@ -531,6 +601,51 @@ async fn reconcile_role(
     Ok(())
 }
 
+/// `iam.revoke_responder_access`: its declaration (see [`Action`]); the parameters are [`RevokeParams`].
+pub struct RevokeResponderAccess;
+
+impl Action for RevokeResponderAccess {
+    type Params = RevokeParams;
+    const DECLARATION: Declaration = Declaration {
+        name: "iam.revoke_responder_access",
+        summary: "remove the responder role's policies and trust, and delete it",
+        exactly_one_of: &[],
+        outputs: &[],
+        api_calls: &[
+            "iam:GetRole",
+            "iam:ListRolePolicies",
+            "iam:DeleteRolePolicy",
+            "iam:ListAttachedRolePolicies",
+            "iam:DetachRolePolicy",
+            "iam:ListInstanceProfilesForRole",
+            "iam:RemoveRoleFromInstanceProfile",
+            "iam:DeleteRole",
+        ],
+        permissions: &[
+            perm("iam:GetRole", ROLE),
+            perm("iam:ListRolePolicies", ROLE),
+            perm("iam:DeleteRolePolicy", ROLE),
+            perm("iam:ListAttachedRolePolicies", ROLE),
+            perm("iam:DetachRolePolicy", ROLE),
+            perm("iam:ListInstanceProfilesForRole", ROLE),
+            perm(
+                "iam:RemoveRoleFromInstanceProfile",
+                &[
+                    "arn:aws:iam::{account}:instance-profile/*",
+                    "arn:aws:iam::{account}:role/{role_name}",
+                ],
+            ),
+            perm("iam:DeleteRole", ROLE),
+        ],
+        mutating: true,
+        idempotency: "a role already gone counts as revoked",
+        undo: None,
+    };
+    async fn run(ctx: &ActionCtx, params: RevokeParams) -> Result<ActionOutput, ActionError> {
+        revoke_responder_access(ctx, params).await
+    }
+}
+
 /// `iam.revoke_responder_access`: deletes a responder role made by this case: its inline
 /// policies, attached managed policies and instance-profile memberships first, then the role.
 /// Deleting the role ends the permissions of every session issued from it.
@@ -539,9 +654,8 @@ async fn reconcile_role(
 /// case, or not made by irr, is refused. Not undoable (grant again).
 pub async fn revoke_responder_access(
     ctx: &ActionCtx,
-    params: Value,
+    p: RevokeParams,
 ) -> Result<ActionOutput, ActionError> {
-    let p: RevokeParams = parse_params("iam.revoke_responder_access", params)?;
     let name = p.role_name.as_str();
     let Some(role) = get_role(ctx, name).await? else {
         let artifact = ctx.evidence(
@@ -704,17 +818,69 @@ pub async fn revoke_responder_access(
     Ok(out.with("deleted", deleted))
 }
 
+/// `iam.capture_principal`: its declaration (see [`Action`]); the parameters are [`PrincipalParams`].
+pub struct CapturePrincipal;
+
+impl Action for CapturePrincipal {
+    type Params = PrincipalParams;
+    const DECLARATION: Declaration = Declaration {
+        name: "iam.capture_principal",
+        summary:
+            "record a user's or role's policies, access keys (never secrets), groups and last use",
+        exactly_one_of: &[&["user_name", "role_name"]],
+        outputs: &[ARTIFACTS],
+        api_calls: &[
+            "iam:GetUser",
+            "iam:ListUserPolicies",
+            "iam:GetUserPolicy",
+            "iam:ListAttachedUserPolicies",
+            "iam:GetPolicy",
+            "iam:GetPolicyVersion",
+            "iam:ListGroupsForUser",
+            "iam:ListAccessKeys",
+            "iam:GetAccessKeyLastUsed",
+            "iam:GetRole",
+            "iam:ListRolePolicies",
+            "iam:GetRolePolicy",
+            "iam:ListAttachedRolePolicies",
+            "iam:ListInstanceProfilesForRole",
+        ],
+        permissions: &[
+            perm_if("user_name", "iam:GetUser", USER),
+            perm_if("user_name", "iam:ListUserPolicies", USER),
+            perm_if("user_name", "iam:GetUserPolicy", USER),
+            perm_if("user_name", "iam:ListAttachedUserPolicies", USER),
+            perm_if("user_name", "iam:ListAccessKeys", USER),
+            perm_if("user_name", "iam:GetAccessKeyLastUsed", USER),
+            perm_if("user_name", "iam:ListGroupsForUser", USER),
+            perm_if("role_name", "iam:GetRole", ROLE),
+            perm_if("role_name", "iam:ListRolePolicies", ROLE),
+            perm_if("role_name", "iam:GetRolePolicy", ROLE),
+            perm_if("role_name", "iam:ListAttachedRolePolicies", ROLE),
+            perm_if("role_name", "iam:ListInstanceProfilesForRole", ROLE),
+            // The documents of attached managed policies (customer or AWS managed).
+            perm("iam:GetPolicy", MANAGED_POLICY),
+            perm("iam:GetPolicyVersion", MANAGED_POLICY),
+        ],
+        mutating: false,
+        idempotency: "read-only",
+        undo: None,
+    };
+    async fn run(ctx: &ActionCtx, params: PrincipalParams) -> Result<ActionOutput, ActionError> {
+        capture_principal(ctx, params).await
+    }
+}
+
 /// `iam.capture_principal`: records a user's or role's identity, inline policies (documents),
 /// attached managed policies (with their default version's document), group memberships,
 /// access keys (id, status, created, last used; never secrets) and tags. Output `artifacts`.
 pub async fn capture_principal(
     ctx: &ActionCtx,
-    params: Value,
+    p: PrincipalParams,
 ) -> Result<ActionOutput, ActionError> {
-    let p: PrincipalParams = parse_params("iam.capture_principal", params)?;
     let iam = &ctx.aws.iam;
     let mut artifacts = Vec::new();
-    match Principal::from_params("iam.capture_principal", p)? {
+    match Principal::from_params("iam.capture_principal", p.user_name, p.role_name)? {
         Principal::User(user) => {
             let u = iam.get_user().user_name(&user).send().await.map_err(|e| {
                 if e.code() == Some("NoSuchEntity") {
@@ -962,13 +1128,43 @@ async fn attached_documents(
     Ok(out)
 }
 
+/// `iam.deactivate_access_key`: its declaration (see [`Action`]); the parameters are [`DeactivateKeyParams`].
+pub struct DeactivateAccessKey;
+
+impl Action for DeactivateAccessKey {
+    type Params = DeactivateKeyParams;
+    const DECLARATION: Declaration = Declaration {
+        name: "iam.deactivate_access_key",
+        summary: "set an access key inactive",
+        exactly_one_of: &[],
+        outputs: &[out(
+            "previous_status",
+            TypeSpec::String,
+            "Active or Inactive, before the change",
+        )],
+        api_calls: &["iam:ListAccessKeys", "iam:UpdateAccessKey"],
+        permissions: &[
+            perm("iam:ListAccessKeys", USER),
+            perm("iam:UpdateAccessKey", USER),
+        ],
+        mutating: true,
+        idempotency: "an inactive key stays inactive",
+        undo: Some("iam:UpdateAccessKey with Status=Active (by hand, once the key is known safe)"),
+    };
+    async fn run(
+        ctx: &ActionCtx,
+        params: DeactivateKeyParams,
+    ) -> Result<ActionOutput, ActionError> {
+        deactivate_access_key(ctx, params).await
+    }
+}
+
 /// `iam.deactivate_access_key`: sets an access key inactive. Output `previous_status`.
 /// Idempotent (no call when already inactive). Undo: `iam:UpdateAccessKey` back to `Active`.
 pub async fn deactivate_access_key(
     ctx: &ActionCtx,
-    params: Value,
+    p: DeactivateKeyParams,
 ) -> Result<ActionOutput, ActionError> {
-    let p: DeactivateKeyParams = parse_params("iam.deactivate_access_key", params)?;
     let keys = match ctx
         .aws
         .iam
@@ -1054,6 +1250,51 @@ pub fn revoke_sessions_policy(before: &str) -> Value {
     })
 }
 
+/// `iam.revoke_sessions`: its declaration (see [`Action`]); the parameters are [`RevokeSessionsParams`].
+pub struct RevokeSessions;
+
+impl Action for RevokeSessions {
+    type Params = RevokeSessionsParams;
+    const DECLARATION: Declaration = Declaration {
+        name: "iam.revoke_sessions",
+        summary:
+            "deny everything to sessions issued before now (inline Deny with aws:TokenIssueTime)",
+        exactly_one_of: &[&["user_name", "role_name"]],
+        outputs: &[out(
+            "revoked_before",
+            TypeSpec::String,
+            "RFC 3339 time; sessions issued before it are denied",
+        )],
+        api_calls: &[
+            "iam:GetUserPolicy",
+            "iam:GetUser",
+            "iam:PutUserPolicy",
+            "iam:GetRole",
+            "iam:GetRolePolicy",
+            "iam:PutRolePolicy",
+        ],
+        permissions: &[
+            // The policy already there is recorded first; GetUser tells "no such user" from
+            // "no such policy".
+            perm_if("user_name", "iam:GetUserPolicy", USER),
+            perm_if("user_name", "iam:GetUser", USER),
+            perm_if("user_name", "iam:PutUserPolicy", USER),
+            perm_if("role_name", "iam:GetRole", ROLE),
+            perm_if("role_name", "iam:GetRolePolicy", ROLE),
+            perm_if("role_name", "iam:PutRolePolicy", ROLE),
+        ],
+        mutating: true,
+        idempotency: "rewrites the one inline policy irr-revoke-sessions",
+        undo: Some("delete the inline policy irr-revoke-sessions"),
+    };
+    async fn run(
+        ctx: &ActionCtx,
+        params: RevokeSessionsParams,
+    ) -> Result<ActionOutput, ActionError> {
+        revoke_sessions(ctx, params).await
+    }
+}
+
 /// `iam.revoke_sessions`: puts the inline policy `irr-revoke-sessions` (Deny `*` when
 /// `aws:TokenIssueTime` is before now) on a user or role, so every temporary credential
 /// issued before now stops working. Output `revoked_before`.
@@ -1063,9 +1304,11 @@ pub fn revoke_sessions_policy(before: &str) -> Value {
 /// Refused on service-linked roles, where IAM forbids inline policies. Re-running moves the
 /// cut-off to the new now (revoking at least as much). Undo: delete the inline policy
 /// (`iam:DeleteUserPolicy` / `iam:DeleteRolePolicy`).
-pub async fn revoke_sessions(ctx: &ActionCtx, params: Value) -> Result<ActionOutput, ActionError> {
-    let p: PrincipalParams = parse_params("iam.revoke_sessions", params)?;
-    let principal = Principal::from_params("iam.revoke_sessions", p)?;
+pub async fn revoke_sessions(
+    ctx: &ActionCtx,
+    p: RevokeSessionsParams,
+) -> Result<ActionOutput, ActionError> {
+    let principal = Principal::from_params("iam.revoke_sessions", p.user_name, p.role_name)?;
     let iam = &ctx.aws.iam;
     let before = irr_forensics::clock::now_rfc3339_seconds();
     let policy = revoke_sessions_policy(&before).to_string();
@@ -1323,7 +1566,8 @@ mod tests {
         ];
         let ctx = crate::actions::test_support::ctx_with_iam("case-1", RuleMode::MatchAny, &rules);
 
-        let out = grant_responder_access(
+        let out = super::super::dispatch(
+            "iam.grant_responder_access",
             &ctx,
             json!({"principals": ["arn:aws:iam::123456789012:user/alice"], "role_name": "irr-responder-case-1"}),
         )
@@ -1368,9 +1612,13 @@ mod tests {
         });
         let ctx =
             crate::actions::test_support::ctx_with_iam("case-1", RuleMode::MatchAny, &[&get_role]);
-        let e = revoke_responder_access(&ctx, json!({"role_name": "shared"}))
-            .await
-            .unwrap_err();
+        let e = super::super::dispatch(
+            "iam.revoke_responder_access",
+            &ctx,
+            json!({"role_name": "shared"}),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(e.code(), "target");
         assert!(e.to_string().contains("other-case"), "{e}");
     }

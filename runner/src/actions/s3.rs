@@ -4,16 +4,23 @@
 //! change, making no mutating call.
 
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{aws_error, parse_params, ActionCtx, ActionError, ActionOutput};
+use crate::catalog::decl::*;
+use crate::catalog::Declaration;
+
+use super::{aws_error, Action, ActionCtx, ActionError, ActionOutput};
 
 /// Parameters of `s3.capture_bucket_config` and `s3.block_public_access`.
-#[derive(Debug, Deserialize)]
+///
+/// Each field's doc comment is the parameter's description in the catalog.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BucketParams {
-    /// The bucket's name.
+    /// the bucket
+    #[schemars(extend("x-irr-type" = "bucket_name"))]
     pub bucket: String,
 }
 
@@ -84,14 +91,48 @@ async fn public_access_block(ctx: &ActionCtx, bucket: &str) -> Result<Value, Act
     }))
 }
 
+/// `s3.capture_bucket_config`: its declaration (see [`Action`]); the parameters are [`BucketParams`].
+pub struct CaptureBucketConfig;
+
+impl Action for CaptureBucketConfig {
+    type Params = BucketParams;
+    const DECLARATION: Declaration = Declaration {
+        name: "s3.capture_bucket_config",
+        summary: "record a bucket's policy, ACL, public access block, encryption and versioning",
+        exactly_one_of: &[],
+        outputs: &[ARTIFACTS],
+        api_calls: &[
+            "s3:GetBucketAcl",
+            "s3:GetBucketPolicy",
+            "s3:GetPublicAccessBlock",
+            "s3:GetBucketEncryption",
+            "s3:GetBucketVersioning",
+            "s3:GetBucketOwnershipControls",
+        ],
+        permissions: &[
+            perm("s3:GetBucketPolicy", BUCKET),
+            perm("s3:GetBucketAcl", BUCKET),
+            perm("s3:GetBucketPublicAccessBlock", BUCKET),
+            perm("s3:GetEncryptionConfiguration", BUCKET),
+            perm("s3:GetBucketVersioning", BUCKET),
+            perm("s3:GetBucketOwnershipControls", BUCKET),
+        ],
+        mutating: false,
+        idempotency: "read-only",
+        undo: None,
+    };
+    async fn run(ctx: &ActionCtx, params: BucketParams) -> Result<ActionOutput, ActionError> {
+        capture_bucket_config(ctx, params).await
+    }
+}
+
 /// `s3.capture_bucket_config`: records the bucket's policy, ACL, public access block, default
 /// encryption, versioning and ownership controls, one artifact each. A configuration that was
 /// never set is recorded as absent, not as an error. Output `artifacts` (paths).
 pub async fn capture_bucket_config(
     ctx: &ActionCtx,
-    params: Value,
+    p: BucketParams,
 ) -> Result<ActionOutput, ActionError> {
-    let p: BucketParams = parse_params("s3.capture_bucket_config", params)?;
     let b = p.bucket.as_str();
     let s3 = &ctx.aws.s3;
     let mut artifacts = Vec::new();
@@ -257,6 +298,34 @@ fn never_versioned_emulator_answer<E>(
         })
 }
 
+/// `s3.block_public_access`: its declaration (see [`Action`]); the parameters are [`BucketParams`].
+pub struct BlockPublicAccess;
+
+impl Action for BlockPublicAccess {
+    type Params = BucketParams;
+    const DECLARATION: Declaration = Declaration {
+        name: "s3.block_public_access",
+        summary: "turn on all four public access block settings of a bucket",
+        exactly_one_of: &[],
+        outputs: &[out(
+            "previous",
+            ANY_MAP,
+            "the public access block before the change",
+        )],
+        api_calls: &["s3:GetPublicAccessBlock", "s3:PutPublicAccessBlock"],
+        permissions: &[
+            perm("s3:GetBucketPublicAccessBlock", BUCKET),
+            perm("s3:PutBucketPublicAccessBlock", BUCKET),
+        ],
+        mutating: true,
+        idempotency: "setting the block again changes nothing",
+        undo: Some("s3:PutPublicAccessBlock with the recorded previous settings"),
+    };
+    async fn run(ctx: &ActionCtx, params: BucketParams) -> Result<ActionOutput, ActionError> {
+        block_public_access(ctx, params).await
+    }
+}
+
 /// `s3.block_public_access`: turns on all four public access block settings of the bucket.
 /// Records the previous settings first (output `previous`); makes no call when all four are
 /// already on. Undo: put `previous` back (or delete the configuration when it was absent).
@@ -265,9 +334,8 @@ fn never_versioned_emulator_answer<E>(
 /// touched here.
 pub async fn block_public_access(
     ctx: &ActionCtx,
-    params: Value,
+    p: BucketParams,
 ) -> Result<ActionOutput, ActionError> {
-    let p: BucketParams = parse_params("s3.block_public_access", params)?;
     let b = p.bucket.as_str();
     // Protection never waits on an optional read: when the current settings cannot be read
     // (a gap), all four are put anyway.
