@@ -194,6 +194,82 @@ pub async fn capture_bucket_config(
         "s3:GetPublicAccessBlock",
     )?);
 
+    artifacts.push(encryption_artifact(ctx, b).await?);
+    artifacts.push(versioning_artifact(ctx, b).await?);
+    artifacts.push(ownership_artifact(ctx, b).await?);
+    Ok(ActionOutput::default().with("artifacts", artifacts))
+}
+
+/// Records the bucket's ownership controls (`bucket-ownership-controls.json`); returns its
+/// path.
+async fn ownership_artifact(ctx: &ActionCtx, b: &str) -> Result<String, ActionError> {
+    let s3 = &ctx.aws.s3;
+    let own = absent_ok(
+        b,
+        "GetBucketOwnershipControls",
+        s3.get_bucket_ownership_controls().bucket(b).send().await,
+    );
+    let own = or_gap(ctx, "s3:GetBucketOwnershipControls", own)?;
+    let captured = own.is_some();
+    let own_rules = own.flatten();
+    let own_rules = own_rules
+        .as_ref()
+        .and_then(|o| o.ownership_controls())
+        .map(|c| {
+            c.rules()
+                .iter()
+                .map(|r| r.object_ownership().as_str().to_owned())
+                .collect::<Vec<_>>()
+        });
+    ctx.evidence(
+        "bucket-ownership-controls.json",
+        &json!({"bucket": b, "captured": captured, "present": own_rules.is_some(), "object_ownership": own_rules}),
+        "s3:GetBucketOwnershipControls",
+    )
+}
+
+/// Records the bucket's versioning (`bucket-versioning.json`); returns its path.
+async fn versioning_artifact(ctx: &ActionCtx, b: &str) -> Result<String, ActionError> {
+    let s3 = &ctx.aws.s3;
+    let mut captured = true;
+    let (status, mfa_delete) = match s3.get_bucket_versioning().bucket(b).send().await {
+        Ok(v) => (
+            v.status().map(|s| s.as_str().to_owned()),
+            v.mfa_delete().map(|s| s.as_str().to_owned()),
+        ),
+        Err(e) if e.code() == Some("NoSuchBucket") => {
+            return Err(ActionError::Target(format!("no such bucket: {b}")))
+        }
+        // moto answers a never-versioned bucket with an empty `<GetBucketVersioningResponse/>`
+        // where S3 sends an empty `<VersioningConfiguration/>`, and the SDK cannot parse it.
+        // Read that one answer as "never enabled" (S3 itself never sends it).
+        Err(e) if never_versioned_emulator_answer(&e) => (None, None),
+        Err(e) => {
+            ctx.gap(
+                "s3:GetBucketVersioning",
+                &aws_error("s3", "GetBucketVersioning", &e),
+            );
+            captured = false;
+            (None, None)
+        }
+    };
+    ctx.evidence(
+        "bucket-versioning.json",
+        &json!({
+            "bucket": b,
+            "captured": captured,
+            // A bucket whose versioning was never enabled has no status at all.
+            "present": status.is_some(),
+            "status": status,
+            "mfa_delete": mfa_delete,
+        }),
+        "s3:GetBucketVersioning",
+    )
+}
+
+/// Records the bucket's default encryption (`bucket-encryption.json`); returns its path.
+async fn encryption_artifact(ctx: &ActionCtx, b: &str) -> Result<String, ActionError> {
+    let s3 = &ctx.aws.s3;
     let enc = absent_ok(
         b,
         "GetBucketEncryption",
@@ -218,71 +294,11 @@ pub async fn capture_bucket_config(
                 })
                 .collect::<Vec<_>>()
         });
-    artifacts.push(ctx.evidence(
+    ctx.evidence(
         "bucket-encryption.json",
         &json!({"bucket": b, "captured": captured, "present": rules.is_some(), "rules": rules}),
         "s3:GetEncryptionConfiguration",
-    )?);
-
-    let mut captured = true;
-    let (status, mfa_delete) = match s3.get_bucket_versioning().bucket(b).send().await {
-        Ok(v) => (
-            v.status().map(|s| s.as_str().to_owned()),
-            v.mfa_delete().map(|s| s.as_str().to_owned()),
-        ),
-        Err(e) if e.code() == Some("NoSuchBucket") => {
-            return Err(ActionError::Target(format!("no such bucket: {b}")))
-        }
-        // moto answers a never-versioned bucket with an empty `<GetBucketVersioningResponse/>`
-        // where S3 sends an empty `<VersioningConfiguration/>`, and the SDK cannot parse it.
-        // Read that one answer as "never enabled" (S3 itself never sends it).
-        Err(e) if never_versioned_emulator_answer(&e) => (None, None),
-        Err(e) => {
-            ctx.gap(
-                "s3:GetBucketVersioning",
-                &aws_error("s3", "GetBucketVersioning", &e),
-            );
-            captured = false;
-            (None, None)
-        }
-    };
-    artifacts.push(ctx.evidence(
-        "bucket-versioning.json",
-        &json!({
-            "bucket": b,
-            "captured": captured,
-            // A bucket whose versioning was never enabled has no status at all.
-            "present": status.is_some(),
-            "status": status,
-            "mfa_delete": mfa_delete,
-        }),
-        "s3:GetBucketVersioning",
-    )?);
-
-    let own = absent_ok(
-        b,
-        "GetBucketOwnershipControls",
-        s3.get_bucket_ownership_controls().bucket(b).send().await,
-    );
-    let own = or_gap(ctx, "s3:GetBucketOwnershipControls", own)?;
-    let captured = own.is_some();
-    let own_rules = own.flatten();
-    let own_rules = own_rules
-        .as_ref()
-        .and_then(|o| o.ownership_controls())
-        .map(|c| {
-            c.rules()
-                .iter()
-                .map(|r| r.object_ownership().as_str().to_owned())
-                .collect::<Vec<_>>()
-        });
-    artifacts.push(ctx.evidence(
-        "bucket-ownership-controls.json",
-        &json!({"bucket": b, "captured": captured, "present": own_rules.is_some(), "object_ownership": own_rules}),
-        "s3:GetBucketOwnershipControls",
-    )?);
-
-    Ok(ActionOutput::default().with("artifacts", artifacts))
+    )
 }
 
 fn never_versioned_emulator_answer<E>(

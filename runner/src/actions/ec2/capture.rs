@@ -105,6 +105,65 @@ pub async fn capture_instance_metadata(
         "ec2:DescribeSecurityGroups",
     )?);
 
+    artifacts.push(profile_artifact(ctx, id).await?);
+    let asg = ctx.or_gap(
+        "autoscaling:DescribeAutoScalingInstances",
+        autoscaling_membership(ctx, id).await,
+    );
+    artifacts.push(ctx.evidence(
+        "autoscaling.json",
+        &json!({
+            "instance_id": id,
+            "captured": asg.is_some(),
+            "auto_scaling_group": asg.flatten().as_ref().map(|(g, s)| json!({"name": g, "lifecycle_state": s})),
+            "auto_scaling_group_tag": tag_value(inst.tags(), ASG_NAME_TAG),
+        }),
+        "autoscaling:DescribeAutoScalingInstances",
+    )?);
+
+    artifacts.push(console_artifact(ctx, id).await?);
+    Ok(ActionOutput::default().with("artifacts", artifacts))
+}
+
+/// Records the console output (`console-output.txt`); returns its path.
+async fn console_artifact(ctx: &ActionCtx, id: &str) -> Result<String, ActionError> {
+    let ec2 = &ctx.aws.ec2;
+    // The console output is evidence but not essential (some instance types have none).
+    let console = ec2
+        .get_console_output()
+        .instance_id(id)
+        .send()
+        .await
+        .map_err(read_err("ec2", "GetConsoleOutput"));
+    let console = match console {
+        Ok(o) => {
+            use base64::Engine as _;
+            let raw = o.output().unwrap_or_default();
+            let text = base64::engine::general_purpose::STANDARD
+                .decode(raw.trim())
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_else(|_| raw.to_owned());
+            format!(
+                "# instance {id}, console output at {}\n{text}",
+                ts(o.timestamp())
+            )
+        }
+        Err(e) => {
+            ctx.gap("ec2:GetConsoleOutput", &e);
+            format!("# instance {id}: no console output: {e}")
+        }
+    };
+    ctx.recorder.artifact(
+        &ctx.step_id,
+        "console-output.txt",
+        console.as_bytes(),
+        "ec2:GetConsoleOutput",
+    )
+}
+
+/// Records the instance profile associations and their roles (`instance-profile.json`);
+/// returns its path.
+async fn profile_artifact(ctx: &ActionCtx, id: &str) -> Result<String, ActionError> {
     let assocs = ctx.or_gap(
         "ec2:DescribeIamInstanceProfileAssociations",
         profile_associations(ctx, id).await,
@@ -146,59 +205,11 @@ pub async fn capture_instance_metadata(
             json!({"association": assoc_json(a), "instance_profile_name": name, "roles": roles}),
         );
     }
-    artifacts.push(ctx.evidence(
+    ctx.evidence(
         "instance-profile.json",
         &json!({"instance_id": id, "captured": assocs.is_some(), "associations": profiles}),
         "ec2:DescribeIamInstanceProfileAssociations",
-    )?);
-
-    let asg = ctx.or_gap(
-        "autoscaling:DescribeAutoScalingInstances",
-        autoscaling_membership(ctx, id).await,
-    );
-    artifacts.push(ctx.evidence(
-        "autoscaling.json",
-        &json!({
-            "instance_id": id,
-            "captured": asg.is_some(),
-            "auto_scaling_group": asg.flatten().as_ref().map(|(g, s)| json!({"name": g, "lifecycle_state": s})),
-            "auto_scaling_group_tag": tag_value(inst.tags(), ASG_NAME_TAG),
-        }),
-        "autoscaling:DescribeAutoScalingInstances",
-    )?);
-
-    // The console output is evidence but not essential (some instance types have none).
-    let console = ec2
-        .get_console_output()
-        .instance_id(id)
-        .send()
-        .await
-        .map_err(read_err("ec2", "GetConsoleOutput"));
-    let console = match console {
-        Ok(o) => {
-            use base64::Engine as _;
-            let raw = o.output().unwrap_or_default();
-            let text = base64::engine::general_purpose::STANDARD
-                .decode(raw.trim())
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_else(|_| raw.to_owned());
-            format!(
-                "# instance {id}, console output at {}\n{text}",
-                ts(o.timestamp())
-            )
-        }
-        Err(e) => {
-            ctx.gap("ec2:GetConsoleOutput", &e);
-            format!("# instance {id}: no console output: {e}")
-        }
-    };
-    artifacts.push(ctx.recorder.artifact(
-        &ctx.step_id,
-        "console-output.txt",
-        console.as_bytes(),
-        "ec2:GetConsoleOutput",
-    )?);
-    Ok(ActionOutput::default().with("artifacts", artifacts))
+    )
 }
 
 // ---- ec2.protect_instance -------------------------------------------------------------------

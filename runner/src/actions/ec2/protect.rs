@@ -36,10 +36,7 @@ pub async fn protect_instance(
     ctx: &ActionCtx,
     p: InstanceParams,
 ) -> Result<ActionOutput, ActionError> {
-    use aws_sdk_ec2::types::{
-        AttributeBooleanValue, EbsInstanceBlockDeviceSpecification, InstanceAttributeName,
-        InstanceBlockDeviceMappingSpecification,
-    };
+    use aws_sdk_ec2::types::{AttributeBooleanValue, InstanceAttributeName};
     let id = p.instance_id.as_str();
     let ec2 = &ctx.aws.ec2;
     let inst = describe_instance(ctx, id).await?;
@@ -135,32 +132,7 @@ pub async fn protect_instance(
         changed.push("instance_initiated_shutdown_behavior");
     }
     if !to_keep.is_empty() {
-        let mappings = to_keep
-            .iter()
-            .map(|(dev, vol)| {
-                InstanceBlockDeviceMappingSpecification::builder()
-                    .device_name(dev)
-                    .ebs(
-                        EbsInstanceBlockDeviceSpecification::builder()
-                            .set_volume_id(vol.clone())
-                            .delete_on_termination(false)
-                            .build(),
-                    )
-                    .build()
-            })
-            .collect();
-        ctx.mutating_dry(
-            "ec2",
-            "ModifyInstanceAttribute",
-            json!({"instance_id": id, "block_device_mappings": to_keep.iter().map(|(d, v)| json!({"device_name": d, "volume_id": v, "delete_on_termination": false})).collect::<Vec<_>>()}),
-            ec2.modify_instance_attribute()
-                .instance_id(id)
-                .set_block_device_mappings(Some(mappings))
-                .dry_run(ctx.dry_run)
-                .send(),
-            |_| json!({}),
-        )
-        .await?;
+        keep_volumes(ctx, id, &to_keep).await?;
         changed.push("delete_on_termination");
     }
     Ok(ActionOutput::default()
@@ -170,6 +142,45 @@ pub async fn protect_instance(
             changed.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         )
         .with("artifacts", vec![artifact]))
+}
+
+/// Turns `DeleteOnTermination` off on the volumes `to_keep` (device name, volume id).
+async fn keep_volumes(
+    ctx: &ActionCtx,
+    id: &str,
+    to_keep: &[(String, Option<String>)],
+) -> Result<(), ActionError> {
+    use aws_sdk_ec2::types::{
+        EbsInstanceBlockDeviceSpecification, InstanceBlockDeviceMappingSpecification,
+    };
+    let ec2 = &ctx.aws.ec2;
+    let mappings = to_keep
+        .iter()
+        .map(|(dev, vol)| {
+            InstanceBlockDeviceMappingSpecification::builder()
+                .device_name(dev)
+                .ebs(
+                    EbsInstanceBlockDeviceSpecification::builder()
+                        .set_volume_id(vol.clone())
+                        .delete_on_termination(false)
+                        .build(),
+                )
+                .build()
+        })
+        .collect();
+    ctx.mutating_dry(
+        "ec2",
+        "ModifyInstanceAttribute",
+        json!({"instance_id": id, "block_device_mappings": to_keep.iter().map(|(d, v)| json!({"device_name": d, "volume_id": v, "delete_on_termination": false})).collect::<Vec<_>>()}),
+        ec2.modify_instance_attribute()
+            .instance_id(id)
+            .set_block_device_mappings(Some(mappings))
+            .dry_run(ctx.dry_run)
+            .send(),
+        |_| json!({}),
+    )
+    .await?;
+    Ok(())
 }
 
 // ---- ec2.snapshot_volumes -------------------------------------------------------------------

@@ -212,54 +212,7 @@ pub async fn revoke_sessions(
     let iam = &ctx.aws.iam;
     let before = irr_forensics::clock::now_rfc3339_seconds();
     let policy = revoke_sessions_policy(&before).to_string();
-    let (kind, name, existing) = match &principal {
-        Principal::Role(r) => {
-            let role = get_role(ctx, r)
-                .await?
-                .ok_or_else(|| ActionError::Target(format!("no such IAM role: {r}")))?;
-            if role.path().starts_with("/aws-service-role/") {
-                return Err(ActionError::Target(format!(
-                    "{r} is a service-linked role: IAM allows no inline policy on it"
-                )));
-            }
-            let existing = match iam
-                .get_role_policy()
-                .role_name(r)
-                .policy_name(REVOKE_POLICY_NAME)
-                .send()
-                .await
-            {
-                Ok(o) => Some(policy_document(o.policy_document())),
-                Err(e) if e.code() == Some("NoSuchEntity") => None,
-                Err(e) => return Err(aws_error("iam", "GetRolePolicy", &e)),
-            };
-            ("role", r.clone(), existing)
-        }
-        Principal::User(u) => {
-            let existing = match iam
-                .get_user_policy()
-                .user_name(u)
-                .policy_name(REVOKE_POLICY_NAME)
-                .send()
-                .await
-            {
-                Ok(o) => Some(policy_document(o.policy_document())),
-                Err(e) if e.code() == Some("NoSuchEntity") => {
-                    // NoSuchEntity both for "no such policy" and "no such user": tell apart.
-                    iam.get_user().user_name(u).send().await.map_err(|e| {
-                        if e.code() == Some("NoSuchEntity") {
-                            ActionError::Target(format!("no such IAM user: {u}"))
-                        } else {
-                            aws_error("iam", "GetUser", &e)
-                        }
-                    })?;
-                    None
-                }
-                Err(e) => return Err(aws_error("iam", "GetUserPolicy", &e)),
-            };
-            ("user", u.clone(), existing)
-        }
-    };
+    let (kind, name, existing) = revoke_policy_before(ctx, &principal).await?;
     let mut note =
         "sessions (temporary credentials) issued before revoked_before are denied everything"
             .to_owned();
@@ -336,4 +289,61 @@ pub async fn revoke_sessions(
         }
     }
     Ok(out)
+}
+
+/// The principal's kind (`role`/`user`), name and current `irr-revoke-sessions` policy (if
+/// any), refusing a missing principal or a service-linked role.
+async fn revoke_policy_before(
+    ctx: &ActionCtx,
+    principal: &Principal,
+) -> Result<(&'static str, String, Option<Value>), ActionError> {
+    let iam = &ctx.aws.iam;
+    Ok(match principal {
+        Principal::Role(r) => {
+            let role = get_role(ctx, r)
+                .await?
+                .ok_or_else(|| ActionError::Target(format!("no such IAM role: {r}")))?;
+            if role.path().starts_with("/aws-service-role/") {
+                return Err(ActionError::Target(format!(
+                    "{r} is a service-linked role: IAM allows no inline policy on it"
+                )));
+            }
+            let existing = match iam
+                .get_role_policy()
+                .role_name(r)
+                .policy_name(REVOKE_POLICY_NAME)
+                .send()
+                .await
+            {
+                Ok(o) => Some(policy_document(o.policy_document())),
+                Err(e) if e.code() == Some("NoSuchEntity") => None,
+                Err(e) => return Err(aws_error("iam", "GetRolePolicy", &e)),
+            };
+            ("role", r.clone(), existing)
+        }
+        Principal::User(u) => {
+            let existing = match iam
+                .get_user_policy()
+                .user_name(u)
+                .policy_name(REVOKE_POLICY_NAME)
+                .send()
+                .await
+            {
+                Ok(o) => Some(policy_document(o.policy_document())),
+                Err(e) if e.code() == Some("NoSuchEntity") => {
+                    // NoSuchEntity both for "no such policy" and "no such user": tell apart.
+                    iam.get_user().user_name(u).send().await.map_err(|e| {
+                        if e.code() == Some("NoSuchEntity") {
+                            ActionError::Target(format!("no such IAM user: {u}"))
+                        } else {
+                            aws_error("iam", "GetUser", &e)
+                        }
+                    })?;
+                    None
+                }
+                Err(e) => return Err(aws_error("iam", "GetUserPolicy", &e)),
+            };
+            ("user", u.clone(), existing)
+        }
+    })
 }

@@ -89,35 +89,7 @@ pub async fn grant_responder_access(
     ctx: &ActionCtx,
     p: GrantParams,
 ) -> Result<ActionOutput, ActionError> {
-    let duration = parse_duration(p.duration.as_deref().unwrap_or("4h"))?;
-    if duration < std::time::Duration::from_secs(15 * 60)
-        || duration > std::time::Duration::from_secs(7 * 86_400)
-    {
-        return Err(ActionError::Params(
-            "iam.grant_responder_access: duration must be between 15m and 7d".into(),
-        ));
-    }
-    let require_mfa = p.require_mfa.unwrap_or(true);
-    let role_name = match &p.role_name {
-        Some(n) if sanitise_role_name(n) != *n || n.is_empty() => {
-            return Err(ActionError::Params(format!("invalid IAM role name `{n}`")));
-        }
-        Some(n) => n.clone(),
-        None => sanitise_role_name(&format!("irr-responder-{}", ctx.case_id)),
-    };
-    for arn in &p.principals {
-        if !arn.starts_with("arn:") {
-            return Err(ActionError::Params(format!(
-                "iam.grant_responder_access: principal `{arn}` is not an ARN"
-            )));
-        }
-    }
-    let policy = p.policy.clone().unwrap_or_else(default_responder_policy);
-    if !policy.is_object() {
-        return Err(ActionError::Params(
-            "iam.grant_responder_access: `policy` must be a policy document (a map)".into(),
-        ));
-    }
+    let (duration, require_mfa, role_name, policy) = grant_params(ctx, &p)?;
 
     // With no principal named, trust the account itself (its root principal): then any
     // identity of this account whose own IAM policy allows sts:AssumeRole on the role can
@@ -163,26 +135,8 @@ pub async fn grant_responder_access(
         .with("reused", existing.is_some());
 
     if ctx.dry_run {
-        let arn = match &existing {
-            Some(r) => r.arn().to_owned(),
-            None => {
-                let root = account_root(ctx).await?;
-                root.trim_end_matches(":root").to_owned() + ":role/" + &role_name
-            }
-        };
-        let would = if existing.is_some() {
-            vec![
-                format!("iam:UpdateAssumeRolePolicy {role_name} (expires {expires_at})"),
-                format!("iam:UpdateRole {role_name} MaxSessionDuration={max_session}"),
-                format!("iam:TagRole {role_name}"),
-                format!("iam:PutRolePolicy {role_name} {RESPONDER_POLICY_NAME}"),
-            ]
-        } else {
-            vec![
-                format!("iam:CreateRole {role_name} (expires {expires_at})"),
-                format!("iam:PutRolePolicy {role_name} {RESPONDER_POLICY_NAME}"),
-            ]
-        };
+        let (arn, would) =
+            grant_would(ctx, existing.as_ref(), &role_name, &expires_at, max_session).await?;
         return Ok(out.with("role_arn", arn).with("would", would));
     }
 
@@ -265,6 +219,74 @@ pub async fn grant_responder_access(
         details,
     });
     Ok(out.with("role_arn", role.arn()))
+}
+
+/// The grant's checked parameters: duration, MFA, role name and policy (defaults applied).
+fn grant_params(
+    ctx: &ActionCtx,
+    p: &GrantParams,
+) -> Result<(std::time::Duration, bool, String, Value), ActionError> {
+    let duration = parse_duration(p.duration.as_deref().unwrap_or("4h"))?;
+    if duration < std::time::Duration::from_secs(15 * 60)
+        || duration > std::time::Duration::from_secs(7 * 86_400)
+    {
+        return Err(ActionError::Params(
+            "iam.grant_responder_access: duration must be between 15m and 7d".into(),
+        ));
+    }
+    let require_mfa = p.require_mfa.unwrap_or(true);
+    let role_name = match &p.role_name {
+        Some(n) if sanitise_role_name(n) != *n || n.is_empty() => {
+            return Err(ActionError::Params(format!("invalid IAM role name `{n}`")));
+        }
+        Some(n) => n.clone(),
+        None => sanitise_role_name(&format!("irr-responder-{}", ctx.case_id)),
+    };
+    for arn in &p.principals {
+        if !arn.starts_with("arn:") {
+            return Err(ActionError::Params(format!(
+                "iam.grant_responder_access: principal `{arn}` is not an ARN"
+            )));
+        }
+    }
+    let policy = p.policy.clone().unwrap_or_else(default_responder_policy);
+    if !policy.is_object() {
+        return Err(ActionError::Params(
+            "iam.grant_responder_access: `policy` must be a policy document (a map)".into(),
+        ));
+    }
+    Ok((duration, require_mfa, role_name, policy))
+}
+
+/// In a dry run: the role's ARN and what the grant would do.
+async fn grant_would(
+    ctx: &ActionCtx,
+    existing: Option<&aws_sdk_iam::types::Role>,
+    role_name: &str,
+    expires_at: &str,
+    max_session: i32,
+) -> Result<(String, Vec<String>), ActionError> {
+    let arn = match existing {
+        Some(r) => r.arn().to_owned(),
+        None => {
+            let root = account_root(ctx).await?;
+            root.trim_end_matches(":root").to_owned() + ":role/" + role_name
+        }
+    };
+    let would = if existing.is_some() {
+        vec![
+            format!("iam:UpdateAssumeRolePolicy {role_name} (expires {expires_at})"),
+            format!("iam:UpdateRole {role_name} MaxSessionDuration={max_session}"),
+            format!("iam:TagRole {role_name}"),
+            format!("iam:PutRolePolicy {role_name} {RESPONDER_POLICY_NAME}"),
+        ]
+    } else {
+        vec![
+            format!("iam:CreateRole {role_name} (expires {expires_at})"),
+            format!("iam:PutRolePolicy {role_name} {RESPONDER_POLICY_NAME}"),
+        ]
+    };
+    Ok((arn, would))
 }
 
 pub(super) fn check_case(ctx: &ActionCtx, r: &aws_sdk_iam::types::Role) -> Result<(), ActionError> {
