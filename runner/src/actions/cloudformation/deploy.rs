@@ -168,16 +168,7 @@ pub async fn deploy_stack(ctx: &ActionCtx, p: DeployParams) -> Result<ActionOutp
     let (cfn_params, render_only) = stack_parameters(&facts.parameters, &given);
     // NoEcho values are masked from here on: before the template, the request or any call
     // is recorded.
-    for v in no_echo_values(&facts, &given) {
-        match &v {
-            Value::String(s) => ctx.recorder.secret(s),
-            Value::Array(items) => items
-                .iter()
-                .map(param_string_item)
-                .for_each(|s| ctx.recorder.secret(&s)),
-            other => ctx.recorder.secret(&other.to_string()),
-        }
-    }
+    mask_no_echo(ctx, &facts, &given);
     let mut tags: Vec<(String, String)> = p
         .tags
         .clone()
@@ -214,23 +205,7 @@ pub async fn deploy_stack(ctx: &ActionCtx, p: DeployParams) -> Result<ActionOutp
         "irr:cloudformation.deploy_stack",
     )?;
 
-    let existing = describe(ctx, &name).await?;
-    if let Some(s) = &existing {
-        ctx.evidence(
-            "stack-before.json",
-            &stack_json(s),
-            "cloudformation:DescribeStacks",
-        )?;
-        let owner = tag_of(s, TAG_CASE);
-        if owner != Some(ctx.case_id.as_str()) {
-            return Err(ActionError::Target(format!(
-                "a stack named {name} already exists ({}) and is not this case's ({TAG_CASE}={}): \
-                 refusing to reuse or replace it; choose another stack_name",
-                status(s),
-                owner.unwrap_or("absent")
-            )));
-        }
-    }
+    let existing = case_stack(ctx, &name).await?;
 
     if ctx.dry_run {
         return dry_run(
@@ -246,36 +221,8 @@ pub async fn deploy_stack(ctx: &ActionCtx, p: DeployParams) -> Result<ActionOutp
     }
 
     let deadline = Instant::now() + timeout;
-    let mut reused = false;
-    let mut stack_id = None;
-    if let Some(s) = &existing {
-        let id = s.stack_id().unwrap_or(name.as_str()).to_owned();
-        let st = status(s).to_owned();
-        if usable(&st) || in_progress(&st) {
-            let differ = differing_parameters(s, &cfn_params);
-            if !differ.is_empty() {
-                return Err(ActionError::Target(format!(
-                    "stack {name} of this case exists ({st}) with other parameter values ({}): \
-                     it is not reused; delete it first (cloudformation.delete_stack) or choose \
-                     another stack_name",
-                    differ.join("; ")
-                )));
-            }
-            reused = true;
-            stack_id = Some(id);
-        } else {
-            // A failed earlier attempt (ROLLBACK_COMPLETE, CREATE_FAILED, DELETE_FAILED, ...):
-            // it cannot be updated; delete it and create the stack again.
-            delete_and_wait(
-                ctx,
-                &id,
-                &name,
-                &format!("replace a failed earlier attempt ({st})"),
-                timeout,
-            )
-            .await?;
-        }
-    }
+    let stack_id = reuse_or_replace(ctx, existing.as_ref(), &name, &cfn_params, timeout).await?;
+    let reused = stack_id.is_some();
 
     let stack_id = match stack_id {
         Some(id) => id,
@@ -302,19 +249,7 @@ pub async fn deploy_stack(ctx: &ActionCtx, p: DeployParams) -> Result<ActionOutp
     };
     let st = status(&stack).to_owned();
     if in_progress(&st) {
-        record_stack(ctx, &stack_id, &name, &st, json!({"reused": reused}));
-        let evs = events(ctx, &stack_id).await.unwrap_or_default();
-        ctx.evidence(
-            "stack-events.json",
-            &json!({"stack_id": stack_id, "events": evs.iter().map(event_json).collect::<Vec<_>>()}),
-            "cloudformation:DescribeStackEvents",
-        )?;
-        return Err(ActionError::Target(format!(
-            "stack {name} is still {st} after {}s; CloudFormation rolls it back itself when its \
-             own timeout ({} min) passes; running the step again reuses or replaces it",
-            timeout.as_secs(),
-            timeout_minutes(timeout)
-        )));
+        return Err(still_in_progress(ctx, &stack_id, &name, &st, reused, timeout).await?);
     }
     if !usable(&st) {
         return Err(fail_and_roll_back(ctx, &stack, &name, &st, None, timeout).await);
@@ -333,20 +268,7 @@ pub async fn deploy_stack(ctx: &ActionCtx, p: DeployParams) -> Result<ActionOutp
         "cloudformation:DescribeStackResources",
     )?;
     let not_created = not_created(&resources);
-    for r in &not_created {
-        ctx.gap(
-            &format!(
-                "cloudformation:{} ({}) not created",
-                r["logical_resource_id"].as_str().unwrap_or("?"),
-                r["resource_type"].as_str().unwrap_or("?")
-            ),
-            &ActionError::Target(format!(
-                "the stack reports it {} with no physical resource ({}): this CloudFormation did not create it, and the clean room lacks it",
-                r["status"].as_str().unwrap_or("?"),
-                r["physical_resource_id"]
-            )),
-        );
-    }
+    gap_not_created(ctx, &not_created);
     let evs = events(ctx, &stack_id).await?;
     ctx.evidence(
         "stack-events.json",
@@ -366,6 +288,126 @@ pub async fn deploy_stack(ctx: &ActionCtx, p: DeployParams) -> Result<ActionOutp
         .with("stack_name", name)
         .with("reused", reused)
         .with("not_created", Value::Array(not_created)))
+}
+
+/// Masks the NoEcho parameter values from the run's writings (before anything is recorded).
+fn mask_no_echo(ctx: &ActionCtx, facts: &TemplateFacts, given: &Map<String, Value>) {
+    for v in no_echo_values(&facts, &given) {
+        match &v {
+            Value::String(s) => ctx.recorder.secret(s),
+            Value::Array(items) => items
+                .iter()
+                .map(param_string_item)
+                .for_each(|s| ctx.recorder.secret(&s)),
+            other => ctx.recorder.secret(&other.to_string()),
+        }
+    }
+}
+
+/// The stack named `name`, recorded (`stack-before.json`) when there is one; refused when it is
+/// not this case's.
+async fn case_stack(ctx: &ActionCtx, name: &str) -> Result<Option<Stack>, ActionError> {
+    let existing = describe(ctx, name).await?;
+    if let Some(s) = &existing {
+        ctx.evidence(
+            "stack-before.json",
+            &stack_json(s),
+            "cloudformation:DescribeStacks",
+        )?;
+        let owner = tag_of(s, TAG_CASE);
+        if owner != Some(ctx.case_id.as_str()) {
+            return Err(ActionError::Target(format!(
+                "a stack named {name} already exists ({}) and is not this case's ({TAG_CASE}={}): \
+                 refusing to reuse or replace it; choose another stack_name",
+                status(s),
+                owner.unwrap_or("absent")
+            )));
+        }
+    }
+    Ok(existing)
+}
+
+/// The id of the case's stack to reuse (complete or in progress, with the same parameters);
+/// a failed earlier attempt is deleted first (then `None`: create it again).
+async fn reuse_or_replace(
+    ctx: &ActionCtx,
+    existing: Option<&Stack>,
+    name: &str,
+    cfn_params: &[(String, String)],
+    timeout: Duration,
+) -> Result<Option<String>, ActionError> {
+    let mut stack_id = None;
+    if let Some(s) = existing {
+        let id = s.stack_id().unwrap_or(name).to_owned();
+        let st = status(s).to_owned();
+        if usable(&st) || in_progress(&st) {
+            let differ = differing_parameters(s, cfn_params);
+            if !differ.is_empty() {
+                return Err(ActionError::Target(format!(
+                    "stack {name} of this case exists ({st}) with other parameter values ({}): \
+                     it is not reused; delete it first (cloudformation.delete_stack) or choose \
+                     another stack_name",
+                    differ.join("; ")
+                )));
+            }
+            stack_id = Some(id);
+        } else {
+            // A failed earlier attempt (ROLLBACK_COMPLETE, CREATE_FAILED, DELETE_FAILED, ...):
+            // it cannot be updated; delete it and create the stack again.
+            delete_and_wait(
+                ctx,
+                &id,
+                name,
+                &format!("replace a failed earlier attempt ({st})"),
+                timeout,
+            )
+            .await?;
+        }
+    }
+    Ok(stack_id)
+}
+
+/// The error for a stack still in progress when the wait ended, after recording it and its
+/// events.
+async fn still_in_progress(
+    ctx: &ActionCtx,
+    stack_id: &str,
+    name: &str,
+    st: &str,
+    reused: bool,
+    timeout: Duration,
+) -> Result<ActionError, ActionError> {
+    record_stack(ctx, stack_id, name, st, json!({"reused": reused}));
+    let evs = events(ctx, stack_id).await.unwrap_or_default();
+    ctx.evidence(
+        "stack-events.json",
+        &json!({"stack_id": stack_id, "events": evs.iter().map(event_json).collect::<Vec<_>>()}),
+        "cloudformation:DescribeStackEvents",
+    )?;
+    Ok(ActionError::Target(format!(
+        "stack {name} is still {st} after {}s; CloudFormation rolls it back itself when its \
+         own timeout ({} min) passes; running the step again reuses or replaces it",
+        timeout.as_secs(),
+        timeout_minutes(timeout)
+    )))
+}
+
+/// A gap per resource the stack reports complete but did not create ([`not_created`]).
+fn gap_not_created(ctx: &ActionCtx, not_created: &[Value]) {
+    for r in not_created {
+        ctx.gap(
+            &format!(
+                "cloudformation:{} ({}) not created",
+                r["logical_resource_id"].as_str().unwrap_or("?"),
+                r["resource_type"].as_str().unwrap_or("?")
+            ),
+            &ActionError::Target(format!(
+                "the stack reports it {} with no physical resource ({}): this CloudFormation did not create it, and the clean room lacks it",
+                r["status"].as_str().unwrap_or("?"),
+                r["physical_resource_id"]
+            )),
+        );
+    }
 }
 
 /// The resources (of [`resources_json`]) a stack reports complete without a physical

@@ -236,7 +236,7 @@ async fn capture_user(ctx: &ActionCtx, user: &str) -> Result<Vec<String>, Action
         "iam:ListGroupsForUser",
     )?);
 
-    artifacts.push(access_keys_artifact(ctx, &user).await?);
+    artifacts.push(access_keys_artifact(ctx, user).await?);
     Ok(artifacts)
 }
 

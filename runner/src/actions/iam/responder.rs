@@ -447,51 +447,7 @@ pub async fn revoke_responder_access(
     let iam = &ctx.aws.iam;
     let gone = |e: &ActionError| e.code() == "NoSuchEntity";
 
-    let inline: Vec<String> = match iam
-        .list_role_policies()
-        .role_name(name)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-    {
-        Ok(v) => v,
-        Err(e) if e.code() == Some("NoSuchEntity") => Vec::new(),
-        Err(e) => return Err(aws_error("iam", "ListRolePolicies", &e)),
-    };
-    let attached: Vec<String> = match iam
-        .list_attached_role_policies()
-        .role_name(name)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-    {
-        Ok(v) => v
-            .iter()
-            .filter_map(|a| a.policy_arn().map(str::to_owned))
-            .collect(),
-        Err(e) if e.code() == Some("NoSuchEntity") => Vec::new(),
-        Err(e) => return Err(aws_error("iam", "ListAttachedRolePolicies", &e)),
-    };
-    let profiles: Vec<String> = match iam
-        .list_instance_profiles_for_role()
-        .role_name(name)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-    {
-        Ok(v) => v
-            .iter()
-            .map(|p| p.instance_profile_name().to_owned())
-            .collect(),
-        Err(e) if e.code() == Some("NoSuchEntity") => Vec::new(),
-        Err(e) => return Err(aws_error("iam", "ListInstanceProfilesForRole", &e)),
-    };
+    let (inline, attached, profiles) = role_attachments(ctx, name).await?;
     let artifact = ctx.evidence(
         "responder-role-before.json",
         &json!({"role_name": name, "existing": role_json(&role), "inline_policies": inline,
@@ -592,4 +548,59 @@ pub async fn revoke_responder_access(
     )
     .await?;
     Ok(out.with("deleted", deleted))
+}
+
+/// The role's inline policy names, attached policy ARNs and instance profile names (empty
+/// when the role went away meanwhile).
+async fn role_attachments(
+    ctx: &ActionCtx,
+    name: &str,
+) -> Result<(Vec<String>, Vec<String>, Vec<String>), ActionError> {
+    let iam = &ctx.aws.iam;
+    let inline: Vec<String> = match iam
+        .list_role_policies()
+        .role_name(name)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+    {
+        Ok(v) => v,
+        Err(e) if e.code() == Some("NoSuchEntity") => Vec::new(),
+        Err(e) => return Err(aws_error("iam", "ListRolePolicies", &e)),
+    };
+    let attached: Vec<String> = match iam
+        .list_attached_role_policies()
+        .role_name(name)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+    {
+        Ok(v) => v
+            .iter()
+            .filter_map(|a| a.policy_arn().map(str::to_owned))
+            .collect(),
+        Err(e) if e.code() == Some("NoSuchEntity") => Vec::new(),
+        Err(e) => return Err(aws_error("iam", "ListAttachedRolePolicies", &e)),
+    };
+    let profiles: Vec<String> = match iam
+        .list_instance_profiles_for_role()
+        .role_name(name)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+    {
+        Ok(v) => v
+            .iter()
+            .map(|p| p.instance_profile_name().to_owned())
+            .collect(),
+        Err(e) if e.code() == Some("NoSuchEntity") => Vec::new(),
+        Err(e) => return Err(aws_error("iam", "ListInstanceProfilesForRole", &e)),
+    };
+    Ok((inline, attached, profiles))
 }
