@@ -1,6 +1,7 @@
 //! `ec2.release_instance`: undo the isolation from what was recorded.
 
 use super::*;
+use crate::actions::record::Originals;
 
 /// `ec2.release_instance`: its declaration (see [`Action`]); the parameters are [`InstanceParams`].
 pub struct ReleaseInstance;
@@ -109,26 +110,70 @@ pub async fn release_instance(
         "ec2:DescribeNetworkInterfaces",
     )?;
     let mut restored = Map::new();
-    let mut notes = Vec::new();
-    let mut would = Vec::new();
-    let mut differences = Vec::new();
-    for n in &enis {
+    let mut report = Report::default();
+    restore_groups(ctx, &enis, &rec, &ours, &mut restored, &mut report).await?;
+
+    let profile = restore_profile(ctx, id, &inst, &assocs, &rec, &mut report).await?;
+
+    let asg = restore_asg(ctx, id, &inst, &rec, &mut report).await?;
+    let after = ctx.evidence(
+        "release.json",
+        &json!({"instance_id": id, "dry_run": ctx.dry_run, "restored_groups": restored,
+                "instance_profile_arn": profile, "auto_scaling_group": asg,
+                "record": record.origins(), "tag_differences": report.differences, "notes": report.notes}),
+        "irr",
+    )?;
+    let mut out = ActionOutput::default()
+        .with("restored_groups", restored)
+        .with("instance_profile_arn", profile)
+        .with("auto_scaling_group", asg)
+        .with("tag_differences", report.differences)
+        .with("artifacts", vec![before, after]);
+    if !report.would.is_empty() {
+        out = out.with("would", report.would);
+    }
+    Ok(out)
+}
+
+/// What a release found and did besides restoring: notes, the dry run's `would`, and where the
+/// tags disagree with the record.
+#[derive(Default)]
+pub(super) struct Report {
+    notes: Vec<String>,
+    would: Vec<String>,
+    differences: Vec<Value>,
+}
+
+/// Puts each interface still in irr's groups (`ours`) back into its recorded groups.
+async fn restore_groups(
+    ctx: &ActionCtx,
+    enis: &[NetworkInterface],
+    rec: &Originals,
+    ours: &BTreeSet<&str>,
+    restored: &mut Map<String, Value>,
+    report: &mut Report,
+) -> Result<(), ActionError> {
+    for n in enis {
         let eni = n.network_interface_id().unwrap_or_default();
         let tag_hint = tag_value(n.tag_set(), TAG_ORIGINAL_GROUPS).map(split_groups);
         let Some(groups) = rec.groups.get(eni) else {
             if let Some(t) = &tag_hint {
-                notes.push(format!("{eni}: its {TAG_ORIGINAL_GROUPS} tag says {} but the case's record has nothing for it: left as is", t.join(",")));
-                differences.push(json!({"interface": eni, "tag": t, "record": null}));
+                report.notes.push(format!("{eni}: its {TAG_ORIGINAL_GROUPS} tag says {} but the case's record has nothing for it: left as is", t.join(",")));
+                report
+                    .differences
+                    .push(json!({"interface": eni, "tag": t, "record": null}));
             }
             continue;
         };
         if let Some(t) = tag_hint.as_ref().filter(|t| *t != groups) {
-            notes.push(format!(
+            report.notes.push(format!(
                 "WARNING: {eni}'s {TAG_ORIGINAL_GROUPS} tag ({}) disagrees with the case's record ({}): the record is restored",
                 t.join(","),
                 groups.join(",")
             ));
-            differences.push(json!({"interface": eni, "tag": t, "record": groups}));
+            report
+                .differences
+                .push(json!({"interface": eni, "tag": t, "record": groups}));
         }
         let current: Vec<String> = n
             .groups()
@@ -137,7 +182,7 @@ pub async fn release_instance(
             .collect();
         if &current != groups {
             if current.is_empty() || !current.iter().all(|g| ours.contains(g.as_str())) {
-                notes.push(format!(
+                report.notes.push(format!(
                     "{eni} is not in irr's groups now ({}): left as is",
                     current.join(",")
                 ));
@@ -150,15 +195,28 @@ pub async fn release_instance(
             delete_tags(ctx, eni, &[TAG_ORIGINAL_GROUPS]).await?;
         }
     }
+    Ok(())
+}
 
+/// Associates the recorded instance profile again; returns its ARN (null when none).
+async fn restore_profile(
+    ctx: &ActionCtx,
+    id: &str,
+    inst: &Instance,
+    assocs: &[aws_sdk_ec2::types::IamInstanceProfileAssociation],
+    rec: &Originals,
+    report: &mut Report,
+) -> Result<Value, ActionError> {
     let mut profile = Value::Null;
     let profile_tag = tag_value(inst.tags(), TAG_ORIGINAL_PROFILE);
     if let Some(t) = profile_tag.filter(|t| rec.profile.as_deref() != Some(*t)) {
-        notes.push(format!(
+        report.notes.push(format!(
             "WARNING: the instance's {TAG_ORIGINAL_PROFILE} tag ({t}) disagrees with the case's record ({}): the record is used",
             rec.profile.as_deref().unwrap_or("no profile")
         ));
-        differences.push(json!({"instance_profile": {"tag": t, "record": rec.profile}}));
+        report
+            .differences
+            .push(json!({"instance_profile": {"tag": t, "record": rec.profile}}));
     }
     if let Some(arn) = &rec.profile {
         let current = assocs
@@ -168,7 +226,9 @@ pub async fn release_instance(
             None => {
                 if ctx.dry_run {
                     // AssociateIamInstanceProfile takes no DryRun flag.
-                    would.push(format!("ec2:AssociateIamInstanceProfile {arn} to {id}"));
+                    report
+                        .would
+                        .push(format!("ec2:AssociateIamInstanceProfile {arn} to {id}"));
                 } else {
                     ctx.mutating(
                         "ec2",
@@ -191,7 +251,7 @@ pub async fn release_instance(
                 profile = arn.clone().into();
             }
             Some(c) if c == arn => profile = arn.clone().into(),
-            Some(c) => notes.push(format!(
+            Some(c) => report.notes.push(format!(
                 "instance profile {c} is associated now, not the recorded {arn}: left as is"
             )),
         }
@@ -199,15 +259,27 @@ pub async fn release_instance(
     if profile_tag.is_some() {
         delete_tags(ctx, id, &[TAG_ORIGINAL_PROFILE]).await?;
     }
+    Ok(profile)
+}
 
+/// Attaches the instance to its recorded Auto Scaling group again; returns the group (null
+/// when none).
+async fn restore_asg(
+    ctx: &ActionCtx,
+    id: &str,
+    inst: &Instance,
+    rec: &Originals,
+    report: &mut Report,
+) -> Result<Value, ActionError> {
     let mut asg = Value::Null;
     let asg_tag = tag_value(inst.tags(), TAG_ORIGINAL_ASG);
     if let Some(t) = asg_tag.filter(|t| rec.auto_scaling_group.as_deref() != Some(*t)) {
-        notes.push(format!(
+        report.notes.push(format!(
             "WARNING: the instance's {TAG_ORIGINAL_ASG} tag ({t}) disagrees with the case's record ({}): the record is used",
             rec.auto_scaling_group.as_deref().unwrap_or("no group")
         ));
-        differences
+        report
+            .differences
             .push(json!({"auto_scaling_group": {"tag": t, "record": rec.auto_scaling_group}}));
     }
     if let Some(group) = &rec.auto_scaling_group {
@@ -219,7 +291,7 @@ pub async fn release_instance(
         );
         if !matches!(member, Some(Some(_))) {
             if ctx.dry_run {
-                would.push(format!(
+                report.would.push(format!(
                     "autoscaling:AttachInstances {group} {id} (Auto Scaling has no DryRun)"
                 ));
             } else {
@@ -243,23 +315,7 @@ pub async fn release_instance(
     if asg_tag.is_some() {
         delete_tags(ctx, id, &[TAG_ORIGINAL_ASG]).await?;
     }
-    let after = ctx.evidence(
-        "release.json",
-        &json!({"instance_id": id, "dry_run": ctx.dry_run, "restored_groups": restored,
-                "instance_profile_arn": profile, "auto_scaling_group": asg,
-                "record": record.origins(), "tag_differences": differences, "notes": notes}),
-        "irr",
-    )?;
-    let mut out = ActionOutput::default()
-        .with("restored_groups", restored)
-        .with("instance_profile_arn", profile)
-        .with("auto_scaling_group", asg)
-        .with("tag_differences", differences)
-        .with("artifacts", vec![before, after]);
-    if !would.is_empty() {
-        out = out.with("would", would);
-    }
-    Ok(out)
+    Ok(asg)
 }
 
 // ---- ec2.tag_resources ----------------------------------------------------------------------
