@@ -1,6 +1,7 @@
 //! `ec2.isolate_instance`: the two-step security group swap, the isolation groups and the profile.
 
 use super::*;
+use crate::actions::record::Originals;
 
 /// Parameters of `ec2.isolate_instance`.
 ///
@@ -621,16 +622,7 @@ pub async fn isolate_instance(
     ctx: &ActionCtx,
     p: IsolateParams,
 ) -> Result<ActionOutput, ActionError> {
-    if let Some(c) = &p.allow_cidr {
-        let ok = c.split_once('/').is_some_and(|(addr, len)| {
-            len.parse::<u8>().is_ok() && (addr.parse::<std::net::IpAddr>().is_ok())
-        });
-        if !ok {
-            return Err(ActionError::Params(format!(
-                "ec2.isolate_instance: allow_cidr `{c}` is not a CIDR"
-            )));
-        }
-    }
+    check_cidr(p.allow_cidr.as_deref())?;
     let id = p.instance_id.as_str();
     let inst = describe_instance(ctx, id).await?;
     let vpc_id = inst
@@ -648,31 +640,7 @@ pub async fn isolate_instance(
     // Auto Scaling membership is an optional read: asked at the same time as the case's
     // groups, bounded in time, and when it fails (denied, throttled out, unsupported) a gap,
     // with the instance's aws:autoscaling:groupName tag as the fallback.
-    let (asg_read, case_groups) = tokio::join!(
-        async {
-            match tokio::time::timeout(OPTIONAL_READ_BUDGET, autoscaling_membership(ctx, id)).await
-            {
-                Ok(r) => r,
-                Err(_) => Err(ActionError::Aws {
-                    service: "autoscaling".into(),
-                    operation: "DescribeAutoScalingInstances".into(),
-                    code: "timeout".into(),
-                    message: format!(
-                        "no answer within {} s; containment does not wait for it",
-                        OPTIONAL_READ_BUDGET.as_secs()
-                    ),
-                    request_id: None,
-                }),
-            }
-        },
-        describe_groups(
-            ctx,
-            vec![
-                filter("vpc-id", [vpc_id.as_str()]),
-                filter(&format!("tag:{TAG_CASE}"), [ctx.case_id.as_str()]),
-            ],
-        )
-    );
+    let (asg_read, case_groups) = asg_and_case_groups(ctx, id, &vpc_id).await;
     let case_groups = case_groups?;
     let asg_known = ctx.or_gap("autoscaling:DescribeAutoScalingInstances", asg_read);
     let asg_from_tag = asg_known.is_none();
@@ -708,76 +676,20 @@ pub async fn isolate_instance(
         }),
         "ec2:DescribeNetworkInterfaces",
     )?;
-    let mut notes: Vec<String> = ISOLATION_NOTES.iter().map(|s| s.to_string()).collect();
-    let mut would = Vec::new();
+    let mut report = Report {
+        notes: ISOLATION_NOTES.iter().map(|s| s.to_string()).collect(),
+        ..Report::default()
+    };
     for p in &record.problems {
-        notes.push(format!(
+        report.notes.push(format!(
             "WARNING: part of the case's record cannot be verified and was not used: {p}"
         ));
     }
-    let mut tag_differences = Vec::new();
 
     // 1. Leave Auto Scaling first: once isolated, the group's health checks fail and it
     //    would terminate the instance (termination protection does not stop Auto Scaling).
-    let leave = p.leave_autoscaling.unwrap_or(true);
-    let mut autoscaling = Value::Null;
-    match (&asg, leave) {
-        (Some((group, state)), true) => {
-            let decrement = p.decrement_desired_capacity.unwrap_or(false);
-            notes.push(format!(
-                "the instance was in Auto Scaling group {group} ({state}); it is detached from it{}",
-                if decrement { " and the desired capacity lowered (no replacement)" } else { "; the group launches a replacement" }
-            ));
-            autoscaling = json!({"group": group, "lifecycle_state": state, "detached": !ctx.dry_run, "decrement_desired_capacity": decrement, "membership_from_tag": asg_from_tag});
-            if let Err(e) = create_tags(ctx, id, vec![tag(TAG_ORIGINAL_ASG, group)]).await {
-                notes.push(format!("the {TAG_ORIGINAL_ASG} hint could not be written ({e}); the case's record holds the group"));
-            }
-            if ctx.dry_run {
-                would.push(format!(
-                    "autoscaling:DetachInstances {group} {id} (Auto Scaling has no DryRun)"
-                ));
-            } else if let Err(e) = ctx.mutating(
-                    "autoscaling",
-                    "DetachInstances",
-                    json!({"auto_scaling_group_name": group, "instance_id": id, "should_decrement_desired_capacity": decrement}),
-                    ctx.aws
-                        .autoscaling
-                        .detach_instances()
-                        .auto_scaling_group_name(group)
-                        .instance_ids(id)
-                        .should_decrement_desired_capacity(decrement)
-                        .send(),
-                    |o| json!({"activities": o.activities().iter().map(|a| a.activity_id()).collect::<Vec<_>>()}),
-                )
-                .await
-            {
-                // Isolation goes on whatever Auto Scaling says: an open instance is worse
-                // than one its group may replace. Said loudly, and recorded as a gap.
-                notes.push(format!(
-                    "WARNING: the instance could not be taken out of Auto Scaling group {group} ({e}): the group may terminate it once its health checks fail; detach it by hand (autoscaling:DetachInstances) and check its evidence is preserved"
-                ));
-                ctx.gap(
-                    &format!("autoscaling:DetachInstances (instance left in group {group}, which may terminate it)"),
-                    &e,
-                );
-                autoscaling["detached"] = json!(false);
-                autoscaling["error"] = json!(e.to_string());
-            }
-        }
-        (Some((group, state)), false) => {
-            notes.push(format!(
-                "WARNING: the instance is in Auto Scaling group {group} ({state}) and was left in it (leave_autoscaling: false): the group may terminate it once its health checks fail"
-            ));
-            autoscaling = json!({"group": group, "lifecycle_state": state, "detached": false});
-        }
-        (None, _) => {
-            if let Some(g) = &asg_tag {
-                notes.push(format!("the instance carries {ASG_NAME_TAG}={g} but Auto Scaling does not list it as a member"));
-            } else if asg_from_tag {
-                notes.push(format!("Auto Scaling could not be asked whether the instance is in a group (a gap) and it has no {ASG_NAME_TAG} tag: taken as in no group"));
-            }
-        }
-    }
+    let mut autoscaling =
+        leave_autoscaling(ctx, id, &p, &asg, &asg_tag, asg_from_tag, &mut report).await?;
 
     // 2. The two groups.
     let purpose_iso = match &p.allow_cidr {
@@ -785,7 +697,7 @@ pub async fn isolate_instance(
         Some(c) => format!("isolation-ssh-from-{c}"),
     };
     if let Some(c) = &p.allow_cidr {
-        notes.push(format!(
+        report.notes.push(format!(
             "the isolation group allows inbound TCP 22 from {c} only (allow_cidr), and no outbound"
         ));
     }
@@ -809,115 +721,27 @@ pub async fn isolate_instance(
     .await?;
 
     // 3. Each interface: record, allow-all, isolation.
-    let mut original_groups = Map::new();
-    let mut skipped = Vec::new();
-    for n in &enis {
-        let eni = n.network_interface_id().unwrap_or_default();
-        let current: Vec<String> = n
-            .groups()
-            .iter()
-            .filter_map(|g| g.group_id().map(str::to_owned))
-            .collect();
-        let tag_hint = tag_value(n.tag_set(), TAG_ORIGINAL_GROUPS).map(split_groups);
-        // Groups irr put there (an earlier, interrupted run) are not the originals: those
-        // are in the case's record.
-        let only_ours = !current.is_empty() && current.iter().all(|g| ours.contains(g.as_str()));
-        let originals = if only_ours {
-            match recorded.groups.get(eni) {
-                Some(r) => r.clone(),
-                None => {
-                    notes.push(format!(
-                        "WARNING: {eni} is already in irr's groups and the case's record holds no original groups for it: they are unknown (the {TAG_ORIGINAL_GROUPS} tag is not trusted)"
-                    ));
-                    Vec::new()
-                }
-            }
-        } else {
-            current.clone()
-        };
-        if only_ours && tag_hint.is_some() && tag_hint.as_ref() != Some(&originals) {
-            notes.push(format!(
-                "WARNING: {eni}'s {TAG_ORIGINAL_GROUPS} tag ({}) disagrees with the case's record ({}): the record is used",
-                tag_hint.clone().unwrap_or_default().join(","),
-                originals.join(",")
-            ));
-            tag_differences.push(json!({"interface": eni, "tag": tag_hint, "record": originals}));
-        }
-        original_groups.insert(eni.to_owned(), originals.clone().into());
-        if isolation.is_some() && current == [isolation.clone().unwrap_or_default()] {
-            skipped.push(eni.to_owned());
-            continue;
-        }
-        if !originals.is_empty() && tag_hint.as_ref() != Some(&originals) {
-            // The tag is only a hint for people looking at the console: the record holds
-            // the originals, so a tag that cannot be written (AWS's 256-character value
-            // limit: 13 or more groups) never stops the isolation.
-            let value = originals.join(",");
-            if value.len() > TAG_VALUE_MAX {
-                notes.push(format!(
-                    "{eni} had {} groups: too many for the {TAG_ORIGINAL_GROUPS} tag ({} characters, AWS allows {TAG_VALUE_MAX}); the case's record holds them",
-                    originals.len(),
-                    value.len()
-                ));
-            } else if let Err(e) =
-                create_tags(ctx, eni, vec![tag(TAG_ORIGINAL_GROUPS, &value)]).await
-            {
-                notes.push(format!("the {TAG_ORIGINAL_GROUPS} hint on {eni} could not be written ({e}); the case's record holds the originals"));
-            }
-        }
-        // In a dry run a group that does not exist yet cannot be named: ask about the
-        // interface's current groups instead (the permission is the same).
-        let step1 = allow_all
-            .clone()
-            .map(|g| vec![g])
-            .unwrap_or_else(|| current.clone());
-        let step2 = isolation
-            .clone()
-            .map(|g| vec![g])
-            .unwrap_or_else(|| current.clone());
-        swap_interface(ctx, eni, step1, step2, originals).await?;
-    }
+    let (original_groups, skipped) = isolate_interfaces(
+        ctx,
+        &enis,
+        &ours,
+        &recorded,
+        &allow_all,
+        &isolation,
+        &mut report,
+    )
+    .await?;
 
     // 4. The instance profile.
-    let detach = p.detach_profile.unwrap_or(true);
-    let mut profile = Value::Null;
-    if let Some(a) = assocs.first() {
-        let arn = a
-            .iam_instance_profile()
-            .and_then(|p| p.arn())
-            .unwrap_or_default()
-            .to_owned();
-        profile = json!({"arn": arn, "association_id": a.association_id(), "detached": detach && !ctx.dry_run});
-        if detach {
-            if let Err(e) = create_tags(ctx, id, vec![tag(TAG_ORIGINAL_PROFILE, &arn)]).await {
-                notes.push(format!("the {TAG_ORIGINAL_PROFILE} hint could not be written ({e}); the case's record holds the profile"));
-            }
-            let assoc_id = a.association_id().unwrap_or_default();
-            if ctx.dry_run {
-                // DisassociateIamInstanceProfile takes no DryRun flag.
-                would.push(format!(
-                    "ec2:DisassociateIamInstanceProfile {assoc_id} ({arn}) of {id}"
-                ));
-            } else {
-                ctx.mutating(
-                    "ec2",
-                    "DisassociateIamInstanceProfile",
-                    json!({"association_id": assoc_id, "instance_id": id, "instance_profile_arn": arn}),
-                    ctx.aws
-                        .ec2
-                        .disassociate_iam_instance_profile()
-                        .association_id(assoc_id)
-                        .send(),
-                    |_| json!({}),
-                )
-                .await?;
-            }
-        } else {
-            notes.push("the instance profile was left attached (detach_profile: false)".into());
-        }
-    } else if let Some(arn) = &recorded.profile {
-        profile = json!({"arn": arn, "detached": true, "note": "detached by an earlier run (the case's record)"});
-    }
+    let profile = detach_profile(
+        ctx,
+        id,
+        p.detach_profile.unwrap_or(true),
+        &assocs,
+        &recorded,
+        &mut report,
+    )
+    .await?;
     if autoscaling.is_null() && asg.is_none() {
         if let Some(g) = &recorded.auto_scaling_group {
             autoscaling = json!({"group": g, "detached": true, "note": "detached by an earlier run (the case's record)"});
@@ -936,11 +760,11 @@ pub async fn isolate_instance(
             "original_groups": original_groups,
             "already_isolated_interfaces": skipped,
             "record": record.origins(),
-            "tag_differences": tag_differences,
+            "tag_differences": report.tag_differences,
             "instance_profile": profile,
             "auto_scaling": autoscaling,
             "original_tags": {"interfaces": TAG_ORIGINAL_GROUPS, "instance_profile": TAG_ORIGINAL_PROFILE, "auto_scaling_group": TAG_ORIGINAL_ASG},
-            "notes": notes,
+            "notes": report.notes,
             "advice": "add a network ACL step to cut ICMP and flows through NAT gateways, load balancers, PrivateLink or transit gateways",
         }),
         "irr",
@@ -956,10 +780,282 @@ pub async fn isolate_instance(
         )
         .with("original_groups", original_groups)
         .with("artifacts", vec![before, after]);
-    if !would.is_empty() {
-        out = out.with("would", would);
+    if !report.would.is_empty() {
+        out = out.with("would", report.would);
     }
     Ok(out)
+}
+
+/// What an isolation says besides its outputs: notes, the dry run's `would`, and where the
+/// tags disagree with the case's record.
+#[derive(Default)]
+pub(super) struct Report {
+    notes: Vec<String>,
+    would: Vec<String>,
+    tag_differences: Vec<Value>,
+}
+
+/// Refuses an `allow_cidr` that is not a CIDR.
+fn check_cidr(allow_cidr: Option<&str>) -> Result<(), ActionError> {
+    if let Some(c) = allow_cidr {
+        let ok = c.split_once('/').is_some_and(|(addr, len)| {
+            len.parse::<u8>().is_ok() && (addr.parse::<std::net::IpAddr>().is_ok())
+        });
+        if !ok {
+            return Err(ActionError::Params(format!(
+                "ec2.isolate_instance: allow_cidr `{c}` is not a CIDR"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The instance's Auto Scaling membership (an optional read, bounded in time) and the case's
+/// security groups in the VPC, asked at the same time.
+async fn asg_and_case_groups(
+    ctx: &ActionCtx,
+    id: &str,
+    vpc_id: &str,
+) -> (
+    Result<Option<(String, String)>, ActionError>,
+    Result<Vec<SecurityGroup>, ActionError>,
+) {
+    tokio::join!(
+        async {
+            match tokio::time::timeout(OPTIONAL_READ_BUDGET, autoscaling_membership(ctx, id)).await
+            {
+                Ok(r) => r,
+                Err(_) => Err(ActionError::Aws {
+                    service: "autoscaling".into(),
+                    operation: "DescribeAutoScalingInstances".into(),
+                    code: "timeout".into(),
+                    message: format!(
+                        "no answer within {} s; containment does not wait for it",
+                        OPTIONAL_READ_BUDGET.as_secs()
+                    ),
+                    request_id: None,
+                }),
+            }
+        },
+        describe_groups(
+            ctx,
+            vec![
+                filter("vpc-id", [vpc_id]),
+                filter(&format!("tag:{TAG_CASE}"), [ctx.case_id.as_str()]),
+            ],
+        )
+    )
+}
+
+/// Step 1: takes the instance out of its Auto Scaling group (unless `leave_autoscaling` is
+/// false); returns what the evidence says about it.
+async fn leave_autoscaling(
+    ctx: &ActionCtx,
+    id: &str,
+    p: &IsolateParams,
+    asg: &Option<(String, String)>,
+    asg_tag: &Option<String>,
+    asg_from_tag: bool,
+    report: &mut Report,
+) -> Result<Value, ActionError> {
+    let leave = p.leave_autoscaling.unwrap_or(true);
+    let mut autoscaling = Value::Null;
+    match (asg, leave) {
+        (Some((group, state)), true) => {
+            let decrement = p.decrement_desired_capacity.unwrap_or(false);
+            report.notes.push(format!(
+                "the instance was in Auto Scaling group {group} ({state}); it is detached from it{}",
+                if decrement { " and the desired capacity lowered (no replacement)" } else { "; the group launches a replacement" }
+            ));
+            autoscaling = json!({"group": group, "lifecycle_state": state, "detached": !ctx.dry_run, "decrement_desired_capacity": decrement, "membership_from_tag": asg_from_tag});
+            if let Err(e) = create_tags(ctx, id, vec![tag(TAG_ORIGINAL_ASG, group)]).await {
+                report.notes.push(format!("the {TAG_ORIGINAL_ASG} hint could not be written ({e}); the case's record holds the group"));
+            }
+            if ctx.dry_run {
+                report.would.push(format!(
+                    "autoscaling:DetachInstances {group} {id} (Auto Scaling has no DryRun)"
+                ));
+            } else if let Err(e) = ctx.mutating(
+                    "autoscaling",
+                    "DetachInstances",
+                    json!({"auto_scaling_group_name": group, "instance_id": id, "should_decrement_desired_capacity": decrement}),
+                    ctx.aws
+                        .autoscaling
+                        .detach_instances()
+                        .auto_scaling_group_name(group)
+                        .instance_ids(id)
+                        .should_decrement_desired_capacity(decrement)
+                        .send(),
+                    |o| json!({"activities": o.activities().iter().map(|a| a.activity_id()).collect::<Vec<_>>()}),
+                )
+                .await
+            {
+                // Isolation goes on whatever Auto Scaling says: an open instance is worse
+                // than one its group may replace. Said loudly, and recorded as a gap.
+                report.notes.push(format!(
+                    "WARNING: the instance could not be taken out of Auto Scaling group {group} ({e}): the group may terminate it once its health checks fail; detach it by hand (autoscaling:DetachInstances) and check its evidence is preserved"
+                ));
+                ctx.gap(
+                    &format!("autoscaling:DetachInstances (instance left in group {group}, which may terminate it)"),
+                    &e,
+                );
+                autoscaling["detached"] = json!(false);
+                autoscaling["error"] = json!(e.to_string());
+            }
+        }
+        (Some((group, state)), false) => {
+            report.notes.push(format!(
+                "WARNING: the instance is in Auto Scaling group {group} ({state}) and was left in it (leave_autoscaling: false): the group may terminate it once its health checks fail"
+            ));
+            autoscaling = json!({"group": group, "lifecycle_state": state, "detached": false});
+        }
+        (None, _) => {
+            if let Some(g) = asg_tag {
+                report.notes.push(format!("the instance carries {ASG_NAME_TAG}={g} but Auto Scaling does not list it as a member"));
+            } else if asg_from_tag {
+                report.notes.push(format!("Auto Scaling could not be asked whether the instance is in a group (a gap) and it has no {ASG_NAME_TAG} tag: taken as in no group"));
+            }
+        }
+    }
+    Ok(autoscaling)
+}
+
+/// Step 3: each interface: its originals recorded, moved to the allow-all group, then to the
+/// isolation group. Returns the original groups (interface id -> group ids) and the
+/// interfaces already isolated.
+async fn isolate_interfaces(
+    ctx: &ActionCtx,
+    enis: &[NetworkInterface],
+    ours: &BTreeSet<&str>,
+    recorded: &Originals,
+    allow_all: &Option<String>,
+    isolation: &Option<String>,
+    report: &mut Report,
+) -> Result<(Map<String, Value>, Vec<String>), ActionError> {
+    let mut original_groups = Map::new();
+    let mut skipped = Vec::new();
+    for n in enis {
+        let eni = n.network_interface_id().unwrap_or_default();
+        let current: Vec<String> = n
+            .groups()
+            .iter()
+            .filter_map(|g| g.group_id().map(str::to_owned))
+            .collect();
+        let tag_hint = tag_value(n.tag_set(), TAG_ORIGINAL_GROUPS).map(split_groups);
+        // Groups irr put there (an earlier, interrupted run) are not the originals: those
+        // are in the case's record.
+        let only_ours = !current.is_empty() && current.iter().all(|g| ours.contains(g.as_str()));
+        let originals = if only_ours {
+            match recorded.groups.get(eni) {
+                Some(r) => r.clone(),
+                None => {
+                    report.notes.push(format!(
+                        "WARNING: {eni} is already in irr's groups and the case's record holds no original groups for it: they are unknown (the {TAG_ORIGINAL_GROUPS} tag is not trusted)"
+                    ));
+                    Vec::new()
+                }
+            }
+        } else {
+            current.clone()
+        };
+        if only_ours && tag_hint.is_some() && tag_hint.as_ref() != Some(&originals) {
+            report.notes.push(format!(
+                "WARNING: {eni}'s {TAG_ORIGINAL_GROUPS} tag ({}) disagrees with the case's record ({}): the record is used",
+                tag_hint.clone().unwrap_or_default().join(","),
+                originals.join(",")
+            ));
+            report
+                .tag_differences
+                .push(json!({"interface": eni, "tag": tag_hint, "record": originals}));
+        }
+        original_groups.insert(eni.to_owned(), originals.clone().into());
+        if isolation.is_some() && current == [isolation.clone().unwrap_or_default()] {
+            skipped.push(eni.to_owned());
+            continue;
+        }
+        if !originals.is_empty() && tag_hint.as_ref() != Some(&originals) {
+            // The tag is only a hint for people looking at the console: the record holds
+            // the originals, so a tag that cannot be written (AWS's 256-character value
+            // limit: 13 or more groups) never stops the isolation.
+            let value = originals.join(",");
+            if value.len() > TAG_VALUE_MAX {
+                report.notes.push(format!(
+                    "{eni} had {} groups: too many for the {TAG_ORIGINAL_GROUPS} tag ({} characters, AWS allows {TAG_VALUE_MAX}); the case's record holds them",
+                    originals.len(),
+                    value.len()
+                ));
+            } else if let Err(e) =
+                create_tags(ctx, eni, vec![tag(TAG_ORIGINAL_GROUPS, &value)]).await
+            {
+                report.notes.push(format!("the {TAG_ORIGINAL_GROUPS} hint on {eni} could not be written ({e}); the case's record holds the originals"));
+            }
+        }
+        // In a dry run a group that does not exist yet cannot be named: ask about the
+        // interface's current groups instead (the permission is the same).
+        let step1 = allow_all
+            .clone()
+            .map(|g| vec![g])
+            .unwrap_or_else(|| current.clone());
+        let step2 = isolation
+            .clone()
+            .map(|g| vec![g])
+            .unwrap_or_else(|| current.clone());
+        swap_interface(ctx, eni, step1, step2, originals).await?;
+    }
+    Ok((original_groups, skipped))
+}
+
+/// Step 4: detaches the instance profile (unless `detach` is false); returns what the
+/// evidence says about it.
+async fn detach_profile(
+    ctx: &ActionCtx,
+    id: &str,
+    detach: bool,
+    assocs: &[aws_sdk_ec2::types::IamInstanceProfileAssociation],
+    recorded: &Originals,
+    report: &mut Report,
+) -> Result<Value, ActionError> {
+    let mut profile = Value::Null;
+    if let Some(a) = assocs.first() {
+        let arn = a
+            .iam_instance_profile()
+            .and_then(|p| p.arn())
+            .unwrap_or_default()
+            .to_owned();
+        profile = json!({"arn": arn, "association_id": a.association_id(), "detached": detach && !ctx.dry_run});
+        if detach {
+            if let Err(e) = create_tags(ctx, id, vec![tag(TAG_ORIGINAL_PROFILE, &arn)]).await {
+                report.notes.push(format!("the {TAG_ORIGINAL_PROFILE} hint could not be written ({e}); the case's record holds the profile"));
+            }
+            let assoc_id = a.association_id().unwrap_or_default();
+            if ctx.dry_run {
+                // DisassociateIamInstanceProfile takes no DryRun flag.
+                report.would.push(format!(
+                    "ec2:DisassociateIamInstanceProfile {assoc_id} ({arn}) of {id}"
+                ));
+            } else {
+                ctx.mutating(
+                    "ec2",
+                    "DisassociateIamInstanceProfile",
+                    json!({"association_id": assoc_id, "instance_id": id, "instance_profile_arn": arn}),
+                    ctx.aws
+                        .ec2
+                        .disassociate_iam_instance_profile()
+                        .association_id(assoc_id)
+                        .send(),
+                    |_| json!({}),
+                )
+                .await?;
+            }
+        } else {
+            report
+                .notes
+                .push("the instance profile was left attached (detach_profile: false)".into());
+        }
+    } else if let Some(arn) = &recorded.profile {
+        profile = json!({"arn": arn, "detached": true, "note": "detached by an earlier run (the case's record)"});
+    }
+    Ok(profile)
 }
 
 // ---- ec2.release_instance -------------------------------------------------------------------
