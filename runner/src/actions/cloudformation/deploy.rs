@@ -169,15 +169,7 @@ pub async fn deploy_stack(ctx: &ActionCtx, p: DeployParams) -> Result<ActionOutp
     // NoEcho values are masked from here on: before the template, the request or any call
     // is recorded.
     mask_no_echo(ctx, &facts, &given);
-    let mut tags: Vec<(String, String)> = p
-        .tags
-        .clone()
-        .unwrap_or_default()
-        .iter()
-        .filter(|(k, _)| k.as_str() != TAG_CASE && k.as_str() != TAG_RUN)
-        .map(|(k, v)| (k.clone(), param_string(v)))
-        .collect();
-    tags.extend(ctx.run_tags());
+    let tags = stack_tags(ctx, &p);
     let template_sha256 = sha256_hex(body.as_bytes());
 
     // What is about to be asked, before anything is changed.
@@ -255,13 +247,40 @@ pub async fn deploy_stack(ctx: &ActionCtx, p: DeployParams) -> Result<ActionOutp
         return Err(fail_and_roll_back(ctx, &stack, &name, &st, None, timeout).await);
     }
 
+    complete(ctx, &stack, &stack_id, name, &st, reused, &template_sha256).await
+}
+
+/// The stack's tags: the given ones (but `irr:case`/`irr:run`) and the run's.
+fn stack_tags(ctx: &ActionCtx, p: &DeployParams) -> Vec<(String, String)> {
+    let mut tags: Vec<(String, String)> = p
+        .tags
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .filter(|(k, _)| k.as_str() != TAG_CASE && k.as_str() != TAG_RUN)
+        .map(|(k, v)| (k.clone(), param_string(v)))
+        .collect();
+    tags.extend(ctx.run_tags());
+    tags
+}
+
+/// A complete stack: recorded (the stack, its resources and events) and its outputs returned.
+async fn complete(
+    ctx: &ActionCtx,
+    stack: &Stack,
+    stack_id: &str,
+    name: String,
+    st: &str,
+    reused: bool,
+    template_sha256: &str,
+) -> Result<ActionOutput, ActionError> {
     // Complete.
     ctx.evidence(
         "stack.json",
-        &stack_json(&stack),
+        &stack_json(stack),
         "cloudformation:DescribeStacks",
     )?;
-    let resources = resources_json(ctx, &stack_id).await?;
+    let resources = resources_json(ctx, stack_id).await?;
     ctx.evidence(
         "stack-resources.json",
         &json!({"stack_id": stack_id, "resources": resources}),
@@ -269,7 +288,7 @@ pub async fn deploy_stack(ctx: &ActionCtx, p: DeployParams) -> Result<ActionOutp
     )?;
     let not_created = not_created(&resources);
     gap_not_created(ctx, &not_created);
-    let evs = events(ctx, &stack_id).await?;
+    let evs = events(ctx, stack_id).await?;
     ctx.evidence(
         "stack-events.json",
         &json!({"stack_id": stack_id, "events": evs.iter().map(event_json).collect::<Vec<_>>()}),
@@ -277,14 +296,14 @@ pub async fn deploy_stack(ctx: &ActionCtx, p: DeployParams) -> Result<ActionOutp
     )?;
     record_stack(
         ctx,
-        &stack_id,
+        stack_id,
         &name,
-        &st,
+        st,
         json!({"reused": reused, "template_sha256": template_sha256}),
     );
     Ok(ActionOutput::default()
         .with("stack_id", stack_id)
-        .with("outputs", Value::Object(outputs_of(&stack)))
+        .with("outputs", Value::Object(outputs_of(stack)))
         .with("stack_name", name)
         .with("reused", reused)
         .with("not_created", Value::Array(not_created)))
@@ -292,7 +311,7 @@ pub async fn deploy_stack(ctx: &ActionCtx, p: DeployParams) -> Result<ActionOutp
 
 /// Masks the NoEcho parameter values from the run's writings (before anything is recorded).
 fn mask_no_echo(ctx: &ActionCtx, facts: &TemplateFacts, given: &Map<String, Value>) {
-    for v in no_echo_values(&facts, &given) {
+    for v in no_echo_values(facts, given) {
         match &v {
             Value::String(s) => ctx.recorder.secret(s),
             Value::Array(items) => items

@@ -644,12 +644,7 @@ pub async fn isolate_instance(
     let case_groups = case_groups?;
     let asg_known = ctx.or_gap("autoscaling:DescribeAutoScalingInstances", asg_read);
     let asg_from_tag = asg_known.is_none();
-    let asg: Option<(String, String)> = match &asg_known {
-        Some(m) => m.clone(),
-        None => asg_tag
-            .clone()
-            .map(|g| (g, format!("unknown: Auto Scaling could not be asked, the group is from the {ASG_NAME_TAG} tag"))),
-    };
+    let asg = membership(asg_known, asg_tag.as_deref());
     // The originals come from the case's own record (this run's earlier attempts, the case's
     // sealed runs), never back from a tag: an attacker may have rewritten the tag between a
     // crash and this attempt.
@@ -676,15 +671,7 @@ pub async fn isolate_instance(
         }),
         "ec2:DescribeNetworkInterfaces",
     )?;
-    let mut report = Report {
-        notes: ISOLATION_NOTES.iter().map(|s| s.to_string()).collect(),
-        ..Report::default()
-    };
-    for p in &record.problems {
-        report.notes.push(format!(
-            "WARNING: part of the case's record cannot be verified and was not used: {p}"
-        ));
-    }
+    let mut report = Report::new(&record.problems);
 
     // 1. Leave Auto Scaling first: once isolated, the group's health checks fail and it
     //    would terminate the instance (termination protection does not stop Auto Scaling).
@@ -692,31 +679,12 @@ pub async fn isolate_instance(
         leave_autoscaling(ctx, id, &p, &asg, &asg_tag, asg_from_tag, &mut report).await?;
 
     // 2. The two groups.
-    let purpose_iso = match &p.allow_cidr {
-        None => "isolation".to_owned(),
-        Some(c) => format!("isolation-ssh-from-{c}"),
-    };
-    if let Some(c) = &p.allow_cidr {
-        report.notes.push(format!(
-            "the isolation group allows inbound TCP 22 from {c} only (allow_cidr), and no outbound"
-        ));
-    }
-    let allow_all = ensure_group(
+    let (allow_all, isolation) = isolation_groups(
         ctx,
         &vpc_id,
         &case_groups,
-        "allow-all",
-        &GroupRules::AllowAll,
-    )
-    .await?;
-    let isolation = ensure_group(
-        ctx,
-        &vpc_id,
-        &case_groups,
-        &purpose_iso,
-        &GroupRules::Isolation {
-            ssh_from: p.allow_cidr.clone(),
-        },
+        p.allow_cidr.as_deref(),
+        &mut report,
     )
     .await?;
 
@@ -784,6 +752,68 @@ pub async fn isolate_instance(
         out = out.with("would", report.would);
     }
     Ok(out)
+}
+
+/// The instance's Auto Scaling group and lifecycle state: as Auto Scaling answered, or, when
+/// it could not be asked (`known` is `None`), from the instance's group-name tag.
+fn membership(
+    known: Option<Option<(String, String)>>,
+    asg_tag: Option<&str>,
+) -> Option<(String, String)> {
+    match known {
+        Some(m) => m,
+        None => asg_tag.map(|g| (g.to_owned(), format!("unknown: Auto Scaling could not be asked, the group is from the {ASG_NAME_TAG} tag"))),
+    }
+}
+
+impl Report {
+    /// The standing notes, and a warning per part of the case's record that could not be
+    /// verified.
+    fn new(problems: &[String]) -> Report {
+        let mut report = Report {
+            notes: ISOLATION_NOTES.iter().map(|s| s.to_string()).collect(),
+            ..Report::default()
+        };
+        for p in problems {
+            report.notes.push(format!(
+                "WARNING: part of the case's record cannot be verified and was not used: {p}"
+            ));
+        }
+        report
+    }
+}
+
+/// Step 2: this case's allow-all and isolation groups in the VPC, found or created (their
+/// ids; `None` in a dry run when one does not exist yet).
+async fn isolation_groups(
+    ctx: &ActionCtx,
+    vpc_id: &str,
+    case_groups: &[SecurityGroup],
+    allow_cidr: Option<&str>,
+    report: &mut Report,
+) -> Result<(Option<String>, Option<String>), ActionError> {
+    let purpose_iso = match allow_cidr {
+        None => "isolation".to_owned(),
+        Some(c) => format!("isolation-ssh-from-{c}"),
+    };
+    if let Some(c) = allow_cidr {
+        report.notes.push(format!(
+            "the isolation group allows inbound TCP 22 from {c} only (allow_cidr), and no outbound"
+        ));
+    }
+    let allow_all =
+        ensure_group(ctx, vpc_id, case_groups, "allow-all", &GroupRules::AllowAll).await?;
+    let isolation = ensure_group(
+        ctx,
+        vpc_id,
+        case_groups,
+        &purpose_iso,
+        &GroupRules::Isolation {
+            ssh_from: allow_cidr.map(str::to_owned),
+        },
+    )
+    .await?;
+    Ok((allow_all, isolation))
 }
 
 /// What an isolation says besides its outputs: notes, the dry run's `would`, and where the
