@@ -491,4 +491,125 @@ mod tests {
             assert!(find(name).is_some(), "{name}");
         }
     }
+
+    /// A parameter struct as an action declares one.
+    #[allow(dead_code)]
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        /// the instance
+        #[schemars(extend("x-irr-type" = "instance_id"))]
+        instance_id: String,
+        /// who may assume it,
+        /// over two lines
+        #[schemars(extend("x-irr-type" = "arn"))]
+        principals: Vec<String>,
+        /// how long
+        #[schemars(extend("x-irr-type" = "duration", "default" = "4h"))]
+        duration: Option<String>,
+        /// wait
+        #[schemars(extend("default" = true))]
+        wait: Option<bool>,
+        /// per GiB
+        #[schemars(extend("default" = 60))]
+        per_gib: Option<u64>,
+        /// tags
+        tags: std::collections::BTreeMap<String, String>,
+        /// stack tags
+        #[schemars(extend("x-irr-type" = "string"))]
+        stack_tags: Option<serde_json::Map<String, serde_json::Value>>,
+        /// anything
+        parameters: Option<serde_json::Map<String, serde_json::Value>>,
+        /// a policy
+        #[schemars(extend("x-irr-type" = "policy_document"))]
+        policy: Option<serde_json::Value>,
+        /// a value
+        content: Option<serde_json::Value>,
+    }
+
+    #[test]
+    fn parameters_are_derived_from_the_struct() {
+        let params = params_of::<Sample>();
+        let got: Vec<_> = params
+            .iter()
+            .map(|p| (p.name, p.ty, p.required, p.default, p.description))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "instance_id",
+                    TypeSpec::InstanceId,
+                    true,
+                    None,
+                    "the instance"
+                ),
+                (
+                    "principals",
+                    TypeSpec::List(&TypeSpec::Arn),
+                    true,
+                    None,
+                    "who may assume it, over two lines"
+                ),
+                (
+                    "duration",
+                    TypeSpec::Duration,
+                    false,
+                    Some("4h"),
+                    "how long"
+                ),
+                ("wait", TypeSpec::Boolean, false, Some("true"), "wait"),
+                ("per_gib", TypeSpec::Integer, false, Some("60"), "per GiB"),
+                ("tags", TypeSpec::Map(&TypeSpec::String), true, None, "tags"),
+                (
+                    "stack_tags",
+                    TypeSpec::Map(&TypeSpec::String),
+                    false,
+                    None,
+                    "stack tags"
+                ),
+                (
+                    "parameters",
+                    TypeSpec::Map(&TypeSpec::Any),
+                    false,
+                    None,
+                    "anything"
+                ),
+                ("policy", TypeSpec::PolicyDocument, false, None, "a policy"),
+                ("content", TypeSpec::Any, false, None, "a value"),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_parameter_and_output_is_described() {
+        for a in all() {
+            assert!(!a.summary.is_empty(), "{}", a.name);
+            for p in a.params {
+                assert!(!p.description.is_empty(), "{}: {}", a.name, p.name);
+            }
+            for o in a.outputs {
+                assert!(!o.description.is_empty(), "{}: {}", a.name, o.name);
+            }
+        }
+    }
+
+    #[test]
+    fn the_registry_and_dispatch_agree() {
+        for r in crate::actions::REGISTRY {
+            assert_eq!(
+                crate::actions::ACTIONS.contains(&r.name),
+                !r.run_by_executor,
+                "{}",
+                r.name
+            );
+        }
+        assert_eq!(
+            names(),
+            crate::actions::REGISTRY
+                .iter()
+                .map(|r| r.name)
+                .collect::<Vec<_>>()
+        );
+    }
 }
