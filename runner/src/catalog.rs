@@ -1,9 +1,12 @@
-//! The action catalog: every action declared once, as data.
+//! The action catalog: every action as data, derived from the actions' own declarations.
 //!
-//! The validator checks `with` against the parameters declared here, `irr plan` lists the API
-//! calls and IAM actions, `irr policy` builds the least-privilege policy from the permissions,
-//! `irr schema` and `irr actions` print them, and the executor's implementations
-//! (`crate::actions`) take exactly these parameters and return exactly these outputs.
+//! Each action declares itself once, in its own module under `crate::actions` (a typed
+//! parameter struct and an [`crate::actions::Action`] impl with its [`Declaration`]); the
+//! registry (`crate::actions::REGISTRY`) lists them. This module turns those declarations into
+//! [`ActionSpec`]s, deriving the parameters from the struct's JSON Schema ([`params_of`]). The
+//! validator checks `with` against them, `irr plan` lists the API calls and IAM actions,
+//! `irr policy` builds the least-privilege policy from the permissions, and `irr schema` and
+//! `irr actions` print them.
 
 use crate::types::ValueType;
 
@@ -102,14 +105,15 @@ pub struct Permission {
     pub passed_to: Option<&'static str>,
 }
 
-/// One action of the catalog.
+/// One action of the catalog: its [`Declaration`] plus the parameters derived from its typed
+/// parameter struct ([`crate::actions::Action::Params`]).
 #[derive(Debug)]
 pub struct ActionSpec {
     /// e.g. `ec2.snapshot_volumes`.
     pub name: &'static str,
     /// One line: what it does.
     pub summary: &'static str,
-    /// Parameters.
+    /// Parameters, in the order of the parameter struct's fields.
     pub params: &'static [ParamSpec],
     /// Groups of parameters of which exactly one must be given.
     pub exactly_one_of: &'static [&'static [&'static str]],
@@ -127,6 +131,31 @@ pub struct ActionSpec {
     pub undo: Option<&'static str>,
 }
 
+/// What an action declares besides its parameters, next to its implementation (the
+/// `DECLARATION` of [`crate::actions::Action`]). The parameters come from the action's typed
+/// parameter struct (see [`params_of`]).
+#[derive(Debug)]
+pub struct Declaration {
+    /// e.g. `ec2.snapshot_volumes`.
+    pub name: &'static str,
+    /// One line: what it does.
+    pub summary: &'static str,
+    /// Groups of parameters of which exactly one must be given.
+    pub exactly_one_of: &'static [&'static [&'static str]],
+    /// Outputs (`steps.ID.outputs.NAME`).
+    pub outputs: &'static [OutputSpec],
+    /// The AWS API operations it calls, in order (`service:Operation`), reads included.
+    pub api_calls: &'static [&'static str],
+    /// IAM actions it needs, with resource patterns.
+    pub permissions: &'static [Permission],
+    /// Whether it changes anything.
+    pub mutating: bool,
+    /// How running it twice is made safe.
+    pub idempotency: &'static str,
+    /// How to undo it, if it can be.
+    pub undo: Option<&'static str>,
+}
+
 impl ActionSpec {
     /// The parameter named `name`.
     pub fn param(&self, name: &str) -> Option<&'static ParamSpec> {
@@ -137,624 +166,266 @@ impl ActionSpec {
     pub fn output(&self, name: &str) -> Option<&'static OutputSpec> {
         self.outputs.iter().find(|o| o.name == name)
     }
+
+    /// The catalog entry of a declaration and its parameters.
+    pub fn new(d: &Declaration, params: &'static [ParamSpec]) -> ActionSpec {
+        ActionSpec {
+            name: d.name,
+            summary: d.summary,
+            params,
+            exactly_one_of: d.exactly_one_of,
+            outputs: d.outputs,
+            api_calls: d.api_calls,
+            permissions: d.permissions,
+            mutating: d.mutating,
+            idempotency: d.idempotency,
+            undo: d.undo,
+        }
+    }
 }
 
-/// Every action.
+/// Every action, in the order of the registry (`crate::actions::REGISTRY`).
 pub fn all() -> &'static [ActionSpec] {
-    CATALOG
+    static CATALOG: std::sync::OnceLock<Vec<ActionSpec>> = std::sync::OnceLock::new();
+    CATALOG.get_or_init(|| crate::actions::REGISTRY.iter().map(|r| r.spec()).collect())
 }
 
 /// The action named `name`.
 pub fn find(name: &str) -> Option<&'static ActionSpec> {
-    CATALOG.iter().find(|a| a.name == name)
+    all().iter().find(|a| a.name == name)
 }
 
 /// The names of all actions.
 pub fn names() -> Vec<&'static str> {
-    CATALOG.iter().map(|a| a.name).collect()
+    all().iter().map(|a| a.name).collect()
+}
+
+/// The schema extension naming irr's type of a parameter where it is richer than JSON
+/// Schema's (`#[schemars(extend("x-irr-type" = "instance_id"))]`). On a list or a map it names
+/// the type of the items. Values: the names of [`TypeSpec`]'s scalar kinds in snake case
+/// (`string`, `instance_id`, `arn`, `cidr`, `access_key_id`, `bucket_name`, `duration`,
+/// `policy_document`, `any`).
+pub const IRR_TYPE: &str = "x-irr-type";
+
+/// The parameters of a typed parameter struct, derived from its JSON Schema (`schemars`): one
+/// per field, in field order; required unless the field is an `Option` (or has a serde
+/// default); the type from the JSON Schema type, refined by [`IRR_TYPE`]; the default from the
+/// schema's `default` (`#[schemars(extend("default" = ..))]`, shown as YAML text); the
+/// description from the field's doc comment (lines joined by a space).
+///
+/// Computed once per action by [`all`]; the strings are kept for the life of the process.
+///
+/// # Panics
+///
+/// When the struct's schema is not an object of properties or names a type irr does not know:
+/// a programming error the catalog's unit tests catch.
+pub fn params_of<T: schemars::JsonSchema>() -> &'static [ParamSpec] {
+    let settings = schemars::generate::SchemaSettings::draft2020_12().with(|s| {
+        s.inline_subschemas = true;
+    });
+    let schema = settings.into_generator().into_root_schema_for::<T>();
+    let root = schema.as_value();
+    let required: Vec<&str> = root
+        .get("required")
+        .and_then(serde_json::Value::as_array)
+        .map(|r| r.iter().filter_map(serde_json::Value::as_str).collect())
+        .unwrap_or_default();
+    let props = root
+        .get("properties")
+        .and_then(serde_json::Value::as_object)
+        .unwrap_or_else(|| panic!("{}: parameters must be a struct", T::schema_name()));
+    let params: Vec<ParamSpec> = props
+        .iter()
+        .map(|(name, s)| ParamSpec {
+            name: leak(name.clone()),
+            ty: type_of(s, None),
+            required: required.contains(&name.as_str()),
+            default: s.get("default").filter(|d| !d.is_null()).map(|d| match d {
+                serde_json::Value::String(s) => leak(s.clone()),
+                other => leak(other.to_string()),
+            }),
+            description: leak(
+                s.get("description")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::trim)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+        })
+        .collect();
+    params.leak()
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+/// The irr type of one property's schema; `irr` is the [`IRR_TYPE`] of an enclosing list or
+/// map, which applies to its items.
+fn type_of(s: &serde_json::Value, irr: Option<&str>) -> TypeSpec {
+    let irr = s.get(IRR_TYPE).and_then(serde_json::Value::as_str).or(irr);
+    // `Option<T>` is `{"type": [T, "null"]}`.
+    let json_type = match s.get("type") {
+        Some(serde_json::Value::String(t)) => Some(t.as_str()),
+        Some(serde_json::Value::Array(ts)) => ts
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .find(|t| *t != "null"),
+        _ => None,
+    };
+    let inner = |key: &str| -> &'static TypeSpec {
+        let item = s.get(key).cloned().unwrap_or(serde_json::Value::Bool(true));
+        Box::leak(Box::new(type_of(&item, irr)))
+    };
+    match json_type {
+        Some("array") => TypeSpec::List(inner("items")),
+        Some("object") if irr != Some("policy_document") => {
+            TypeSpec::Map(inner("additionalProperties"))
+        }
+        _ => match irr {
+            Some(kind) => scalar(kind),
+            None => match json_type {
+                Some("string") => TypeSpec::String,
+                Some("integer") => TypeSpec::Integer,
+                Some("boolean") => TypeSpec::Boolean,
+                None => TypeSpec::Any,
+                Some(other) => panic!("no irr type for JSON Schema type {other}"),
+            },
+        },
+    }
+}
+
+/// The scalar kind an [`IRR_TYPE`] names.
+fn scalar(kind: &str) -> TypeSpec {
+    match kind {
+        "string" => TypeSpec::String,
+        "integer" => TypeSpec::Integer,
+        "boolean" => TypeSpec::Boolean,
+        "instance_id" => TypeSpec::InstanceId,
+        "arn" => TypeSpec::Arn,
+        "cidr" => TypeSpec::Cidr,
+        "access_key_id" => TypeSpec::AccessKeyId,
+        "bucket_name" => TypeSpec::BucketName,
+        "duration" => TypeSpec::Duration,
+        "policy_document" => TypeSpec::PolicyDocument,
+        "any" => TypeSpec::Any,
+        other => panic!("unknown {IRR_TYPE} `{other}`"),
+    }
 }
 
 /// IAM actions every run needs besides its steps': who am I (for the evidence's collector).
-pub const RUN_PERMISSIONS: &[Permission] = &[perm("sts:GetCallerIdentity", ANY)];
+pub const RUN_PERMISSIONS: &[Permission] = &[decl::perm("sts:GetCallerIdentity", decl::ANY)];
 
 /// IAM actions needed to write evidence to an S3 location (`{bucket}` and `{prefix}`).
 pub const S3_EVIDENCE_PERMISSIONS: &[Permission] = &[
-    perm(
+    decl::perm(
         "s3:GetBucketObjectLockConfiguration",
         &["arn:aws:s3:::{bucket}"],
     ),
-    perm("s3:GetBucketVersioning", &["arn:aws:s3:::{bucket}"]),
-    perm("s3:GetEncryptionConfiguration", &["arn:aws:s3:::{bucket}"]),
-    perm("s3:ListBucket", &["arn:aws:s3:::{bucket}"]),
-    perm("s3:ListBucketVersions", &["arn:aws:s3:::{bucket}"]),
-    perm("s3:PutObject", &["arn:aws:s3:::{bucket}/{prefix}*"]),
-    perm(
+    decl::perm("s3:GetBucketVersioning", &["arn:aws:s3:::{bucket}"]),
+    decl::perm("s3:GetEncryptionConfiguration", &["arn:aws:s3:::{bucket}"]),
+    decl::perm("s3:ListBucket", &["arn:aws:s3:::{bucket}"]),
+    decl::perm("s3:ListBucketVersions", &["arn:aws:s3:::{bucket}"]),
+    decl::perm("s3:PutObject", &["arn:aws:s3:::{bucket}/{prefix}*"]),
+    decl::perm(
         "s3:PutObjectRetention",
         &["arn:aws:s3:::{bucket}/{prefix}*"],
     ),
-    perm("s3:GetObject", &["arn:aws:s3:::{bucket}/{prefix}*"]),
-    perm("s3:GetObjectVersion", &["arn:aws:s3:::{bucket}/{prefix}*"]),
+    decl::perm("s3:GetObject", &["arn:aws:s3:::{bucket}/{prefix}*"]),
+    decl::perm("s3:GetObjectVersion", &["arn:aws:s3:::{bucket}/{prefix}*"]),
 ];
 
-const ANY: &[&str] = &["*"];
-const INSTANCE: &[&str] = &["arn:aws:ec2:{region}:{account}:instance/{instance_id}"];
-const ROLE: &[&str] = &["arn:aws:iam::{account}:role/{role_name}"];
-const USER: &[&str] = &["arn:aws:iam::{account}:user/{user_name}"];
-const BUCKET: &[&str] = &["arn:aws:s3:::{bucket}"];
-const INSTANCE_PROFILE: &[&str] = &["arn:aws:iam::{account}:instance-profile/*"];
-/// Customer managed policies of the account and AWS managed ones (`arn:aws:iam::aws:policy/..`).
-const MANAGED_POLICY: &[&str] = &[
-    "arn:aws:iam::{account}:policy/*",
-    "arn:aws:iam::aws:policy/*",
-];
-const AUTOSCALING_GROUP: &[&str] =
-    &["arn:aws:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/*"];
-const STACK: &[&str] = &["arn:aws:cloudformation:{region}:{account}:stack/{stack_name}/*"];
+/// The building blocks of an action's [`Declaration`]: permission and output constructors and
+/// the common resource patterns and types.
+pub mod decl {
+    use super::{OutputSpec, Permission, TypeSpec};
 
-const fn perm(action: &'static str, resources: &'static [&'static str]) -> Permission {
-    Permission {
-        action,
-        resources,
-        when_param: None,
-        passed_to: None,
+    /// Any resource (the action allows no resource scoping).
+    pub const ANY: &[&str] = &["*"];
+    /// The step's instance.
+    pub const INSTANCE: &[&str] = &["arn:aws:ec2:{region}:{account}:instance/{instance_id}"];
+    /// The step's role.
+    pub const ROLE: &[&str] = &["arn:aws:iam::{account}:role/{role_name}"];
+    /// The step's user.
+    pub const USER: &[&str] = &["arn:aws:iam::{account}:user/{user_name}"];
+    /// The step's bucket.
+    pub const BUCKET: &[&str] = &["arn:aws:s3:::{bucket}"];
+    /// Any instance profile of the account.
+    pub const INSTANCE_PROFILE: &[&str] = &["arn:aws:iam::{account}:instance-profile/*"];
+    /// Customer managed policies of the account and AWS managed ones (`arn:aws:iam::aws:policy/..`).
+    pub const MANAGED_POLICY: &[&str] = &[
+        "arn:aws:iam::{account}:policy/*",
+        "arn:aws:iam::aws:policy/*",
+    ];
+    /// Any Auto Scaling group of the account and region.
+    pub const AUTOSCALING_GROUP: &[&str] =
+        &["arn:aws:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/*"];
+    /// The step's stack.
+    pub const STACK: &[&str] = &["arn:aws:cloudformation:{region}:{account}:stack/{stack_name}/*"];
+
+    /// `action` on `resources`.
+    pub const fn perm(action: &'static str, resources: &'static [&'static str]) -> Permission {
+        Permission {
+            action,
+            resources,
+            when_param: None,
+            passed_to: None,
+        }
     }
-}
 
-/// `iam:PassRole` on `resources`, only to `service` (e.g. `ec2.amazonaws.com`).
-const fn pass_role_to(resources: &'static [&'static str], service: &'static str) -> Permission {
-    Permission {
-        action: "iam:PassRole",
-        resources,
-        when_param: None,
-        passed_to: Some(service),
+    /// `iam:PassRole` on `resources`, only to `service` (e.g. `ec2.amazonaws.com`).
+    pub const fn pass_role_to(
+        resources: &'static [&'static str],
+        service: &'static str,
+    ) -> Permission {
+        Permission {
+            action: "iam:PassRole",
+            resources,
+            when_param: None,
+            passed_to: Some(service),
+        }
     }
-}
 
-const fn perm_if(
-    param: &'static str,
-    action: &'static str,
-    resources: &'static [&'static str],
-) -> Permission {
-    Permission {
-        action,
-        resources,
-        passed_to: None,
-        when_param: Some(param),
+    /// `action` on `resources`, only needed when the step gives `param`.
+    pub const fn perm_if(
+        param: &'static str,
+        action: &'static str,
+        resources: &'static [&'static str],
+    ) -> Permission {
+        Permission {
+            action,
+            resources,
+            passed_to: None,
+            when_param: Some(param),
+        }
     }
-}
 
-const fn req(name: &'static str, ty: TypeSpec, description: &'static str) -> ParamSpec {
-    ParamSpec {
-        name,
-        ty,
-        required: true,
-        default: None,
-        description,
+    /// One output.
+    pub const fn out(name: &'static str, ty: TypeSpec, description: &'static str) -> OutputSpec {
+        OutputSpec {
+            name,
+            ty,
+            description,
+        }
     }
+
+    /// A list of strings.
+    pub const STRINGS: TypeSpec = TypeSpec::List(&TypeSpec::String);
+    /// A list of ARNs.
+    pub const ARNS: TypeSpec = TypeSpec::List(&TypeSpec::Arn);
+    /// A mapping of strings to strings.
+    pub const STRING_MAP: TypeSpec = TypeSpec::Map(&TypeSpec::String);
+    /// A mapping of strings to anything.
+    pub const ANY_MAP: TypeSpec = TypeSpec::Map(&TypeSpec::Any);
+    /// The `artifacts` output of the capture actions.
+    pub const ARTIFACTS: OutputSpec = out(
+        "artifacts",
+        STRINGS,
+        "paths of the captured artifacts in the evidence bundle",
+    );
 }
-
-const fn opt(
-    name: &'static str,
-    ty: TypeSpec,
-    default: Option<&'static str>,
-    description: &'static str,
-) -> ParamSpec {
-    ParamSpec {
-        name,
-        ty,
-        required: false,
-        default,
-        description,
-    }
-}
-
-const fn out(name: &'static str, ty: TypeSpec, description: &'static str) -> OutputSpec {
-    OutputSpec {
-        name,
-        ty,
-        description,
-    }
-}
-
-const STRINGS: TypeSpec = TypeSpec::List(&TypeSpec::String);
-const ARNS: TypeSpec = TypeSpec::List(&TypeSpec::Arn);
-const STRING_MAP: TypeSpec = TypeSpec::Map(&TypeSpec::String);
-const ANY_MAP: TypeSpec = TypeSpec::Map(&TypeSpec::Any);
-const ARTIFACTS: OutputSpec = out(
-    "artifacts",
-    STRINGS,
-    "paths of the captured artifacts in the evidence bundle",
-);
-const INSTANCE_ID: ParamSpec = req("instance_id", TypeSpec::InstanceId, "the instance");
-
-static CATALOG: &[ActionSpec] = &[
-    ActionSpec {
-        name: "iam.grant_responder_access",
-        summary: "create (or reuse) a time-bounded, MFA-guarded responder role trusted by the principals, tagged with the case",
-        params: &[
-            req("principals", ARNS, "who may assume the role (an empty list trusts the account itself, still MFA-guarded)"),
-            opt("duration", TypeSpec::Duration, Some("4h"), "how long the role can be assumed; the trust policy expires after it (aws:CurrentTime)"),
-            opt("require_mfa", TypeSpec::Boolean, Some("true"), "require aws:MultiFactorAuthPresent"),
-            opt("role_name", TypeSpec::String, Some("irr-responder-{{case.id}}"), "name of the role"),
-            opt("policy", TypeSpec::PolicyDocument, None, "the role's permissions; default: built-in read-and-contain responder policy"),
-        ],
-        exactly_one_of: &[],
-        outputs: &[
-            out("role_arn", TypeSpec::Arn, "the responder role's ARN"),
-            out("role_name", TypeSpec::String, "the responder role's name"),
-            out("expires_at", TypeSpec::String, "RFC 3339 time after which the role can no longer be assumed"),
-        ],
-        api_calls: &["sts:GetCallerIdentity", "iam:GetRole", "iam:CreateRole", "iam:UpdateAssumeRolePolicy", "iam:UpdateRole", "iam:TagRole", "iam:PutRolePolicy"],
-        permissions: &[
-            perm("sts:GetCallerIdentity", ANY),
-            perm("iam:GetRole", ROLE),
-            perm("iam:CreateRole", ROLE),
-            perm("iam:UpdateAssumeRolePolicy", ROLE),
-            // A reused role gets its session length brought up to date.
-            perm("iam:UpdateRole", ROLE),
-            perm("iam:PutRolePolicy", ROLE),
-            perm("iam:TagRole", ROLE),
-        ],
-        mutating: true,
-        idempotency: "finds the role by name and case tag and reuses it (its trust policy is brought up to date); a concurrent creation (EntityAlreadyExists) is reused too",
-        undo: Some("iam.revoke_responder_access"),
-    },
-    ActionSpec {
-        name: "iam.revoke_responder_access",
-        summary: "remove the responder role's policies and trust, and delete it",
-        params: &[req("role_name", TypeSpec::String, "the responder role")],
-        exactly_one_of: &[],
-        outputs: &[],
-        api_calls: &["iam:GetRole", "iam:ListRolePolicies", "iam:DeleteRolePolicy", "iam:ListAttachedRolePolicies", "iam:DetachRolePolicy", "iam:ListInstanceProfilesForRole", "iam:RemoveRoleFromInstanceProfile", "iam:DeleteRole"],
-        permissions: &[
-            perm("iam:GetRole", ROLE),
-            perm("iam:ListRolePolicies", ROLE),
-            perm("iam:DeleteRolePolicy", ROLE),
-            perm("iam:ListAttachedRolePolicies", ROLE),
-            perm("iam:DetachRolePolicy", ROLE),
-            perm("iam:ListInstanceProfilesForRole", ROLE),
-            perm("iam:RemoveRoleFromInstanceProfile", &["arn:aws:iam::{account}:instance-profile/*", "arn:aws:iam::{account}:role/{role_name}"]),
-            perm("iam:DeleteRole", ROLE),
-        ],
-        mutating: true,
-        idempotency: "a role already gone counts as revoked",
-        undo: None,
-    },
-    ActionSpec {
-        name: "iam.capture_principal",
-        summary: "record a user's or role's policies, access keys (never secrets), groups and last use",
-        params: &[
-            opt("user_name", TypeSpec::String, None, "the IAM user"),
-            opt("role_name", TypeSpec::String, None, "the IAM role"),
-        ],
-        exactly_one_of: &[&["user_name", "role_name"]],
-        outputs: &[ARTIFACTS],
-        api_calls: &["iam:GetUser", "iam:ListUserPolicies", "iam:GetUserPolicy", "iam:ListAttachedUserPolicies", "iam:GetPolicy", "iam:GetPolicyVersion", "iam:ListGroupsForUser", "iam:ListAccessKeys", "iam:GetAccessKeyLastUsed", "iam:GetRole", "iam:ListRolePolicies", "iam:GetRolePolicy", "iam:ListAttachedRolePolicies", "iam:ListInstanceProfilesForRole"],
-        permissions: &[
-            perm_if("user_name", "iam:GetUser", USER),
-            perm_if("user_name", "iam:ListUserPolicies", USER),
-            perm_if("user_name", "iam:GetUserPolicy", USER),
-            perm_if("user_name", "iam:ListAttachedUserPolicies", USER),
-            perm_if("user_name", "iam:ListAccessKeys", USER),
-            perm_if("user_name", "iam:GetAccessKeyLastUsed", USER),
-            perm_if("user_name", "iam:ListGroupsForUser", USER),
-            perm_if("role_name", "iam:GetRole", ROLE),
-            perm_if("role_name", "iam:ListRolePolicies", ROLE),
-            perm_if("role_name", "iam:GetRolePolicy", ROLE),
-            perm_if("role_name", "iam:ListAttachedRolePolicies", ROLE),
-            perm_if("role_name", "iam:ListInstanceProfilesForRole", ROLE),
-            // The documents of attached managed policies (customer or AWS managed).
-            perm("iam:GetPolicy", MANAGED_POLICY),
-            perm("iam:GetPolicyVersion", MANAGED_POLICY),
-        ],
-        mutating: false,
-        idempotency: "read-only",
-        undo: None,
-    },
-    ActionSpec {
-        name: "iam.deactivate_access_key",
-        summary: "set an access key inactive",
-        params: &[
-            req("user_name", TypeSpec::String, "the key's user"),
-            req("access_key_id", TypeSpec::AccessKeyId, "the key"),
-        ],
-        exactly_one_of: &[],
-        outputs: &[out("previous_status", TypeSpec::String, "Active or Inactive, before the change")],
-        api_calls: &["iam:ListAccessKeys", "iam:UpdateAccessKey"],
-        permissions: &[perm("iam:ListAccessKeys", USER), perm("iam:UpdateAccessKey", USER)],
-        mutating: true,
-        idempotency: "an inactive key stays inactive",
-        undo: Some("iam:UpdateAccessKey with Status=Active (by hand, once the key is known safe)"),
-    },
-    ActionSpec {
-        name: "iam.revoke_sessions",
-        summary: "deny everything to sessions issued before now (inline Deny with aws:TokenIssueTime)",
-        params: &[
-            opt("user_name", TypeSpec::String, None, "the IAM user"),
-            opt("role_name", TypeSpec::String, None, "the IAM role (not a service-linked role)"),
-        ],
-        exactly_one_of: &[&["user_name", "role_name"]],
-        outputs: &[out("revoked_before", TypeSpec::String, "RFC 3339 time; sessions issued before it are denied")],
-        api_calls: &["iam:GetUserPolicy", "iam:GetUser", "iam:PutUserPolicy", "iam:GetRole", "iam:GetRolePolicy", "iam:PutRolePolicy"],
-        permissions: &[
-            // The policy already there is recorded first; GetUser tells "no such user" from
-            // "no such policy".
-            perm_if("user_name", "iam:GetUserPolicy", USER),
-            perm_if("user_name", "iam:GetUser", USER),
-            perm_if("user_name", "iam:PutUserPolicy", USER),
-            perm_if("role_name", "iam:GetRole", ROLE),
-            perm_if("role_name", "iam:GetRolePolicy", ROLE),
-            perm_if("role_name", "iam:PutRolePolicy", ROLE),
-        ],
-        mutating: true,
-        idempotency: "rewrites the one inline policy irr-revoke-sessions",
-        undo: Some("delete the inline policy irr-revoke-sessions"),
-    },
-    ActionSpec {
-        name: "ec2.capture_instance_metadata",
-        summary: "record the instance, its volumes, network interfaces, security groups with rules, instance profile, tags and console output",
-        params: &[INSTANCE_ID],
-        exactly_one_of: &[],
-        outputs: &[ARTIFACTS],
-        api_calls: &["ec2:DescribeInstances", "ec2:DescribeVolumes", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSecurityGroups", "ec2:DescribeIamInstanceProfileAssociations", "iam:GetInstanceProfile", "autoscaling:DescribeAutoScalingInstances", "ec2:GetConsoleOutput"],
-        permissions: &[
-            perm("ec2:DescribeInstances", ANY),
-            perm("ec2:DescribeVolumes", ANY),
-            perm("ec2:DescribeNetworkInterfaces", ANY),
-            perm("ec2:DescribeSecurityGroups", ANY),
-            perm("ec2:DescribeIamInstanceProfileAssociations", ANY),
-            // The profile's roles; a denial is recorded in the artifact, not fatal.
-            perm("iam:GetInstanceProfile", INSTANCE_PROFILE),
-            perm("autoscaling:DescribeAutoScalingInstances", ANY),
-            // A denial is recorded in console-output.txt, not fatal.
-            perm("ec2:GetConsoleOutput", INSTANCE),
-        ],
-        mutating: false,
-        idempotency: "read-only",
-        undo: None,
-    },
-    ActionSpec {
-        name: "ec2.protect_instance",
-        summary: "termination protection on, shutdown behaviour stop, DeleteOnTermination off on every volume",
-        params: &[INSTANCE_ID],
-        exactly_one_of: &[],
-        outputs: &[out("previous", ANY_MAP, "the settings before the change")],
-        api_calls: &["ec2:DescribeInstances", "ec2:DescribeInstanceAttribute", "ec2:ModifyInstanceAttribute"],
-        permissions: &[
-            perm("ec2:DescribeInstances", ANY),
-            perm("ec2:DescribeInstanceAttribute", ANY),
-            perm("ec2:ModifyInstanceAttribute", INSTANCE),
-        ],
-        mutating: true,
-        idempotency: "setting a value already set changes nothing",
-        undo: Some("ec2:ModifyInstanceAttribute back to the recorded previous values"),
-    },
-    ActionSpec {
-        name: "ec2.snapshot_volumes",
-        summary: "snapshot every attached volume concurrently, tag with the case, wait until completed",
-        params: &[
-            INSTANCE_ID,
-            opt("wait", TypeSpec::Boolean, Some("true"), "wait until every snapshot is completed"),
-            opt("wait_seconds_per_gib", TypeSpec::Integer, Some("60"), "wait budget per GiB of volume, on top of 10 minutes"),
-        ],
-        exactly_one_of: &[],
-        outputs: &[
-            out("snapshot_ids", STRINGS, "one snapshot per volume, in device order"),
-            out("volumes", STRING_MAP, "volume id -> snapshot id"),
-        ],
-        api_calls: &["ec2:DescribeInstances", "ec2:DescribeVolumes", "ec2:DescribeSnapshots", "ec2:CreateSnapshot"],
-        permissions: &[
-            perm("ec2:DescribeInstances", ANY),
-            perm("ec2:DescribeVolumes", ANY),
-            perm("ec2:DescribeSnapshots", ANY),
-            perm("ec2:CreateSnapshot", &["arn:aws:ec2:{region}:{account}:volume/*", "arn:aws:ec2:{region}::snapshot/*"]),
-            // Tags are set on creation (TagSpecifications), which needs ec2:CreateTags.
-            perm("ec2:CreateTags", &["arn:aws:ec2:{region}::snapshot/*"]),
-        ],
-        mutating: true,
-        idempotency: "an existing snapshot tagged with the case and the volume is reused",
-        undo: None,
-    },
-    ActionSpec {
-        name: "ec2.isolate_instance",
-        summary: "move every network interface to an allow-all group, then to an isolation group with no rules; detach the instance profile",
-        params: &[
-            INSTANCE_ID,
-            opt("allow_cidr", TypeSpec::Cidr, None, "forensic access: ingress on tcp/22 from this block only"),
-            opt("detach_profile", TypeSpec::Boolean, Some("true"), "detach the instance profile"),
-            opt("leave_autoscaling", TypeSpec::Boolean, Some("true"), "detach the instance from its Auto Scaling group first, so it is not replaced (and terminated) as unhealthy"),
-            opt("decrement_desired_capacity", TypeSpec::Boolean, Some("false"), "when leaving Auto Scaling, lower the group's desired capacity instead of letting it launch a replacement"),
-        ],
-        exactly_one_of: &[],
-        outputs: &[
-            out("isolation_group_id", TypeSpec::String, "the security group with no rules now on every interface"),
-            out("original_groups", TypeSpec::Map(&STRINGS), "interface id -> its groups before isolation"),
-            out("allow_all_group_id", TypeSpec::String, "the allow-all group used for the first step of the swap"),
-        ],
-        api_calls: &["ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces", "ec2:DescribeIamInstanceProfileAssociations", "autoscaling:DescribeAutoScalingInstances", "ec2:DescribeSecurityGroups", "ec2:CreateTags", "autoscaling:DetachInstances", "ec2:CreateSecurityGroup", "ec2:RevokeSecurityGroupEgress", "ec2:RevokeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupIngress", "ec2:AuthorizeSecurityGroupEgress", "ec2:ModifyNetworkInterfaceAttribute", "ec2:DisassociateIamInstanceProfile"],
-        permissions: &[
-            perm("ec2:DescribeInstances", ANY),
-            perm("ec2:DescribeNetworkInterfaces", ANY),
-            perm("ec2:DescribeSecurityGroups", ANY),
-            perm("ec2:DescribeIamInstanceProfileAssociations", ANY),
-            perm("autoscaling:DescribeAutoScalingInstances", ANY),
-            // Only for an instance in an Auto Scaling group (taken out before it is isolated).
-            perm("autoscaling:DetachInstances", AUTOSCALING_GROUP),
-            perm("ec2:CreateSecurityGroup", &["arn:aws:ec2:{region}:{account}:vpc/*", "arn:aws:ec2:{region}:{account}:security-group/*"]),
-            perm("ec2:AuthorizeSecurityGroupIngress", &["arn:aws:ec2:{region}:{account}:security-group/*"]),
-            perm("ec2:AuthorizeSecurityGroupEgress", &["arn:aws:ec2:{region}:{account}:security-group/*"]),
-            perm("ec2:RevokeSecurityGroupEgress", &["arn:aws:ec2:{region}:{account}:security-group/*"]),
-            // Only when a reused isolation group carries inbound rules it should not have.
-            perm("ec2:RevokeSecurityGroupIngress", &["arn:aws:ec2:{region}:{account}:security-group/*"]),
-            perm("ec2:CreateTags", &["arn:aws:ec2:{region}:{account}:security-group/*", "arn:aws:ec2:{region}:{account}:network-interface/*", "arn:aws:ec2:{region}:{account}:instance/{instance_id}"]),
-            perm("ec2:ModifyNetworkInterfaceAttribute", &["arn:aws:ec2:{region}:{account}:network-interface/*", "arn:aws:ec2:{region}:{account}:security-group/*"]),
-            perm("ec2:DisassociateIamInstanceProfile", INSTANCE),
-        ],
-        mutating: true,
-        idempotency: "groups are found by case tag and reused; interfaces already isolated are left; the original groups are recorded once",
-        undo: Some("ec2.release_instance"),
-    },
-    ActionSpec {
-        name: "ec2.release_instance",
-        summary: "restore the recorded security groups on every interface and the instance profile (drills, false positives)",
-        params: &[INSTANCE_ID],
-        exactly_one_of: &[],
-        outputs: &[],
-        api_calls: &["ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces", "ec2:DescribeIamInstanceProfileAssociations", "ec2:ModifyNetworkInterfaceAttribute", "ec2:DeleteTags", "ec2:AssociateIamInstanceProfile", "autoscaling:DescribeAutoScalingInstances", "autoscaling:AttachInstances"],
-        permissions: &[
-            perm("ec2:DescribeInstances", ANY),
-            perm("ec2:DescribeNetworkInterfaces", ANY),
-            perm("ec2:DescribeIamInstanceProfileAssociations", ANY),
-            // Only for an instance isolate_instance took out of an Auto Scaling group.
-            perm("autoscaling:DescribeAutoScalingInstances", ANY),
-            perm("autoscaling:AttachInstances", AUTOSCALING_GROUP),
-            perm("ec2:ModifyNetworkInterfaceAttribute", &["arn:aws:ec2:{region}:{account}:network-interface/*", "arn:aws:ec2:{region}:{account}:security-group/*"]),
-            perm("ec2:AssociateIamInstanceProfile", INSTANCE),
-            // Re-attaching the recorded instance profile passes its role to EC2, and only
-            // to EC2.
-            pass_role_to(&["arn:aws:iam::{account}:role/*"], "ec2.amazonaws.com"),
-            perm("ec2:DeleteTags", &["arn:aws:ec2:{region}:{account}:network-interface/*", "arn:aws:ec2:{region}:{account}:instance/{instance_id}"]),
-        ],
-        mutating: true,
-        idempotency: "an interface without a recorded original is left as it is",
-        undo: Some("ec2.isolate_instance"),
-    },
-    ActionSpec {
-        name: "ec2.tag_resources",
-        summary: "tag EC2 resources",
-        params: &[
-            req("resource_ids", STRINGS, "EC2 resource ids (instances, volumes, snapshots, ...)"),
-            req("tags", STRING_MAP, "tag key -> value"),
-        ],
-        exactly_one_of: &[],
-        outputs: &[],
-        api_calls: &["ec2:DescribeTags", "ec2:CreateTags"],
-        permissions: &[
-            // The values the keys had before are recorded.
-            perm("ec2:DescribeTags", ANY),
-            perm("ec2:CreateTags", &["arn:aws:ec2:{region}:{account}:*/*", "arn:aws:ec2:{region}::snapshot/*"]),
-        ],
-        mutating: true,
-        idempotency: "tagging again sets the same values",
-        undo: Some("ec2:DeleteTags"),
-    },
-    ActionSpec {
-        name: "evidence.capture",
-        summary: "store an artifact in the run's evidence, hashed while it is written",
-        params: &[
-            req("name", TypeSpec::String, "file name under artifacts/STEP_ID/"),
-            opt("content", TypeSpec::Any, None, "a value to store (JSON, pretty-printed; a string is stored as is)"),
-            opt("file", TypeSpec::String, None, "a file to store (path relative to the playbook)"),
-        ],
-        exactly_one_of: &[&["content", "file"]],
-        outputs: &[
-            out("path", TypeSpec::String, "path in the evidence bundle"),
-            out("sha256", TypeSpec::String, "SHA-256 of the stored bytes"),
-        ],
-        api_calls: &[],
-        permissions: &[],
-        mutating: false,
-        idempotency: "the same name in the same step replaces the artifact before sealing",
-        undo: None,
-    },
-    ActionSpec {
-        name: "cloudformation.deploy_stack",
-        summary: "render a Handlebars template, create (or reuse) the case's stack, wait, report failure events and roll back",
-        params: &[
-            req("stack_name", TypeSpec::String, "the stack; characters outside [A-Za-z0-9-] become `-`"),
-            req("template", TypeSpec::String, "path relative to the playbook; rendered with Handlebars (strict) against {case: {id}, run: {id}, params}"),
-            opt("parameters", ANY_MAP, None, "stack parameters (a declared NAME or its UpperCamelCase form; lists comma-joined), also `params` for Handlebars"),
-            opt("capabilities", STRINGS, None, "e.g. CAPABILITY_IAM"),
-            opt("tags", STRING_MAP, None, "stack tags (irr:case and irr:run are always added)"),
-            opt("timeout", TypeSpec::Duration, Some("30m"), "how long to wait for completion (also the stack's TimeoutInMinutes)"),
-        ],
-        exactly_one_of: &[],
-        outputs: &[
-            out("stack_id", TypeSpec::String, "the stack's id"),
-            out("outputs", STRING_MAP, "the stack's outputs (OutputKey -> OutputValue)"),
-            out("stack_name", TypeSpec::String, "the stack's name as created (sanitised)"),
-            out("reused", TypeSpec::Boolean, "the case's existing stack was reused"),
-        ],
-        api_calls: &["cloudformation:DescribeStacks", "cloudformation:ValidateTemplate", "cloudformation:CreateStack", "cloudformation:DescribeStackResources", "cloudformation:DescribeStackEvents", "cloudformation:DeleteStack"],
-        permissions: &[
-            perm("cloudformation:DescribeStacks", STACK),
-            // Dry runs only (CloudFormation has no DryRun).
-            perm("cloudformation:ValidateTemplate", ANY),
-            perm("cloudformation:CreateStack", STACK),
-            perm("cloudformation:DescribeStackResources", STACK),
-            perm("cloudformation:DescribeStackEvents", STACK),
-            // Rolling back a failed stack, or replacing one an earlier attempt left failed.
-            perm("cloudformation:DeleteStack", STACK),
-            // CloudFormation creates (and on failure deletes) the template's resources with the
-            // caller's credentials. These depend on the template: they cover the shipped clean
-            // room (playbooks/templates/forensic-clean-room.yaml); another template needs its
-            // own. The template keeps its roles and instance profile under the path /irr/.
-            perm("ec2:DescribeAvailabilityZones", ANY),
-            perm("ec2:CreateVpc", &["arn:aws:ec2:{region}:{account}:vpc/*"]),
-            perm("ec2:ModifyVpcAttribute", &["arn:aws:ec2:{region}:{account}:vpc/*"]),
-            perm("ec2:DescribeVpcs", ANY),
-            perm("ec2:DescribeVpcAttribute", &["arn:aws:ec2:{region}:{account}:vpc/*"]),
-            perm("ec2:DeleteVpc", &["arn:aws:ec2:{region}:{account}:vpc/*"]),
-            perm("ec2:CreateSubnet", &["arn:aws:ec2:{region}:{account}:subnet/*", "arn:aws:ec2:{region}:{account}:vpc/*"]),
-            perm("ec2:ModifySubnetAttribute", &["arn:aws:ec2:{region}:{account}:subnet/*"]),
-            perm("ec2:DescribeSubnets", ANY),
-            perm("ec2:DeleteSubnet", &["arn:aws:ec2:{region}:{account}:subnet/*"]),
-            perm("ec2:CreateRouteTable", &["arn:aws:ec2:{region}:{account}:route-table/*", "arn:aws:ec2:{region}:{account}:vpc/*"]),
-            perm("ec2:AssociateRouteTable", &["arn:aws:ec2:{region}:{account}:route-table/*", "arn:aws:ec2:{region}:{account}:subnet/*"]),
-            perm("ec2:DescribeRouteTables", ANY),
-            perm("ec2:DisassociateRouteTable", &["arn:aws:ec2:{region}:{account}:route-table/*", "arn:aws:ec2:{region}:{account}:subnet/*"]),
-            perm("ec2:DeleteRouteTable", &["arn:aws:ec2:{region}:{account}:route-table/*"]),
-            perm("ec2:CreateVpcEndpoint", &["arn:aws:ec2:{region}:{account}:vpc-endpoint/*", "arn:aws:ec2:{region}:{account}:vpc/*", "arn:aws:ec2:{region}:{account}:route-table/*"]),
-            perm("ec2:ModifyVpcEndpoint", &["arn:aws:ec2:{region}:{account}:vpc-endpoint/*", "arn:aws:ec2:{region}:{account}:route-table/*"]),
-            perm("ec2:DescribeVpcEndpoints", ANY),
-            perm("ec2:DescribePrefixLists", ANY),
-            perm("ec2:DeleteVpcEndpoints", &["arn:aws:ec2:{region}:{account}:vpc-endpoint/*"]),
-            perm("ec2:CreateSecurityGroup", &["arn:aws:ec2:{region}:{account}:security-group/*", "arn:aws:ec2:{region}:{account}:vpc/*"]),
-            perm("ec2:AuthorizeSecurityGroupEgress", &["arn:aws:ec2:{region}:{account}:security-group/*"]),
-            perm("ec2:RevokeSecurityGroupEgress", &["arn:aws:ec2:{region}:{account}:security-group/*"]),
-            perm("ec2:DescribeSecurityGroups", ANY),
-            perm("ec2:DeleteSecurityGroup", &["arn:aws:ec2:{region}:{account}:security-group/*"]),
-            perm("ec2:CreateFlowLogs", &["arn:aws:ec2:{region}:{account}:vpc-flow-log/*", "arn:aws:ec2:{region}:{account}:vpc/*"]),
-            perm("ec2:DescribeFlowLogs", ANY),
-            perm("ec2:DeleteFlowLogs", &["arn:aws:ec2:{region}:{account}:vpc-flow-log/*"]),
-            perm("ec2:RunInstances", &["arn:aws:ec2:{region}:{account}:instance/*", "arn:aws:ec2:{region}:{account}:network-interface/*", "arn:aws:ec2:{region}:{account}:security-group/*", "arn:aws:ec2:{region}:{account}:subnet/*", "arn:aws:ec2:{region}:{account}:volume/*", "arn:aws:ec2:{region}::image/*"]),
-            perm("ec2:DescribeInstances", ANY),
-            perm("ec2:TerminateInstances", &["arn:aws:ec2:{region}:{account}:instance/*"]),
-            perm("ec2:CreateVolume", &["arn:aws:ec2:{region}:{account}:volume/*", "arn:aws:ec2:{region}::snapshot/*"]),
-            perm("ec2:DescribeVolumes", ANY),
-            perm("ec2:AttachVolume", &["arn:aws:ec2:{region}:{account}:instance/*", "arn:aws:ec2:{region}:{account}:volume/*"]),
-            perm("ec2:DetachVolume", &["arn:aws:ec2:{region}:{account}:instance/*", "arn:aws:ec2:{region}:{account}:volume/*"]),
-            perm("ec2:DeleteVolume", &["arn:aws:ec2:{region}:{account}:volume/*"]),
-            perm("ec2:CreateTags", &["arn:aws:ec2:{region}:{account}:vpc/*", "arn:aws:ec2:{region}:{account}:subnet/*", "arn:aws:ec2:{region}:{account}:route-table/*", "arn:aws:ec2:{region}:{account}:security-group/*", "arn:aws:ec2:{region}:{account}:vpc-endpoint/*", "arn:aws:ec2:{region}:{account}:vpc-flow-log/*", "arn:aws:ec2:{region}:{account}:instance/*", "arn:aws:ec2:{region}:{account}:network-interface/*", "arn:aws:ec2:{region}:{account}:volume/*"]),
-            perm("iam:CreateRole", &["arn:aws:iam::{account}:role/irr/*"]),
-            perm("iam:GetRole", &["arn:aws:iam::{account}:role/irr/*"]),
-            perm("iam:TagRole", &["arn:aws:iam::{account}:role/irr/*"]),
-            perm("iam:PutRolePolicy", &["arn:aws:iam::{account}:role/irr/*"]),
-            perm("iam:GetRolePolicy", &["arn:aws:iam::{account}:role/irr/*"]),
-            perm("iam:DeleteRolePolicy", &["arn:aws:iam::{account}:role/irr/*"]),
-            perm("iam:DeleteRole", &["arn:aws:iam::{account}:role/irr/*"]),
-            // The workstation's role to EC2, the flow logs' role to VPC flow logs.
-            perm("iam:PassRole", &["arn:aws:iam::{account}:role/irr/*"]),
-            perm("iam:CreateInstanceProfile", &["arn:aws:iam::{account}:instance-profile/irr/*"]),
-            perm("iam:GetInstanceProfile", &["arn:aws:iam::{account}:instance-profile/irr/*"]),
-            perm("iam:TagInstanceProfile", &["arn:aws:iam::{account}:instance-profile/irr/*"]),
-            perm("iam:AddRoleToInstanceProfile", &["arn:aws:iam::{account}:instance-profile/irr/*"]),
-            perm("iam:RemoveRoleFromInstanceProfile", &["arn:aws:iam::{account}:instance-profile/irr/*"]),
-            perm("iam:DeleteInstanceProfile", &["arn:aws:iam::{account}:instance-profile/irr/*"]),
-            // The flow log group (kept when the stack is deleted: DeletionPolicy Retain).
-            perm("logs:CreateLogGroup", &["arn:aws:logs:{region}:{account}:log-group:*"]),
-            perm("logs:PutRetentionPolicy", &["arn:aws:logs:{region}:{account}:log-group:*"]),
-            perm("logs:TagResource", &["arn:aws:logs:{region}:{account}:log-group:*"]),
-            perm("logs:DescribeLogGroups", &["arn:aws:logs:{region}:{account}:log-group:*"]),
-            // Volumes restored from encrypted snapshots (default EBS encryption, customer keys).
-            perm("kms:DescribeKey", &["arn:aws:kms:{region}:{account}:key/*"]),
-            perm("kms:CreateGrant", &["arn:aws:kms:{region}:{account}:key/*"]),
-            perm("kms:Decrypt", &["arn:aws:kms:{region}:{account}:key/*"]),
-            perm("kms:GenerateDataKeyWithoutPlaintext", &["arn:aws:kms:{region}:{account}:key/*"]),
-            perm("kms:ReEncryptFrom", &["arn:aws:kms:{region}:{account}:key/*"]),
-            perm("kms:ReEncryptTo", &["arn:aws:kms:{region}:{account}:key/*"]),
-        ],
-        mutating: true,
-        idempotency: "the case's stack of that name (irr:case tag) is reused when complete with the same parameter values; one left failed is deleted and created again; another case's stack, or the case's with other values, is refused; CreateStack carries a client request token",
-        undo: Some("cloudformation.delete_stack"),
-    },
-    ActionSpec {
-        name: "cloudformation.delete_stack",
-        summary: "delete the case's stack and wait; a stack already gone counts as deleted",
-        params: &[
-            req("stack_name", TypeSpec::String, "the stack; characters outside [A-Za-z0-9-] become `-`"),
-            opt("timeout", TypeSpec::Duration, Some("30m"), "how long to wait for the deletion"),
-        ],
-        exactly_one_of: &[],
-        outputs: &[
-            out("stack_id", TypeSpec::String, "the deleted stack's id (empty when there was none)"),
-            out("deleted", TypeSpec::Boolean, "false when the stack was already gone"),
-        ],
-        api_calls: &["cloudformation:DescribeStacks", "cloudformation:DescribeStackResources", "cloudformation:DeleteStack", "cloudformation:DescribeStackEvents"],
-        permissions: &[
-            perm("cloudformation:DescribeStacks", STACK),
-            perm("cloudformation:DescribeStackResources", STACK),
-            perm("cloudformation:DeleteStack", STACK),
-            perm("cloudformation:DescribeStackEvents", STACK),
-            // CloudFormation deletes the template's resources with the caller's credentials.
-            // These depend on the template: they cover the shipped clean room
-            // (playbooks/templates/forensic-clean-room.yaml).
-            perm("ec2:DescribeVpcs", ANY),
-            perm("ec2:DeleteVpc", &["arn:aws:ec2:{region}:{account}:vpc/*"]),
-            perm("ec2:DescribeSubnets", ANY),
-            perm("ec2:DeleteSubnet", &["arn:aws:ec2:{region}:{account}:subnet/*"]),
-            perm("ec2:DescribeRouteTables", ANY),
-            perm("ec2:DisassociateRouteTable", &["arn:aws:ec2:{region}:{account}:route-table/*", "arn:aws:ec2:{region}:{account}:subnet/*"]),
-            perm("ec2:DeleteRouteTable", &["arn:aws:ec2:{region}:{account}:route-table/*"]),
-            perm("ec2:DescribeVpcEndpoints", ANY),
-            perm("ec2:DeleteVpcEndpoints", &["arn:aws:ec2:{region}:{account}:vpc-endpoint/*"]),
-            perm("ec2:DescribeSecurityGroups", ANY),
-            perm("ec2:DeleteSecurityGroup", &["arn:aws:ec2:{region}:{account}:security-group/*"]),
-            perm("ec2:DescribeFlowLogs", ANY),
-            perm("ec2:DeleteFlowLogs", &["arn:aws:ec2:{region}:{account}:vpc-flow-log/*"]),
-            perm("ec2:DescribeInstances", ANY),
-            perm("ec2:TerminateInstances", &["arn:aws:ec2:{region}:{account}:instance/*"]),
-            perm("ec2:DescribeVolumes", ANY),
-            perm("ec2:DetachVolume", &["arn:aws:ec2:{region}:{account}:instance/*", "arn:aws:ec2:{region}:{account}:volume/*"]),
-            perm("ec2:DeleteVolume", &["arn:aws:ec2:{region}:{account}:volume/*"]),
-            perm("iam:GetRole", &["arn:aws:iam::{account}:role/irr/*"]),
-            perm("iam:DeleteRolePolicy", &["arn:aws:iam::{account}:role/irr/*"]),
-            perm("iam:DeleteRole", &["arn:aws:iam::{account}:role/irr/*"]),
-            perm("iam:GetInstanceProfile", &["arn:aws:iam::{account}:instance-profile/irr/*"]),
-            perm("iam:RemoveRoleFromInstanceProfile", &["arn:aws:iam::{account}:instance-profile/irr/*"]),
-            perm("iam:DeleteInstanceProfile", &["arn:aws:iam::{account}:instance-profile/irr/*"]),
-        ],
-        mutating: true,
-        idempotency: "a stack already gone counts as deleted; another case's stack is refused",
-        undo: None,
-    },
-    ActionSpec {
-        name: "s3.capture_bucket_config",
-        summary: "record a bucket's policy, ACL, public access block, encryption and versioning",
-        params: &[req("bucket", TypeSpec::BucketName, "the bucket")],
-        exactly_one_of: &[],
-        outputs: &[ARTIFACTS],
-        api_calls: &["s3:GetBucketAcl", "s3:GetBucketPolicy", "s3:GetPublicAccessBlock", "s3:GetBucketEncryption", "s3:GetBucketVersioning", "s3:GetBucketOwnershipControls"],
-        permissions: &[
-            perm("s3:GetBucketPolicy", BUCKET),
-            perm("s3:GetBucketAcl", BUCKET),
-            perm("s3:GetBucketPublicAccessBlock", BUCKET),
-            perm("s3:GetEncryptionConfiguration", BUCKET),
-            perm("s3:GetBucketVersioning", BUCKET),
-            perm("s3:GetBucketOwnershipControls", BUCKET),
-        ],
-        mutating: false,
-        idempotency: "read-only",
-        undo: None,
-    },
-    ActionSpec {
-        name: "s3.block_public_access",
-        summary: "turn on all four public access block settings of a bucket",
-        params: &[req("bucket", TypeSpec::BucketName, "the bucket")],
-        exactly_one_of: &[],
-        outputs: &[out("previous", ANY_MAP, "the public access block before the change")],
-        api_calls: &["s3:GetPublicAccessBlock", "s3:PutPublicAccessBlock"],
-        permissions: &[
-            perm("s3:GetBucketPublicAccessBlock", BUCKET),
-            perm("s3:PutBucketPublicAccessBlock", BUCKET),
-        ],
-        mutating: true,
-        idempotency: "setting the block again changes nothing",
-        undo: Some("s3:PutPublicAccessBlock with the recorded previous settings"),
-    },
-    ActionSpec {
-        name: "control.approve",
-        summary: "stop for a human yes/no (auto-approved with --yes and in drills)",
-        params: &[req("prompt", TypeSpec::String, "the question")],
-        exactly_one_of: &[],
-        outputs: &[out("approved_by", TypeSpec::String, "who approved")],
-        api_calls: &[],
-        permissions: &[],
-        mutating: false,
-        idempotency: "an approval is asked again on resume unless it was recorded",
-        undo: None,
-    },
-];
 
 #[cfg(test)]
 mod tests {
@@ -819,5 +490,126 @@ mod tests {
         ] {
             assert!(find(name).is_some(), "{name}");
         }
+    }
+
+    /// A parameter struct as an action declares one.
+    #[allow(dead_code)]
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    struct Sample {
+        /// the instance
+        #[schemars(extend("x-irr-type" = "instance_id"))]
+        instance_id: String,
+        /// who may assume it,
+        /// over two lines
+        #[schemars(extend("x-irr-type" = "arn"))]
+        principals: Vec<String>,
+        /// how long
+        #[schemars(extend("x-irr-type" = "duration", "default" = "4h"))]
+        duration: Option<String>,
+        /// wait
+        #[schemars(extend("default" = true))]
+        wait: Option<bool>,
+        /// per GiB
+        #[schemars(extend("default" = 60))]
+        per_gib: Option<u64>,
+        /// tags
+        tags: std::collections::BTreeMap<String, String>,
+        /// stack tags
+        #[schemars(extend("x-irr-type" = "string"))]
+        stack_tags: Option<serde_json::Map<String, serde_json::Value>>,
+        /// anything
+        parameters: Option<serde_json::Map<String, serde_json::Value>>,
+        /// a policy
+        #[schemars(extend("x-irr-type" = "policy_document"))]
+        policy: Option<serde_json::Value>,
+        /// a value
+        content: Option<serde_json::Value>,
+    }
+
+    #[test]
+    fn parameters_are_derived_from_the_struct() {
+        let params = params_of::<Sample>();
+        let got: Vec<_> = params
+            .iter()
+            .map(|p| (p.name, p.ty, p.required, p.default, p.description))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "instance_id",
+                    TypeSpec::InstanceId,
+                    true,
+                    None,
+                    "the instance"
+                ),
+                (
+                    "principals",
+                    TypeSpec::List(&TypeSpec::Arn),
+                    true,
+                    None,
+                    "who may assume it, over two lines"
+                ),
+                (
+                    "duration",
+                    TypeSpec::Duration,
+                    false,
+                    Some("4h"),
+                    "how long"
+                ),
+                ("wait", TypeSpec::Boolean, false, Some("true"), "wait"),
+                ("per_gib", TypeSpec::Integer, false, Some("60"), "per GiB"),
+                ("tags", TypeSpec::Map(&TypeSpec::String), true, None, "tags"),
+                (
+                    "stack_tags",
+                    TypeSpec::Map(&TypeSpec::String),
+                    false,
+                    None,
+                    "stack tags"
+                ),
+                (
+                    "parameters",
+                    TypeSpec::Map(&TypeSpec::Any),
+                    false,
+                    None,
+                    "anything"
+                ),
+                ("policy", TypeSpec::PolicyDocument, false, None, "a policy"),
+                ("content", TypeSpec::Any, false, None, "a value"),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_parameter_and_output_is_described() {
+        for a in all() {
+            assert!(!a.summary.is_empty(), "{}", a.name);
+            for p in a.params {
+                assert!(!p.description.is_empty(), "{}: {}", a.name, p.name);
+            }
+            for o in a.outputs {
+                assert!(!o.description.is_empty(), "{}: {}", a.name, o.name);
+            }
+        }
+    }
+
+    #[test]
+    fn the_registry_and_dispatch_agree() {
+        for r in crate::actions::REGISTRY {
+            assert_eq!(
+                crate::actions::ACTIONS.contains(&r.name),
+                !r.run_by_executor,
+                "{}",
+                r.name
+            );
+        }
+        assert_eq!(
+            names(),
+            crate::actions::REGISTRY
+                .iter()
+                .map(|r| r.name)
+                .collect::<Vec<_>>()
+        );
     }
 }

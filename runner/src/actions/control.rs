@@ -2,17 +2,44 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
+use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::Value;
 
-use super::{parse_params, ActionCtx, ActionError, ActionOutput};
+use crate::catalog::decl::*;
+use crate::catalog::{Declaration, TypeSpec};
+
+use super::{Action, ActionCtx, ActionError, ActionOutput};
 
 /// Parameters of `control.approve`.
-#[derive(Debug, Deserialize)]
+///
+/// Each field's doc comment is the parameter's description in the catalog.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApproveParams {
-    /// The question put to the responder.
+    /// the question
+    // Put to the responder.
     pub prompt: String,
+}
+
+/// `control.approve`: its declaration (see [`Action`]); the parameters are [`ApproveParams`].
+pub struct Approve;
+
+impl Action for Approve {
+    type Params = ApproveParams;
+    const DECLARATION: Declaration = Declaration {
+        name: "control.approve",
+        summary: "stop for a human yes/no (auto-approved with --yes and in drills)",
+        exactly_one_of: &[],
+        outputs: &[out("approved_by", TypeSpec::String, "who approved")],
+        api_calls: &[],
+        permissions: &[],
+        mutating: false,
+        idempotency: "an approval is asked again on resume unless it was recorded",
+        undo: None,
+    };
+    async fn run(ctx: &ActionCtx, params: ApproveParams) -> Result<ActionOutput, ActionError> {
+        approve(ctx, params).await
+    }
 }
 
 /// `control.approve`: stops for a human yes/no.
@@ -20,8 +47,7 @@ pub struct ApproveParams {
 /// Auto-approved with `--yes` (`ctx.assume_yes`, also set by drills) and in a dry run (which
 /// changes nothing, so there is nothing to approve). Otherwise asks on the terminal; without a
 /// terminal (CI, cron, a pipe) it refuses rather than guess. Output `approved_by`.
-pub async fn approve(ctx: &ActionCtx, params: Value) -> Result<ActionOutput, ActionError> {
-    let p: ApproveParams = parse_params("control.approve", params)?;
+pub async fn approve(ctx: &ActionCtx, p: ApproveParams) -> Result<ActionOutput, ActionError> {
     if ctx.assume_yes {
         return Ok(ActionOutput::default().with("approved_by", "auto (--yes)"));
     }

@@ -1,9 +1,10 @@
 //! The responder moves themselves: one module per AWS service family.
 //!
-//! Every action of the catalog (`crate::catalog`) that touches AWS is implemented here as an
-//! async function `async fn NAME(ctx: &ActionCtx, params: Value) -> Result<ActionOutput, ActionError>`.
-//! The executor renders the step's `with` against the run's context, then calls
-//! [`dispatch`], which deserialises the parameters into the action's typed struct.
+//! Every action is declared once, in its module, as an [`Action`] impl (typed parameters,
+//! declaration, implementation) listed in [`REGISTRY`]; the catalog (`crate::catalog`) is
+//! derived from the registry. The executor renders the step's `with` against the run's
+//! context, then calls [`dispatch`], which deserialises the parameters into the action's typed
+//! struct and runs it.
 //!
 //! Rules every action follows:
 //! - record what it saw before it changed anything (`ctx.recorder.artifact(..)`);
@@ -15,12 +16,15 @@
 //!   change nothing.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_types::request_id::RequestId;
 use irr_forensics::awserr::RawBody;
 use serde_json::Value;
+
+use crate::catalog::ActionSpec;
 
 /// The AWS clients an action may use, all built from one `SdkConfig`.
 #[derive(Clone, Debug)]
@@ -319,6 +323,7 @@ impl ActionError {
 pub mod cloudformation;
 pub mod control;
 pub mod ec2;
+pub mod evidence;
 pub mod iam;
 pub mod record;
 pub mod s3;
@@ -328,28 +333,133 @@ pub const TAG_CASE: &str = "irr:case";
 /// The tag every resource a run creates carries: the run id.
 pub const TAG_RUN: &str = "irr:run";
 
-/// The catalog names of the actions [`dispatch`] knows.
-pub const ACTIONS: &[&str] = &[
-    "iam.grant_responder_access",
-    "iam.revoke_responder_access",
-    "iam.capture_principal",
-    "iam.deactivate_access_key",
-    "iam.revoke_sessions",
-    "ec2.capture_instance_metadata",
-    "ec2.protect_instance",
-    "ec2.snapshot_volumes",
-    "ec2.isolate_instance",
-    "ec2.release_instance",
-    "ec2.tag_resources",
-    "s3.capture_bucket_config",
-    "s3.block_public_access",
-    "control.approve",
-    "cloudformation.deploy_stack",
-    "cloudformation.delete_stack",
+/// One action, declared once: its typed parameters, its [`Declaration`] (summary, outputs, API
+/// calls, IAM permissions with resource patterns, mutating, idempotency, undo) and its
+/// implementation, all in the action's own module. The catalog (`crate::catalog`), `irr schema`,
+/// `irr actions`, `irr plan`, `irr policy`, the validator and [`dispatch`] are all derived from
+/// the impls listed in [`REGISTRY`].
+///
+/// Two hooks are reserved for coming uses; their defaults say "not supported", so an action
+/// that does not override them keeps working as it does:
+/// - [`Action::prefetch`]: batch one action's AWS reads across many `for_each` items before
+///   they run (e.g. one `DescribeInstances` for all instances);
+/// - [`Action::step_functions`]: translate a step of this action into Step Functions states.
+pub trait Action: 'static {
+    /// The typed parameters (`with`): one struct with a doc comment per field (the parameter's
+    /// description), `#[serde(deny_unknown_fields)]`, irr's richer types as
+    /// `#[schemars(extend("x-irr-type" = ..))]` ([`crate::catalog::IRR_TYPE`]) and defaults as
+    /// `#[schemars(extend("default" = ..))]`. The catalog's parameter list is derived from it
+    /// ([`crate::catalog::params_of`]).
+    type Params: serde::de::DeserializeOwned + schemars::JsonSchema + Send;
+
+    /// Everything else the catalog says about the action.
+    const DECLARATION: Declaration;
+
+    /// `true` when the executor runs the action itself (it writes to the run's evidence store
+    /// directly: `evidence.capture`); [`Action::run`] is then never called by [`dispatch`].
+    const RUN_BY_EXECUTOR: bool = false;
+
+    /// Runs one step (or one `for_each` item) with its rendered, deserialised parameters.
+    fn run(
+        ctx: &ActionCtx,
+        params: Self::Params,
+    ) -> impl Future<Output = Result<ActionOutput, ActionError>> + Send;
+
+    /// Reserved (performance issue): read what many `for_each` items of one step will need
+    /// in as few AWS calls as possible, before they run. The default reads nothing; an action
+    /// that batches would keep what it read for its items' [`Action::run`]. Not called yet.
+    fn prefetch(
+        ctx: &ActionCtx,
+        items: &[Self::Params],
+    ) -> impl Future<Output = Result<(), ActionError>> + Send {
+        let _ = (ctx, items);
+        async { Ok(()) }
+    }
+
+    /// Reserved (engine issue): the Step Functions states that do what one step of this
+    /// action does, as Amazon States Language JSON. The default, `None`, means there is no
+    /// faithful translation (the step must run in `irr` itself). Not called yet.
+    fn step_functions(params: &Self::Params) -> Option<Value> {
+        let _ = params;
+        None
+    }
+}
+
+pub use crate::catalog::Declaration;
+
+/// A registered action: its name, its catalog entry and its implementation, with the
+/// parameter type erased (see [`register`]).
+pub struct Registered {
+    /// The action's name (`Declaration::name`).
+    pub name: &'static str,
+    /// `Action::RUN_BY_EXECUTOR`.
+    pub run_by_executor: bool,
+    spec: fn() -> ActionSpec,
+    run: for<'a> fn(&'a ActionCtx, Value) -> BoxedRun<'a>,
+}
+
+type BoxedRun<'a> = Pin<Box<dyn Future<Output = Result<ActionOutput, ActionError>> + Send + 'a>>;
+
+impl Registered {
+    /// The action's catalog entry, its parameters derived from its parameter struct.
+    pub fn spec(&self) -> ActionSpec {
+        (self.spec)()
+    }
+}
+
+/// The registry entry of `A`.
+pub const fn register<A: Action>() -> Registered {
+    Registered {
+        name: A::DECLARATION.name,
+        run_by_executor: A::RUN_BY_EXECUTOR,
+        spec: spec_of::<A>,
+        run: run_erased::<A>,
+    }
+}
+
+fn spec_of<A: Action>() -> ActionSpec {
+    ActionSpec::new(&A::DECLARATION, crate::catalog::params_of::<A::Params>())
+}
+
+fn run_erased<A: Action>(ctx: &ActionCtx, params: Value) -> BoxedRun<'_> {
+    Box::pin(async move {
+        let p: A::Params = parse_params(A::DECLARATION.name, params)?;
+        A::run(ctx, p).await
+    })
+}
+
+/// Every action, one line each, in catalog order (`irr actions`, `irr schema`).
+pub static REGISTRY: &[Registered] = &[
+    register::<iam::GrantResponderAccess>(),
+    register::<iam::RevokeResponderAccess>(),
+    register::<iam::CapturePrincipal>(),
+    register::<iam::DeactivateAccessKey>(),
+    register::<iam::RevokeSessions>(),
+    register::<ec2::CaptureInstanceMetadata>(),
+    register::<ec2::ProtectInstance>(),
+    register::<ec2::SnapshotVolumes>(),
+    register::<ec2::IsolateInstance>(),
+    register::<ec2::ReleaseInstance>(),
+    register::<ec2::TagResources>(),
+    register::<evidence::Capture>(),
+    register::<cloudformation::DeployStack>(),
+    register::<cloudformation::DeleteStack>(),
+    register::<s3::CaptureBucketConfig>(),
+    register::<s3::BlockPublicAccess>(),
+    register::<control::Approve>(),
 ];
 
+/// The catalog names of the actions [`dispatch`] runs (all but those the executor runs itself).
+pub static ACTIONS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    REGISTRY
+        .iter()
+        .filter(|r| !r.run_by_executor)
+        .map(|r| r.name)
+        .collect()
+});
+
 /// Runs the action named `action` (its catalog name, e.g. `ec2.isolate_instance`) with the
-/// step's rendered parameters.
+/// step's rendered parameters, deserialised into the action's typed struct.
 ///
 /// Actions implemented elsewhere (`evidence.capture`) and unknown names are refused with
 /// [`ActionError::Params`].
@@ -358,25 +468,13 @@ pub async fn dispatch(
     ctx: &ActionCtx,
     params: Value,
 ) -> Result<ActionOutput, ActionError> {
-    match action {
-        "iam.grant_responder_access" => iam::grant_responder_access(ctx, params).await,
-        "iam.revoke_responder_access" => iam::revoke_responder_access(ctx, params).await,
-        "iam.capture_principal" => iam::capture_principal(ctx, params).await,
-        "iam.deactivate_access_key" => iam::deactivate_access_key(ctx, params).await,
-        "iam.revoke_sessions" => iam::revoke_sessions(ctx, params).await,
-        "ec2.capture_instance_metadata" => ec2::capture_instance_metadata(ctx, params).await,
-        "ec2.protect_instance" => ec2::protect_instance(ctx, params).await,
-        "ec2.snapshot_volumes" => ec2::snapshot_volumes(ctx, params).await,
-        "ec2.isolate_instance" => ec2::isolate_instance(ctx, params).await,
-        "ec2.release_instance" => ec2::release_instance(ctx, params).await,
-        "ec2.tag_resources" => ec2::tag_resources(ctx, params).await,
-        "s3.capture_bucket_config" => s3::capture_bucket_config(ctx, params).await,
-        "s3.block_public_access" => s3::block_public_access(ctx, params).await,
-        "control.approve" => control::approve(ctx, params).await,
-        "cloudformation.deploy_stack" => cloudformation::deploy_stack(ctx, params).await,
-        "cloudformation.delete_stack" => cloudformation::delete_stack(ctx, params).await,
-        other => Err(ActionError::Params(format!(
-            "action `{other}` is not implemented by actions::dispatch"
+    match REGISTRY
+        .iter()
+        .find(|r| r.name == action && !r.run_by_executor)
+    {
+        Some(r) => (r.run)(ctx, params).await,
+        None => Err(ActionError::Params(format!(
+            "action `{action}` is not implemented by actions::dispatch"
         ))),
     }
 }

@@ -4,16 +4,23 @@
 //! change, making no mutating call.
 
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{aws_error, parse_params, ActionCtx, ActionError, ActionOutput};
+use crate::catalog::decl::*;
+use crate::catalog::Declaration;
+
+use super::{aws_error, Action, ActionCtx, ActionError, ActionOutput};
 
 /// Parameters of `s3.capture_bucket_config` and `s3.block_public_access`.
-#[derive(Debug, Deserialize)]
+///
+/// Each field's doc comment is the parameter's description in the catalog.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BucketParams {
-    /// The bucket's name.
+    /// the bucket
+    #[schemars(extend("x-irr-type" = "bucket_name"))]
     pub bucket: String,
 }
 
@@ -84,14 +91,48 @@ async fn public_access_block(ctx: &ActionCtx, bucket: &str) -> Result<Value, Act
     }))
 }
 
+/// `s3.capture_bucket_config`: its declaration (see [`Action`]); the parameters are [`BucketParams`].
+pub struct CaptureBucketConfig;
+
+impl Action for CaptureBucketConfig {
+    type Params = BucketParams;
+    const DECLARATION: Declaration = Declaration {
+        name: "s3.capture_bucket_config",
+        summary: "record a bucket's policy, ACL, public access block, encryption and versioning",
+        exactly_one_of: &[],
+        outputs: &[ARTIFACTS],
+        api_calls: &[
+            "s3:GetBucketAcl",
+            "s3:GetBucketPolicy",
+            "s3:GetPublicAccessBlock",
+            "s3:GetBucketEncryption",
+            "s3:GetBucketVersioning",
+            "s3:GetBucketOwnershipControls",
+        ],
+        permissions: &[
+            perm("s3:GetBucketPolicy", BUCKET),
+            perm("s3:GetBucketAcl", BUCKET),
+            perm("s3:GetBucketPublicAccessBlock", BUCKET),
+            perm("s3:GetEncryptionConfiguration", BUCKET),
+            perm("s3:GetBucketVersioning", BUCKET),
+            perm("s3:GetBucketOwnershipControls", BUCKET),
+        ],
+        mutating: false,
+        idempotency: "read-only",
+        undo: None,
+    };
+    async fn run(ctx: &ActionCtx, params: BucketParams) -> Result<ActionOutput, ActionError> {
+        capture_bucket_config(ctx, params).await
+    }
+}
+
 /// `s3.capture_bucket_config`: records the bucket's policy, ACL, public access block, default
 /// encryption, versioning and ownership controls, one artifact each. A configuration that was
 /// never set is recorded as absent, not as an error. Output `artifacts` (paths).
 pub async fn capture_bucket_config(
     ctx: &ActionCtx,
-    params: Value,
+    p: BucketParams,
 ) -> Result<ActionOutput, ActionError> {
-    let p: BucketParams = parse_params("s3.capture_bucket_config", params)?;
     let b = p.bucket.as_str();
     let s3 = &ctx.aws.s3;
     let mut artifacts = Vec::new();
@@ -153,6 +194,82 @@ pub async fn capture_bucket_config(
         "s3:GetPublicAccessBlock",
     )?);
 
+    artifacts.push(encryption_artifact(ctx, b).await?);
+    artifacts.push(versioning_artifact(ctx, b).await?);
+    artifacts.push(ownership_artifact(ctx, b).await?);
+    Ok(ActionOutput::default().with("artifacts", artifacts))
+}
+
+/// Records the bucket's ownership controls (`bucket-ownership-controls.json`); returns its
+/// path.
+async fn ownership_artifact(ctx: &ActionCtx, b: &str) -> Result<String, ActionError> {
+    let s3 = &ctx.aws.s3;
+    let own = absent_ok(
+        b,
+        "GetBucketOwnershipControls",
+        s3.get_bucket_ownership_controls().bucket(b).send().await,
+    );
+    let own = or_gap(ctx, "s3:GetBucketOwnershipControls", own)?;
+    let captured = own.is_some();
+    let own_rules = own.flatten();
+    let own_rules = own_rules
+        .as_ref()
+        .and_then(|o| o.ownership_controls())
+        .map(|c| {
+            c.rules()
+                .iter()
+                .map(|r| r.object_ownership().as_str().to_owned())
+                .collect::<Vec<_>>()
+        });
+    ctx.evidence(
+        "bucket-ownership-controls.json",
+        &json!({"bucket": b, "captured": captured, "present": own_rules.is_some(), "object_ownership": own_rules}),
+        "s3:GetBucketOwnershipControls",
+    )
+}
+
+/// Records the bucket's versioning (`bucket-versioning.json`); returns its path.
+async fn versioning_artifact(ctx: &ActionCtx, b: &str) -> Result<String, ActionError> {
+    let s3 = &ctx.aws.s3;
+    let mut captured = true;
+    let (status, mfa_delete) = match s3.get_bucket_versioning().bucket(b).send().await {
+        Ok(v) => (
+            v.status().map(|s| s.as_str().to_owned()),
+            v.mfa_delete().map(|s| s.as_str().to_owned()),
+        ),
+        Err(e) if e.code() == Some("NoSuchBucket") => {
+            return Err(ActionError::Target(format!("no such bucket: {b}")))
+        }
+        // moto answers a never-versioned bucket with an empty `<GetBucketVersioningResponse/>`
+        // where S3 sends an empty `<VersioningConfiguration/>`, and the SDK cannot parse it.
+        // Read that one answer as "never enabled" (S3 itself never sends it).
+        Err(e) if never_versioned_emulator_answer(&e) => (None, None),
+        Err(e) => {
+            ctx.gap(
+                "s3:GetBucketVersioning",
+                &aws_error("s3", "GetBucketVersioning", &e),
+            );
+            captured = false;
+            (None, None)
+        }
+    };
+    ctx.evidence(
+        "bucket-versioning.json",
+        &json!({
+            "bucket": b,
+            "captured": captured,
+            // A bucket whose versioning was never enabled has no status at all.
+            "present": status.is_some(),
+            "status": status,
+            "mfa_delete": mfa_delete,
+        }),
+        "s3:GetBucketVersioning",
+    )
+}
+
+/// Records the bucket's default encryption (`bucket-encryption.json`); returns its path.
+async fn encryption_artifact(ctx: &ActionCtx, b: &str) -> Result<String, ActionError> {
+    let s3 = &ctx.aws.s3;
     let enc = absent_ok(
         b,
         "GetBucketEncryption",
@@ -177,71 +294,11 @@ pub async fn capture_bucket_config(
                 })
                 .collect::<Vec<_>>()
         });
-    artifacts.push(ctx.evidence(
+    ctx.evidence(
         "bucket-encryption.json",
         &json!({"bucket": b, "captured": captured, "present": rules.is_some(), "rules": rules}),
         "s3:GetEncryptionConfiguration",
-    )?);
-
-    let mut captured = true;
-    let (status, mfa_delete) = match s3.get_bucket_versioning().bucket(b).send().await {
-        Ok(v) => (
-            v.status().map(|s| s.as_str().to_owned()),
-            v.mfa_delete().map(|s| s.as_str().to_owned()),
-        ),
-        Err(e) if e.code() == Some("NoSuchBucket") => {
-            return Err(ActionError::Target(format!("no such bucket: {b}")))
-        }
-        // moto answers a never-versioned bucket with an empty `<GetBucketVersioningResponse/>`
-        // where S3 sends an empty `<VersioningConfiguration/>`, and the SDK cannot parse it.
-        // Read that one answer as "never enabled" (S3 itself never sends it).
-        Err(e) if never_versioned_emulator_answer(&e) => (None, None),
-        Err(e) => {
-            ctx.gap(
-                "s3:GetBucketVersioning",
-                &aws_error("s3", "GetBucketVersioning", &e),
-            );
-            captured = false;
-            (None, None)
-        }
-    };
-    artifacts.push(ctx.evidence(
-        "bucket-versioning.json",
-        &json!({
-            "bucket": b,
-            "captured": captured,
-            // A bucket whose versioning was never enabled has no status at all.
-            "present": status.is_some(),
-            "status": status,
-            "mfa_delete": mfa_delete,
-        }),
-        "s3:GetBucketVersioning",
-    )?);
-
-    let own = absent_ok(
-        b,
-        "GetBucketOwnershipControls",
-        s3.get_bucket_ownership_controls().bucket(b).send().await,
-    );
-    let own = or_gap(ctx, "s3:GetBucketOwnershipControls", own)?;
-    let captured = own.is_some();
-    let own_rules = own.flatten();
-    let own_rules = own_rules
-        .as_ref()
-        .and_then(|o| o.ownership_controls())
-        .map(|c| {
-            c.rules()
-                .iter()
-                .map(|r| r.object_ownership().as_str().to_owned())
-                .collect::<Vec<_>>()
-        });
-    artifacts.push(ctx.evidence(
-        "bucket-ownership-controls.json",
-        &json!({"bucket": b, "captured": captured, "present": own_rules.is_some(), "object_ownership": own_rules}),
-        "s3:GetBucketOwnershipControls",
-    )?);
-
-    Ok(ActionOutput::default().with("artifacts", artifacts))
+    )
 }
 
 fn never_versioned_emulator_answer<E>(
@@ -257,6 +314,34 @@ fn never_versioned_emulator_answer<E>(
         })
 }
 
+/// `s3.block_public_access`: its declaration (see [`Action`]); the parameters are [`BucketParams`].
+pub struct BlockPublicAccess;
+
+impl Action for BlockPublicAccess {
+    type Params = BucketParams;
+    const DECLARATION: Declaration = Declaration {
+        name: "s3.block_public_access",
+        summary: "turn on all four public access block settings of a bucket",
+        exactly_one_of: &[],
+        outputs: &[out(
+            "previous",
+            ANY_MAP,
+            "the public access block before the change",
+        )],
+        api_calls: &["s3:GetPublicAccessBlock", "s3:PutPublicAccessBlock"],
+        permissions: &[
+            perm("s3:GetBucketPublicAccessBlock", BUCKET),
+            perm("s3:PutBucketPublicAccessBlock", BUCKET),
+        ],
+        mutating: true,
+        idempotency: "setting the block again changes nothing",
+        undo: Some("s3:PutPublicAccessBlock with the recorded previous settings"),
+    };
+    async fn run(ctx: &ActionCtx, params: BucketParams) -> Result<ActionOutput, ActionError> {
+        block_public_access(ctx, params).await
+    }
+}
+
 /// `s3.block_public_access`: turns on all four public access block settings of the bucket.
 /// Records the previous settings first (output `previous`); makes no call when all four are
 /// already on. Undo: put `previous` back (or delete the configuration when it was absent).
@@ -265,9 +350,8 @@ fn never_versioned_emulator_answer<E>(
 /// touched here.
 pub async fn block_public_access(
     ctx: &ActionCtx,
-    params: Value,
+    p: BucketParams,
 ) -> Result<ActionOutput, ActionError> {
-    let p: BucketParams = parse_params("s3.block_public_access", params)?;
     let b = p.bucket.as_str();
     // Protection never waits on an optional read: when the current settings cannot be read
     // (a gap), all four are put anyway.

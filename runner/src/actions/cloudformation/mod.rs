@@ -41,14 +41,23 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_cloudformation::types::{Capability, OnFailure, Parameter, Stack, StackEvent, Tag};
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::catalog::decl::*;
+use crate::catalog::{Declaration, TypeSpec};
+
 use super::{
-    aws_error, parse_params, retry_transient, ts, ActionCtx, ActionError, ActionOutput,
-    AwsResource, TAG_CASE, TAG_RUN,
+    aws_error, retry_transient, ts, Action, ActionCtx, ActionError, ActionOutput, AwsResource,
+    TAG_CASE, TAG_RUN,
 };
+
+mod delete;
+mod deploy;
+pub use delete::*;
+pub use deploy::*;
 
 /// The largest `TemplateBody` CloudFormation accepts (bytes); larger ones need S3.
 const MAX_TEMPLATE_BODY: usize = 51_200;
@@ -56,39 +65,6 @@ const MAX_TEMPLATE_BODY: usize = 51_200;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// How many failure reasons the error message lists (all are in `stack-events.json`).
 const MAX_REASONS: usize = 10;
-
-/// Parameters of `cloudformation.deploy_stack`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeployParams {
-    /// The stack's name (sanitised with [`stack_name`]).
-    pub stack_name: String,
-    /// Template path, relative to the playbook's directory.
-    pub template: String,
-    /// Stack parameters and Handlebars `params`.
-    #[serde(default)]
-    pub parameters: Option<Map<String, Value>>,
-    /// e.g. `CAPABILITY_IAM`.
-    #[serde(default)]
-    pub capabilities: Option<Vec<String>>,
-    /// Stack tags; `irr:case` and `irr:run` are always added.
-    #[serde(default)]
-    pub tags: Option<Map<String, Value>>,
-    /// How long to wait (`30m`, or seconds).
-    #[serde(default)]
-    pub timeout: Option<Value>,
-}
-
-/// Parameters of `cloudformation.delete_stack`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeleteParams {
-    /// The stack's name (sanitised with [`stack_name`]).
-    pub stack_name: String,
-    /// How long to wait for the deletion (`30m`, or seconds).
-    #[serde(default)]
-    pub timeout: Option<Value>,
-}
 
 /// The CloudFormation stack name for a requested one: characters outside `[A-Za-z0-9-]`
 /// become `-`, `irr-` is prefixed when it does not start with a letter, at most 128
@@ -327,7 +303,7 @@ fn timeout_of(v: Option<&Value>) -> Result<Duration, ActionError> {
             .as_u64()
             .map(Duration::from_secs)
             .ok_or_else(|| ActionError::Params(format!("invalid timeout {n}"))),
-        Some(Value::String(s)) => super::iam::parse_duration(s),
+        Some(Value::String(s)) => crate::actions::iam::parse_duration(s),
         Some(other) => Err(ActionError::Params(format!("invalid timeout {other}"))),
     }
 }
@@ -661,727 +637,7 @@ async fn delete_and_wait(
 
 /// Error codes of `CreateStack` worth retrying with the same client request token.
 fn create_retryable(e: &ActionError) -> bool {
-    super::is_transient(e) || matches!(e.code(), "InternalFailure" | "ServiceUnavailable")
-}
-
-/// `cloudformation.deploy_stack`: renders the template, creates the stack (or reuses this
-/// case's stack of that name), waits until it is complete, and outputs `stack_id`,
-/// `outputs` (OutputKey -> OutputValue), `stack_name` (as sanitised) and `reused`.
-///
-/// - A stack of that name not tagged with this case is refused (nothing is changed).
-/// - This case's stack is reused when complete and created with the same parameter values;
-///   with different values it is refused (delete it first, or choose another name); one left
-///   failed by an earlier attempt is deleted and created again.
-/// - On failure the failed resources' reasons (stack events) are reported in the error and
-///   the stack is deleted (journaled): a failed clean room never stays behind.
-/// - The stack is created with `TimeoutInMinutes` = `timeout`, so CloudFormation rolls it back
-///   itself if this run stops waiting.
-///
-/// Evidence: `template.yaml`/`.json` (the rendered template), `stack-request.json`,
-/// `stack-before.json` (a stack found under that name), `stack.json`, `stack-resources.json`,
-/// `stack-events.json`.
-pub async fn deploy_stack(ctx: &ActionCtx, params: Value) -> Result<ActionOutput, ActionError> {
-    let p: DeployParams = parse_params("cloudformation.deploy_stack", params)?;
-    let name = stack_name(&p.stack_name)?;
-    let timeout = timeout_of(p.timeout.as_ref())?;
-    let given = p.parameters.clone().unwrap_or_default();
-    let capabilities = p.capabilities.clone().unwrap_or_default();
-
-    let body = render_file(
-        &ctx.playbook_dir,
-        &p.template,
-        &ctx.case_id,
-        &ctx.run_id,
-        &given,
-    )?;
-    let facts = template_facts(&body)?;
-    if body.len() > MAX_TEMPLATE_BODY {
-        return Err(ActionError::Params(format!(
-            "the rendered template is {} bytes; CloudFormation takes at most {MAX_TEMPLATE_BODY} in a request",
-            body.len()
-        )));
-    }
-    let (cfn_params, render_only) = stack_parameters(&facts.parameters, &given);
-    // NoEcho values are masked from here on: before the template, the request or any call
-    // is recorded.
-    for v in no_echo_values(&facts, &given) {
-        match &v {
-            Value::String(s) => ctx.recorder.secret(s),
-            Value::Array(items) => items
-                .iter()
-                .map(param_string_item)
-                .for_each(|s| ctx.recorder.secret(&s)),
-            other => ctx.recorder.secret(&other.to_string()),
-        }
-    }
-    let mut tags: Vec<(String, String)> = p
-        .tags
-        .clone()
-        .unwrap_or_default()
-        .iter()
-        .filter(|(k, _)| k.as_str() != TAG_CASE && k.as_str() != TAG_RUN)
-        .map(|(k, v)| (k.clone(), param_string(v)))
-        .collect();
-    tags.extend(ctx.run_tags());
-    let template_sha256 = sha256_hex(body.as_bytes());
-
-    // What is about to be asked, before anything is changed.
-    let template_path = ctx.recorder.artifact(
-        &ctx.step_id,
-        &format!("template.{}", facts.format),
-        body.as_bytes(),
-        &format!("file:{}", p.template),
-    )?;
-    ctx.evidence(
-        "stack-request.json",
-        &json!({
-            "stack_name": name,
-            "requested_stack_name": p.stack_name,
-            "template": p.template,
-            "rendered_template": template_path,
-            "template_sha256": template_sha256,
-            "resources": facts.resources,
-            "parameters": cfn_params.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect::<Map<_, _>>(),
-            "render_only_parameters": render_only,
-            "capabilities": capabilities,
-            "tags": tags.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect::<Map<_, _>>(),
-            "timeout_seconds": timeout.as_secs(),
-        }),
-        "irr:cloudformation.deploy_stack",
-    )?;
-
-    let existing = describe(ctx, &name).await?;
-    if let Some(s) = &existing {
-        ctx.evidence(
-            "stack-before.json",
-            &stack_json(s),
-            "cloudformation:DescribeStacks",
-        )?;
-        let owner = tag_of(s, TAG_CASE);
-        if owner != Some(ctx.case_id.as_str()) {
-            return Err(ActionError::Target(format!(
-                "a stack named {name} already exists ({}) and is not this case's ({TAG_CASE}={}): \
-                 refusing to reuse or replace it; choose another stack_name",
-                status(s),
-                owner.unwrap_or("absent")
-            )));
-        }
-    }
-
-    if ctx.dry_run {
-        return dry_run(
-            ctx,
-            &name,
-            &body,
-            &facts,
-            &cfn_params,
-            &capabilities,
-            existing,
-        )
-        .await;
-    }
-
-    let deadline = Instant::now() + timeout;
-    let mut reused = false;
-    let mut stack_id = None;
-    if let Some(s) = &existing {
-        let id = s.stack_id().unwrap_or(name.as_str()).to_owned();
-        let st = status(s).to_owned();
-        if usable(&st) || in_progress(&st) {
-            let differ = differing_parameters(s, &cfn_params);
-            if !differ.is_empty() {
-                return Err(ActionError::Target(format!(
-                    "stack {name} of this case exists ({st}) with other parameter values ({}): \
-                     it is not reused; delete it first (cloudformation.delete_stack) or choose \
-                     another stack_name",
-                    differ.join("; ")
-                )));
-            }
-            reused = true;
-            stack_id = Some(id);
-        } else {
-            // A failed earlier attempt (ROLLBACK_COMPLETE, CREATE_FAILED, DELETE_FAILED, ...):
-            // it cannot be updated; delete it and create the stack again.
-            delete_and_wait(
-                ctx,
-                &id,
-                &name,
-                &format!("replace a failed earlier attempt ({st})"),
-                timeout,
-            )
-            .await?;
-        }
-    }
-
-    let stack_id = match stack_id {
-        Some(id) => id,
-        None => {
-            create(
-                ctx,
-                &name,
-                &body,
-                &template_sha256,
-                &cfn_params,
-                &capabilities,
-                &tags,
-                timeout,
-            )
-            .await?
-        }
-    };
-
-    let settled = settle(ctx, &stack_id, deadline).await?;
-    let Some(stack) = settled else {
-        return Err(ActionError::Target(format!(
-            "stack {name} ({stack_id}) disappeared while it was being created"
-        )));
-    };
-    let st = status(&stack).to_owned();
-    if in_progress(&st) {
-        record_stack(ctx, &stack_id, &name, &st, json!({"reused": reused}));
-        let evs = events(ctx, &stack_id).await.unwrap_or_default();
-        ctx.evidence(
-            "stack-events.json",
-            &json!({"stack_id": stack_id, "events": evs.iter().map(event_json).collect::<Vec<_>>()}),
-            "cloudformation:DescribeStackEvents",
-        )?;
-        return Err(ActionError::Target(format!(
-            "stack {name} is still {st} after {}s; CloudFormation rolls it back itself when its \
-             own timeout ({} min) passes; running the step again reuses or replaces it",
-            timeout.as_secs(),
-            timeout_minutes(timeout)
-        )));
-    }
-    if !usable(&st) {
-        return Err(fail_and_roll_back(ctx, &stack, &name, &st, None, timeout).await);
-    }
-
-    // Complete.
-    ctx.evidence(
-        "stack.json",
-        &stack_json(&stack),
-        "cloudformation:DescribeStacks",
-    )?;
-    let resources = resources_json(ctx, &stack_id).await?;
-    ctx.evidence(
-        "stack-resources.json",
-        &json!({"stack_id": stack_id, "resources": resources}),
-        "cloudformation:DescribeStackResources",
-    )?;
-    let not_created = not_created(&resources);
-    for r in &not_created {
-        ctx.gap(
-            &format!(
-                "cloudformation:{} ({}) not created",
-                r["logical_resource_id"].as_str().unwrap_or("?"),
-                r["resource_type"].as_str().unwrap_or("?")
-            ),
-            &ActionError::Target(format!(
-                "the stack reports it {} with no physical resource ({}): this CloudFormation did not create it, and the clean room lacks it",
-                r["status"].as_str().unwrap_or("?"),
-                r["physical_resource_id"]
-            )),
-        );
-    }
-    let evs = events(ctx, &stack_id).await?;
-    ctx.evidence(
-        "stack-events.json",
-        &json!({"stack_id": stack_id, "events": evs.iter().map(event_json).collect::<Vec<_>>()}),
-        "cloudformation:DescribeStackEvents",
-    )?;
-    record_stack(
-        ctx,
-        &stack_id,
-        &name,
-        &st,
-        json!({"reused": reused, "template_sha256": template_sha256}),
-    );
-    Ok(ActionOutput::default()
-        .with("stack_id", stack_id)
-        .with("outputs", Value::Object(outputs_of(&stack)))
-        .with("stack_name", name)
-        .with("reused", reused)
-        .with("not_created", Value::Array(not_created)))
-}
-
-/// The resources (of [`resources_json`]) a stack reports complete without a physical
-/// resource: LocalStack's CloudFormation marks the types it does not implement (community
-/// edition: `AWS::EC2::Volume`, `AWS::EC2::VolumeAttachment`) `CREATE_COMPLETE` with the
-/// physical id `unknown`. On AWS every created resource has its id; such a resource does not
-/// exist, and the run says so (a gap per resource, the `not_created` output).
-fn not_created(resources: &Value) -> Vec<Value> {
-    resources
-        .as_array()
-        .map(|rs| {
-            rs.iter()
-                .filter(|r| {
-                    let complete = r["status"]
-                        .as_str()
-                        .is_some_and(|s| s.ends_with("_COMPLETE") && !s.starts_with("DELETE"));
-                    let id = r["physical_resource_id"].as_str().unwrap_or("");
-                    complete && (id.is_empty() || id == "unknown")
-                })
-                .map(|r| {
-                    json!({
-                        "logical_resource_id": r["logical_resource_id"],
-                        "resource_type": r["resource_type"],
-                        "status": r["status"],
-                        "physical_resource_id": r["physical_resource_id"],
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn timeout_minutes(timeout: Duration) -> i32 {
-    timeout.as_secs().div_ceil(60).clamp(1, i32::MAX as u64) as i32
-}
-
-/// Parameter values of the existing stack that differ from the ones to pass
-/// (`Key: was -> now`). NoEcho values (`****`) are not compared.
-fn differing_parameters(s: &Stack, pass: &[(String, String)]) -> Vec<String> {
-    pass.iter()
-        .filter_map(|(k, v)| {
-            let was = s
-                .parameters()
-                .iter()
-                .find(|p| p.parameter_key() == Some(k.as_str()))
-                .and_then(|p| p.parameter_value());
-            match was {
-                Some("****") => None,
-                Some(w) if normalise_list(w) == normalise_list(v) => None,
-                Some(w) => Some(format!("{k}: {w} -> {v}")),
-                None => Some(format!("{k}: not set -> {v}")),
-            }
-        })
-        .collect()
-}
-
-/// A parameter value for comparison. The emulator echoes a `CommaDelimitedList` as a Python
-/// list (`['a', 'b']`); AWS as the comma-joined text (`a,b`).
-fn normalise_list(v: &str) -> String {
-    let t = v.trim();
-    match t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-        Some(inner) => inner
-            .split(',')
-            .map(|i| i.trim().trim_matches(['\'', '"']))
-            .collect::<Vec<_>>()
-            .join(","),
-        None => t.split(',').map(str::trim).collect::<Vec<_>>().join(","),
-    }
-}
-
-/// Creates the stack (journaled; transient errors retried with the same client request
-/// token, which makes the retry idempotent in AWS). Returns its id.
-///
-/// A `CreateStack` that fails after leaving a stack behind (the emulator builds resources
-/// inside the call, and on a bad property answers the error but keeps the stack record in
-/// `CREATE_IN_PROGRESS` forever) has that stack's events reported and the stack deleted.
-#[allow(clippy::too_many_arguments)]
-async fn create(
-    ctx: &ActionCtx,
-    name: &str,
-    body: &str,
-    template_sha256: &str,
-    cfn_params: &[(String, String)],
-    capabilities: &[String],
-    tags: &[(String, String)],
-    timeout: Duration,
-) -> Result<String, ActionError> {
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let token = format!(
-        "irr-{}",
-        &sha256_hex(
-            format!(
-                "{}/{}/{}/{name}/{template_sha256}/{nonce}",
-                ctx.case_id, ctx.run_id, ctx.step_id
-            )
-            .as_bytes()
-        )[..40]
-    );
-    let journal = json!({
-        "stack_name": name,
-        "template_sha256": template_sha256,
-        "parameters": cfn_params.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect::<Map<_, _>>(),
-        "capabilities": capabilities,
-        "tags": tags.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect::<Map<_, _>>(),
-        "timeout_in_minutes": timeout_minutes(timeout),
-        "on_failure": "ROLLBACK",
-        "client_request_token": token,
-    });
-    let created = retry_transient(
-        || {
-            let req = ctx
-                .aws
-                .cloudformation
-                .create_stack()
-                .stack_name(name)
-                .template_body(body)
-                .set_parameters(Some(
-                    cfn_params
-                        .iter()
-                        .map(|(k, v)| {
-                            Parameter::builder()
-                                .parameter_key(k)
-                                .parameter_value(v)
-                                .build()
-                        })
-                        .collect(),
-                ))
-                .set_capabilities(Some(
-                    capabilities
-                        .iter()
-                        .map(|c| Capability::from(c.as_str()))
-                        .collect(),
-                ))
-                .set_tags(Some(
-                    tags.iter()
-                        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-                        .collect(),
-                ))
-                .timeout_in_minutes(timeout_minutes(timeout))
-                .on_failure(OnFailure::Rollback)
-                .client_request_token(&token)
-                // Retries are ours (same token); the SDK's own would turn an emulator's 500
-                // after a half-built stack into a misleading AlreadyExistsException.
-                .customize()
-                .config_override(
-                    aws_sdk_cloudformation::config::Builder::default().retry_config(
-                        aws_sdk_cloudformation::config::retry::RetryConfig::disabled(),
-                    ),
-                )
-                .send();
-            ctx.mutating(
-                "cloudformation",
-                "CreateStack",
-                journal.clone(),
-                req,
-                |o: &aws_sdk_cloudformation::operation::create_stack::CreateStackOutput| {
-                    json!({"stack_id": o.stack_id()})
-                },
-            )
-        },
-        create_retryable,
-    )
-    .await;
-    match created {
-        Ok(out) => {
-            let id = out.stack_id().unwrap_or(name).to_owned();
-            record_stack(ctx, &id, name, "CREATE_IN_PROGRESS", json!({}));
-            Ok(id)
-        }
-        Err(e) => {
-            // Did the failed call leave a stack of this case behind?
-            let left = match describe(ctx, name).await {
-                Ok(s) => s.filter(|s| {
-                    tag_of(s, TAG_CASE) == Some(ctx.case_id.as_str())
-                        && tag_of(s, TAG_RUN) == Some(ctx.run_id.as_str())
-                        && status(s) != "DELETE_COMPLETE"
-                }),
-                // The emulator cannot describe some half-built stacks (its DescribeStacks
-                // answers 500 when an output refers to a resource it never built). Say so:
-                // the stack may remain, and the next attempt will meet it.
-                Err(d) => {
-                    return Err(with_note(
-                        e,
-                        &format!(
-                            "could not check whether the failed call left stack {name} behind ({d})"
-                        ),
-                    ))
-                }
-            };
-            match left {
-                None => Err(e),
-                Some(s) => {
-                    let st = status(&s).to_owned();
-                    Err(fail_and_roll_back(ctx, &s, name, &st, Some(e), timeout).await)
-                }
-            }
-        }
-    }
-}
-
-/// Appends a note to an error's message, keeping its kind and AWS code.
-fn with_note(e: ActionError, note: &str) -> ActionError {
-    match e {
-        ActionError::Aws {
-            service,
-            operation,
-            code,
-            message,
-            request_id,
-        } => ActionError::Aws {
-            service,
-            operation,
-            code,
-            message: format!("{message}; {note}"),
-            request_id,
-        },
-        ActionError::Target(m) => ActionError::Target(format!("{m}; {note}")),
-        other => other,
-    }
-}
-
-/// A stack that failed: records its events, deletes it (journaled), and builds the error
-/// naming the failed resources' reasons (and the `CreateStack` error, if the call failed).
-async fn fail_and_roll_back(
-    ctx: &ActionCtx,
-    stack: &Stack,
-    name: &str,
-    st: &str,
-    call_error: Option<ActionError>,
-    timeout: Duration,
-) -> ActionError {
-    let stack_id = stack.stack_id().unwrap_or(name).to_owned();
-    let evs = events(ctx, &stack_id).await.unwrap_or_default();
-    let mut reasons = failure_reasons(&evs, name);
-    if let Some(r) = stack.stack_status_reason().filter(|r| !r.is_empty()) {
-        if reasons.is_empty() {
-            reasons.push(format!("{name} (AWS::CloudFormation::Stack): {r}"));
-        }
-    }
-    let _ = ctx.evidence(
-        "stack.json",
-        &stack_json(stack),
-        "cloudformation:DescribeStacks",
-    );
-    let _ = ctx.evidence(
-        "stack-events.json",
-        &json!({"stack_id": stack_id, "events": evs.iter().map(event_json).collect::<Vec<_>>()}),
-        "cloudformation:DescribeStackEvents",
-    );
-    if let Ok(res) = resources_json(ctx, &stack_id).await {
-        let _ = ctx.evidence(
-            "stack-resources-before.json",
-            &json!({"stack_id": stack_id, "resources": res}),
-            "cloudformation:DescribeStackResources",
-        );
-    }
-    let cause = match &call_error {
-        Some(e) => format!(
-            "CreateStack failed: {e}; stack events: {}",
-            reasons_text(&reasons)
-        ),
-        None => format!("failed resources: {}", reasons_text(&reasons)),
-    };
-    let rollback = delete_and_wait(ctx, &stack_id, name, "roll back a failed stack", timeout).await;
-    let after = match &rollback {
-        Ok(()) => "the failed stack was deleted".to_owned(),
-        Err(e) => format!("deleting the failed stack failed too: {e}"),
-    };
-    record_stack(
-        ctx,
-        &stack_id,
-        name,
-        if rollback.is_ok() {
-            "DELETE_COMPLETE"
-        } else {
-            st
-        },
-        json!({"failed_status": st}),
-    );
-    let message = format!("stack {name} failed ({st}): {cause}; {after}");
-    match call_error {
-        Some(ActionError::Aws {
-            service,
-            operation,
-            code,
-            request_id,
-            ..
-        }) => ActionError::Aws {
-            service,
-            operation,
-            code,
-            message,
-            request_id,
-        },
-        _ => ActionError::Target(message),
-    }
-}
-
-/// The dry run of `deploy_stack`: `ValidateTemplate` (journaled as the stand-in for
-/// `CreateStack`), capability and parameter checks, and what would be done.
-async fn dry_run(
-    ctx: &ActionCtx,
-    name: &str,
-    body: &str,
-    facts: &TemplateFacts,
-    cfn_params: &[(String, String)],
-    capabilities: &[String],
-    existing: Option<Stack>,
-) -> Result<ActionOutput, ActionError> {
-    let v = ctx
-        .mutating(
-            "cloudformation",
-            "ValidateTemplate",
-            json!({"dry_run": true, "stack_name": name, "template_sha256": sha256_hex(body.as_bytes())}),
-            ctx.aws
-                .cloudformation
-                .validate_template()
-                .template_body(body)
-                .send(),
-            |o: &aws_sdk_cloudformation::operation::validate_template::ValidateTemplateOutput| {
-                json!({"capabilities": o.capabilities().iter().map(|c| c.as_str()).collect::<Vec<_>>()})
-            },
-        )
-        .await?;
-    let needed: Vec<&str> = v.capabilities().iter().map(|c| c.as_str()).collect();
-    let missing_caps: Vec<&str> = needed
-        .iter()
-        .copied()
-        .filter(|c| !capabilities.iter().any(|g| g == c))
-        .collect();
-    let missing_params: Vec<&str> = v
-        .parameters()
-        .iter()
-        .filter(|tp| tp.default_value().is_none())
-        .filter_map(|tp| tp.parameter_key())
-        .filter(|k| !cfn_params.iter().any(|(p, _)| p == k))
-        .collect();
-    ctx.evidence(
-        "validate-template.json",
-        &json!({
-            "description": v.description(),
-            "capabilities": needed,
-            "capabilities_reason": v.capabilities_reason(),
-            "parameters": v.parameters().iter().map(|tp| json!({
-                "key": tp.parameter_key(), "default": tp.default_value(),
-                "no_echo": tp.no_echo(), "description": tp.description(),
-            })).collect::<Vec<_>>(),
-            "missing_capabilities": missing_caps,
-            "missing_parameters": missing_params,
-        }),
-        "cloudformation:ValidateTemplate",
-    )?;
-    if !missing_caps.is_empty() {
-        return Err(ActionError::Params(format!(
-            "the template needs capabilities {} ({}); add them to `capabilities`",
-            missing_caps.join(", "),
-            v.capabilities_reason().unwrap_or("IAM resources")
-        )));
-    }
-    if !missing_params.is_empty() {
-        return Err(ActionError::Params(format!(
-            "the template's parameters {} have no default and are not given",
-            missing_params.join(", ")
-        )));
-    }
-    let (would, stack_id, outputs) = match &existing {
-        Some(s) if usable(status(s)) || in_progress(status(s)) => {
-            let differ = differing_parameters(s, cfn_params);
-            let what = if differ.is_empty() {
-                format!("reuse stack {name} ({})", status(s))
-            } else {
-                format!(
-                    "refuse: stack {name} exists with other parameter values ({})",
-                    differ.join("; ")
-                )
-            };
-            (
-                what,
-                s.stack_id().unwrap_or_default().to_owned(),
-                outputs_of(s),
-            )
-        }
-        Some(s) => (
-            format!(
-                "cloudformation:DeleteStack {name} (failed earlier attempt, {}), then cloudformation:CreateStack {name} ({} resources)",
-                status(s),
-                facts.resources
-            ),
-            String::new(),
-            Map::new(),
-        ),
-        None => (
-            format!(
-                "cloudformation:CreateStack {name} ({} resources) and wait",
-                facts.resources
-            ),
-            String::new(),
-            Map::new(),
-        ),
-    };
-    Ok(ActionOutput::default()
-        .with("stack_id", stack_id)
-        .with("outputs", Value::Object(outputs))
-        .with("stack_name", name)
-        .with("reused", existing.is_some())
-        .with("would", vec![would]))
-}
-
-/// `cloudformation.delete_stack`: deletes this case's stack of that name and waits until it is
-/// gone. A stack that does not exist counts as deleted (`deleted: false`). A stack not tagged
-/// with this case is refused. Records the stack and its resources first
-/// (`stack-before.json`, `stack-resources-before.json`). Outputs `stack_id` (empty when
-/// there was none) and `deleted`.
-pub async fn delete_stack(ctx: &ActionCtx, params: Value) -> Result<ActionOutput, ActionError> {
-    let p: DeleteParams = parse_params("cloudformation.delete_stack", params)?;
-    let name = stack_name(&p.stack_name)?;
-    let timeout = timeout_of(p.timeout.as_ref())?;
-    let Some(stack) = describe(ctx, &name).await? else {
-        ctx.evidence(
-            "stack-before.json",
-            &json!({"stack_name": name, "present": false}),
-            "cloudformation:DescribeStacks",
-        )?;
-        return Ok(ActionOutput::default()
-            .with("stack_id", "")
-            .with("deleted", false));
-    };
-    let stack_id = stack.stack_id().unwrap_or(name.as_str()).to_owned();
-    let mut before = stack_json(&stack);
-    before["present"] = Value::Bool(true);
-    ctx.evidence(
-        "stack-before.json",
-        &before,
-        "cloudformation:DescribeStacks",
-    )?;
-    let owner = tag_of(&stack, TAG_CASE);
-    if owner != Some(ctx.case_id.as_str()) {
-        return Err(ActionError::Target(format!(
-            "stack {name} is not this case's ({TAG_CASE}={}): refusing to delete it",
-            owner.unwrap_or("absent")
-        )));
-    }
-    let resources = resources_json(ctx, &stack_id).await?;
-    ctx.evidence(
-        "stack-resources-before.json",
-        &json!({"stack_id": stack_id, "resources": resources}),
-        "cloudformation:DescribeStackResources",
-    )?;
-    if ctx.dry_run {
-        return Ok(ActionOutput::default()
-            .with("stack_id", stack_id)
-            .with("deleted", false)
-            .with(
-                "would",
-                vec![format!(
-                    "cloudformation:DeleteStack {name} ({}, {} resources) and wait",
-                    status(&stack),
-                    resources.as_array().map_or(0, Vec::len)
-                )],
-            ));
-    }
-    let result = delete_and_wait(ctx, &stack_id, &name, "delete_stack", timeout).await;
-    record_stack(
-        ctx,
-        &stack_id,
-        &name,
-        if result.is_ok() {
-            "DELETE_COMPLETE"
-        } else {
-            "DELETE_FAILED"
-        },
-        json!({}),
-    );
-    result?;
-    Ok(ActionOutput::default()
-        .with("stack_id", stack_id)
-        .with("deleted", true))
+    crate::actions::is_transient(e) || matches!(e.code(), "InternalFailure" | "ServiceUnavailable")
 }
 
 #[cfg(test)]
@@ -1652,9 +908,13 @@ mod tests {
             mock!(Client::delete_stack).then_output(|| DeleteStackOutput::builder().build());
         let dir = template_dir();
         let (ctx, rec) = ctx_with_cfn(dir.path(), &[&describe, &create, &evs, &resources, &delete]);
-        let e = deploy_stack(&ctx, json!({"stack_name": "s", "template": "t.yaml"}))
-            .await
-            .unwrap_err();
+        let e = super::super::dispatch(
+            "cloudformation.deploy_stack",
+            &ctx,
+            json!({"stack_name": "s", "template": "t.yaml"}),
+        )
+        .await
+        .unwrap_err();
         let msg = e.to_string();
         assert_eq!(e.code(), "target", "{msg}");
         let sub = msg.find("Sub (AWS::EC2::Subnet): Value (x)").expect(&msg);
@@ -1694,13 +954,21 @@ mod tests {
         });
         let dir = template_dir();
         let (ctx, rec) = ctx_with_cfn(dir.path(), &[&describe]);
-        let e = deploy_stack(&ctx, json!({"stack_name": "s", "template": "t.yaml"}))
-            .await
-            .unwrap_err();
+        let e = super::super::dispatch(
+            "cloudformation.deploy_stack",
+            &ctx,
+            json!({"stack_name": "s", "template": "t.yaml"}),
+        )
+        .await
+        .unwrap_err();
         assert!(e.to_string().contains("other"), "{e}");
-        let e = delete_stack(&ctx, json!({"stack_name": "s"}))
-            .await
-            .unwrap_err();
+        let e = super::super::dispatch(
+            "cloudformation.delete_stack",
+            &ctx,
+            json!({"stack_name": "s"}),
+        )
+        .await
+        .unwrap_err();
         assert!(e.to_string().contains("refusing to delete"), "{e}");
         assert!(rec.calls.lock().unwrap().is_empty());
     }
@@ -1737,9 +1005,13 @@ mod tests {
             mock!(Client::delete_stack).then_output(|| DeleteStackOutput::builder().build());
         let dir = template_dir();
         let (ctx, _rec) = ctx_with_cfn(dir.path(), &[&describe, &resources, &evs, &delete]);
-        let e = delete_stack(&ctx, json!({"stack_name": "s"}))
-            .await
-            .unwrap_err();
+        let e = super::super::dispatch(
+            "cloudformation.delete_stack",
+            &ctx,
+            json!({"stack_name": "s"}),
+        )
+        .await
+        .unwrap_err();
         assert!(
             e.to_string()
                 .contains("Vpc (AWS::EC2::VPC): The vpc has dependencies"),
