@@ -85,18 +85,9 @@ pub fn run_location(store: &Store, case_id: &str, run_id: &str) -> String {
 /// The gaps (optional reads that failed) a run's journal records, every attempt's, in order,
 /// without repeats. An unreadable journal gives none (sealing reports the journal itself).
 pub fn gaps_from_journal(journal: &Path) -> Vec<irr_forensics::Gap> {
-    let Ok(entries) = crate::journal::read(journal) else {
-        return Vec::new();
-    };
-    let mut out: Vec<irr_forensics::Gap> = Vec::new();
-    for e in entries.iter().filter(|e| e.event() == "gap_recorded") {
-        if let Ok(g) = serde_json::from_value::<irr_forensics::Gap>(e.value.clone()) {
-            if !out.contains(&g) {
-                out.push(g);
-            }
-        }
-    }
-    out
+    crate::journal::read(journal)
+        .map(|e| crate::journal::replay(&e).gap_list())
+        .unwrap_or_default()
 }
 
 /// Seals a run: every staged artifact, then the journal, then manifest and SHA256SUMS.

@@ -526,21 +526,13 @@ impl Recorder for RunRecorder {
             return Vec::new();
         };
         // A path staged twice (a retried step) holds its last bytes: check those.
-        let mut last: Vec<(usize, &str, &str)> = Vec::new();
-        for (order, e) in entries.iter().enumerate() {
-            if e.event() != "evidence_captured" {
-                continue;
-            }
-            let Some(path) = e.value.get("path").and_then(Value::as_str) else {
-                continue;
-            };
-            if path.rsplit('/').next() != Some(name) {
-                continue;
-            }
-            let want = e.value.get("sha256").and_then(Value::as_str).unwrap_or("");
-            last.retain(|(_, p, _)| *p != path);
-            last.push((order, path, want));
-        }
+        let state = crate::journal::replay(&entries);
+        let last: Vec<(usize, &str, &str)> = state
+            .artifacts()
+            .into_iter()
+            .filter(|a| a.path.rsplit('/').next() == Some(name))
+            .map(|a| (a.order, a.path.as_str(), a.sha256.as_str()))
+            .collect();
         let mut out = Vec::new();
         for (order, path, want) in last {
             let bytes = std::fs::read(self.staging.join(path))

@@ -797,6 +797,7 @@ fn chaos_outcomes(
         .as_ref()
         .map(|id| crate::executor::run_dir(state_dir, id).join("journal.jsonl"))
         .and_then(|p| crate::journal::read(&p).ok())
+        .map(|e| crate::journal::replay(&e))
         .unwrap_or_default();
     let mut grouped: BTreeMap<(String, crate::proxy::FaultKind), u64> = BTreeMap::new();
     for i in injected {
@@ -806,32 +807,25 @@ fn chaos_outcomes(
         .into_iter()
         .map(|((action, fault), times)| {
             let (service, operation) = action.split_once(':').unwrap_or((&action, ""));
-            let gap = journal.iter().find(|e| {
-                e.event() == "gap_recorded"
-                    && e.value["what"]
-                        .as_str()
-                        .is_some_and(|w| w.starts_with(&action))
-            });
-            let failed_call = journal.iter().find(|e| {
-                e.event() == "call_finished"
-                    && e.value["ok"] == false
-                    && e.value["error_message"]
-                        .as_str()
-                        .is_some_and(|m| m.starts_with(&format!("{service}:{operation} failed")))
+            let gap = journal
+                .gaps
+                .iter()
+                .map(|(_, g)| g)
+                .find(|g| g.what.starts_with(&action));
+            let failed_call = journal.calls.iter().find(|c| {
+                c.finished.as_ref().is_some_and(|(_, o)| {
+                    !o.ok
+                        && o.error_message.as_deref().is_some_and(|m| {
+                            m.starts_with(&format!("{service}:{operation} failed"))
+                        })
+                })
             });
             let failed_step = run.steps.iter().find(|s| {
                 s.status == StepStatus::Failed
                     && s.error.as_deref().is_some_and(|e| e.contains(&action))
             });
             let (outcome, detail) = match (gap, failed_step, failed_call) {
-                (Some(g), _, _) => (
-                    "recorded a gap",
-                    format!(
-                        "step {}: {}",
-                        g.value["step"].as_str().unwrap_or("?"),
-                        g.value["what"].as_str().unwrap_or("?")
-                    ),
-                ),
+                (Some(g), _, _) => ("recorded a gap", format!("step {}: {}", g.step, g.what)),
                 (None, Some(s), _) => (
                     "failed safe",
                     format!(
@@ -1663,13 +1657,9 @@ fn scorecard(
         .as_ref()
         .and_then(|d| crate::journal::read(&d.join("journal.jsonl")).ok())
         .unwrap_or_default();
-    let started = journal
-        .first()
-        .and_then(|e| e.value.get("ts").and_then(Value::as_str).map(str::to_owned));
-    let sealed = journal
-        .iter()
-        .find(|e| e.event() == "evidence_sealed")
-        .and_then(|e| e.value.get("ts").and_then(Value::as_str).map(str::to_owned));
+    let started = journal.first().map(|e| e.ts.clone());
+    let journal = crate::journal::replay(&journal);
+    let sealed = journal.sealed.first().map(|(ts, _)| ts.clone());
     const CONTAINMENT: &[&str] = &[
         "ec2.isolate_instance",
         "iam.deactivate_access_key",
@@ -1714,10 +1704,7 @@ fn scorecard(
             .zip(sealed.as_deref())
             .and_then(|(a, b)| seconds_between(a, b)),
         seed_s,
-        mutating_api_calls: journal
-            .iter()
-            .filter(|e| e.event() == "call_started")
-            .count(),
+        mutating_api_calls: journal.calls.len(),
         steps,
         score: format!("{passed}/{}", checks.len() - skipped),
         checks,

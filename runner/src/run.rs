@@ -372,13 +372,17 @@ async fn execute_and_seal(
     let outcome = executor::execute(exec, sink.clone(), interrupted).await;
 
     let dir = executor::run_dir(state_dir, &run_id);
-    // Artifacts of earlier attempts (resume) come back from the journal.
-    let mut artifacts = staged_from_journal(&dir.join("journal.jsonl"));
+    // Artifacts and resources of earlier attempts (resume) come back from the journal (none
+    // from an unreadable one: the seal then reports the journal itself).
+    let journaled = journal::read(&dir.join("journal.jsonl"))
+        .map(|e| journal::replay(&e))
+        .unwrap_or_default();
+    let mut artifacts = staged_from_journal(&journaled);
     for a in outcome.recorder.artifacts() {
         artifacts.retain(|x| x.path != a.path);
         artifacts.push(a);
     }
-    let mut resources = resources_from_journal(&dir.join("journal.jsonl"));
+    let mut resources = resources_from_journal(&journaled);
     for r in outcome.recorder.resources() {
         if !resources.contains(&r) {
             resources.push(r);
@@ -421,51 +425,24 @@ async fn execute_and_seal(
     }
 }
 
-fn staged_from_journal(path: &Path) -> Vec<executor::StagedArtifact> {
-    let Ok(entries) = journal::read(path) else {
-        return Vec::new();
-    };
-    let mut out: Vec<executor::StagedArtifact> = Vec::new();
-    for e in entries.iter().filter(|e| e.event() == "evidence_captured") {
-        let v = &e.value;
-        let s = |k: &str| {
-            v.get(k)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let art = executor::StagedArtifact {
-            attempt: executor::attempt_of(&s("path"), &s("step")),
-            path: s("path"),
-            sha256: s("sha256"),
-            size: v.get("size").and_then(Value::as_u64).unwrap_or(0),
-            step: s("step"),
-            source: s("source"),
-            captured_at: s("ts"),
-        };
-        out.retain(|a| a.path != art.path);
-        out.push(art);
-    }
-    out
+fn staged_from_journal(state: &journal::RunState) -> Vec<executor::StagedArtifact> {
+    state
+        .artifacts()
+        .into_iter()
+        .map(|a| executor::StagedArtifact {
+            attempt: executor::attempt_of(&a.path, &a.step),
+            path: a.path.clone(),
+            sha256: a.sha256.clone(),
+            size: a.size,
+            step: a.step.clone(),
+            source: a.source.clone(),
+            captured_at: a.ts.clone(),
+        })
+        .collect()
 }
 
-fn resources_from_journal(path: &Path) -> Vec<crate::actions::AwsResource> {
-    let Ok(entries) = journal::read(path) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for e in entries.iter().filter(|e| e.event() == "resource_recorded") {
-        if let Some(r) = e
-            .value
-            .get("resource")
-            .and_then(|r| serde_json::from_value(r.clone()).ok())
-        {
-            if !out.contains(&r) {
-                out.push(r);
-            }
-        }
-    }
-    out
+fn resources_from_journal(state: &journal::RunState) -> Vec<crate::actions::AwsResource> {
+    state.resources.iter().map(|(_, r)| r.clone()).collect()
 }
 
 /// The values of the run's secret inputs, which `run.json` does not hold: from `--input
@@ -569,14 +546,11 @@ pub async fn resume(
             return RunResult::early(Exit::Invalid);
         }
     };
-    if let Some(fin) = entries.iter().rev().find(|e| e.event() == "run_finished") {
-        let status = fin
-            .value
-            .get("status")
-            .and_then(Value::as_str)
-            .unwrap_or("?");
-        say(json, &format!("run {run_id} already ended ({status}) and its evidence is sealed; a sealed run is not reopened. Start a new run for case {}: its evidence chains to this one", record.case_id));
-        return RunResult::early(if status == "succeeded" {
+    let state = journal::replay(&entries);
+    if let Some(fin) = &state.finished {
+        let status = fin.status;
+        say(json, &format!("run {run_id} already ended ({}) and its evidence is sealed; a sealed run is not reopened. Start a new run for case {}: its evidence chains to this one", status_name(status), record.case_id));
+        return RunResult::early(if status == RunStatus::Succeeded {
             Exit::Success
         } else {
             Exit::Invalid
@@ -609,40 +583,9 @@ pub async fn resume(
     let secrets = Secrets::for_inputs(&playbook, &record.inputs);
     let say = |json: bool, msg: &str| say_masked(json, msg, &secrets);
     // The last word on each step, from earlier attempts.
-    let mut previous: HashMap<String, StepSummary> = HashMap::new();
-    for e in entries.iter().filter(|e| e.event() == "step_finished") {
-        if let Ok(s) = serde_json::from_value::<StepSummary>(e.value.clone()) {
-            previous.insert(s.id.clone(), s);
-        }
-    }
-    let previous_attempts = attempts_from_journal(&entries);
-    let in_flight: Vec<String> = {
-        let finished: std::collections::HashSet<u64> = entries
-            .iter()
-            .filter(|e| e.event() == "call_finished")
-            .filter_map(|e| e.value.get("call").and_then(Value::as_u64))
-            .collect();
-        entries
-            .iter()
-            .filter(|e| e.event() == "call_started")
-            .filter(|e| {
-                e.value
-                    .get("call")
-                    .and_then(Value::as_u64)
-                    .is_some_and(|c| !finished.contains(&c))
-            })
-            .map(|e| {
-                let v = &e.value;
-                format!(
-                    "call {} {}:{} of step {}",
-                    v.get("call").and_then(Value::as_u64).unwrap_or(0),
-                    v.get("service").and_then(Value::as_str).unwrap_or("?"),
-                    v.get("operation").and_then(Value::as_str).unwrap_or("?"),
-                    v.get("step").and_then(Value::as_str).unwrap_or("?")
-                )
-            })
-            .collect()
-    };
+    let previous: HashMap<String, StepSummary> = state.step_results();
+    let previous_attempts = state.last_attempts();
+    let in_flight: Vec<String> = state.in_flight().map(journal::Call::describe).collect();
     let mut opts = aws_opts;
     if opts.region.is_none() && !record.region.is_empty() {
         opts.region = Some(record.region.clone());
@@ -779,24 +722,12 @@ pub async fn resume(
     .await
 }
 
-/// The last attempt number of every step (`STEP`, `STEP/ITEM` for a `for_each` item) in a
-/// journal: a resumed run counts on from there.
-fn attempts_from_journal(entries: &[journal::Entry]) -> HashMap<String, u32> {
-    let mut out: HashMap<String, u32> = HashMap::new();
-    for e in entries.iter().filter(|e| e.event() == "step_started") {
-        let v = &e.value;
-        let Some(step) = v.get("step").and_then(Value::as_str) else {
-            continue;
-        };
-        let key = match v.get("item").and_then(Value::as_u64) {
-            Some(i) => format!("{step}/{i}"),
-            None => step.to_owned(),
-        };
-        let attempt = v.get("attempt").and_then(Value::as_u64).unwrap_or(0) as u32;
-        let last = out.entry(key).or_default();
-        *last = (*last).max(attempt);
-    }
-    out
+/// A run status as the journal writes it.
+fn status_name(status: RunStatus) -> String {
+    serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 struct NullReporter;

@@ -5,6 +5,11 @@
 //! or edited breaks the chain. Each line is written and `fsync`ed before the executor goes
 //! on, so the journal always says which mutating AWS calls were started and which finished,
 //! even after a crash.
+//!
+//! Reading back is typed and done here only: [`read`] (strict: a broken chain is an error) and
+//! [`read_lenient`] (reads on past damage, for review) give [`Entry`]s holding the parsed
+//! [`RunEvent`], and [`replay`] rebuilds the run's state from them for `irr resume`, the seal,
+//! the case's record, drills and `irr report` alike.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -15,6 +20,10 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::events::RunEvent;
+
+mod replay;
+
+pub use replay::{replay, Artifact, Attempt, Call, Finish, Retry, RunState, Start, StepState};
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -136,17 +145,42 @@ impl Journal {
 /// One line read back from a journal.
 #[derive(Clone, Debug)]
 pub struct Entry {
+    /// 1-based line number.
+    pub line: usize,
     /// Its sequence number.
     pub seq: u64,
+    /// When it was written (RFC 3339).
+    pub ts: String,
+    /// The event, typed; `None` for a line that is no event this version knows (its name is
+    /// [`Entry::name`]).
+    pub event: Option<RunEvent>,
     /// The whole line as JSON (`event`, `ts`, and the event's fields).
     pub value: Value,
     /// SHA-256 of the line's bytes (what the next line's `prev_sha256` must be).
     pub hash: String,
+    /// SHA-256 of the journal's bytes up to and including this line.
+    pub prefix_sha256: String,
 }
 
 impl Entry {
-    /// The event name (`run_started`, `step_finished`, ...).
-    pub fn event(&self) -> &str {
+    fn parse(line: usize, value: Value, hash: String, prefix_sha256: String) -> Entry {
+        Entry {
+            line,
+            seq: value.get("seq").and_then(Value::as_u64).unwrap_or(0),
+            ts: value
+                .get("ts")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            event: serde_json::from_value(value.clone()).ok(),
+            value,
+            hash,
+            prefix_sha256,
+        }
+    }
+
+    /// The event name as written (`run_started`, `step_finished`, ...).
+    pub fn name(&self) -> &str {
         self.value
             .get("event")
             .and_then(Value::as_str)
@@ -164,6 +198,7 @@ pub fn read(path: &Path) -> Result<Vec<Entry>, JournalError> {
     let mut reader = BufReader::new(file);
     let mut out = Vec::new();
     let mut prev = GENESIS.to_owned();
+    let mut whole = Sha256::new();
     let mut buf = Vec::new();
     let mut line_no = 0;
     loop {
@@ -194,12 +229,79 @@ pub fn read(path: &Path) -> Result<Vec<Entry>, JournalError> {
                 "prev_sha256 does not match the previous line: the journal was altered".to_owned(),
             ));
         }
-        let seq = value.get("seq").and_then(Value::as_u64).unwrap_or(0);
         let hash = hex::encode(Sha256::digest(&buf));
+        whole.update(&buf);
         prev = hash.clone();
-        out.push(Entry { seq, value, hash });
+        let prefix = hex::encode(whole.clone().finalize());
+        out.push(Entry::parse(line_no, value, hash, prefix));
     }
     Ok(out)
+}
+
+/// A journal read leniently, for review: every complete line that parses, and what is wrong.
+#[derive(Debug, Default)]
+pub struct LenientRead {
+    /// Every complete line that is JSON, in order.
+    pub entries: Vec<Entry>,
+    /// The first break of the chain (as [`read`] reports it), or an unparseable line.
+    pub chain_problem: Option<String>,
+    /// The last line was cut short (no newline).
+    pub torn: bool,
+    /// The journal could not be read at all, and why.
+    pub missing: Option<String>,
+}
+
+/// Reads every complete line, checking the chain as [`read`] does but reading on past a break,
+/// so that a damaged journal can still be reviewed.
+pub fn read_lenient(path: &Path) -> LenientRead {
+    let mut read = LenientRead::default();
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            read.missing = Some(format!("{}: {e}", path.display()));
+            return read;
+        }
+    };
+    // The canonical verdict is the strict reader's.
+    if let Err(e) = self::read(path) {
+        read.chain_problem = Some(match e {
+            JournalError::Corrupt { line, message, .. } => format!("line {line}: {message}"),
+            other => other.to_string(),
+        });
+    }
+    let mut prev = GENESIS.to_owned();
+    let mut whole = Sha256::new();
+    let mut rest: &[u8] = &bytes;
+    let mut line_no = 0;
+    while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+        let raw = &rest[..=end];
+        rest = &rest[end + 1..];
+        line_no += 1;
+        whole.update(raw);
+        let hash = hex::encode(Sha256::digest(raw));
+        match serde_json::from_slice::<Value>(raw) {
+            Ok(value) => {
+                if read.chain_problem.is_none()
+                    && value.get("prev_sha256").and_then(Value::as_str) != Some(prev.as_str())
+                {
+                    read.chain_problem = Some(format!(
+                        "line {line_no}: prev_sha256 does not match the previous line"
+                    ));
+                }
+                let prefix = hex::encode(whole.clone().finalize());
+                read.entries
+                    .push(Entry::parse(line_no, value, hash.clone(), prefix));
+            }
+            Err(e) => {
+                if read.chain_problem.is_none() {
+                    read.chain_problem = Some(format!("line {line_no}: not JSON: {e}"));
+                }
+            }
+        }
+        prev = hash;
+    }
+    read.torn = !rest.is_empty();
+    read
 }
 
 #[cfg(test)]
