@@ -10,9 +10,9 @@ use crate::actions::AwsResource;
 use crate::actions::CallOutcome;
 use crate::events::{RunEvent, StepSummary};
 use crate::executor::RunRecord;
+use crate::journal::{Entry, LenientRead};
 
 use super::fmt::{compact, fmt_bytes, fmt_ms, key_params, millis_between, short_hash};
-use super::journal_read::{Entry, LenientRead};
 use super::model::{
     CallReport, CallStatus, Check, EvidenceReport, EvidenceStatus, Finding, JournalReport,
     NoteReport, PlaybookInfo, Report, ResourceReport, RetryReport, RunOverview, Severity,
@@ -134,14 +134,14 @@ impl Assembly {
                         m.remove(k);
                     }
                 }
-                (None, format!("{} {}", e.name(), compact(&rest)))
+                (None, format!("{} {}", event_name(e), compact(&rest)))
             }
         };
         self.timeline.push(TimelineEntry {
             seq: e.seq,
             ts: e.ts.clone(),
             offset_ms: self.offset(&e.ts),
-            event: e.name().to_owned(),
+            event: event_name(e).to_owned(),
             step,
             session: self.session,
             summary,
@@ -504,6 +504,14 @@ impl Assembly {
             inputs: shown_inputs(record),
             evidence_location: record.evidence_location.clone(),
         }
+    }
+}
+
+/// The entry's event name, `?` for a line that has none.
+fn event_name(e: &Entry) -> &str {
+    match e.name() {
+        "" => "?",
+        name => name,
     }
 }
 

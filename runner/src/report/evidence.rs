@@ -9,44 +9,34 @@ use serde_json::Value;
 use irr_forensics::{EvidenceLocation, Manifest, ManifestItem, S3Settings, Store, VerifyReport};
 
 use crate::aws::AwsOptions;
-use crate::events::{EvidenceSummary, RunEvent};
+use crate::events::EvidenceSummary;
 use crate::executor::RunRecord;
+use crate::journal::{LenientRead, RunState};
 
-use super::journal_read::LenientRead;
 use super::model::{
     Check, EvidenceItem, EvidenceReport, EvidenceStatus, Finding, ItemState, Report,
     ResourceReport, Severity,
 };
 use super::MANIFEST_LIMIT;
 
-/// The last `evidence_sealed` of the journal (`None` when there is none, or it does not read).
-fn last_sealed(read: &LenientRead) -> Option<&EvidenceSummary> {
-    let e = read
-        .entries
-        .iter()
-        .rev()
-        .find(|e| e.name() == "evidence_sealed")?;
-    match &e.event {
-        Some(RunEvent::EvidenceSealed(s)) => Some(s),
-        _ => None,
-    }
+/// The last `evidence_sealed` of the journal.
+fn last_sealed(state: &RunState) -> Option<&EvidenceSummary> {
+    state.sealed.last().map(|(_, s)| s)
 }
 
 /// What the journal says was captured: path to SHA-256, the last capture of each path.
-fn captured(read: &LenientRead) -> BTreeMap<&str, &str> {
-    let mut captured = BTreeMap::new();
-    for e in &read.entries {
-        if let Some(RunEvent::EvidenceCaptured { path, sha256, .. }) = &e.event {
-            captured.insert(path.as_str(), sha256.as_str());
-        }
-    }
-    captured
+fn captured(state: &RunState) -> BTreeMap<&str, &str> {
+    state
+        .artifacts()
+        .into_iter()
+        .map(|a| (a.path.as_str(), a.sha256.as_str()))
+        .collect()
 }
 
 /// The run's evidence folder: where the last `evidence_sealed` says, else where `run.json`
 /// says the run would have sealed it.
-pub(crate) fn evidence_run_location(record: &RunRecord, read: &LenientRead) -> Option<String> {
-    let sealed = last_sealed(read)
+pub(crate) fn evidence_run_location(record: &RunRecord, state: &RunState) -> Option<String> {
+    let sealed = last_sealed(state)
         .map(|s| s.location.as_str())
         .filter(|l| !l.is_empty())
         .map(str::to_owned);
@@ -202,8 +192,13 @@ fn critical(area: &str, message: String) -> Finding {
 }
 
 /// Puts what the store said into the report, with the findings it implies.
-pub(crate) fn attach_evidence(report: &mut Report, read: &LenientRead, found: EvidenceFound) {
-    let sealed_event = last_sealed(read);
+pub(crate) fn attach_evidence(
+    report: &mut Report,
+    read: &LenientRead,
+    state: &RunState,
+    found: EvidenceFound,
+) {
+    let sealed_event = last_sealed(state);
     let ev = &mut report.evidence;
     ev.location = found.location.clone();
     ev.seal_error = sealed_event.and_then(|s| s.error.clone());
@@ -221,7 +216,7 @@ pub(crate) fn attach_evidence(report: &mut Report, read: &LenientRead, found: Ev
     if let Some(m) = &found.manifest {
         manifest_facts(report, m);
         journal_vs_sealed(report, read, m);
-        captured_vs_sealed(report, read, &by_path);
+        captured_vs_sealed(report, state, &by_path);
     }
 }
 
@@ -405,8 +400,8 @@ fn journal_vs_sealed(report: &mut Report, read: &LenientRead, m: &Manifest) {
 }
 
 /// What the journal says was captured must be what was sealed.
-fn captured_vs_sealed(report: &mut Report, read: &LenientRead, by_path: &ByPath) {
-    for (path, hash) in captured(read) {
+fn captured_vs_sealed(report: &mut Report, state: &RunState, by_path: &ByPath) {
+    for (path, hash) in captured(state) {
         match by_path.get(path) {
             None => report.findings.push(critical(
                 "evidence",

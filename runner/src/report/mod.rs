@@ -24,8 +24,8 @@
 //! and `irr report` exits 3 (`EVIDENCE_MISMATCH`). Calls that started but never finished,
 //! failed calls and failed steps are *warnings*: facts of the run, not of its record.
 //!
-//! The stages, one module each: [`journal_read`] reads the journal leniently, [`assemble`]
-//! folds it with `run.json` into the [`Report`] model ([`model`]), [`evidence`] verifies the
+//! The stages, one module each: [`journal::read_lenient`] reads the journal (typed events,
+//! reading on past damage), [`assemble`] folds it with `run.json` into the [`Report`] model ([`model`]), [`evidence`] verifies the
 //! sealed evidence, [`findings`] judges the whole; [`markdown`] and [`html`] render it (the HTML
 //! from `maud` templates, which escape every value, with the stylesheet in `report.css`).
 
@@ -34,7 +34,6 @@ mod evidence;
 mod findings;
 mod fmt;
 mod html;
-mod journal_read;
 mod markdown;
 mod model;
 #[cfg(test)]
@@ -46,6 +45,7 @@ use std::path::{Path, PathBuf};
 use crate::aws::AwsOptions;
 use crate::executor::{self, RunRecord};
 use crate::exit_codes::{self, Exit};
+use crate::journal;
 
 pub use model::*;
 
@@ -211,9 +211,10 @@ pub async fn build(
             reason,
         })?;
     let journal_path = dir.join("journal.jsonl");
-    let read = journal_read::read_lenient(&journal_path);
+    let read = journal::read_lenient(&journal_path);
+    let state = journal::replay(&read.entries);
     let mut report = assemble::assemble(&record, &journal_path, &read);
-    let location = evidence::evidence_run_location(&record, &read);
+    let location = evidence::evidence_run_location(&record, &state);
     // A drill's evidence lived in its emulator, gone once the drill ended: the drill kept a
     // verified local copy (`irr gameday`), which is what is verified here.
     let copy = evidence::read_copy_marker(&dir, &record);
@@ -224,7 +225,7 @@ pub async fn build(
     let mut evidence =
         evidence::check_evidence(location.as_deref(), &record, aws, evidence_owner).await;
     evidence.copy_of = copy.map(|c| (c.copy_of, c.manifest_sha256));
-    evidence::attach_evidence(&mut report, &read, evidence);
+    evidence::attach_evidence(&mut report, &read, &state, evidence);
     findings::finish(&mut report);
     Ok(report)
 }
