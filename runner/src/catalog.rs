@@ -427,6 +427,93 @@ pub mod decl {
     );
 }
 
+// ---- the reference documentation ------------------------------------------------------------
+
+/// The catalog's part of an action's section in `docs/playbook-reference.md` (from its heading
+/// to its **Undo** line; hand-written notes follow it there), derived from the declaration as
+/// `irr actions` is. A test keeps the document equal to it (`IRR_BLESS_DOCS=1` rewrites it).
+pub fn reference_markdown(a: &ActionSpec) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let mut summary = a.summary.to_owned();
+    if let Some(first) = summary.get(..1) {
+        summary.replace_range(..1, &first.to_uppercase());
+    }
+    let _ = writeln!(s, "### `{}`\n\n{summary}.\n", a.name);
+    if a.params.is_empty() {
+        s.push_str("Parameters: none.\n\n");
+    } else {
+        s.push_str("| parameter | type | required | default | description |\n");
+        s.push_str("| --- | --- | --- | --- | --- |\n");
+        for p in a.params {
+            let default = p.default.map(|d| format!("`{d}`")).unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {} | {default} | {} |",
+                p.name,
+                p.ty.value_type(),
+                if p.required { "yes" } else { "no" },
+                p.description
+            );
+        }
+        s.push('\n');
+    }
+    for group in a.exactly_one_of {
+        let names: Vec<String> = group.iter().map(|n| format!("`{n}`")).collect();
+        let _ = writeln!(s, "Exactly one of: {}.\n", names.join(", "));
+    }
+    if a.outputs.is_empty() {
+        s.push_str("Outputs: none.\n\n");
+    } else {
+        s.push_str("| output | type | description |\n| --- | --- | --- |\n");
+        for o in a.outputs {
+            let _ = writeln!(
+                s,
+                "| `{}` | {} | {} |",
+                o.name,
+                o.ty.value_type(),
+                o.description
+            );
+        }
+        s.push('\n');
+    }
+    let list = |items: Vec<&str>| {
+        if items.is_empty() {
+            "none".to_owned()
+        } else {
+            let quoted: Vec<String> = items.iter().map(|i| format!("`{i}`")).collect();
+            quoted.join(", ")
+        }
+    };
+    let _ = writeln!(s, "- **API calls:** {}", list(a.api_calls.to_vec()));
+    let iam: Vec<&str> = a.permissions.iter().map(|p| p.action).collect();
+    let _ = writeln!(s, "- **IAM actions:** {}", list(iam));
+    let yes_no = if a.mutating { "yes" } else { "no" };
+    let _ = writeln!(s, "- **Changes AWS:** {yes_no}");
+    let _ = writeln!(s, "- **Idempotency:** {}", a.idempotency);
+    let _ = writeln!(s, "- **Undo:** {}", a.undo.unwrap_or("cannot be undone"));
+    s
+}
+
+/// The overview table of `docs/playbook-reference.md`'s action catalog.
+pub fn reference_overview() -> String {
+    let mut s = String::from("| action | changes AWS | undo |\n| --- | --- | --- |\n");
+    for a in all() {
+        let anchor: String = a.name.chars().filter(|c| *c != '.').collect();
+        let undo = match a.undo {
+            None => "—".to_owned(),
+            Some(u) if find(u).is_some() => format!("`{u}`"),
+            Some(_) => "see below".to_owned(),
+        };
+        let yes_no = if a.mutating { "yes" } else { "no" };
+        s.push_str(&format!(
+            "| [`{}`](#{anchor}) | {yes_no} | {undo} |\n",
+            a.name
+        ));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

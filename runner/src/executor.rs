@@ -1302,18 +1302,14 @@ async fn evidence_capture(
     shared: &Arc<Shared>,
     attempt: u32,
 ) -> Result<ActionOutput, ActionError> {
-    let name = params
-        .get("name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| ActionError::Params("evidence.capture: name is required".into()))?;
+    // The parameters are the action's one declaration (`actions::evidence::CaptureParams`).
+    let p: actions::evidence::CaptureParams = actions::parse_params("evidence.capture", params)?;
+    let name = p.name.as_str();
     // A rendered name is checked as the validator checks a literal one, before anything is
     // read or written.
     crate::validate::check_capture_name(name)
         .map_err(|(msg, help)| ActionError::Params(format!("evidence.capture: {msg}; {help}")))?;
-    let (bytes, source) = match (
-        params.get("content"),
-        params.get("file").and_then(Value::as_str),
-    ) {
+    let (bytes, source) = match (&p.content, p.file.as_deref()) {
         (Some(Value::String(s)), None) => (s.clone().into_bytes(), "playbook".to_owned()),
         (Some(v), None) => (
             serde_json::to_vec_pretty(v).unwrap_or_default(),

@@ -2,8 +2,9 @@
 //!
 //! The pipeline, one module per stage: [`load`] (YAML with positions) -> [`validate`]
 //! (a checked [`model::Playbook`]) -> [`plan`] (ordered steps, rendered parameters, IAM
-//! actions) -> execute. The action catalog ([`catalog`]) is the single declaration of every
-//! action's parameters, outputs and IAM needs, read by every stage.
+//! actions) -> execute. Every action is declared once, in its own module under [`actions`]
+//! (typed parameters, outputs, IAM needs, implementation); the catalog ([`catalog`]) is derived
+//! from those declarations and read by every stage.
 #![deny(missing_docs)]
 
 pub mod actions;
