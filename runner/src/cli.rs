@@ -358,36 +358,47 @@ pub fn run(cli: Cli) -> Exit {
             junit,
             emulator,
             chaos,
-        } => {
-            let src = match read_source(&file) {
-                Ok(s) => s,
-                Err(d) => {
-                    report_problems(&[d], &[], g.output);
-                    return exit_codes::INVALID;
-                }
-            };
-            let playbook = match validate::validate(&src) {
-                Ok(p) => p,
-                Err(problems) => {
-                    report_problems(&problems, std::slice::from_ref(&src), g.output);
-                    return exit_codes::INVALID;
-                }
-            };
-            let req = crate::gameday::GamedayRequest {
-                playbook_path: file,
-                playbook,
-                scenario_path: scenario,
-                aws: aws_options(g, None),
-                account_id,
-                emulator,
-                state_dir: g.state_dir.clone(),
-                json: g.output == Output::Json,
-                junit,
-                chaos,
-            };
-            block_on(crate::gameday::gameday(req))
-        }
+        } => gameday_cmd(file, scenario, account_id, junit, emulator, chaos, g),
     }
+}
+
+/// `irr gameday`: validates the playbook, then runs the drill.
+fn gameday_cmd(
+    file: PathBuf,
+    scenario: Option<PathBuf>,
+    account_id: Option<String>,
+    junit: Option<PathBuf>,
+    emulator: Option<crate::emulator::EmulatorKind>,
+    chaos: Option<PathBuf>,
+    g: &GlobalArgs,
+) -> Exit {
+    let src = match read_source(&file) {
+        Ok(s) => s,
+        Err(d) => {
+            report_problems(&[d], &[], g.output);
+            return exit_codes::INVALID;
+        }
+    };
+    let playbook = match validate::validate(&src) {
+        Ok(p) => p,
+        Err(problems) => {
+            report_problems(&problems, std::slice::from_ref(&src), g.output);
+            return exit_codes::INVALID;
+        }
+    };
+    let req = crate::gameday::GamedayRequest {
+        playbook_path: file,
+        playbook,
+        scenario_path: scenario,
+        aws: aws_options(g, None),
+        account_id,
+        emulator,
+        state_dir: g.state_dir.clone(),
+        json: g.output == Output::Json,
+        junit,
+        chaos,
+    };
+    block_on(crate::gameday::gameday(req))
 }
 
 fn aws_options(g: &GlobalArgs, assume_role: Option<String>) -> crate::aws::AwsOptions {
