@@ -308,19 +308,7 @@ pub fn run(cli: Cli) -> Exit {
             assume_role,
             input,
             evidence_owner,
-        } => {
-            let opts = aws_options(g, assume_role);
-            block_on(crate::run::resume(
-                &run_id,
-                &g.state_dir,
-                yes,
-                g.output == Output::Json,
-                opts,
-                &input,
-                evidence_owner,
-            ))
-            .exit
-        }
+        } => resume_cmd(&run_id, yes, assume_role, &input, evidence_owner, g),
         Command::Evidence {
             command:
                 EvidenceCommand::Verify {
@@ -360,6 +348,28 @@ pub fn run(cli: Cli) -> Exit {
             chaos,
         } => gameday_cmd(file, scenario, account_id, junit, emulator, chaos, g),
     }
+}
+
+/// `irr resume`: goes on with an interrupted run.
+fn resume_cmd(
+    run_id: &str,
+    yes: bool,
+    assume_role: Option<String>,
+    input: &[String],
+    evidence_owner: Option<String>,
+    g: &GlobalArgs,
+) -> Exit {
+    let opts = aws_options(g, assume_role);
+    block_on(crate::run::resume(
+        run_id,
+        &g.state_dir,
+        yes,
+        g.output == Output::Json,
+        opts,
+        input,
+        evidence_owner,
+    ))
+    .exit
 }
 
 /// `irr gameday`: validates the playbook, then runs the drill.
