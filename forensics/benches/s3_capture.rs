@@ -185,6 +185,84 @@ async fn upload_only(
     }
 }
 
+/// An S3 client for the emulator (path-style), and one that sends no checksum it is not
+/// required to (the plain upload's).
+async fn clients(endpoint: &str) -> (aws_sdk_s3::Client, aws_sdk_s3::Client) {
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "testing", "testing", None, None, "bench",
+        ))
+        .load()
+        .await;
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(true)
+            .build(),
+    );
+    let plain = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(true)
+            .request_checksum_calculation(
+                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+            )
+            .build(),
+    );
+    (client, plain)
+}
+
+/// The evidence store in a new Object Lock bucket (GOVERNANCE, 1 day, SSE-S3).
+async fn open_store(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    part_size: usize,
+    in_flight: usize,
+) -> Store {
+    let settings = S3Settings {
+        retention_mode: RetentionMode::Governance,
+        retention_days: 1,
+        encryption: Encryption::S3Managed,
+        part_size,
+        max_parts_in_flight: in_flight,
+        expected_owner: None,
+    };
+    let store = Store::open(
+        &EvidenceLocation::parse(&format!("s3://{bucket}")).unwrap(),
+        Some(client.clone()),
+        settings,
+    )
+    .unwrap();
+    let Store::S3(s3) = &store else {
+        unreachable!()
+    };
+    s3.ensure_bucket(true).await.unwrap();
+    store
+}
+
+/// Uploads the file without checksums (then deletes it): the time and the peak RSS.
+async fn time_upload_only(
+    plain: &aws_sdk_s3::Client,
+    plain_bucket: &str,
+    path: &Path,
+    part_size: usize,
+    in_flight: usize,
+) -> (Duration, u64) {
+    reset_hwm();
+    let start = Instant::now();
+    upload_only(plain, plain_bucket, "disk.img", path, part_size, in_flight).await;
+    let t_upload = start.elapsed();
+    let m_upload = vm_hwm_kib();
+    plain
+        .delete_object()
+        .bucket(plain_bucket)
+        .key("disk.img")
+        .send()
+        .await
+        .unwrap();
+    (t_upload, m_upload)
+}
+
 fn main() {
     let mib = env_usize("IRR_BENCH_S3_MIB", 2048);
     let part_size = env_usize("IRR_BENCH_PART_MIB", 5) * MIB;
@@ -206,50 +284,13 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&endpoint)
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "testing", "testing", None, None, "bench",
-            ))
-            .load()
-            .await;
-        let client = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&conf)
-                .force_path_style(true)
-                .build(),
-        );
-        let plain = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&conf)
-                .force_path_style(true)
-                .request_checksum_calculation(
-                    aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
-                )
-                .build(),
-        );
+        let (client, plain) = clients(&endpoint).await;
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis();
         let bucket = format!("irr-bench-{stamp}");
-        let settings = S3Settings {
-            retention_mode: RetentionMode::Governance,
-            retention_days: 1,
-            encryption: Encryption::S3Managed,
-            part_size,
-            max_parts_in_flight: in_flight,
-            expected_owner: None,
-        };
-        let store = Store::open(
-            &EvidenceLocation::parse(&format!("s3://{bucket}")).unwrap(),
-            Some(client.clone()),
-            settings,
-        )
-        .unwrap();
-        let Store::S3(s3) = &store else {
-            unreachable!()
-        };
-        s3.ensure_bucket(true).await.unwrap();
+        let store = open_store(&client, &bucket, part_size, in_flight).await;
         let plain_bucket = format!("irr-bench-plain-{stamp}");
         plain
             .create_bucket()
@@ -267,26 +308,8 @@ fn main() {
         let m_hash = vm_hwm_kib();
 
         // 2. Uploading alone.
-        reset_hwm();
-        let start = Instant::now();
-        upload_only(
-            &plain,
-            &plain_bucket,
-            "disk.img",
-            &path,
-            part_size,
-            in_flight,
-        )
-        .await;
-        let t_upload = start.elapsed();
-        let m_upload = vm_hwm_kib();
-        plain
-            .delete_object()
-            .bucket(&plain_bucket)
-            .key("disk.img")
-            .send()
-            .await
-            .unwrap();
+        let (t_upload, m_upload) =
+            time_upload_only(&plain, &plain_bucket, &path, part_size, in_flight).await;
 
         // 3. Capture: hash + part checksums + Object Lock multipart upload, one pass.
         reset_hwm();

@@ -23,9 +23,10 @@ use crate::bundle::{case_runs, CaseRun, SMALL_FILE_LIMIT};
 use crate::hash::Sha256Digest;
 use crate::location::{check_component, check_item_path};
 use crate::manifest::{
-    FailedItem, Manifest, Sha256Sums, Timestamp, MANIFEST_FORMAT, MANIFEST_NAME, SUMS_NAME,
+    FailedItem, Manifest, ManifestItem, Sha256Sums, Timestamp, MANIFEST_FORMAT, MANIFEST_NAME,
+    SUMS_NAME,
 };
-use crate::store::{Found, S3Settings, Store};
+use crate::store::{Found, Listed, S3Settings, Store};
 use crate::{Error, EvidenceLocation, Result};
 
 /// Items re-hashed at once.
@@ -342,38 +343,7 @@ pub async fn verify_run(store: &Store, case_id: &str, run_id: &str) -> Result<Ve
             manifest_problems.push("manifest.json is missing: the run is not sealed".to_string());
             None
         }
-        Some(bytes) => match Manifest::from_slice(bytes) {
-            Ok(m) => {
-                if m.format != MANIFEST_FORMAT {
-                    manifest_problems.push(format!(
-                        "format is {:?}, expected {MANIFEST_FORMAT:?}",
-                        m.format
-                    ));
-                }
-                if m.case_id != case_id || m.run_id != run_id {
-                    manifest_problems.push(format!(
-                        "it names case {:?} run {:?}, but it is stored as case {case_id:?} run {run_id:?}",
-                        m.case_id, m.run_id
-                    ));
-                }
-                if !Manifest::is_canonical(bytes) {
-                    manifest_problems.push(
-                        "it is not in canonical form (it was edited or re-serialised)".to_string(),
-                    );
-                }
-                let mut seen = HashSet::new();
-                for i in &m.items {
-                    if !seen.insert(i.path.as_str()) {
-                        manifest_problems.push(format!("item {} is listed twice", i.path));
-                    }
-                }
-                Some(m)
-            }
-            Err(e) => {
-                manifest_problems.push(format!("manifest.json is unreadable: {e}"));
-                None
-            }
-        },
+        Some(bytes) => check_manifest(bytes, case_id, run_id, &mut manifest_problems),
     };
 
     // Re-hash every listed item.
@@ -386,67 +356,7 @@ pub async fn verify_run(store: &Store, case_id: &str, run_id: &str) -> Result<Ve
         } else {
             None
         };
-        async move {
-            let mut check = ItemCheck {
-                path: item.path.clone(),
-                status: ItemStatus::Ok,
-                expected_sha256: Some(item.sha256),
-                actual_sha256: None,
-                expected_size: Some(item.size),
-                actual_size: None,
-                version_id: version.clone(),
-                detail: None,
-            };
-            if check_item_path(&item.path).is_err() {
-                check.status = ItemStatus::Altered;
-                check.detail = Some("the manifest lists a path that irr never writes".into());
-                return Ok(check);
-            }
-            match store
-                .check_object(
-                    &format!("{case_id}/{run_id}/{}", item.path),
-                    version.as_deref(),
-                    item.size,
-                )
-                .await?
-            {
-                Found::Missing => {
-                    check.status = ItemStatus::Missing;
-                    check.detail = Some(match &version {
-                        Some(v) => format!("version {v} not found"),
-                        None => "not found".into(),
-                    });
-                }
-                Found::NotAFile(what) => {
-                    check.status = ItemStatus::Altered;
-                    check.detail = Some(format!(
-                        "{what} is in place of the item (not followed, not read)"
-                    ));
-                }
-                Found::OtherSize { size, at_least } => {
-                    check.status = ItemStatus::Altered;
-                    check.actual_size = Some(size);
-                    let more = if at_least { "more than " } else { "" };
-                    check.detail = Some(format!(
-                        "{more}{} bytes, recorded {} bytes (not hashed)",
-                        if at_least { item.size } else { size },
-                        item.size
-                    ));
-                }
-                Found::Hashed(sha) => {
-                    check.actual_sha256 = Some(sha);
-                    check.actual_size = Some(item.size);
-                    if sha != item.sha256 {
-                        check.status = ItemStatus::Altered;
-                        check.detail = Some(format!(
-                            "sha256 {sha} ({} bytes), recorded {} ({} bytes)",
-                            item.size, item.sha256, item.size
-                        ));
-                    }
-                }
-            }
-            Ok::<_, Error>(check)
-        }
+        check_item(store, case_id, run_id, item, version)
     }))
     .buffered(CONCURRENT_HASHES)
     .collect::<Vec<_>>()
@@ -455,55 +365,7 @@ pub async fn verify_run(store: &Store, case_id: &str, run_id: &str) -> Result<Ve
     .collect::<Result<_>>()?;
 
     // Anything else under the run is unlisted.
-    let recorded: HashMap<&str, Option<&str>> = items_in_manifest
-        .iter()
-        .map(|i| {
-            (
-                i.path.as_str(),
-                if is_s3 {
-                    i.s3.as_ref().and_then(|s| s.version_id.as_deref())
-                } else {
-                    None
-                },
-            )
-        })
-        .collect();
-    for l in &listed {
-        let Some(path) = l.key.strip_prefix(&run_prefix) else {
-            continue;
-        };
-        let detail = if l.delete_marker {
-            Some(if recorded.contains_key(path) {
-                "a delete marker hides this listed item (its recorded version is checked above)"
-                    .to_string()
-            } else {
-                "a delete marker".to_string()
-            })
-        } else if let Some(rec) = recorded.get(path) {
-            match (rec, &l.version_id) {
-                (Some(rec), Some(v)) if rec != v => Some(format!(
-                    "another version of a listed item (recorded version {rec})"
-                )),
-                _ => None,
-            }
-        } else if path == MANIFEST_NAME || path == SUMS_NAME {
-            (!l.is_latest).then(|| format!("an earlier version of {path}: it was rewritten"))
-        } else {
-            Some("not in the manifest".to_string())
-        };
-        if let Some(detail) = detail {
-            items.push(ItemCheck {
-                path: path.to_string(),
-                status: ItemStatus::Unlisted,
-                expected_sha256: None,
-                actual_sha256: None,
-                expected_size: None,
-                actual_size: (!l.delete_marker).then_some(l.size),
-                version_id: l.version_id.clone(),
-                detail: Some(detail),
-            });
-        }
-    }
+    items.extend(unlisted(&listed, &run_prefix, items_in_manifest, is_s3));
 
     let sums_problems = match (&manifest, manifest_sha256) {
         (Some(m), Some(md)) => check_sums(store, &key(SUMS_NAME), m, md).await?,
@@ -596,6 +458,179 @@ async fn check_sums(
         problems.push("it is not in the form irr writes (order or spacing changed)".into());
     }
     Ok(problems)
+}
+
+/// The manifest's own checks: its format, the run it names, its canonical form, no item
+/// listed twice. `None` when it cannot be read at all.
+fn check_manifest(
+    bytes: &[u8],
+    case_id: &str,
+    run_id: &str,
+    manifest_problems: &mut Vec<String>,
+) -> Option<Manifest> {
+    match Manifest::from_slice(bytes) {
+        Ok(m) => {
+            if m.format != MANIFEST_FORMAT {
+                manifest_problems.push(format!(
+                    "format is {:?}, expected {MANIFEST_FORMAT:?}",
+                    m.format
+                ));
+            }
+            if m.case_id != case_id || m.run_id != run_id {
+                manifest_problems.push(format!(
+                    "it names case {:?} run {:?}, but it is stored as case {case_id:?} run {run_id:?}",
+                    m.case_id, m.run_id
+                ));
+            }
+            if !Manifest::is_canonical(bytes) {
+                manifest_problems.push(
+                    "it is not in canonical form (it was edited or re-serialised)".to_string(),
+                );
+            }
+            let mut seen = HashSet::new();
+            for i in &m.items {
+                if !seen.insert(i.path.as_str()) {
+                    manifest_problems.push(format!("item {} is listed twice", i.path));
+                }
+            }
+            Some(m)
+        }
+        Err(e) => {
+            manifest_problems.push(format!("manifest.json is unreadable: {e}"));
+            None
+        }
+    }
+}
+
+/// Re-hashes one item of the manifest (its recorded version on S3), reading at most its
+/// recorded size and one byte more.
+async fn check_item(
+    store: &Store,
+    case_id: &str,
+    run_id: &str,
+    item: &ManifestItem,
+    version: Option<String>,
+) -> Result<ItemCheck> {
+    let mut check = ItemCheck {
+        path: item.path.clone(),
+        status: ItemStatus::Ok,
+        expected_sha256: Some(item.sha256),
+        actual_sha256: None,
+        expected_size: Some(item.size),
+        actual_size: None,
+        version_id: version.clone(),
+        detail: None,
+    };
+    if check_item_path(&item.path).is_err() {
+        check.status = ItemStatus::Altered;
+        check.detail = Some("the manifest lists a path that irr never writes".into());
+        return Ok(check);
+    }
+    match store
+        .check_object(
+            &format!("{case_id}/{run_id}/{}", item.path),
+            version.as_deref(),
+            item.size,
+        )
+        .await?
+    {
+        Found::Missing => {
+            check.status = ItemStatus::Missing;
+            check.detail = Some(match &version {
+                Some(v) => format!("version {v} not found"),
+                None => "not found".into(),
+            });
+        }
+        Found::NotAFile(what) => {
+            check.status = ItemStatus::Altered;
+            check.detail = Some(format!(
+                "{what} is in place of the item (not followed, not read)"
+            ));
+        }
+        Found::OtherSize { size, at_least } => {
+            check.status = ItemStatus::Altered;
+            check.actual_size = Some(size);
+            let more = if at_least { "more than " } else { "" };
+            check.detail = Some(format!(
+                "{more}{} bytes, recorded {} bytes (not hashed)",
+                if at_least { item.size } else { size },
+                item.size
+            ));
+        }
+        Found::Hashed(sha) => {
+            check.actual_sha256 = Some(sha);
+            check.actual_size = Some(item.size);
+            if sha != item.sha256 {
+                check.status = ItemStatus::Altered;
+                check.detail = Some(format!(
+                    "sha256 {sha} ({} bytes), recorded {} ({} bytes)",
+                    item.size, item.sha256, item.size
+                ));
+            }
+        }
+    }
+    Ok::<_, Error>(check)
+}
+
+/// What is stored under the run besides the manifest's items (their recorded versions):
+/// other objects, other versions, delete markers, earlier versions of the manifest or sums.
+fn unlisted(
+    listed: &[Listed],
+    run_prefix: &str,
+    items_in_manifest: &[ManifestItem],
+    is_s3: bool,
+) -> Vec<ItemCheck> {
+    let mut out = Vec::new();
+    let recorded: HashMap<&str, Option<&str>> = items_in_manifest
+        .iter()
+        .map(|i| {
+            (
+                i.path.as_str(),
+                if is_s3 {
+                    i.s3.as_ref().and_then(|s| s.version_id.as_deref())
+                } else {
+                    None
+                },
+            )
+        })
+        .collect();
+    for l in listed {
+        let Some(path) = l.key.strip_prefix(run_prefix) else {
+            continue;
+        };
+        let detail = if l.delete_marker {
+            Some(if recorded.contains_key(path) {
+                "a delete marker hides this listed item (its recorded version is checked above)"
+                    .to_string()
+            } else {
+                "a delete marker".to_string()
+            })
+        } else if let Some(rec) = recorded.get(path) {
+            match (rec, &l.version_id) {
+                (Some(rec), Some(v)) if rec != v => Some(format!(
+                    "another version of a listed item (recorded version {rec})"
+                )),
+                _ => None,
+            }
+        } else if path == MANIFEST_NAME || path == SUMS_NAME {
+            (!l.is_latest).then(|| format!("an earlier version of {path}: it was rewritten"))
+        } else {
+            Some("not in the manifest".to_string())
+        };
+        if let Some(detail) = detail {
+            out.push(ItemCheck {
+                path: path.to_string(),
+                status: ItemStatus::Unlisted,
+                expected_sha256: None,
+                actual_sha256: None,
+                expected_size: None,
+                actual_size: (!l.delete_marker).then_some(l.size),
+                version_id: l.version_id.clone(),
+                detail: Some(detail),
+            });
+        }
+    }
+    out
 }
 
 async fn check_chain(store: &Store, case_id: &str) -> Result<ChainCheck> {
@@ -700,6 +735,27 @@ async fn check_chain(store: &Store, case_id: &str) -> Result<ChainCheck> {
         }
     }
 
+    let runs = chain_runs(&sealed, &hidden);
+    Ok(ChainCheck {
+        status: if problems.is_empty() {
+            Status::Ok
+        } else {
+            Status::Mismatch
+        },
+        runs,
+        problems,
+    })
+}
+
+/// The runs of the case, sealed and removed, in the order they were sealed.
+fn chain_runs(sealed: &[CaseRun], hidden: &[CaseRun]) -> Vec<ChainRun> {
+    let sealed_at = |r: &CaseRun| r.manifest.as_ref().ok().map(|m| m.sealed_at);
+    let previous = |r: &CaseRun| {
+        r.manifest
+            .as_ref()
+            .ok()
+            .and_then(|m| m.previous_manifest_sha256)
+    };
     let mut runs: Vec<ChainRun> = sealed
         .iter()
         .map(|r| (r, false))
@@ -713,13 +769,5 @@ async fn check_chain(store: &Store, case_id: &str) -> Result<ChainCheck> {
         })
         .collect();
     runs.sort_by(|a, b| (a.sealed_at, &a.run_id).cmp(&(b.sealed_at, &b.run_id)));
-    Ok(ChainCheck {
-        status: if problems.is_empty() {
-            Status::Ok
-        } else {
-            Status::Mismatch
-        },
-        runs,
-        problems,
-    })
+    runs
 }

@@ -308,19 +308,7 @@ pub fn run(cli: Cli) -> Exit {
             assume_role,
             input,
             evidence_owner,
-        } => {
-            let opts = aws_options(g, assume_role);
-            block_on(crate::run::resume(
-                &run_id,
-                &g.state_dir,
-                yes,
-                g.output == Output::Json,
-                opts,
-                &input,
-                evidence_owner,
-            ))
-            .exit
-        }
+        } => resume_cmd(&run_id, yes, assume_role, &input, evidence_owner, g),
         Command::Evidence {
             command:
                 EvidenceCommand::Verify {
@@ -358,36 +346,69 @@ pub fn run(cli: Cli) -> Exit {
             junit,
             emulator,
             chaos,
-        } => {
-            let src = match read_source(&file) {
-                Ok(s) => s,
-                Err(d) => {
-                    report_problems(&[d], &[], g.output);
-                    return exit_codes::INVALID;
-                }
-            };
-            let playbook = match validate::validate(&src) {
-                Ok(p) => p,
-                Err(problems) => {
-                    report_problems(&problems, std::slice::from_ref(&src), g.output);
-                    return exit_codes::INVALID;
-                }
-            };
-            let req = crate::gameday::GamedayRequest {
-                playbook_path: file,
-                playbook,
-                scenario_path: scenario,
-                aws: aws_options(g, None),
-                account_id,
-                emulator,
-                state_dir: g.state_dir.clone(),
-                json: g.output == Output::Json,
-                junit,
-                chaos,
-            };
-            block_on(crate::gameday::gameday(req))
-        }
+        } => gameday_cmd(file, scenario, account_id, junit, emulator, chaos, g),
     }
+}
+
+/// `irr resume`: goes on with an interrupted run.
+fn resume_cmd(
+    run_id: &str,
+    yes: bool,
+    assume_role: Option<String>,
+    input: &[String],
+    evidence_owner: Option<String>,
+    g: &GlobalArgs,
+) -> Exit {
+    let opts = aws_options(g, assume_role);
+    block_on(crate::run::resume(
+        run_id,
+        &g.state_dir,
+        yes,
+        g.output == Output::Json,
+        opts,
+        input,
+        evidence_owner,
+    ))
+    .exit
+}
+
+/// `irr gameday`: validates the playbook, then runs the drill.
+fn gameday_cmd(
+    file: PathBuf,
+    scenario: Option<PathBuf>,
+    account_id: Option<String>,
+    junit: Option<PathBuf>,
+    emulator: Option<crate::emulator::EmulatorKind>,
+    chaos: Option<PathBuf>,
+    g: &GlobalArgs,
+) -> Exit {
+    let src = match read_source(&file) {
+        Ok(s) => s,
+        Err(d) => {
+            report_problems(&[d], &[], g.output);
+            return exit_codes::INVALID;
+        }
+    };
+    let playbook = match validate::validate(&src) {
+        Ok(p) => p,
+        Err(problems) => {
+            report_problems(&problems, std::slice::from_ref(&src), g.output);
+            return exit_codes::INVALID;
+        }
+    };
+    let req = crate::gameday::GamedayRequest {
+        playbook_path: file,
+        playbook,
+        scenario_path: scenario,
+        aws: aws_options(g, None),
+        account_id,
+        emulator,
+        state_dir: g.state_dir.clone(),
+        json: g.output == Output::Json,
+        junit,
+        chaos,
+    };
+    block_on(crate::gameday::gameday(req))
 }
 
 fn aws_options(g: &GlobalArgs, assume_role: Option<String>) -> crate::aws::AwsOptions {

@@ -440,6 +440,55 @@ pub async fn compromised_instance_on(
         .remove(0)
 }
 
+/// A role EC2 may assume, in a new instance profile; returns the profile's name.
+async fn web_instance_profile(iam: &aws_sdk_iam::Client) -> String {
+    let role = unique("web-role");
+    iam.create_role()
+        .role_name(&role)
+        .assume_role_policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    let profile = unique("web-profile");
+    iam.create_instance_profile()
+        .instance_profile_name(&profile)
+        .send()
+        .await
+        .unwrap();
+    iam.add_role_to_instance_profile()
+        .instance_profile_name(&profile)
+        .role_name(&role)
+        .send()
+        .await
+        .unwrap();
+    profile
+}
+
+/// Puts every interface of the instances in `group` (alone).
+async fn put_group_on_interfaces(ec2: &aws_sdk_ec2::Client, ids: &[String], group: &str) {
+    let enis = ec2
+        .describe_network_interfaces()
+        .filters(
+            Filter::builder()
+                .name("attachment.instance-id")
+                .set_values(Some(ids.to_vec()))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    for eni in enis.network_interfaces() {
+        ec2.modify_network_interface_attribute()
+            .network_interface_id(eni.network_interface_id().unwrap())
+            .groups(group)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
 /// `n` compromised instances, launched with the instance profile or without.
 pub async fn compromised_instances_with(
     ec2: &aws_sdk_ec2::Client,
@@ -478,27 +527,7 @@ pub async fn compromised_instances_with(
         .unwrap()
         .group_id
         .unwrap();
-    let role = unique("web-role");
-    iam.create_role()
-        .role_name(&role)
-        .assume_role_policy_document(
-            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
-        )
-        .send()
-        .await
-        .unwrap();
-    let profile = unique("web-profile");
-    iam.create_instance_profile()
-        .instance_profile_name(&profile)
-        .send()
-        .await
-        .unwrap();
-    iam.add_role_to_instance_profile()
-        .instance_profile_name(&profile)
-        .role_name(&role)
-        .send()
-        .await
-        .unwrap();
+    let profile = web_instance_profile(iam).await;
     let run = ec2
         .run_instances()
         .image_id("ami-12c6146b")
@@ -542,25 +571,7 @@ pub async fn compromised_instances_with(
         .filter_map(|i| i.instance_id().map(str::to_owned))
         .collect();
     assert_eq!(ids.len(), n as usize);
-    let enis = ec2
-        .describe_network_interfaces()
-        .filters(
-            Filter::builder()
-                .name("attachment.instance-id")
-                .set_values(Some(ids.clone()))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    for eni in enis.network_interfaces() {
-        ec2.modify_network_interface_attribute()
-            .network_interface_id(eni.network_interface_id().unwrap())
-            .groups(&open_group)
-            .send()
-            .await
-            .unwrap();
-    }
+    put_group_on_interfaces(ec2, &ids, &open_group).await;
     let vols = ec2
         .describe_volumes()
         .filters(
@@ -765,6 +776,67 @@ pub async fn sdk_config_for(endpoint: &str, key: (&str, &str)) -> aws_config::Sd
         ))
         .load()
         .await
+}
+
+/// A private emulator enforcing IAM, and an SDK configuration for an admin user on it (allowed
+/// everything). moto checks no request until its first three (`INITIAL_NO_AUTH_ACTION_COUNT`):
+/// creating the admin, its policy and its key.
+pub async fn iam_enforcing_emulator() -> (PrivateEmulator, aws_config::SdkConfig) {
+    let emu = PrivateEmulator::start(&[("INITIAL_NO_AUTH_ACTION_COUNT", "3")]);
+    let boot =
+        aws_sdk_iam::Client::new(&sdk_config_for(&emu.endpoint(), ("testing", "testing")).await);
+    boot.create_user().user_name("admin").send().await.unwrap();
+    boot.put_user_policy()
+        .user_name("admin")
+        .policy_name("everything")
+        .policy_document(
+            serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let key = boot
+        .create_access_key()
+        .user_name("admin")
+        .send()
+        .await
+        .unwrap()
+        .access_key
+        .unwrap();
+    let conf = sdk_config_for(
+        &emu.endpoint(),
+        (&key.access_key_id, &key.secret_access_key),
+    )
+    .await;
+    assert!(
+        boot.list_users().send().await.is_err(),
+        "moto does not enforce IAM"
+    );
+    (emu, conf)
+}
+
+/// A new IAM user whose only permissions are `doc` (a policy document); returns its access
+/// key.
+pub async fn iam_user_with(iam: &aws_sdk_iam::Client, doc: &serde_json::Value) -> (String, String) {
+    let name = unique("irr-runner");
+    iam.create_user().user_name(&name).send().await.unwrap();
+    iam.put_user_policy()
+        .user_name(&name)
+        .policy_name("irr")
+        .policy_document(doc.to_string())
+        .send()
+        .await
+        .unwrap();
+    let k = iam
+        .create_access_key()
+        .user_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .access_key
+        .unwrap();
+    (k.access_key_id, k.secret_access_key)
 }
 
 /// How a measured child process ended.

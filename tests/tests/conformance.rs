@@ -473,6 +473,39 @@ async fn exposed_bucket(s3: &aws_sdk_s3::Client) -> String {
 
 // ---- evidence in S3 with Object Lock ------------------------------------------------------
 
+/// Each version has a lock mode and is retained until a future date.
+async fn assert_every_version_locked(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    versions: &[aws_sdk_s3::types::ObjectVersion],
+) {
+    let now = aws_sdk_s3::primitives::DateTime::from(std::time::SystemTime::now());
+    // Each version's lock, as HeadObject reports it (x-amz-object-lock-mode and
+    // -retain-until-date): moto answers GetObjectRetention on some keys with the object's
+    // bytes instead of the retention XML (docs/emulator-notes.md).
+    for v in versions {
+        let h = s3
+            .head_object()
+            .bucket(bucket)
+            .key(v.key().unwrap())
+            .version_id(v.version_id().unwrap())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("head of {:?}: {e:?}", v.key()));
+        assert!(
+            h.object_lock_mode().is_some(),
+            "{:?} has a lock mode",
+            v.key()
+        );
+        assert!(
+            h.object_lock_retain_until_date()
+                .is_some_and(|d| d.secs() > now.secs()),
+            "{:?} locked until a future date",
+            v.key()
+        );
+    }
+}
+
 /// A run sealed into an Object Lock bucket: every object locked, deletion of a version
 /// refused, `irr evidence verify` passes; then an altered artifact (a new version over it)
 /// and an added object are each caught and named (exit 3).
@@ -538,31 +571,7 @@ async fn evidence_in_s3_with_object_lock(kind: EmulatorKind) {
         versions.len() >= 3,
         "manifest, SHA256SUMS, items: {versions:?}"
     );
-    let now = aws_sdk_s3::primitives::DateTime::from(std::time::SystemTime::now());
-    // Each version's lock, as HeadObject reports it (x-amz-object-lock-mode and
-    // -retain-until-date): moto answers GetObjectRetention on some keys with the object's
-    // bytes instead of the retention XML (docs/emulator-notes.md).
-    for v in versions {
-        let h = s3
-            .head_object()
-            .bucket(&evidence_bucket)
-            .key(v.key().unwrap())
-            .version_id(v.version_id().unwrap())
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("head of {:?}: {e:?}", v.key()));
-        assert!(
-            h.object_lock_mode().is_some(),
-            "{:?} has a lock mode",
-            v.key()
-        );
-        assert!(
-            h.object_lock_retain_until_date()
-                .is_some_and(|d| d.secs() > now.secs()),
-            "{:?} locked until a future date",
-            v.key()
-        );
-    }
+    assert_every_version_locked(&s3, &evidence_bucket, versions).await;
     // Deleting a locked version is refused.
     let manifest_key = format!("{prefix}manifest.json");
     let mv = versions

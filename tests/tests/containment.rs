@@ -61,29 +61,7 @@ async fn compromised_instance(conf: &aws_config::SdkConfig) -> Compromised {
         .subnet_id()
         .unwrap()
         .to_owned();
-    let open = ec2
-        .create_security_group()
-        .vpc_id(&vpc_id)
-        .group_name(unique("open"))
-        .description("wide-open")
-        .send()
-        .await
-        .unwrap()
-        .group_id()
-        .unwrap()
-        .to_owned();
-    ec2.authorize_security_group_ingress()
-        .group_id(&open)
-        .ip_permissions(
-            IpPermission::builder()
-                .ip_protocol("-1")
-                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
-                .ipv6_ranges(Ipv6Range::builder().cidr_ipv6("::/0").build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let open = open_group(&ec2, &vpc_id).await;
     let web = ec2
         .create_security_group()
         .vpc_id(&vpc_id)
@@ -96,34 +74,7 @@ async fn compromised_instance(conf: &aws_config::SdkConfig) -> Compromised {
         .unwrap()
         .to_owned();
 
-    let role = unique("app-role");
-    iam.create_role()
-        .role_name(&role)
-        .assume_role_policy_document(
-            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-                "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let profile_name = unique("app-profile");
-    let profile_arn = iam
-        .create_instance_profile()
-        .instance_profile_name(&profile_name)
-        .send()
-        .await
-        .unwrap()
-        .instance_profile()
-        .unwrap()
-        .arn()
-        .to_owned();
-    iam.add_role_to_instance_profile()
-        .instance_profile_name(&profile_name)
-        .role_name(&role)
-        .send()
-        .await
-        .unwrap();
+    let profile_arn = app_profile(&iam).await;
 
     // Launched with NetworkInterfaces (not SecurityGroupIds): moto then keeps groups per
     // interface, as AWS does (docs/emulator-notes.md).
@@ -180,26 +131,7 @@ async fn compromised_instance(conf: &aws_config::SdkConfig) -> Compromised {
         .collect();
     assert_eq!(volumes.len(), 2, "root and one extra volume");
 
-    let eni1 = ec2
-        .create_network_interface()
-        .subnet_id(&subnet_id)
-        .groups(&open)
-        .groups(&web)
-        .send()
-        .await
-        .unwrap()
-        .network_interface()
-        .unwrap()
-        .network_interface_id()
-        .unwrap()
-        .to_owned();
-    ec2.attach_network_interface()
-        .network_interface_id(&eni1)
-        .instance_id(&instance_id)
-        .device_index(1)
-        .send()
-        .await
-        .unwrap();
+    let eni1 = attach_second_interface(&ec2, &subnet_id, &instance_id, [&open, &web]).await;
     let groups = eni_groups(&ec2, &instance_id).await;
     assert_eq!(groups.len(), 2, "two network interfaces");
     assert_eq!(groups[&eni1], vec![open.clone(), web.clone()]);
@@ -210,6 +142,97 @@ async fn compromised_instance(conf: &aws_config::SdkConfig) -> Compromised {
         volumes,
         profile_arn,
     }
+}
+
+/// A security group in the VPC open to the world (IPv4 and IPv6) on every port.
+async fn open_group(ec2: &aws_sdk_ec2::Client, vpc_id: &str) -> String {
+    let open = ec2
+        .create_security_group()
+        .vpc_id(vpc_id)
+        .group_name(unique("open"))
+        .description("wide-open")
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_owned();
+    ec2.authorize_security_group_ingress()
+        .group_id(&open)
+        .ip_permissions(
+            IpPermission::builder()
+                .ip_protocol("-1")
+                .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                .ipv6_ranges(Ipv6Range::builder().cidr_ipv6("::/0").build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    open
+}
+
+/// A role for EC2 in a new instance profile; returns the profile's ARN.
+async fn app_profile(iam: &aws_sdk_iam::Client) -> String {
+    let role = unique("app-role");
+    iam.create_role()
+        .role_name(&role)
+        .assume_role_policy_document(
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let profile_name = unique("app-profile");
+    let profile_arn = iam
+        .create_instance_profile()
+        .instance_profile_name(&profile_name)
+        .send()
+        .await
+        .unwrap()
+        .instance_profile()
+        .unwrap()
+        .arn()
+        .to_owned();
+    iam.add_role_to_instance_profile()
+        .instance_profile_name(&profile_name)
+        .role_name(&role)
+        .send()
+        .await
+        .unwrap();
+    profile_arn
+}
+
+/// A second interface in the subnet with both groups, attached to the instance after launch.
+async fn attach_second_interface(
+    ec2: &aws_sdk_ec2::Client,
+    subnet_id: &str,
+    instance_id: &str,
+    groups: [&str; 2],
+) -> String {
+    let eni1 = ec2
+        .create_network_interface()
+        .subnet_id(subnet_id)
+        .groups(groups[0])
+        .groups(groups[1])
+        .send()
+        .await
+        .unwrap()
+        .network_interface()
+        .unwrap()
+        .network_interface_id()
+        .unwrap()
+        .to_owned();
+    ec2.attach_network_interface()
+        .network_interface_id(&eni1)
+        .instance_id(instance_id)
+        .device_index(1)
+        .send()
+        .await
+        .unwrap();
+    eni1
 }
 
 /// Interface id -> group ids, as AWS shows them now.

@@ -41,24 +41,26 @@ async fn leaked_user(iam: &aws_sdk_iam::Client) -> (String, String, String) {
     )
 }
 
-#[tokio::test]
-async fn leaked_access_key_is_contained() {
-    let conf = sdk_config().await;
-    let iam = aws_sdk_iam::Client::new(&conf);
-    let (user, key_id, secret) = leaked_user(&iam).await;
-    let case = unique("case");
-    let rec = MemoryRecorder::new();
-
+/// `iam.capture_principal` records the user's keys, policies (decoded) and groups, and never
+/// the key's secret.
+async fn captures_the_leaked_user(
+    conf: &aws_config::SdkConfig,
+    case: &str,
+    rec: &std::sync::Arc<MemoryRecorder>,
+    user: &str,
+    key_id: &str,
+    secret: &str,
+) {
     let out = actions::dispatch(
         "iam.capture_principal",
-        &action_ctx(&conf, &case, "capture", false, rec.clone()),
+        &action_ctx(conf, case, "capture", false, rec.clone()),
         json!({"user_name": user}),
     )
     .await
     .unwrap();
     assert_eq!(out.outputs["artifacts"].as_array().unwrap().len(), 4);
     let keys = rec.artifact_json("access-keys.json").unwrap();
-    assert_eq!(keys["access_keys"][0]["access_key_id"], key_id.as_str());
+    assert_eq!(keys["access_keys"][0]["access_key_id"], key_id);
     assert_eq!(keys["access_keys"][0]["status"], "Active");
     assert!(keys["access_keys"][0].get("last_used").is_some());
     let policies = rec.artifact_json("policies.json").unwrap();
@@ -70,11 +72,22 @@ async fn leaked_access_key_is_contained() {
     assert_eq!(groups["groups"].as_array().unwrap().len(), 1);
     for a in rec.artifacts() {
         assert!(
-            !String::from_utf8_lossy(&a.content).contains(&secret),
+            !String::from_utf8_lossy(&a.content).contains(secret),
             "secret in {}",
             a.name
         );
     }
+}
+
+#[tokio::test]
+async fn leaked_access_key_is_contained() {
+    let conf = sdk_config().await;
+    let iam = aws_sdk_iam::Client::new(&conf);
+    let (user, key_id, secret) = leaked_user(&iam).await;
+    let case = unique("case");
+    let rec = MemoryRecorder::new();
+
+    captures_the_leaked_user(&conf, &case, &rec, &user, &key_id, &secret).await;
 
     // Dry run first: nothing changes.
     let dry = actions::dispatch(

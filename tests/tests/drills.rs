@@ -73,6 +73,29 @@ fn xmllint_validates(xml: &Path) {
     );
 }
 
+/// Appends a byte to one artifact of a local evidence folder (made writable first).
+fn tamper_an_artifact(copy: &str) {
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(Path::new(copy).join("manifest.json")).unwrap())
+            .unwrap();
+    let victim = manifest["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["path"].as_str().unwrap())
+        .find(|p| p.starts_with("artifacts/"))
+        .unwrap()
+        .to_owned();
+    let f = Path::new(copy).join(&victim);
+    let mut perm = std::fs::metadata(&f).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perm.set_readonly(false);
+    std::fs::set_permissions(&f, perm).unwrap();
+    let mut bytes = std::fs::read(&f).unwrap();
+    bytes.extend_from_slice(b" ");
+    std::fs::write(&f, bytes).unwrap();
+}
+
 #[test]
 fn a_finished_drill_is_reviewable_after_its_emulator_is_gone() {
     let state = tempfile::tempdir().unwrap();
@@ -148,25 +171,7 @@ fn a_finished_drill_is_reviewable_after_its_emulator_is_gone() {
     let v = irr_bare(&["evidence", "verify", &copy], home.path());
     assert_eq!(v.status.code(), Some(0), "{}", text(&v));
     // Tampered: exit 3, from both.
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(Path::new(&copy).join("manifest.json")).unwrap())
-            .unwrap();
-    let victim = manifest["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["path"].as_str().unwrap())
-        .find(|p| p.starts_with("artifacts/"))
-        .unwrap()
-        .to_owned();
-    let f = Path::new(&copy).join(&victim);
-    let mut perm = std::fs::metadata(&f).unwrap().permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perm.set_readonly(false);
-    std::fs::set_permissions(&f, perm).unwrap();
-    let mut bytes = std::fs::read(&f).unwrap();
-    bytes.extend_from_slice(b" ");
-    std::fs::write(&f, bytes).unwrap();
+    tamper_an_artifact(&copy);
     let v = irr_bare(&["evidence", "verify", &copy], home.path());
     assert_eq!(v.status.code(), Some(3), "{}", text(&v));
     assert!(String::from_utf8_lossy(&v.stdout).contains("ALTERED"));

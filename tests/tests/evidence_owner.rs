@@ -434,6 +434,104 @@ async fn every_request_the_store_makes_names_the_owner() {
     assert_all_carry(&seen, &owner);
 }
 
+/// irr's refusal of a bucket another account owns: one line, naming the bucket, the account,
+/// S3's answer and the flag, and saying that nothing was changed.
+fn assert_one_line_refusal(out: &Output, bucket: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    let line = lines[0];
+    eprintln!("irr said: {line}");
+    for part in [
+        format!("evidence bucket {bucket} is not owned by account {OTHER_ACCOUNT}"),
+        "403 AccessDenied".to_owned(),
+        "--evidence-owner".to_owned(),
+        "nothing was changed".to_owned(),
+    ] {
+        assert!(line.contains(&part), "{part:?} missing from: {line}");
+    }
+    assert!(
+        !line.contains("Error {") && !line.contains("DispatchFailure"),
+        "{line}"
+    );
+}
+
+/// Nothing written anywhere: not to the evidence bucket, not to the exposed bucket, no run.
+async fn assert_nothing_written(bucket: &str, victim: &str, state: &Path) {
+    // Nothing written anywhere.
+    assert_eq!(everything_in(bucket).await, Vec::<String>::new());
+    let pab = s3()
+        .await
+        .get_public_access_block()
+        .bucket(victim)
+        .send()
+        .await;
+    assert!(pab.is_err(), "the exposed bucket was not touched: {pab:?}");
+    let runs = state.join("runs");
+    assert!(
+        !runs.exists() || std::fs::read_dir(&runs).unwrap().next().is_none(),
+        "no run was started"
+    );
+}
+
+/// Reading a sealed run back as if it were another account's: verify and report refuse,
+/// exit 5 / unverifiable, with the same one line.
+async fn reading_as_another_account_is_refused(
+    location: &str,
+    run_id: &str,
+    state: &Path,
+    proxy_url: &str,
+) {
+    // Reading it back as if it were another account's: verify and report refuse, exit 5 /
+    // unverifiable, with the same one line.
+    let verify = irr(
+        vec![
+            "evidence".into(),
+            "verify".into(),
+            location.to_owned(),
+            "--evidence-owner".into(),
+            OTHER_ACCOUNT.into(),
+        ],
+        state,
+        proxy_url,
+    )
+    .await;
+    assert_eq!(verify.status.code(), Some(5), "{}", output_text(&verify));
+    let v = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        v.contains(&format!("is not owned by account {OTHER_ACCOUNT}"))
+            && v.contains("--evidence-owner"),
+        "{v}"
+    );
+    let report = irr(
+        vec![
+            "report".into(),
+            run_id.to_owned(),
+            "--format".into(),
+            "json".into(),
+            "--evidence-owner".into(),
+            OTHER_ACCOUNT.into(),
+        ],
+        state,
+        proxy_url,
+    )
+    .await;
+    let r: serde_json::Value = serde_json::from_slice(&report.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", output_text(&report)));
+    assert_eq!(
+        r["evidence"]["status"], "unverifiable",
+        "{:#}",
+        r["evidence"]
+    );
+    assert!(
+        r["evidence"]["verify_error"]
+            .as_str()
+            .is_some_and(|e| e.contains(&format!("is not owned by account {OTHER_ACCOUNT}"))),
+        "{:#}",
+        r["evidence"]
+    );
+}
+
 /// `--evidence-owner` naming another account than the bucket's: S3 (here the proxy's check,
 /// moto does not make it) refuses the first request, irr says so in one line and how to fix
 /// it, exits 2, and nothing is written: not to the bucket, not to the exposed bucket, not even
@@ -467,37 +565,8 @@ async fn a_bucket_of_another_account_than_expected_is_refused_and_nothing_is_wri
     )
     .await;
     assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one line: {stderr}");
-    let line = lines[0];
-    eprintln!("irr said: {line}");
-    for part in [
-        format!("evidence bucket {bucket} is not owned by account {OTHER_ACCOUNT}"),
-        "403 AccessDenied".to_owned(),
-        "--evidence-owner".to_owned(),
-        "nothing was changed".to_owned(),
-    ] {
-        assert!(line.contains(&part), "{part:?} missing from: {line}");
-    }
-    assert!(
-        !line.contains("Error {") && !line.contains("DispatchFailure"),
-        "{line}"
-    );
-    // Nothing written anywhere.
-    assert_eq!(everything_in(&bucket).await, Vec::<String>::new());
-    let pab = s3()
-        .await
-        .get_public_access_block()
-        .bucket(&victim)
-        .send()
-        .await;
-    assert!(pab.is_err(), "the exposed bucket was not touched: {pab:?}");
-    let runs = state.path().join("runs");
-    assert!(
-        !runs.exists() || std::fs::read_dir(&runs).unwrap().next().is_none(),
-        "no run was started"
-    );
+    assert_one_line_refusal(&out, &bucket);
+    assert_nothing_written(&bucket, &victim, state.path()).await;
     // The refusal came from the owner check, on irr's first request, which named the flag's
     // account.
     let seen = on_bucket(&proxy, &bucket);
@@ -554,54 +623,7 @@ async fn a_bucket_of_another_account_than_expected_is_refused_and_nothing_is_wri
             .any(|k| k.ends_with(&format!("{case}/{run_id}/manifest.json"))),
         "{stored:?}"
     );
-    // Reading it back as if it were another account's: verify and report refuse, exit 5 /
-    // unverifiable, with the same one line.
-    let verify = irr(
-        vec![
-            "evidence".into(),
-            "verify".into(),
-            location.clone(),
-            "--evidence-owner".into(),
-            OTHER_ACCOUNT.into(),
-        ],
-        state.path(),
-        proxy.url(),
-    )
-    .await;
-    assert_eq!(verify.status.code(), Some(5), "{}", output_text(&verify));
-    let v = String::from_utf8_lossy(&verify.stderr);
-    assert!(
-        v.contains(&format!("is not owned by account {OTHER_ACCOUNT}"))
-            && v.contains("--evidence-owner"),
-        "{v}"
-    );
-    let report = irr(
-        vec![
-            "report".into(),
-            run_id.clone(),
-            "--format".into(),
-            "json".into(),
-            "--evidence-owner".into(),
-            OTHER_ACCOUNT.into(),
-        ],
-        state.path(),
-        proxy.url(),
-    )
-    .await;
-    let r: serde_json::Value = serde_json::from_slice(&report.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", output_text(&report)));
-    assert_eq!(
-        r["evidence"]["status"], "unverifiable",
-        "{:#}",
-        r["evidence"]
-    );
-    assert!(
-        r["evidence"]["verify_error"]
-            .as_str()
-            .is_some_and(|e| e.contains(&format!("is not owned by account {OTHER_ACCOUNT}"))),
-        "{:#}",
-        r["evidence"]
-    );
+    reading_as_another_account_is_refused(&location, &run_id, state.path(), proxy.url()).await;
     // Without the flag, verify names the caller's account and passes the check.
     let verify = irr(
         vec!["evidence".into(), "verify".into(), location],

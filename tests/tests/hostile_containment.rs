@@ -23,39 +23,7 @@ struct World {
 
 impl World {
     async fn start() -> World {
-        // Exactly three unchecked requests: CreateUser, PutUserPolicy, CreateAccessKey.
-        let emu = PrivateEmulator::start(&[("INITIAL_NO_AUTH_ACTION_COUNT", "3")]);
-        let boot = aws_sdk_iam::Client::new(
-            &irr_tests::sdk_config_for(&emu.endpoint(), ("testing", "testing")).await,
-        );
-        boot.create_user().user_name("admin").send().await.unwrap();
-        boot.put_user_policy()
-            .user_name("admin")
-            .policy_name("everything")
-            .policy_document(
-                json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
-                    .to_string(),
-            )
-            .send()
-            .await
-            .unwrap();
-        let key = boot
-            .create_access_key()
-            .user_name("admin")
-            .send()
-            .await
-            .unwrap()
-            .access_key
-            .unwrap();
-        let conf = irr_tests::sdk_config_for(
-            &emu.endpoint(),
-            (&key.access_key_id, &key.secret_access_key),
-        )
-        .await;
-        assert!(
-            boot.list_users().send().await.is_err(),
-            "moto does not enforce IAM"
-        );
+        let (emu, conf) = irr_tests::iam_enforcing_emulator().await;
         World {
             ec2: aws_sdk_ec2::Client::new(&conf),
             iam: aws_sdk_iam::Client::new(&conf),
@@ -66,40 +34,12 @@ impl World {
 
     /// A new user whose only permissions are `doc`; returns its access key.
     async fn user_with(&self, doc: &Value) -> (String, String) {
-        let name = unique("irr-runner");
-        self.iam
-            .create_user()
-            .user_name(&name)
-            .send()
-            .await
-            .unwrap();
-        self.iam
-            .put_user_policy()
-            .user_name(&name)
-            .policy_name("irr")
-            .policy_document(doc.to_string())
-            .send()
-            .await
-            .unwrap();
-        let k = self
-            .iam
-            .create_access_key()
-            .user_name(&name)
-            .send()
-            .await
-            .unwrap()
-            .access_key
-            .unwrap();
-        (k.access_key_id, k.secret_access_key)
+        irr_tests::iam_user_with(&self.iam, doc).await
     }
 
     /// An instance launched by an Auto Scaling group of its own (in its own VPC, in a wide-open
     /// group); returns it and the group's name.
     async fn instance_in_group(&self) -> (CompromisedInstance, String) {
-        use aws_sdk_ec2::types::{
-            LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
-            LaunchTemplateInstanceNetworkInterfaceSpecificationRequest, RequestLaunchTemplateData,
-        };
         let ec2 = &self.ec2;
         let vpc_id = ec2
             .create_vpc()
@@ -132,39 +72,7 @@ impl World {
             .unwrap()
             .group_id
             .unwrap();
-        let lt = unique("web-lt");
-        ec2.create_launch_template()
-            .launch_template_name(&lt)
-            .launch_template_data(
-                RequestLaunchTemplateData::builder()
-                    .image_id("ami-12c6146b")
-                    .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
-                    // The group on the interface, not the instance: moto adds an instance's
-                    // launch-time `SecurityGroupIds` to every interface it describes, so no
-                    // ModifyNetworkInterfaceAttribute could ever take them off
-                    // (docs/emulator-notes.md).
-                    .network_interfaces(
-                        LaunchTemplateInstanceNetworkInterfaceSpecificationRequest::builder()
-                            .device_index(0)
-                            .groups(&open_group)
-                            .subnet_id(&subnet)
-                            .build(),
-                    )
-                    .block_device_mappings(
-                        LaunchTemplateBlockDeviceMappingRequest::builder()
-                            .device_name("/dev/sda1")
-                            .ebs(
-                                LaunchTemplateEbsBlockDeviceRequest::builder()
-                                    .volume_size(8)
-                                    .build(),
-                            )
-                            .build(),
-                    )
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        let lt = web_launch_template(ec2, &subnet, &open_group).await;
         let group = unique("web-asg");
         self.autoscaling
             .create_auto_scaling_group()
@@ -230,6 +138,49 @@ impl World {
     ) -> std::process::Output {
         irr_with(args, state, &self.emu.endpoint(), (&key.0, &key.1), env)
     }
+}
+
+/// A launch template for the group's instance: one interface in `subnet` and `open_group`,
+/// one 8 GiB volume; returns its name.
+async fn web_launch_template(ec2: &aws_sdk_ec2::Client, subnet: &str, open_group: &str) -> String {
+    use aws_sdk_ec2::types::{
+        LaunchTemplateBlockDeviceMappingRequest, LaunchTemplateEbsBlockDeviceRequest,
+        LaunchTemplateInstanceNetworkInterfaceSpecificationRequest, RequestLaunchTemplateData,
+    };
+    let lt = unique("web-lt");
+    ec2.create_launch_template()
+        .launch_template_name(&lt)
+        .launch_template_data(
+            RequestLaunchTemplateData::builder()
+                .image_id("ami-12c6146b")
+                .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
+                // The group on the interface, not the instance: moto adds an instance's
+                // launch-time `SecurityGroupIds` to every interface it describes, so no
+                // ModifyNetworkInterfaceAttribute could ever take them off
+                // (docs/emulator-notes.md).
+                .network_interfaces(
+                    LaunchTemplateInstanceNetworkInterfaceSpecificationRequest::builder()
+                        .device_index(0)
+                        .groups(open_group)
+                        .subnet_id(subnet)
+                        .build(),
+                )
+                .block_device_mappings(
+                    LaunchTemplateBlockDeviceMappingRequest::builder()
+                        .device_name("/dev/sda1")
+                        .ebs(
+                            LaunchTemplateEbsBlockDeviceRequest::builder()
+                                .volume_size(8)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    lt
 }
 
 /// `irr run FIXTURE --case CASE --input instance_id=ID --yes --evidence EV --output json`.

@@ -155,6 +155,102 @@ fn assert_clean(what: &str, out: &Output, secrets: &[&str]) {
     }
 }
 
+/// The plan, in text and JSON, masks both the secret input and the NoEcho literal, and shows
+/// the template-looking value as given.
+fn plans_mask_the_secrets(
+    pb_s: &str,
+    case: &str,
+    secret_pair: &str,
+    label: &str,
+    state: &std::path::Path,
+    all: &[&str],
+) {
+    for output in ["text", "json"] {
+        let plan = irr(
+            &[
+                "plan",
+                pb_s,
+                "--case",
+                case,
+                "--input",
+                secret_pair,
+                "--input",
+                label,
+                "--output",
+                output,
+            ],
+            state,
+            &[],
+        );
+        assert!(plan.status.success(), "{}", output_text(&plan));
+        assert_clean("irr plan", &plan, all);
+        assert!(
+            String::from_utf8_lossy(&plan.stdout).contains("***"),
+            "the plan shows the masked values: {}",
+            output_text(&plan)
+        );
+        // The template-looking value is shown as given, not rendered.
+        let text = String::from_utf8_lossy(&plan.stdout).replace("\\\"", "\"");
+        assert!(
+            text.contains(TEMPLATE_LOOKING),
+            "plan renders an input value: {}",
+            output_text(&plan)
+        );
+    }
+}
+
+/// Resume without the secret: refused, naming it and how to give it; nothing changed.
+fn resume_without_the_secret_is_refused(
+    run_id: &str,
+    run_dir: &std::path::Path,
+    state: &std::path::Path,
+) {
+    let journal_before = std::fs::read(run_dir.join("journal.jsonl")).unwrap();
+    let refused = irr(&["resume", run_id, "--yes"], state, &[]);
+    assert_eq!(refused.status.code(), Some(2), "{}", output_text(&refused));
+    let msg = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        msg.contains("db_password")
+            && msg.contains("IRR_INPUT_DB_PASSWORD")
+            && msg.contains("nothing was changed"),
+        "{}",
+        output_text(&refused)
+    );
+    assert_eq!(
+        std::fs::read(run_dir.join("journal.jsonl")).unwrap(),
+        journal_before,
+        "a refused resume wrote to the journal"
+    );
+}
+
+/// The stack is complete, Label verbatim, the NoEcho ones hidden (or, where the emulator shows
+/// them, exactly the values given).
+fn assert_stack_got_the_real_values(stack: &aws_sdk_cloudformation::types::Stack) {
+    assert_eq!(
+        stack.stack_status().map(|s| s.as_str()),
+        Some("CREATE_COMPLETE")
+    );
+    let param = |k: &str| {
+        stack
+            .parameters()
+            .iter()
+            .find(|p| p.parameter_key() == Some(k))
+            .and_then(|p| p.parameter_value())
+            .map(str::to_owned)
+    };
+    assert_eq!(param("Label").as_deref(), Some(TEMPLATE_LOOKING));
+    let pw = param("DbPassword").unwrap();
+    assert!(
+        pw == "****" || pw == SECRET,
+        "DbPassword reached AWS as {pw:?}"
+    );
+    let key = param("ApiKey").unwrap();
+    assert!(
+        key == "****" || key == NO_ECHO_LITERAL,
+        "ApiKey reached AWS as {key:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_inputs_and_no_echo_parameters_never_reach_disk_output_or_report() {
     let dir = tempfile::tempdir().unwrap();
@@ -170,38 +266,7 @@ async fn secret_inputs_and_no_echo_parameters_never_reach_disk_output_or_report(
     let all = [SECRET, NO_ECHO_LITERAL];
 
     // The plan masks both the secret input and the NoEcho literal.
-    for output in ["text", "json"] {
-        let plan = irr(
-            &[
-                "plan",
-                pb_s,
-                "--case",
-                &case,
-                "--input",
-                &secret_pair,
-                "--input",
-                &label,
-                "--output",
-                output,
-            ],
-            &state,
-            &[],
-        );
-        assert!(plan.status.success(), "{}", output_text(&plan));
-        assert_clean("irr plan", &plan, &all);
-        assert!(
-            String::from_utf8_lossy(&plan.stdout).contains("***"),
-            "the plan shows the masked values: {}",
-            output_text(&plan)
-        );
-        // The template-looking value is shown as given, not rendered.
-        let text = String::from_utf8_lossy(&plan.stdout).replace("\\\"", "\"");
-        assert!(
-            text.contains(TEMPLATE_LOOKING),
-            "plan renders an input value: {}",
-            output_text(&plan)
-        );
-    }
+    plans_mask_the_secrets(pb_s, &case, &secret_pair, &label, &state, &all);
 
     // The run, killed right after the first step finished (journal entry 4: run_started,
     // step_started, evidence_captured, step_finished).
@@ -240,22 +305,7 @@ async fn secret_inputs_and_no_echo_parameters_never_reach_disk_output_or_report(
     assert_eq!(record["secret_inputs"], serde_json::json!(["db_password"]));
 
     // Resume without the secret: refused, naming it and how to give it; nothing changed.
-    let journal_before = std::fs::read(run_dir.join("journal.jsonl")).unwrap();
-    let refused = irr(&["resume", &run_id, "--yes"], &state, &[]);
-    assert_eq!(refused.status.code(), Some(2), "{}", output_text(&refused));
-    let msg = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        msg.contains("db_password")
-            && msg.contains("IRR_INPUT_DB_PASSWORD")
-            && msg.contains("nothing was changed"),
-        "{}",
-        output_text(&refused)
-    );
-    assert_eq!(
-        std::fs::read(run_dir.join("journal.jsonl")).unwrap(),
-        journal_before,
-        "a refused resume wrote to the journal"
-    );
+    resume_without_the_secret_is_refused(&run_id, &run_dir, &state);
     let cfn = aws_sdk_cloudformation::Client::new(&irr_tests::sdk_config().await);
     let stack_name = format!("irr-secret-{case}").replace(['_', '.'], "-");
     let before = cfn.describe_stacks().stack_name(&stack_name).send().await;
@@ -285,29 +335,7 @@ async fn secret_inputs_and_no_echo_parameters_never_reach_disk_output_or_report(
         .await
         .unwrap();
     let stack = &stacks.stacks()[0];
-    assert_eq!(
-        stack.stack_status().map(|s| s.as_str()),
-        Some("CREATE_COMPLETE")
-    );
-    let param = |k: &str| {
-        stack
-            .parameters()
-            .iter()
-            .find(|p| p.parameter_key() == Some(k))
-            .and_then(|p| p.parameter_value())
-            .map(str::to_owned)
-    };
-    assert_eq!(param("Label").as_deref(), Some(TEMPLATE_LOOKING));
-    let pw = param("DbPassword").unwrap();
-    assert!(
-        pw == "****" || pw == SECRET,
-        "DbPassword reached AWS as {pw:?}"
-    );
-    let key = param("ApiKey").unwrap();
-    assert!(
-        key == "****" || key == NO_ECHO_LITERAL,
-        "ApiKey reached AWS as {key:?}"
-    );
+    assert_stack_got_the_real_values(stack);
     // The stack's outputs echo the secret back to irr (the emulator resolves the Ref).
     let echoed: Vec<String> = stack
         .outputs()

@@ -924,15 +924,7 @@ mod tests {
             Secrets::default(),
         )
         .unwrap();
-        let rec = RunRecorder {
-            sink,
-            staging: dir.path().join("evidence"),
-            evidence_location: String::new(),
-            evidence_owner: None,
-            calls: AtomicU64::new(0),
-            artifacts: Mutex::new(Vec::new()),
-            resources: Mutex::new(Vec::new()),
-        };
+        let rec = RunRecorder::open(sink, dir.path().join("evidence"), String::new(), None);
         let first = rec.stage("s", 1, "a.json", b"one", "test").unwrap();
         let again = rec.stage("s", 1, "a.json", b"two", "test").unwrap_err();
         assert!(again.to_string().contains("never overwritten"), "{again}");
