@@ -90,6 +90,40 @@ pub fn gaps_from_journal(journal: &Path) -> Vec<irr_forensics::Gap> {
         .unwrap_or_default()
 }
 
+/// The run's part of the manifest.
+fn run_info(playbook: &Playbook, record: &RunRecord) -> RunInfo {
+    RunInfo {
+        playbook: PlaybookRef {
+            name: playbook.metadata.name.clone(),
+            version: playbook.metadata.version.clone(),
+            sha256: playbook.sha256.clone(),
+        },
+        collector: Collector::this_host(
+            format!("irr {}", env!("CARGO_PKG_VERSION")),
+            Some(record.aws_principal.clone()).filter(|p| !p.is_empty()),
+        ),
+        started_at: Timestamp::parse(&record.started_at).unwrap_or_else(Timestamp::now),
+    }
+}
+
+/// The run's resources as the manifest's `aws_resources` (the step is the journal's, not the
+/// manifest's).
+fn manifest_resources(resources: &[AwsResource]) -> Vec<irr_forensics::AwsResource> {
+    resources
+        .iter()
+        .map(|r| {
+            let mut f = irr_forensics::AwsResource::new(r.kind.clone(), r.id.clone());
+            f.details = r
+                .details
+                .iter()
+                .filter(|(k, _)| *k != "step")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            f
+        })
+        .collect()
+}
+
 /// Seals a run: every staged artifact, then the journal, then manifest and SHA256SUMS.
 /// The manifest's `gaps` come from the journal's `gap_recorded` entries.
 #[allow(clippy::too_many_arguments)]
@@ -109,31 +143,8 @@ pub async fn seal(
         items: 0,
         error: Some(error),
     };
-    let info = RunInfo {
-        playbook: PlaybookRef {
-            name: playbook.metadata.name.clone(),
-            version: playbook.metadata.version.clone(),
-            sha256: playbook.sha256.clone(),
-        },
-        collector: Collector::this_host(
-            format!("irr {}", env!("CARGO_PKG_VERSION")),
-            Some(record.aws_principal.clone()).filter(|p| !p.is_empty()),
-        ),
-        started_at: Timestamp::parse(&record.started_at).unwrap_or_else(Timestamp::now),
-    };
-    let resources: Vec<irr_forensics::AwsResource> = resources
-        .iter()
-        .map(|r| {
-            let mut f = irr_forensics::AwsResource::new(r.kind.clone(), r.id.clone());
-            f.details = r
-                .details
-                .iter()
-                .filter(|(k, _)| *k != "step")
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            f
-        })
-        .collect();
+    let info = run_info(playbook, record);
+    let resources = manifest_resources(resources);
     // A seal interrupted by a crash may have stored some items already: adopt those whose
     // bytes are the staged ones, so the manifest lists them (the store never overwrites).
     let (adopted, conflicts) = match adopt_stored(&store, record, artifacts).await {

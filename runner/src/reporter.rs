@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use crate::events::{RunEvent, RunStatus, StepStatus};
+use crate::actions::Gap;
+use crate::events::{RunEvent, RunStatus, StepStatus, StepSummary};
 use crate::executor::Reporter;
 
 /// One JSON object per line on stdout.
@@ -64,6 +65,89 @@ impl Terminal {
     }
 }
 
+impl Terminal {
+    fn step_started(&self, step: &str, attempt: u32, item: Option<usize>) {
+        let key = match item {
+            Some(i) => format!("{step}[{i}]"),
+            None => step.to_owned(),
+        };
+        let what = if attempt > 1 {
+            format!("{key} (attempt {attempt})")
+        } else {
+            key.clone()
+        };
+        match &self.multi {
+            Some(m) => {
+                let bar = m.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("  {spinner} {msg} {elapsed}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.set_message(what);
+                bar.enable_steady_tick(Duration::from_millis(120));
+                let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(old) = bars.insert(key, bar) {
+                    old.finish_and_clear();
+                }
+            }
+            None => self.line(&format!("  started  {what}")),
+        }
+    }
+
+    fn step_finished(&self, s: &StepSummary) {
+        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
+        let keys: Vec<String> = bars
+            .keys()
+            .filter(|k| *k == &s.id || k.starts_with(&format!("{}[", s.id)))
+            .cloned()
+            .collect();
+        for k in keys {
+            if let Some(b) = bars.remove(&k) {
+                b.finish_and_clear();
+            }
+        }
+        drop(bars);
+        let mark = match s.status {
+            StepStatus::Succeeded => "ok      ",
+            StepStatus::Failed => "FAILED  ",
+            StepStatus::Skipped => "skipped ",
+        };
+        let why = s
+            .error
+            .as_deref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        self.line(&format!("  {mark} {}{why}", s.id));
+    }
+
+    fn run_finished(&self, run_id: &str, status: RunStatus, steps: &[StepSummary], gaps: &[Gap]) {
+        let n = |st: StepStatus| steps.iter().filter(|s| s.status == st).count();
+        let word = match status {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "FAILED",
+            RunStatus::Aborted => "ABORTED",
+        };
+        self.line(&format!(
+            "run {run_id} {word}: {} succeeded, {} failed, {} skipped",
+            n(StepStatus::Succeeded),
+            n(StepStatus::Failed),
+            n(StepStatus::Skipped)
+        ));
+        if !gaps.is_empty() {
+            self.line(&format!(
+                "  WARNING: {} gap(s) in the evidence (optional reads that failed; listed in the manifest's gaps):",
+                gaps.len()
+            ));
+            for g in gaps {
+                self.line(&format!("    - {}: {}: {}", g.step, g.what, g.error));
+            }
+        }
+        if status != RunStatus::Succeeded {
+            self.line(&format!("  the journal says exactly what was changed and what was not: STATE_DIR/runs/{run_id}/journal.jsonl"));
+        }
+    }
+}
+
 impl Reporter for Terminal {
     fn report(&self, event: &RunEvent) {
         match event {
@@ -94,33 +178,7 @@ impl Reporter for Terminal {
                 step,
                 attempt,
                 item,
-            } => {
-                let key = match item {
-                    Some(i) => format!("{step}[{i}]"),
-                    None => step.clone(),
-                };
-                let what = if *attempt > 1 {
-                    format!("{key} (attempt {attempt})")
-                } else {
-                    key.clone()
-                };
-                match &self.multi {
-                    Some(m) => {
-                        let bar = m.add(ProgressBar::new_spinner());
-                        bar.set_style(
-                            ProgressStyle::with_template("  {spinner} {msg} {elapsed}")
-                                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                        );
-                        bar.set_message(what);
-                        bar.enable_steady_tick(Duration::from_millis(120));
-                        let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
-                        if let Some(old) = bars.insert(key, bar) {
-                            old.finish_and_clear();
-                        }
-                    }
-                    None => self.line(&format!("  started  {what}")),
-                }
-            }
+            } => self.step_started(step, *attempt, *item),
             RunEvent::StepRetrying {
                 step,
                 attempt,
@@ -147,31 +205,7 @@ impl Reporter for Terminal {
                     outcome.error_message.as_deref().unwrap_or("")
                 ));
             }
-            RunEvent::StepFinished(s) => {
-                let mut bars = self.bars.lock().unwrap_or_else(|e| e.into_inner());
-                let keys: Vec<String> = bars
-                    .keys()
-                    .filter(|k| *k == &s.id || k.starts_with(&format!("{}[", s.id)))
-                    .cloned()
-                    .collect();
-                for k in keys {
-                    if let Some(b) = bars.remove(&k) {
-                        b.finish_and_clear();
-                    }
-                }
-                drop(bars);
-                let mark = match s.status {
-                    StepStatus::Succeeded => "ok      ",
-                    StepStatus::Failed => "FAILED  ",
-                    StepStatus::Skipped => "skipped ",
-                };
-                let why = s
-                    .error
-                    .as_deref()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default();
-                self.line(&format!("  {mark} {}{why}", s.id));
-            }
+            RunEvent::StepFinished(s) => self.step_finished(s),
             RunEvent::Note { message } => self.line(&format!("  note: {message}")),
             RunEvent::GapRecorded(g) => self.line(&format!(
                 "  WARNING  {}: {} not captured (the step goes on): {}",
@@ -193,32 +227,7 @@ impl Reporter for Terminal {
                 steps,
                 gaps,
                 ..
-            } => {
-                let n = |st: StepStatus| steps.iter().filter(|s| s.status == st).count();
-                let word = match status {
-                    RunStatus::Succeeded => "succeeded",
-                    RunStatus::Failed => "FAILED",
-                    RunStatus::Aborted => "ABORTED",
-                };
-                self.line(&format!(
-                    "run {run_id} {word}: {} succeeded, {} failed, {} skipped",
-                    n(StepStatus::Succeeded),
-                    n(StepStatus::Failed),
-                    n(StepStatus::Skipped)
-                ));
-                if !gaps.is_empty() {
-                    self.line(&format!(
-                        "  WARNING: {} gap(s) in the evidence (optional reads that failed; listed in the manifest's gaps):",
-                        gaps.len()
-                    ));
-                    for g in gaps {
-                        self.line(&format!("    - {}: {}: {}", g.step, g.what, g.error));
-                    }
-                }
-                if *status != RunStatus::Succeeded {
-                    self.line(&format!("  the journal says exactly what was changed and what was not: STATE_DIR/runs/{run_id}/journal.jsonl"));
-                }
-            }
+            } => self.run_finished(run_id, *status, steps, gaps),
             _ => {}
         }
     }

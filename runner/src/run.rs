@@ -124,16 +124,134 @@ fn confirm(question: &str) -> Option<bool> {
     Some(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
+/// Why this build cannot run the playbook (a step whose action it cannot run), if so.
+fn unrunnable(pb: &Playbook) -> Option<String> {
+    let step = pb
+        .all_steps()
+        .find(|s| !executor::implemented(s.action.name))?;
+    let (id, action) = (&step.id, step.action.name);
+    Some(format!("error: step \"{id}\" uses {action}, which this build of irr cannot run yet; nothing was changed"))
+}
+
+/// Who a run that makes no AWS call is.
+fn no_aws_identity() -> aws::Identity {
+    aws::Identity {
+        account_id: String::new(),
+        arn: "none (the playbook makes no AWS call)".to_owned(),
+    }
+}
+
+/// Writes a new run's `run.json` (no secret in it: `RunRecord::to_disk`) in its directory.
+fn save_record(state_dir: &Path, record: &RunRecord) -> Result<(), String> {
+    let dir = executor::run_dir(state_dir, &record.run_id);
+    std::fs::create_dir_all(&dir)
+        .and_then(|_| record.write(&dir))
+        .map_err(|e| {
+            format!(
+                "error: cannot write the run's state in {}: {e}; nothing was changed",
+                dir.display()
+            )
+        })
+}
+
+/// Opens the run's evidence store (`evidence::open_store`); `Err` is what to say.
+async fn open_evidence(
+    location: &str,
+    aws: &aws::Aws,
+    evidence: &crate::model::EvidenceDecl,
+    create_bucket: bool,
+    owner: Option<&str>,
+) -> Result<irr_forensics::Store, String> {
+    evidence::open_store(
+        location,
+        Some(aws.clients.s3.clone()),
+        evidence,
+        create_bucket,
+        owner,
+    )
+    .await
+    .map_err(|e| format!("error: evidence location {location}: {e}; nothing was changed"))
+}
+
+/// The AWS connection and who it is, when the run needs AWS; else offline clients.
+/// `offline` is who the run is when it makes no AWS call.
+async fn connect_if(
+    needs_aws: bool,
+    opts: &aws::AwsOptions,
+    offline: aws::Identity,
+) -> Result<(aws::Aws, aws::Identity), String> {
+    if !needs_aws {
+        return Ok((aws::offline(opts.region.as_deref()), offline));
+    }
+    let aws = aws::connect(opts)
+        .await
+        .map_err(|e| format!("error: {e}; nothing was changed"))?;
+    let identity = aws
+        .identity()
+        .await
+        .map_err(|e| format!("error: {e}; nothing was changed"))?;
+    Ok((aws, identity))
+}
+
+/// Where the run's evidence goes: `--evidence`, else the playbook's (rendered), else
+/// `STATE_DIR/evidence`; a dry run's under the state directory, since it changes nothing in
+/// AWS, the evidence bucket included.
+fn evidence_location_of(req: &RunRequest, pre_ctx: &Value) -> Result<String, String> {
+    Ok(match &req.evidence {
+        _ if req.dry_run => absolute(&req.state_dir.join("dry-run-evidence"))
+            .display()
+            .to_string(),
+        Some(l) => l.clone(),
+        None => match &req.playbook.evidence.location {
+            Some(l) => match template::render_str(l, pre_ctx) {
+                Ok(Value::String(s)) => s,
+                Ok(other) => other.to_string(),
+                Err(e) => {
+                    return Err(format!(
+                        "error: evidence.location: {e}; nothing was changed"
+                    ))
+                }
+            },
+            None => absolute(&req.state_dir.join("evidence"))
+                .display()
+                .to_string(),
+        },
+    })
+}
+
+/// Shows the plan and asks to proceed (`place`: "in account A (REGION) as ARN", or empty when
+/// the run makes no AWS call). `Err` is the refusal to say: nothing was changed.
+fn confirm_plan(the_plan: &plan::Plan, secrets: &Secrets, place: &str) -> Result<(), &'static str> {
+    let changes = the_plan
+        .steps
+        .iter()
+        .chain(&the_plan.finally)
+        .filter(|s| s.mutating)
+        .count();
+    let _ = write!(
+        std::io::stderr().lock(),
+        "{}",
+        secrets.mask_str(&the_plan.render_text())
+    );
+    let question = if place.is_empty() {
+        format!("\nThis run makes {changes} changing step(s) and no AWS call. Proceed?")
+    } else {
+        format!("\nThis run makes {changes} changing step(s) {place}. Proceed?")
+    };
+    match confirm(&question) {
+        Some(true) => Ok(()),
+        Some(false) => Err("aborted: not confirmed; nothing was changed"),
+        None => Err("refused: no terminal to confirm on; pass --yes to run without confirmation (or --dry-run); nothing was changed"),
+    }
+}
+
 /// `irr run`.
 pub async fn run(req: RunRequest) -> RunResult {
     let pb = &req.playbook;
     let secrets = Secrets::for_inputs(pb, &req.inputs);
     let say = |json: bool, msg: &str| say_masked(json, msg, &secrets);
-    if let Some(step) = pb
-        .all_steps()
-        .find(|s| !executor::implemented(s.action.name))
-    {
-        say(req.json, &format!("error: step \"{}\" uses {}, which this build of irr cannot run yet; nothing was changed", step.id, step.action.name));
+    if let Some(msg) = unrunnable(pb) {
+        say(req.json, &msg);
         return RunResult::early(Exit::Invalid);
     }
     let run_id = executor::new_run_id();
@@ -142,67 +260,31 @@ pub async fn run(req: RunRequest) -> RunResult {
     // local runs without a region or credentials.
     let needs_aws =
         req.create_evidence_bucket || aws::playbook_needs_aws(pb, req.evidence.as_deref());
-    let (aws, identity) = if needs_aws {
-        let aws = match aws::connect(&req.aws).await {
-            Ok(a) => a,
-            Err(e) => {
-                say(req.json, &format!("error: {e}; nothing was changed"));
-                return RunResult::early(Exit::Invalid);
-            }
-        };
-        let identity = match aws.identity().await {
-            Ok(i) => i,
-            Err(e) => {
-                say(req.json, &format!("error: {e}; nothing was changed"));
-                return RunResult::early(Exit::Invalid);
-            }
-        };
-        (aws, identity)
-    } else {
-        (
-            aws::offline(req.aws.region.as_deref()),
-            aws::Identity {
-                account_id: String::new(),
-                arn: "none (the playbook makes no AWS call)".to_owned(),
-            },
-        )
+    let (aws, identity) = match connect_if(needs_aws, &req.aws, no_aws_identity()).await {
+        Ok(c) => c,
+        Err(msg) => {
+            say(req.json, &msg);
+            return RunResult::early(Exit::Invalid);
+        }
     };
     // Evidence location: --evidence, else the playbook's, else STATE_DIR/evidence.
-    let pre_ctx = plan::base_context(
-        pb,
-        &req.inputs,
-        &PlanContext {
-            case_id: Some(req.case_id.clone()),
-            run_id: Some(run_id.clone()),
-            started_at: Some(started_at.clone()),
-            region: Some(aws.region.clone()),
-            account_id: Some(identity.account_id.clone()),
-            defaulted_inputs: Some(req.defaulted_inputs.clone()),
-        },
-    );
+    let ctx = PlanContext {
+        case_id: Some(req.case_id.clone()),
+        run_id: Some(run_id.clone()),
+        started_at: Some(started_at.clone()),
+        region: Some(aws.region.clone()),
+        account_id: Some(identity.account_id.clone()),
+        defaulted_inputs: Some(req.defaulted_inputs.clone()),
+    };
+    let pre_ctx = plan::base_context(pb, &req.inputs, &ctx);
     // A dry run changes nothing in AWS, the evidence bucket included: what it saw is sealed
     // under the state directory.
-    let location = match &req.evidence {
-        _ if req.dry_run => absolute(&req.state_dir.join("dry-run-evidence"))
-            .display()
-            .to_string(),
-        Some(l) => l.clone(),
-        None => match &pb.evidence.location {
-            Some(l) => match template::render_str(l, &pre_ctx) {
-                Ok(Value::String(s)) => s,
-                Ok(other) => other.to_string(),
-                Err(e) => {
-                    say(
-                        req.json,
-                        &format!("error: evidence.location: {e}; nothing was changed"),
-                    );
-                    return RunResult::early(Exit::Invalid);
-                }
-            },
-            None => absolute(&req.state_dir.join("evidence"))
-                .display()
-                .to_string(),
-        },
+    let location = match evidence_location_of(&req, &pre_ctx) {
+        Ok(l) => l,
+        Err(msg) => {
+            say(req.json, &msg);
+            return RunResult::early(Exit::Invalid);
+        }
     };
     // Every request on an S3 evidence bucket says which account must own it: a bucket of
     // that name in another account (a look-alike) is refused before anything is written.
@@ -216,9 +298,9 @@ pub async fn run(req: RunRequest) -> RunResult {
             return RunResult::early(Exit::Invalid);
         }
     };
-    let store = match evidence::open_store(
+    let store = match open_evidence(
         &location,
-        Some(aws.clients.s3.clone()),
+        &aws,
         &pb.evidence,
         req.create_evidence_bucket,
         evidence_owner.as_deref(),
@@ -226,21 +308,10 @@ pub async fn run(req: RunRequest) -> RunResult {
     .await
     {
         Ok(s) => s,
-        Err(e) => {
-            say(
-                req.json,
-                &format!("error: evidence location {location}: {e}; nothing was changed"),
-            );
+        Err(msg) => {
+            say(req.json, &msg);
             return RunResult::early(Exit::Invalid);
         }
-    };
-    let ctx = PlanContext {
-        case_id: Some(req.case_id.clone()),
-        run_id: Some(run_id.clone()),
-        started_at: Some(started_at.clone()),
-        region: Some(aws.region.clone()),
-        account_id: Some(identity.account_id.clone()),
-        defaulted_inputs: Some(req.defaulted_inputs.clone()),
     };
     let the_plan = plan::plan(pb, req.inputs.clone(), &ctx);
     let playbook_dir = absolute(&req.playbook_path)
@@ -250,35 +321,17 @@ pub async fn run(req: RunRequest) -> RunResult {
     // NoEcho values known before the run are masked from the plan and the first event on.
     secrets.extend(&plan::secrets(pb, &the_plan, &playbook_dir));
     if !req.yes && !req.dry_run {
-        let changes = the_plan
-            .steps
-            .iter()
-            .chain(&the_plan.finally)
-            .filter(|s| s.mutating)
-            .count();
-        let _ = write!(
-            std::io::stderr().lock(),
-            "{}",
-            secrets.mask_str(&the_plan.render_text())
-        );
         let question = if needs_aws {
             format!(
-                "\nThis run makes {changes} changing step(s) in account {} ({}) as {}. Proceed?",
+                "in account {} ({}) as {}",
                 identity.account_id, aws.region, identity.arn
             )
         } else {
-            format!("\nThis run makes {changes} changing step(s) and no AWS call. Proceed?")
+            String::new()
         };
-        match confirm(&question) {
-            Some(true) => {}
-            Some(false) => {
-                say(req.json, "aborted: not confirmed; nothing was changed");
-                return RunResult::early(Exit::Aborted);
-            }
-            None => {
-                say(req.json, "refused: no terminal to confirm on; pass --yes to run without confirmation (or --dry-run); nothing was changed");
-                return RunResult::early(Exit::Aborted);
-            }
+        if let Err(msg) = confirm_plan(&the_plan, &secrets, &question) {
+            say(req.json, msg);
+            return RunResult::early(Exit::Aborted);
         }
     }
     let record = RunRecord {
@@ -298,16 +351,8 @@ pub async fn run(req: RunRequest) -> RunResult {
         aws_principal: identity.arn.clone(),
         evidence_owner: evidence_owner.filter(|_| matches!(store, irr_forensics::Store::S3(_))),
     };
-    let dir = executor::run_dir(&req.state_dir, &run_id);
-    // run.json holds no secret (`RunRecord::to_disk`).
-    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| record.write(&dir)) {
-        say(
-            req.json,
-            &format!(
-                "error: cannot write the run's state in {}: {e}; nothing was changed",
-                dir.display()
-            ),
-        );
+    if let Err(msg) = save_record(&req.state_dir, &record) {
+        say(req.json, &msg);
         return RunResult::early(Exit::Invalid);
     }
     execute_and_seal(
@@ -514,6 +559,74 @@ pub fn secret_inputs_again(
     }
 }
 
+/// Journals a note for each call that was in flight when the run stopped, before the resumed
+/// run starts.
+fn note_in_flight(state_dir: &Path, run_id: &str, in_flight: &[String], secrets: &Secrets) {
+    if in_flight.is_empty() {
+        return;
+    }
+    if let Ok(sink) =
+        executor::open_sink(state_dir, run_id, Box::new(NullReporter), secrets.clone())
+    {
+        for call in in_flight {
+            sink.emit(RunEvent::Note {
+                message: format!("{call} was in flight when the run stopped; its step runs again and reconciles with what AWS shows (case tags, existing resources), so nothing is made twice"),
+            });
+        }
+    }
+}
+
+/// A run's record and its journal's state, for `irr resume`: `Err` (the exit and what to
+/// say) when there is no such run, its journal is damaged, or it already ended (sealed runs
+/// are never reopened).
+fn load_unfinished(
+    run_id: &str,
+    state_dir: &Path,
+) -> Result<(RunRecord, journal::RunState), (Exit, String)> {
+    let dir = executor::run_dir(state_dir, run_id);
+    let record: RunRecord = std::fs::read(dir.join("run.json"))
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        .map_err(|e| {
+            (
+                Exit::Invalid,
+                format!("error: no run {run_id} in {}: {e}", state_dir.display()),
+            )
+        })?;
+    let entries = journal::read(&dir.join("journal.jsonl"))
+        .map_err(|e| (Exit::Invalid, format!("error: {e}; nothing was changed")))?;
+    let state = journal::replay(&entries);
+    if let Some(fin) = &state.finished {
+        let status = fin.status;
+        let exit = if status == RunStatus::Succeeded {
+            Exit::Success
+        } else {
+            Exit::Invalid
+        };
+        return Err((exit, format!("run {run_id} already ended ({}) and its evidence is sealed; a sealed run is not reopened. Start a new run for case {}: its evidence chains to this one", status_name(status), record.case_id)));
+    }
+    Ok((record, state))
+}
+
+/// The evidence bucket's owner for a resumed run: the one checked when the run started;
+/// `--evidence-owner` may only repeat it (a run written before owners were recorded: the flag,
+/// else the run's account).
+fn resume_owner(
+    run_id: &str,
+    flag: Option<String>,
+    record: &RunRecord,
+) -> Result<Option<String>, String> {
+    let owner = match (flag, &record.evidence_owner) {
+        (Some(flag), Some(recorded)) if &flag != recorded => {
+            return Err(format!("error: run {run_id} keeps its evidence in a bucket of account {recorded} (checked when it started), but --evidence-owner says {flag}; resume it without --evidence-owner or with {recorded}; nothing was changed"));
+        }
+        (Some(flag), _) => evidence::evidence_owner(Some(&flag), None),
+        (None, Some(recorded)) => evidence::evidence_owner(Some(recorded), None),
+        (None, None) => evidence::evidence_owner(None, Some(record.account_id.as_str())),
+    };
+    owner.map_err(|e| format!("error: {e}; nothing was changed"))
+}
+
 /// `irr resume RUN_ID`. Secret inputs are given again with `inputs` (`--input NAME=VALUE`)
 /// or the environment (`IRR_INPUT_NAME`).
 pub async fn resume(
@@ -525,37 +638,13 @@ pub async fn resume(
     inputs: &[String],
     evidence_owner: Option<String>,
 ) -> RunResult {
-    let dir = executor::run_dir(state_dir, run_id);
-    let mut record: RunRecord = match std::fs::read(dir.join("run.json"))
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-    {
+    let (mut record, state) = match load_unfinished(run_id, state_dir) {
         Ok(r) => r,
-        Err(e) => {
-            say(
-                json,
-                &format!("error: no run {run_id} in {}: {e}", state_dir.display()),
-            );
-            return RunResult::early(Exit::Invalid);
+        Err((exit, msg)) => {
+            say(json, &msg);
+            return RunResult::early(exit);
         }
     };
-    let entries = match journal::read(&dir.join("journal.jsonl")) {
-        Ok(e) => e,
-        Err(e) => {
-            say(json, &format!("error: {e}; nothing was changed"));
-            return RunResult::early(Exit::Invalid);
-        }
-    };
-    let state = journal::replay(&entries);
-    if let Some(fin) = &state.finished {
-        let status = fin.status;
-        say(json, &format!("run {run_id} already ended ({}) and its evidence is sealed; a sealed run is not reopened. Start a new run for case {}: its evidence chains to this one", status_name(status), record.case_id));
-        return RunResult::early(if status == RunStatus::Succeeded {
-            Exit::Success
-        } else {
-            Exit::Invalid
-        });
-    }
     let playbook = match crate::validate::validate_file(&record.playbook_path) {
         Ok(p) => p,
         Err(problems) => {
@@ -591,30 +680,16 @@ pub async fn resume(
         opts.region = Some(record.region.clone());
     }
     let needs_aws = aws::playbook_needs_aws(&playbook, Some(record.evidence_location.as_str()));
-    let (aws, id) = if needs_aws {
-        let aws = match aws::connect(&opts).await {
-            Ok(a) => a,
-            Err(e) => {
-                say(json, &format!("error: {e}; nothing was changed"));
-                return RunResult::early(Exit::Invalid);
-            }
-        };
-        let id = match aws.identity().await {
-            Ok(id) => id,
-            Err(e) => {
-                say(json, &format!("error: {e}; nothing was changed"));
-                return RunResult::early(Exit::Invalid);
-            }
-        };
-        (aws, id)
-    } else {
-        (
-            aws::offline(opts.region.as_deref()),
-            aws::Identity {
-                account_id: record.account_id.clone(),
-                arn: record.aws_principal.clone(),
-            },
-        )
+    let offline = aws::Identity {
+        account_id: record.account_id.clone(),
+        arn: record.aws_principal.clone(),
+    };
+    let (aws, id) = match connect_if(needs_aws, &opts, offline).await {
+        Ok(c) => c,
+        Err(msg) => {
+            say(json, &msg);
+            return RunResult::early(Exit::Invalid);
+        }
     };
     {
         // The region too: the same account in another region is another set of resources
@@ -628,45 +703,22 @@ pub async fn resume(
             return RunResult::early(Exit::Invalid);
         }
     }
-    // The owner checked when the run started; `--evidence-owner` may only repeat it (a run
-    // written before owners were recorded: the flag, else the run's account).
-    let owner = match (evidence_owner, &record.evidence_owner) {
-        (Some(flag), Some(recorded)) if &flag != recorded => {
-            say(json, &format!("error: run {run_id} keeps its evidence in a bucket of account {recorded} (checked when it started), but --evidence-owner says {flag}; resume it without --evidence-owner or with {recorded}; nothing was changed"));
-            return RunResult::early(Exit::Invalid);
-        }
-        (Some(flag), _) => evidence::evidence_owner(Some(&flag), None),
-        (None, Some(recorded)) => evidence::evidence_owner(Some(recorded), None),
-        (None, None) => evidence::evidence_owner(None, Some(record.account_id.as_str())),
-    };
-    let owner = match owner {
+    let owner = match resume_owner(run_id, evidence_owner, &record) {
         Ok(o) => o,
-        Err(e) => {
-            say(json, &format!("error: {e}; nothing was changed"));
+        Err(msg) => {
+            say(json, &msg);
             return RunResult::early(Exit::Invalid);
         }
     };
-    let store = match evidence::open_store(
-        &record.evidence_location,
-        Some(aws.clients.s3.clone()),
-        &playbook.evidence,
-        false,
-        owner.as_deref(),
-    )
-    .await
-    {
-        Ok(s) => s,
-        Err(e) => {
-            say(
-                json,
-                &format!(
-                    "error: evidence location {}: {e}; nothing was changed",
-                    record.evidence_location
-                ),
-            );
-            return RunResult::early(Exit::Invalid);
-        }
-    };
+    let location = record.evidence_location.clone();
+    let store =
+        match open_evidence(&location, &aws, &playbook.evidence, false, owner.as_deref()).await {
+            Ok(s) => s,
+            Err(msg) => {
+                say(json, &msg);
+                return RunResult::early(Exit::Invalid);
+            }
+        };
     record.evidence_owner = owner.filter(|_| matches!(store, irr_forensics::Store::S3(_)));
     let done = previous
         .values()
@@ -674,38 +726,18 @@ pub async fn resume(
         .count();
     if !yes && !record.dry_run {
         let left = playbook.all_steps().count() - done;
-        match confirm(&format!(
-            "Resume run {run_id}: {done} step(s) done, {left} to go. Proceed?"
-        )) {
-            Some(true) => {}
-            Some(false) => {
-                say(json, "aborted: not confirmed; nothing was changed");
-                return RunResult::early(Exit::Aborted);
-            }
-            None => {
-                say(
-                    json,
-                    "refused: no terminal to confirm on; pass --yes; nothing was changed",
-                );
-                return RunResult::early(Exit::Aborted);
-            }
+        let question = format!("Resume run {run_id}: {done} step(s) done, {left} to go. Proceed?");
+        let refusal = match confirm(&question) {
+            Some(true) => None,
+            Some(false) => Some("aborted: not confirmed; nothing was changed"),
+            None => Some("refused: no terminal to confirm on; pass --yes; nothing was changed"),
+        };
+        if let Some(msg) = refusal {
+            say(json, msg);
+            return RunResult::early(Exit::Aborted);
         }
     }
-    let sink_note = |sink: &executor::Sink| {
-        for call in &in_flight {
-            sink.emit(RunEvent::Note {
-                message: format!("{call} was in flight when the run stopped; its step runs again and reconciles with what AWS shows (case tags, existing resources), so nothing is made twice"),
-            });
-        }
-    };
-    // Notes go into the journal before the resumed run starts.
-    if !in_flight.is_empty() {
-        if let Ok(sink) =
-            executor::open_sink(state_dir, run_id, Box::new(NullReporter), secrets.clone())
-        {
-            sink_note(&sink);
-        }
-    }
+    note_in_flight(state_dir, run_id, &in_flight, &secrets);
     execute_and_seal(
         playbook,
         record,

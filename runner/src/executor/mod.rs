@@ -611,66 +611,7 @@ async fn run_step(
             }
         }
         Some(items) => {
-            let sem = Arc::new(tokio::sync::Semaphore::new(
-                shared.record.concurrency.max(1),
-            ));
-            let n = items.len();
-            let mut set = JoinSet::new();
-            let mut ids = HashMap::new();
-            for (i, item) in items.into_iter().enumerate() {
-                let mut ictx = ctx.clone();
-                ictx["item"] = item;
-                ictx["item_index"] = json!(i);
-                let step = step.clone();
-                let shared = shared.clone();
-                let sem = sem.clone();
-                let declined = declined.clone();
-                let handle = set.spawn(async move {
-                    let _permit = sem.acquire_owned().await;
-                    let r = attempt_loop(&step, &shared, &ictx, Some(i), &declined).await;
-                    (i, r)
-                });
-                ids.insert(handle.id(), i);
-            }
-            let results = join_items(set, &ids, n).await;
-            let mut outputs: serde_json::Map<String, Value> = step
-                .action
-                .outputs
-                .iter()
-                .map(|o| (o.name.to_owned(), json!([])))
-                .collect();
-            let mut errors = Vec::new();
-            let mut attempts = 0;
-            for (i, r) in results.into_iter().enumerate() {
-                match r {
-                    Ok((a, Ok(out))) => {
-                        attempts = attempts.max(a);
-                        for (k, v) in outputs.iter_mut() {
-                            if let Value::Array(list) = v {
-                                list.push(out.outputs.get(k).cloned().unwrap_or(Value::Null));
-                            }
-                        }
-                    }
-                    Ok((a, Err(e))) => {
-                        attempts = attempts.max(a);
-                        errors.push(format!("item {i}: {e}"));
-                        for v in outputs.values_mut() {
-                            if let Value::Array(list) = v {
-                                list.push(Value::Null);
-                            }
-                        }
-                    }
-                    // A panicked or cancelled item fails the step like a failed one.
-                    Err(why) => {
-                        errors.push(format!("item {i}: {why}"));
-                        for v in outputs.values_mut() {
-                            if let Value::Array(list) = v {
-                                list.push(Value::Null);
-                            }
-                        }
-                    }
-                }
-            }
+            let (attempts, outputs, errors) = run_items(step, shared, &ctx, items, declined).await;
             if errors.is_empty() {
                 StepSummary {
                     id: step.id.clone(),
@@ -688,6 +629,79 @@ async fn run_step(
             }
         }
     }
+}
+
+/// Runs every item of a `for_each` step (at most `--concurrency` at once) and gathers them:
+/// the highest attempt reached, each output as a list in item order (`null` for an item that
+/// failed), and each failed item's error.
+async fn run_items(
+    step: &Step,
+    shared: &Arc<Shared>,
+    ctx: &Value,
+    items: Vec<Value>,
+    declined: &Arc<AtomicBool>,
+) -> (u32, serde_json::Map<String, Value>, Vec<String>) {
+    let sem = Arc::new(tokio::sync::Semaphore::new(
+        shared.record.concurrency.max(1),
+    ));
+    let n = items.len();
+    let mut set = JoinSet::new();
+    let mut ids = HashMap::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let mut ictx = ctx.clone();
+        ictx["item"] = item;
+        ictx["item_index"] = json!(i);
+        let step = step.clone();
+        let shared = shared.clone();
+        let sem = sem.clone();
+        let declined = declined.clone();
+        let handle = set.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let r = attempt_loop(&step, &shared, &ictx, Some(i), &declined).await;
+            (i, r)
+        });
+        ids.insert(handle.id(), i);
+    }
+    let results = join_items(set, &ids, n).await;
+    let mut outputs: serde_json::Map<String, Value> = step
+        .action
+        .outputs
+        .iter()
+        .map(|o| (o.name.to_owned(), json!([])))
+        .collect();
+    let mut errors = Vec::new();
+    let mut attempts = 0;
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok((a, Ok(out))) => {
+                attempts = attempts.max(a);
+                for (k, v) in outputs.iter_mut() {
+                    if let Value::Array(list) = v {
+                        list.push(out.outputs.get(k).cloned().unwrap_or(Value::Null));
+                    }
+                }
+            }
+            Ok((a, Err(e))) => {
+                attempts = attempts.max(a);
+                errors.push(format!("item {i}: {e}"));
+                for v in outputs.values_mut() {
+                    if let Value::Array(list) = v {
+                        list.push(Value::Null);
+                    }
+                }
+            }
+            // A panicked or cancelled item fails the step like a failed one.
+            Err(why) => {
+                errors.push(format!("item {i}: {why}"));
+                for v in outputs.values_mut() {
+                    if let Value::Array(list) = v {
+                        list.push(Value::Null);
+                    }
+                }
+            }
+        }
+    }
+    (attempts, outputs, errors)
 }
 
 /// Waits for every `for_each` item task and returns each item's result in item order; an
