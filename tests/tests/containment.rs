@@ -391,23 +391,37 @@ fn step(
     action_ctx(conf, case, name, false, rec.clone())
 }
 
-#[tokio::test]
-async fn containment_end_to_end() {
-    let conf = sdk_config().await;
-    let ec2 = aws_sdk_ec2::Client::new(&conf);
-    let victim = compromised_instance(&conf).await;
-    let id = victim.instance_id.as_str();
-    let case = unique("case");
-    let rec = MemoryRecorder::new();
+/// The end-to-end run's fixed parts: the emulator's configuration, the compromised instance,
+/// the case and the recorder every step reports to.
+struct EndToEnd {
+    conf: aws_config::SdkConfig,
+    ec2: aws_sdk_ec2::Client,
+    victim: Compromised,
+    case: String,
+    rec: std::sync::Arc<MemoryRecorder>,
+}
 
-    // Evidence first.
-    let out = actions::dispatch(
-        "ec2.capture_instance_metadata",
-        &step(&conf, &case, "capture", &rec),
-        json!({"instance_id": id}),
-    )
-    .await
-    .unwrap();
+impl EndToEnd {
+    fn id(&self) -> &str {
+        &self.victim.instance_id
+    }
+
+    /// Runs `action` on the instance as step `name` of the case; it must succeed.
+    async fn dispatch(&self, action: &str, name: &str) -> actions::ActionOutput {
+        actions::dispatch(
+            action,
+            &step(&self.conf, &self.case, name, &self.rec),
+            json!({"instance_id": self.id()}),
+        )
+        .await
+        .unwrap()
+    }
+}
+
+/// Evidence first: the metadata capture stores its artifacts and makes no mutating call.
+async fn capture_stores_the_evidence(t: &EndToEnd) {
+    let rec = &t.rec;
+    let out = t.dispatch("ec2.capture_instance_metadata", "capture").await;
     let paths = out.outputs["artifacts"].as_array().unwrap();
     assert!(paths.len() >= 7, "{paths:?}");
     let groups_doc = rec.artifact_json("security-groups.json").unwrap();
@@ -415,7 +429,7 @@ async fn containment_end_to_end() {
     let profile_doc = rec.artifact_json("instance-profile.json").unwrap();
     assert_eq!(
         profile_doc["associations"][0]["association"]["instance_profile_arn"],
-        victim.profile_arn.as_str()
+        t.victim.profile_arn.as_str()
     );
     assert_eq!(
         profile_doc["associations"][0]["roles"]
@@ -429,15 +443,12 @@ async fn containment_end_to_end() {
         .iter()
         .any(|a| a.name == "console-output.txt" && !a.content.is_empty()));
     assert!(rec.calls().is_empty(), "capture makes no mutating call");
+}
 
-    // Protect.
-    let out = actions::dispatch(
-        "ec2.protect_instance",
-        &step(&conf, &case, "protect", &rec),
-        json!({"instance_id": id}),
-    )
-    .await
-    .unwrap();
+/// Protect: termination protection on, shutdown stops, no volume deleted on termination; the
+/// previous settings are in the outputs.
+async fn protect_keeps_the_instance_and_its_volumes(t: &EndToEnd) {
+    let out = t.dispatch("ec2.protect_instance", "protect").await;
     assert_eq!(out.outputs["previous"]["disable_api_termination"], false);
     assert_eq!(
         out.outputs["previous"]["instance_initiated_shutdown_behavior"],
@@ -447,7 +458,7 @@ async fn containment_end_to_end() {
         out.outputs["previous"]["delete_on_termination"]["/dev/sdf"]["delete_on_termination"],
         true
     );
-    let (term, shutdown, dot) = protection(&ec2, id).await;
+    let (term, shutdown, dot) = protection(&t.ec2, t.id()).await;
     assert!(term, "termination protection on");
     assert_eq!(shutdown, "stop");
     assert_eq!(dot.len(), 2);
@@ -455,15 +466,12 @@ async fn containment_end_to_end() {
         dot.values().all(|d| !d),
         "DeleteOnTermination off on every volume: {dot:?}"
     );
+}
 
-    // Snapshot, twice: the second run reuses.
-    let out = actions::dispatch(
-        "ec2.snapshot_volumes",
-        &step(&conf, &case, "snapshot", &rec),
-        json!({"instance_id": id}),
-    )
-    .await
-    .unwrap();
+/// Snapshot, twice: one completed, tagged snapshot per volume, and the second run reuses them.
+async fn snapshots_are_taken_once_per_volume(t: &EndToEnd) {
+    let (ec2, case, rec, victim) = (&t.ec2, t.case.as_str(), &t.rec, &t.victim);
+    let out = t.dispatch("ec2.snapshot_volumes", "snapshot").await;
     let ids: Vec<String> = out.outputs["snapshot_ids"]
         .as_array()
         .unwrap()
@@ -477,7 +485,7 @@ async fn containment_end_to_end() {
         "root volume first"
     );
     assert_eq!(out.outputs["volumes"][&victim.volumes[1]], ids[1].as_str());
-    let snaps = case_snapshots(&ec2, &case).await;
+    let snaps = case_snapshots(ec2, case).await;
     assert_eq!(snaps.len(), 2, "one per volume");
     for v in &victim.volumes {
         let s = &snaps[v];
@@ -502,13 +510,7 @@ async fn containment_end_to_end() {
         .iter()
         .all(|r| r.details["state"] == "completed" && r.details.contains_key("volume_id")));
     let creates = rec.calls_of("CreateSnapshot").len();
-    let again = actions::dispatch(
-        "ec2.snapshot_volumes",
-        &step(&conf, &case, "snapshot-again", &rec),
-        json!({"instance_id": id}),
-    )
-    .await
-    .unwrap();
+    let again = t.dispatch("ec2.snapshot_volumes", "snapshot-again").await;
     assert_eq!(again.outputs["snapshot_ids"], out.outputs["snapshot_ids"]);
     assert_eq!(
         rec.calls_of("CreateSnapshot").len(),
@@ -516,22 +518,33 @@ async fn containment_end_to_end() {
         "no second snapshot"
     );
     assert_eq!(
-        case_snapshots(&ec2, &case)
+        case_snapshots(ec2, case)
             .await
             .values()
             .map(Vec::len)
             .sum::<usize>(),
         2
     );
+}
 
-    // Isolate.
-    let out = actions::dispatch(
-        "ec2.isolate_instance",
-        &step(&conf, &case, "isolate", &rec),
-        json!({"instance_id": id}),
-    )
-    .await
-    .unwrap();
+/// The groups every interface had at launch, as the isolation outputs name them.
+fn original_groups(victim: &Compromised) -> Value {
+    victim
+        .groups
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// Isolate: every interface goes through the allow-all group to the isolation group, with the
+/// evidence of before and after. Returns the isolation group's id.
+async fn isolate_moves_every_interface_to_the_isolation_group(
+    t: &EndToEnd,
+    expected_originals: &Value,
+) -> String {
+    let (ec2, rec, victim) = (&t.ec2, &t.rec, &t.victim);
+    let out = t.dispatch("ec2.isolate_instance", "isolate").await;
     let iso = out.outputs["isolation_group_id"]
         .as_str()
         .unwrap()
@@ -540,14 +553,8 @@ async fn containment_end_to_end() {
         .as_str()
         .unwrap()
         .to_owned();
-    let expected_originals: Value = victim
-        .groups
-        .iter()
-        .map(|(k, v)| (k.clone(), json!(v)))
-        .collect::<serde_json::Map<_, _>>()
-        .into();
-    assert_eq!(out.outputs["original_groups"], expected_originals);
-    assert_isolated(&ec2, &victim, &iso).await;
+    assert_eq!(&out.outputs["original_groups"], expected_originals);
+    assert_isolated(ec2, victim, &iso).await;
     // The allow-all step happened on every interface, before the isolation step.
     for eni in victim.groups.keys() {
         let steps: Vec<Value> = rec
@@ -558,7 +565,7 @@ async fn containment_end_to_end() {
             .collect();
         assert_eq!(steps, vec![json!([allow_all]), json!([iso])], "{eni}");
     }
-    let aa = group(&ec2, &allow_all).await;
+    let aa = group(ec2, &allow_all).await;
     for perms in [aa.ip_permissions(), aa.ip_permissions_egress()] {
         assert!(perms.iter().any(|p| p.ip_protocol() == Some("-1")
             && p.ip_ranges()
@@ -578,18 +585,16 @@ async fn containment_end_to_end() {
         .resources()
         .iter()
         .any(|r| r.kind == "security-group" && r.id == iso));
+    iso
+}
 
-    // Isolate again: same groups, nothing re-done, originals kept.
+/// Isolate again: same groups, nothing re-done, originals kept.
+async fn isolating_again_changes_nothing(t: &EndToEnd, iso: &str, expected_originals: &Value) {
+    let rec = &t.rec;
     let calls_before = rec.calls().len();
-    let again = actions::dispatch(
-        "ec2.isolate_instance",
-        &step(&conf, &case, "isolate-again", &rec),
-        json!({"instance_id": id}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(again.outputs["isolation_group_id"], iso.as_str());
-    assert_eq!(again.outputs["original_groups"], expected_originals);
+    let again = t.dispatch("ec2.isolate_instance", "isolate-again").await;
+    assert_eq!(again.outputs["isolation_group_id"], iso);
+    assert_eq!(&again.outputs["original_groups"], expected_originals);
     let new_calls: Vec<_> = rec.calls()[calls_before..]
         .iter()
         .map(|c| c.operation.clone())
@@ -599,42 +604,58 @@ async fn containment_end_to_end() {
         "re-isolating changes nothing: {new_calls:?}"
     );
     assert_eq!(
-        case_groups(&ec2, &case).await.len(),
+        case_groups(&t.ec2, &t.case).await.len(),
         2,
         "no second pair of groups"
     );
-    assert_isolated(&ec2, &victim, &iso).await;
+    assert_isolated(&t.ec2, &t.victim, iso).await;
+}
 
-    // Release restores the originals.
-    let out = actions::dispatch(
-        "ec2.release_instance",
-        &step(&conf, &case, "release", &rec),
-        json!({"instance_id": id}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(out.outputs["restored_groups"], expected_originals);
-    assert_eq!(eni_groups(&ec2, id).await, victim.groups);
+/// Release restores the originals and drops the tags that recorded them; releasing twice does
+/// nothing.
+async fn release_restores_the_originals(t: &EndToEnd, expected_originals: &Value) {
+    let (ec2, id, victim) = (&t.ec2, t.id(), &t.victim);
+    let out = t.dispatch("ec2.release_instance", "release").await;
+    assert_eq!(&out.outputs["restored_groups"], expected_originals);
+    assert_eq!(eni_groups(ec2, id).await, victim.groups);
     assert_eq!(
-        profile_arns(&ec2, id).await,
+        profile_arns(ec2, id).await,
         vec![victim.profile_arn.clone()]
     );
     for eni in victim.groups.keys() {
-        assert_eq!(eni_tag(&ec2, eni, "irr:original-groups").await, None);
+        assert_eq!(eni_tag(ec2, eni, "irr:original-groups").await, None);
     }
-    assert_eq!(instance_tag(&ec2, id, "irr:original-profile").await, None);
+    assert_eq!(instance_tag(ec2, id, "irr:original-profile").await, None);
     // Releasing twice does nothing.
-    let calls_before = rec.calls().len();
-    actions::dispatch(
-        "ec2.release_instance",
-        &step(&conf, &case, "release-again", &rec),
-        json!({"instance_id": id}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(rec.calls().len(), calls_before);
+    let calls_before = t.rec.calls().len();
+    t.dispatch("ec2.release_instance", "release-again").await;
+    assert_eq!(t.rec.calls().len(), calls_before);
+}
 
-    rec.assert_calls_ok();
+#[tokio::test]
+async fn containment_end_to_end() {
+    let conf = sdk_config().await;
+    let ec2 = aws_sdk_ec2::Client::new(&conf);
+    let victim = compromised_instance(&conf).await;
+    let case = unique("case");
+    let rec = MemoryRecorder::new();
+    let t = EndToEnd {
+        conf,
+        ec2,
+        victim,
+        case,
+        rec,
+    };
+
+    capture_stores_the_evidence(&t).await;
+    protect_keeps_the_instance_and_its_volumes(&t).await;
+    snapshots_are_taken_once_per_volume(&t).await;
+    let expected_originals = original_groups(&t.victim);
+    let iso = isolate_moves_every_interface_to_the_isolation_group(&t, &expected_originals).await;
+    isolating_again_changes_nothing(&t, &iso, &expected_originals).await;
+    release_restores_the_originals(&t, &expected_originals).await;
+
+    t.rec.assert_calls_ok();
 }
 
 /// Every interface holds only the isolation group, which has no rule at all; the originals are

@@ -6,8 +6,8 @@ use aws_sdk_s3::types::{ChecksumMode, ObjectLockMode, ServerSideEncryption};
 use aws_sdk_s3::Client;
 use irr_forensics::{
     AwsResource, Bundle, Collector, Encryption, Error, EvidenceLocation, ItemMeta, ItemStatus,
-    PlaybookRef, RetentionMode, RunInfo, S3Settings, Seal, Sha256Digest, Source, Store, Timestamp,
-    VerifyReport,
+    ManifestItem, PlaybookRef, RetentionMode, RunInfo, S3Settings, Seal, Sha256Digest, Source,
+    Store, Timestamp, VerifyReport,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -126,12 +126,9 @@ async fn get_bytes(c: &Client, bucket: &str, key: &str, version: Option<&str>) -
     o.body.collect().await.unwrap().to_vec()
 }
 
-#[tokio::test]
-async fn sealed_s3_bundle_with_multipart_item_verifies_and_is_locked() {
-    let (c, store, bucket) = bucket_store(RetentionMode::Governance).await;
-
-    // The bucket as the store created it.
-    match c.get_bucket_versioning().bucket(&bucket).send().await {
+/// The bucket as the store created it: versioning, Object Lock and SSE-KMS by default.
+async fn assert_bucket_as_the_store_created_it(c: &Client, bucket: &str) {
+    match c.get_bucket_versioning().bucket(bucket).send().await {
         Ok(v) => assert_eq!(v.status().map(|s| s.as_str()), Some("Enabled")),
         // moto 5.2.1 names the XML root `GetBucketVersioningResponse`, which the SDK cannot
         // parse (docs/emulator-notes.md): read the status from the raw answer.
@@ -143,7 +140,7 @@ async fn sealed_s3_bundle_with_multipart_item_verifies_and_is_locked() {
     }
     let lock = c
         .get_object_lock_configuration()
-        .bucket(&bucket)
+        .bucket(bucket)
         .send()
         .await
         .unwrap();
@@ -156,7 +153,7 @@ async fn sealed_s3_bundle_with_multipart_item_verifies_and_is_locked() {
     );
     let enc = c
         .get_bucket_encryption()
-        .bucket(&bucket)
+        .bucket(bucket)
         .send()
         .await
         .unwrap();
@@ -167,10 +164,23 @@ async fn sealed_s3_bundle_with_multipart_item_verifies_and_is_locked() {
             .sse_algorithm(),
         &ServerSideEncryption::AwsKms
     );
+}
 
-    // A 20 MiB file goes up in 4 parts of 5 MiB.
-    let dir = tempfile::tempdir().unwrap();
-    let big_path = dir.path().join("disk.img");
+/// Run `case-1/run-1`, sealed: a small JSON item, a disk image that goes up in parts, a journal
+/// and a snapshot resource.
+struct MultipartRun {
+    /// The disk image's bytes.
+    big: Vec<u8>,
+    /// `artifacts/snapshot/volumes.json` as sealed.
+    vols: ManifestItem,
+    /// `artifacts/image/disk.img` as sealed.
+    disk: ManifestItem,
+    seal: Seal,
+}
+
+/// Seals [`MultipartRun`]; the 20 MiB file (written under `dir`) goes up in 4 parts of 5 MiB.
+async fn seal_multipart_run(store: &Store, dir: &std::path::Path) -> MultipartRun {
+    let big_path = dir.join("disk.img");
     let big = blob(20 * MIB + 12345, 3);
     std::fs::write(&big_path, &big).unwrap();
     let b = Bundle::new(store.clone(), "case-1", "run-1", info()).unwrap();
@@ -204,9 +214,19 @@ async fn sealed_s3_bundle_with_multipart_item_verifies_and_is_locked() {
             .with("state", "completed"),
     );
     let seal = b.seal().await.unwrap().seal().clone();
+    MultipartRun {
+        big,
+        vols,
+        disk,
+        seal,
+    }
+}
 
-    // The whole-file hash, not the multipart checksum.
-    assert_eq!(disk.sha256, Sha256Digest::of(&big));
+/// The whole-file hash, not the multipart checksum, is the item's; S3's checksum of the disk
+/// image is the multipart one. Returns the disk image's version id and S3 checksum.
+fn assert_whole_file_hashes(run: &MultipartRun) -> (String, String) {
+    let (big, disk, vols) = (&run.big, &run.disk, &run.vols);
+    assert_eq!(disk.sha256, Sha256Digest::of(big));
     assert_eq!(disk.size, big.len() as u64);
     let disk_s3 = disk.s3.clone().unwrap();
     let disk_version = disk_s3.version_id.clone().expect("a version id");
@@ -228,15 +248,24 @@ async fn sealed_s3_bundle_with_multipart_item_verifies_and_is_locked() {
         vols.s3.as_ref().unwrap().checksum_sha256.as_deref(),
         Some(vols.sha256.to_base64().as_str())
     );
+    (disk_version, disk_checksum)
+}
 
-    // What S3 holds: the bytes, retention, SSE and checksum of the exact version.
+/// What S3 holds of the disk image: the bytes, retention, SSE and checksum of the exact version.
+async fn assert_disk_image_version_in_s3(
+    c: &Client,
+    bucket: &str,
+    disk: &ManifestItem,
+    disk_version: &str,
+    disk_checksum: &str,
+) {
     assert_eq!(
         Sha256Digest::of(
             &get_bytes(
-                &c,
-                &bucket,
+                c,
+                bucket,
                 &key("case-1", "run-1", "artifacts/image/disk.img"),
-                Some(&disk_version)
+                Some(disk_version)
             )
             .await
         ),
@@ -244,9 +273,9 @@ async fn sealed_s3_bundle_with_multipart_item_verifies_and_is_locked() {
     );
     let head = c
         .head_object()
-        .bucket(&bucket)
+        .bucket(bucket)
         .key(key("case-1", "run-1", "artifacts/image/disk.img"))
-        .version_id(&disk_version)
+        .version_id(disk_version)
         .checksum_mode(ChecksumMode::Enabled)
         .send()
         .await
@@ -268,7 +297,11 @@ async fn sealed_s3_bundle_with_multipart_item_verifies_and_is_locked() {
         head.server_side_encryption(),
         Some(&ServerSideEncryption::AwsKms)
     );
-    assert_eq!(head.checksum_sha256(), Some(disk_checksum.as_str()));
+    assert_eq!(head.checksum_sha256(), Some(disk_checksum));
+}
+
+/// The single-part objects of run `case-1/run-1`: locked, SSE-KMS, S3's checksum their hash.
+async fn assert_single_part_objects_locked_and_checksummed(c: &Client, bucket: &str) {
     for path in [
         "artifacts/snapshot/volumes.json",
         "journal.jsonl",
@@ -277,7 +310,7 @@ async fn sealed_s3_bundle_with_multipart_item_verifies_and_is_locked() {
     ] {
         let h = c
             .head_object()
-            .bucket(&bucket)
+            .bucket(bucket)
             .key(key("case-1", "run-1", path))
             .checksum_mode(ChecksumMode::Enabled)
             .send()
@@ -293,20 +326,28 @@ async fn sealed_s3_bundle_with_multipart_item_verifies_and_is_locked() {
             Some(&ServerSideEncryption::AwsKms),
             "{path}"
         );
-        let bytes = get_bytes(&c, &bucket, &key("case-1", "run-1", path), None).await;
+        let bytes = get_bytes(c, bucket, &key("case-1", "run-1", path), None).await;
         assert_eq!(
             h.checksum_sha256(),
             Some(Sha256Digest::of(&bytes).to_base64().as_str()),
             "{path}"
         );
     }
-    // manifest.json in S3 is the sealed one; SHA256SUMS lists it.
-    let manifest = get_bytes(&c, &bucket, &key("case-1", "run-1", "manifest.json"), None).await;
+}
+
+/// manifest.json in S3 is the sealed one, naming the disk image's version; SHA256SUMS lists it.
+async fn assert_sealed_manifest_and_sums(
+    c: &Client,
+    bucket: &str,
+    run: &MultipartRun,
+    disk_version: &str,
+) {
+    let (disk, seal) = (&run.disk, &run.seal);
+    let manifest = get_bytes(c, bucket, &key("case-1", "run-1", "manifest.json"), None).await;
     assert_eq!(Sha256Digest::of(&manifest), seal.manifest_sha256);
-    let sums = String::from_utf8(
-        get_bytes(&c, &bucket, &key("case-1", "run-1", "SHA256SUMS"), None).await,
-    )
-    .unwrap();
+    let sums =
+        String::from_utf8(get_bytes(c, bucket, &key("case-1", "run-1", "SHA256SUMS"), None).await)
+            .unwrap();
     assert!(
         sums.contains(&format!("{}  artifacts/image/disk.img\n", disk.sha256)),
         "{sums}"
@@ -320,8 +361,11 @@ async fn sealed_s3_bundle_with_multipart_item_verifies_and_is_locked() {
         text.contains(&format!("\"version_id\": \"{disk_version}\"")),
         "{text}"
     );
+}
 
-    let r = verify(&c, &bucket, "case-1", "run-1").await;
+/// The run verifies: three items, the disk image at its sealed version.
+async fn assert_run_verifies(c: &Client, bucket: &str, disk_version: &str) {
+    let r = verify(c, bucket, "case-1", "run-1").await;
     assert!(r.is_ok(), "{r}");
     assert_eq!(r.items.len(), 3);
     assert_eq!(
@@ -331,15 +375,25 @@ async fn sealed_s3_bundle_with_multipart_item_verifies_and_is_locked() {
             .unwrap()
             .version_id
             .as_deref(),
-        Some(disk_version.as_str())
+        Some(disk_version)
     );
+}
 
+/// Object Lock: the sealed version cannot be deleted, irr never writes over evidence, and S3
+/// rejects an upload whose bytes do not match the declared SHA-256; none of it changes the
+/// evidence.
+async fn assert_evidence_cannot_be_changed(
+    c: &Client,
+    store: &Store,
+    bucket: &str,
+    disk_version: &str,
+) {
     // Object Lock: the sealed version cannot be deleted...
     let err = c
         .delete_object()
-        .bucket(&bucket)
+        .bucket(bucket)
         .key(key("case-1", "run-1", "artifacts/image/disk.img"))
-        .version_id(&disk_version)
+        .version_id(disk_version)
         .send()
         .await
         .unwrap_err();
@@ -359,7 +413,7 @@ async fn sealed_s3_bundle_with_multipart_item_verifies_and_is_locked() {
     assert!(matches!(err, Error::Exists { .. }), "{err}");
     let err = c
         .put_object()
-        .bucket(&bucket)
+        .bucket(bucket)
         .key(key("case-1", "run-1", "manifest.json"))
         .if_none_match("*")
         .body(ByteStream::from_static(b"{}"))
@@ -374,7 +428,7 @@ async fn sealed_s3_bundle_with_multipart_item_verifies_and_is_locked() {
     // ...and S3 rejects an upload whose bytes do not match the declared SHA-256.
     let err = c
         .put_object()
-        .bucket(&bucket)
+        .bucket(bucket)
         .key(key("case-1", "run-1", "artifacts/x/corrupt.bin"))
         .checksum_sha256(Sha256Digest::of(b"intended").to_base64())
         .body(ByteStream::from_static(b"corrupted"))
@@ -387,13 +441,29 @@ async fn sealed_s3_bundle_with_multipart_item_verifies_and_is_locked() {
     );
     assert!(c
         .head_object()
-        .bucket(&bucket)
+        .bucket(bucket)
         .key(key("case-1", "run-1", "artifacts/x/corrupt.bin"))
         .send()
         .await
         .is_err());
     // Nothing of this changed the evidence.
-    assert!(verify(&c, &bucket, "case-1", "run-1").await.is_ok());
+    assert!(verify(c, bucket, "case-1", "run-1").await.is_ok());
+}
+
+#[tokio::test]
+async fn sealed_s3_bundle_with_multipart_item_verifies_and_is_locked() {
+    let (c, store, bucket) = bucket_store(RetentionMode::Governance).await;
+    assert_bucket_as_the_store_created_it(&c, &bucket).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let run = seal_multipart_run(&store, dir.path()).await;
+    let (disk_version, disk_checksum) = assert_whole_file_hashes(&run);
+
+    assert_disk_image_version_in_s3(&c, &bucket, &run.disk, &disk_version, &disk_checksum).await;
+    assert_single_part_objects_locked_and_checksummed(&c, &bucket).await;
+    assert_sealed_manifest_and_sums(&c, &bucket, &run, &disk_version).await;
+    assert_run_verifies(&c, &bucket, &disk_version).await;
+    assert_evidence_cannot_be_changed(&c, &store, &bucket, &disk_version).await;
 }
 
 #[tokio::test]
@@ -502,23 +572,24 @@ async fn compliance_lock_refuses_delete_and_overwrite_in_place() {
     );
 }
 
-#[tokio::test]
-async fn s3_tamper_cases_are_each_detected_and_named() {
-    let (c, store, bucket) = bucket_store(RetentionMode::Governance).await;
-    let art = "artifacts/describe/instance.json";
+/// The artifact the tamper cases change.
+const TAMPERED_ART: &str = "artifacts/describe/instance.json";
 
-    // New version with one byte flipped, uploaded over an artifact.
-    let s = small_run(&store, "flip", "run-1").await;
-    let mut bytes = get_bytes(&c, &bucket, &key("flip", "run-1", art), None).await;
+/// New version with one byte flipped, uploaded over an artifact: unlisted, named as another
+/// version of the listed item, with the recorded version.
+async fn a_flipped_byte_is_another_version(c: &Client, store: &Store, bucket: &str) {
+    let art = TAMPERED_ART;
+    let s = small_run(store, "flip", "run-1").await;
+    let mut bytes = get_bytes(c, bucket, &key("flip", "run-1", art), None).await;
     bytes[5] ^= 1;
     c.put_object()
-        .bucket(&bucket)
+        .bucket(bucket)
         .key(key("flip", "run-1", art))
         .body(ByteStream::from(bytes))
         .send()
         .await
         .unwrap();
-    let r = verify(&c, &bucket, "flip", "run-1").await;
+    let r = verify(c, bucket, "flip", "run-1").await;
     assert_eq!(
         not_ok(&r),
         vec![(art.to_string(), ItemStatus::Unlisted)],
@@ -541,28 +612,33 @@ async fn s3_tamper_cases_are_each_detected_and_named() {
         )),
         "{r}"
     );
+}
 
-    // A truncated new version.
-    small_run(&store, "trunc", "run-1").await;
-    let bytes = get_bytes(&c, &bucket, &key("trunc", "run-1", art), None).await;
+/// A truncated new version: unlisted.
+async fn a_truncated_version_is_unlisted(c: &Client, store: &Store, bucket: &str) {
+    let art = TAMPERED_ART;
+    small_run(store, "trunc", "run-1").await;
+    let bytes = get_bytes(c, bucket, &key("trunc", "run-1", art), None).await;
     c.put_object()
-        .bucket(&bucket)
+        .bucket(bucket)
         .key(key("trunc", "run-1", art))
         .body(ByteStream::from(bytes[..10].to_vec()))
         .send()
         .await
         .unwrap();
-    let r = verify(&c, &bucket, "trunc", "run-1").await;
+    let r = verify(c, bucket, "trunc", "run-1").await;
     assert_eq!(
         not_ok(&r),
         vec![(art.to_string(), ItemStatus::Unlisted)],
         "{r}"
     );
     assert!(!r.is_ok());
+}
 
-    // Deleting: a plain delete only adds a delete marker (named); deleting the version itself
-    // needs the governance bypass, and then the item is missing.
-    let s = small_run(&store, "del", "run-1").await;
+/// Deleting: a plain delete only adds a delete marker (named); deleting the version itself
+/// needs the governance bypass, and then the item is missing.
+async fn a_deleted_item_is_named_then_missing(c: &Client, store: &Store, bucket: &str) {
+    let s = small_run(store, "del", "run-1").await;
     let jv = s
         .manifest
         .items
@@ -575,12 +651,12 @@ async fn s3_tamper_cases_are_each_detected_and_named() {
         .version_id
         .unwrap();
     c.delete_object()
-        .bucket(&bucket)
+        .bucket(bucket)
         .key(key("del", "run-1", "journal.jsonl"))
         .send()
         .await
         .unwrap();
-    let r = verify(&c, &bucket, "del", "run-1").await;
+    let r = verify(c, bucket, "del", "run-1").await;
     assert_eq!(
         not_ok(&r),
         vec![("journal.jsonl".to_string(), ItemStatus::Unlisted)],
@@ -590,7 +666,7 @@ async fn s3_tamper_cases_are_each_detected_and_named() {
         && i.detail.as_deref().unwrap_or("").contains("delete marker")));
     let err = c
         .delete_object()
-        .bucket(&bucket)
+        .bucket(bucket)
         .key(key("del", "run-1", "journal.jsonl"))
         .version_id(&jv)
         .send()
@@ -601,14 +677,14 @@ async fn s3_tamper_cases_are_each_detected_and_named() {
         Some("AccessDenied")
     );
     c.delete_object()
-        .bucket(&bucket)
+        .bucket(bucket)
         .key(key("del", "run-1", "journal.jsonl"))
         .version_id(&jv)
         .bypass_governance_retention(true)
         .send()
         .await
         .unwrap();
-    let r = verify(&c, &bucket, "del", "run-1").await;
+    let r = verify(c, bucket, "del", "run-1").await;
     let mut bad = not_ok(&r);
     bad.sort();
     assert_eq!(
@@ -619,17 +695,19 @@ async fn s3_tamper_cases_are_each_detected_and_named() {
         ],
         "{r}"
     );
+}
 
-    // An added object.
-    small_run(&store, "add", "run-1").await;
+/// An added object: unlisted.
+async fn an_added_object_is_unlisted(c: &Client, store: &Store, bucket: &str) {
+    small_run(store, "add", "run-1").await;
     c.put_object()
-        .bucket(&bucket)
+        .bucket(bucket)
         .key(key("add", "run-1", "artifacts/snapshot/planted.json"))
         .body(ByteStream::from_static(b"{}"))
         .send()
         .await
         .unwrap();
-    let r = verify(&c, &bucket, "add", "run-1").await;
+    let r = verify(c, bucket, "add", "run-1").await;
     assert_eq!(
         not_ok(&r),
         vec![(
@@ -638,23 +716,24 @@ async fn s3_tamper_cases_are_each_detected_and_named() {
         )],
         "{r}"
     );
+}
 
-    // An edited manifest.json (a new version).
-    small_run(&store, "man", "run-1").await;
-    let text = String::from_utf8(
-        get_bytes(&c, &bucket, &key("man", "run-1", "manifest.json"), None).await,
-    )
-    .unwrap();
+/// An edited manifest.json (a new version): SHA256SUMS disagrees, and it is unlisted.
+async fn an_edited_manifest_is_caught(c: &Client, store: &Store, bucket: &str) {
+    small_run(store, "man", "run-1").await;
+    let text =
+        String::from_utf8(get_bytes(c, bucket, &key("man", "run-1", "manifest.json"), None).await)
+            .unwrap();
     let edited = text.replace("user/ir", "user/other");
     assert_ne!(text, edited);
     c.put_object()
-        .bucket(&bucket)
+        .bucket(bucket)
         .key(key("man", "run-1", "manifest.json"))
         .body(ByteStream::from(edited.into_bytes()))
         .send()
         .await
         .unwrap();
-    let r = verify(&c, &bucket, "man", "run-1").await;
+    let r = verify(c, bucket, "man", "run-1").await;
     assert!(!r.is_ok());
     assert!(
         r.sha256sums
@@ -668,11 +747,13 @@ async fn s3_tamper_cases_are_each_detected_and_named() {
         vec![("manifest.json".to_string(), ItemStatus::Unlisted)],
         "{r}"
     );
+}
 
-    // An edited SHA256SUMS.
-    small_run(&store, "sums", "run-1").await;
+/// An edited SHA256SUMS: the item it drops is named, and it is unlisted.
+async fn edited_sums_are_caught(c: &Client, store: &Store, bucket: &str) {
+    small_run(store, "sums", "run-1").await;
     let text =
-        String::from_utf8(get_bytes(&c, &bucket, &key("sums", "run-1", "SHA256SUMS"), None).await)
+        String::from_utf8(get_bytes(c, bucket, &key("sums", "run-1", "SHA256SUMS"), None).await)
             .unwrap();
     let edited: String = text
         .lines()
@@ -680,13 +761,13 @@ async fn s3_tamper_cases_are_each_detected_and_named() {
         .map(|l| format!("{l}\n"))
         .collect();
     c.put_object()
-        .bucket(&bucket)
+        .bucket(bucket)
         .key(key("sums", "run-1", "SHA256SUMS"))
         .body(ByteStream::from(edited.into_bytes()))
         .send()
         .await
         .unwrap();
-    let r = verify(&c, &bucket, "sums", "run-1").await;
+    let r = verify(c, bucket, "sums", "run-1").await;
     assert!(!r.is_ok());
     assert_eq!(
         r.sha256sums.problems,
@@ -698,6 +779,17 @@ async fn s3_tamper_cases_are_each_detected_and_named() {
         vec![("SHA256SUMS".to_string(), ItemStatus::Unlisted)],
         "{r}"
     );
+}
+
+#[tokio::test]
+async fn s3_tamper_cases_are_each_detected_and_named() {
+    let (c, store, bucket) = bucket_store(RetentionMode::Governance).await;
+    a_flipped_byte_is_another_version(&c, &store, &bucket).await;
+    a_truncated_version_is_unlisted(&c, &store, &bucket).await;
+    a_deleted_item_is_named_then_missing(&c, &store, &bucket).await;
+    an_added_object_is_unlisted(&c, &store, &bucket).await;
+    an_edited_manifest_is_caught(&c, &store, &bucket).await;
+    edited_sums_are_caught(&c, &store, &bucket).await;
 }
 
 #[tokio::test]

@@ -228,29 +228,17 @@ fn assert_self_contained(html: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_report_has_every_step_call_and_evidence_item_of_the_run() {
-    require_report_command();
-    let state = tempfile::tempdir().unwrap();
-    let (run_id, summary) = contained_instance_run(state.path()).await;
-    let location = summary["evidence"]["location"].as_str().unwrap().to_owned();
-    let entries = journal(state.path(), &run_id);
-    let sealed = manifest(&location);
+/// Steps by id: (status, attempts).
+type StepTable<'a> = BTreeMap<&'a str, (&'a str, u64)>;
 
-    let (code, r) = report_json(state.path(), &run_id);
-    assert_eq!(code, Some(0), "{r:#}");
-    assert_eq!(r["format"], "irr-report/1");
-    assert_eq!(r["integrity_ok"], true);
-    assert_eq!(
-        r["findings"].as_array().unwrap().len(),
-        0,
-        "{:#}",
-        r["findings"]
-    );
+/// Evidence items by path: (sha256, size, status).
+type ItemTable<'a> = BTreeMap<&'a str, (&'a str, u64, &'a str)>;
 
-    // The run.
+/// The run: ids, playbook, principal, account, region and times as the journal and sealed
+/// manifest have them.
+fn assert_report_run(r: &Value, run_id: &str, summary: &Value, sealed: &Value, entries: &[Value]) {
     let run = &r["run"];
-    assert_eq!(run["run_id"], run_id.as_str());
+    assert_eq!(run["run_id"], run_id);
     assert_eq!(run["case_id"], summary["case_id"]);
     assert_eq!(run["status"], "succeeded");
     assert_eq!(run["playbook"]["name"], "contain-instance");
@@ -262,8 +250,10 @@ async fn the_report_has_every_step_call_and_evidence_item_of_the_run() {
     assert!(run["duration_ms"].as_i64().unwrap() >= 0);
     assert_eq!(run["started_at"], entries[0]["ts"]);
     assert_eq!(run["finished_at"], entries.last().unwrap()["ts"]);
+}
 
-    // The timeline: every journal entry, in order.
+/// The timeline: every journal entry, in order.
+fn assert_report_timeline(r: &Value, entries: &[Value]) {
     let seqs: Vec<u64> = r["timeline"]
         .as_array()
         .unwrap()
@@ -277,9 +267,11 @@ async fn the_report_has_every_step_call_and_evidence_item_of_the_run() {
         .unwrap()
         .windows(2)
         .all(|w| w[0]["offset_ms"].as_i64() <= w[1]["offset_ms"].as_i64()));
+}
 
-    // Steps: every step with the summary's status and attempts.
-    let steps: BTreeMap<&str, (&str, u64)> = r["steps"]
+/// A list of steps by id, with status and attempts.
+fn step_table(steps: &Value) -> StepTable<'_> {
+    steps
         .as_array()
         .unwrap()
         .iter()
@@ -292,25 +284,21 @@ async fn the_report_has_every_step_call_and_evidence_item_of_the_run() {
                 ),
             )
         })
-        .collect();
-    let expected: BTreeMap<&str, (&str, u64)> = summary["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["id"].as_str().unwrap(),
-                (
-                    s["status"].as_str().unwrap(),
-                    s["attempts"].as_u64().unwrap(),
-                ),
-            )
-        })
-        .collect();
+        .collect()
+}
+
+/// Steps: every step with the summary's status and attempts. Returns the report's steps.
+fn assert_report_steps<'a>(r: &'a Value, summary: &Value) -> StepTable<'a> {
+    let steps = step_table(&r["steps"]);
+    let expected = step_table(&summary["steps"]);
     assert_eq!(steps, expected);
     assert_eq!(steps.len(), 7);
+    steps
+}
 
-    // Calls: every call_started of the journal, with its call_finished's request id.
+/// Calls: every call_started of the journal, with its call_finished's request id. Returns the
+/// report's calls.
+fn assert_report_calls<'a>(r: &'a Value, entries: &[Value]) -> &'a Vec<Value> {
     let finished: BTreeMap<u64, &Value> = entries
         .iter()
         .filter(|e| e["event"] == "call_finished")
@@ -336,52 +324,55 @@ async fn the_report_has_every_step_call_and_evidence_item_of_the_run() {
         assert!(c["request_id"].as_str().is_some_and(|r| !r.is_empty()));
         assert!(c["duration_ms"].as_i64().is_some());
     }
+    calls
+}
 
-    // Evidence: exactly the manifest's items, same hashes and sizes, each verified ok.
+/// A list of evidence items by path, with hash, size and `status(item)`.
+fn item_table<'a>(items: &'a Value, status: impl Fn(&'a Value) -> &'a str) -> ItemTable<'a> {
+    items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["path"].as_str().unwrap(),
+                (
+                    i["sha256"].as_str().unwrap(),
+                    i["size"].as_u64().unwrap(),
+                    status(i),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Evidence: exactly the manifest's items, same hashes and sizes, each verified ok; the journal's
+/// chain and sealed copy ok. Returns the sealed manifest's items.
+fn assert_report_evidence<'a>(
+    r: &Value,
+    location: &str,
+    summary: &Value,
+    sealed: &'a Value,
+) -> ItemTable<'a> {
     let ev = &r["evidence"];
     assert_eq!(ev["status"], "verified");
-    assert_eq!(ev["location"], location.as_str());
+    assert_eq!(ev["location"], location);
     assert_eq!(
         ev["manifest_sha256"],
         summary["evidence"]["manifest_sha256"]
     );
     assert_eq!(ev["sha256sums"]["ok"], true);
     assert_eq!(ev["chain"]["ok"], true);
-    let items: BTreeMap<&str, (&str, u64, &str)> = ev["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                i["path"].as_str().unwrap(),
-                (
-                    i["sha256"].as_str().unwrap(),
-                    i["size"].as_u64().unwrap(),
-                    i["status"].as_str().unwrap(),
-                ),
-            )
-        })
-        .collect();
-    let want: BTreeMap<&str, (&str, u64, &str)> = sealed["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                i["path"].as_str().unwrap(),
-                (
-                    i["sha256"].as_str().unwrap(),
-                    i["size"].as_u64().unwrap(),
-                    "ok",
-                ),
-            )
-        })
-        .collect();
+    let items = item_table(&ev["items"], |i| i["status"].as_str().unwrap());
+    let want = item_table(&sealed["items"], |_| "ok");
     assert_eq!(items, want);
     assert_eq!(r["journal"]["chain_ok"], true);
     assert_eq!(r["journal"]["sealed_copy_ok"], true);
+    want
+}
 
-    // Resources: the manifest's snapshots, all listed as sealed.
+/// Resources: the manifest's snapshots, all listed as sealed.
+fn assert_report_resources(r: &Value, sealed: &Value) {
     let snaps: BTreeSet<&str> = r["resources"]
         .as_array()
         .unwrap()
@@ -401,9 +392,17 @@ async fn the_report_has_every_step_call_and_evidence_item_of_the_run() {
         .collect();
     assert_eq!(snaps, sealed_snaps);
     assert_eq!(snaps.len(), 2);
+}
 
-    // Markdown: the same facts, as tables.
-    let out = report(state.path(), &run_id, "md");
+/// Markdown: the same facts, as tables.
+fn assert_markdown_report(
+    state: &Path,
+    run_id: &str,
+    steps: &StepTable<'_>,
+    calls: &[Value],
+    want: &ItemTable<'_>,
+) {
+    let out = report(state, run_id, "md");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let md = String::from_utf8(out.stdout).unwrap();
     assert!(md.contains("**Integrity: OK.**"), "{md}");
@@ -423,23 +422,31 @@ async fn the_report_has_every_step_call_and_evidence_item_of_the_run() {
         );
         assert!(md.contains(&op), "{op}");
     }
-    for (path, (sha, _, _)) in &want {
+    for (path, (sha, _, _)) in want {
         assert!(md.contains(&format!("`{sha}`")), "hash of {path}");
         assert!(md.contains(&format!("`{path}`")), "{path}");
     }
+}
 
-    // HTML, to a file: self-contained, with the same facts.
-    let file = state.path().join("report.html");
+/// HTML, to a file: self-contained, with the same facts.
+fn assert_html_report_file(
+    state: &Path,
+    run_id: &str,
+    steps: &StepTable<'_>,
+    calls: &[Value],
+    want: &ItemTable<'_>,
+) {
+    let file = state.join("report.html");
     let out = irr_output(
         &[
             "report",
-            &run_id,
+            run_id,
             "--format",
             "html",
             "--out",
             file.to_str().unwrap(),
         ],
-        state.path(),
+        state,
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(out.stdout.is_empty(), "--out writes nothing to stdout");
@@ -456,6 +463,37 @@ async fn the_report_has_every_step_call_and_evidence_item_of_the_run() {
     for s in steps.keys() {
         assert!(html.contains(&format!("<b>{s}</b>")), "step {s}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_has_every_step_call_and_evidence_item_of_the_run() {
+    require_report_command();
+    let state = tempfile::tempdir().unwrap();
+    let (run_id, summary) = contained_instance_run(state.path()).await;
+    let location = summary["evidence"]["location"].as_str().unwrap().to_owned();
+    let entries = journal(state.path(), &run_id);
+    let sealed = manifest(&location);
+
+    let (code, r) = report_json(state.path(), &run_id);
+    assert_eq!(code, Some(0), "{r:#}");
+    assert_eq!(r["format"], "irr-report/1");
+    assert_eq!(r["integrity_ok"], true);
+    assert_eq!(
+        r["findings"].as_array().unwrap().len(),
+        0,
+        "{:#}",
+        r["findings"]
+    );
+
+    assert_report_run(&r, &run_id, &summary, &sealed, &entries);
+    assert_report_timeline(&r, &entries);
+    let steps = assert_report_steps(&r, &summary);
+    let calls = assert_report_calls(&r, &entries);
+    let want = assert_report_evidence(&r, &location, &summary, &sealed);
+    assert_report_resources(&r, &sealed);
+
+    assert_markdown_report(state.path(), &run_id, &steps, calls, &want);
+    assert_html_report_file(state.path(), &run_id, &steps, calls, &want);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
