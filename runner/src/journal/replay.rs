@@ -87,8 +87,10 @@ impl StepState {
 /// A mutating AWS call: journaled before it was made, and after, when it ended.
 #[derive(Clone, Debug)]
 pub struct Call {
-    /// Journal-wide call number.
+    /// Call number, counted per process: a resumed run counts from 1 again.
     pub call: u64,
+    /// Which `run_started` it came after (0: the first process, 1: the first resume, ...).
+    pub session: usize,
     /// When it was started.
     pub ts: String,
     /// Step id.
@@ -172,6 +174,9 @@ pub struct RunState {
     pub finished: Option<Finish>,
     /// Lines that are not events this version knows (`(line, event name)`).
     pub unknown: Vec<(usize, String)>,
+    /// `call_finished` lines with no `call_started` of that number in their process
+    /// (`(line, call)`): a damaged or forged journal.
+    pub orphan_finishes: Vec<(usize, u64)>,
     index: HashMap<String, usize>,
 }
 
@@ -246,6 +251,26 @@ impl RunState {
         self.starts.first().map(|s| s.ts.as_str())
     }
 
+    fn call_started(&mut self, mut call: Call) {
+        self.step_mut(&call.step).calls += 1;
+        call.session = self.starts.len().saturating_sub(1);
+        self.calls.push(call);
+    }
+
+    fn call_finished(&mut self, line: usize, call: u64, ts: String, outcome: CallOutcome) {
+        // Call numbers restart in each process: only this process's call can match.
+        let session = self.starts.len().saturating_sub(1);
+        match self
+            .calls
+            .iter_mut()
+            .rev()
+            .find(|c| c.call == call && c.session == session)
+        {
+            Some(c) => c.finished = Some((ts, outcome)),
+            None => self.orphan_finishes.push((line, call)),
+        }
+    }
+
     /// Applies one entry.
     pub fn apply(&mut self, entry: &Entry) {
         let ts = entry.ts.clone();
@@ -299,22 +324,18 @@ impl RunState {
                 service,
                 operation,
                 params,
-            } => {
-                self.step_mut(&step).calls += 1;
-                self.calls.push(Call {
-                    call,
-                    ts,
-                    step,
-                    service,
-                    operation,
-                    params,
-                    finished: None,
-                });
-            }
+            } => self.call_started(Call {
+                call,
+                session: 0,
+                ts,
+                step,
+                service,
+                operation,
+                params,
+                finished: None,
+            }),
             RunEvent::CallFinished { call, outcome } => {
-                if let Some(c) = self.calls.iter_mut().rev().find(|c| c.call == call) {
-                    c.finished = Some((ts, outcome));
-                }
+                self.call_finished(entry.line, call, ts, outcome)
             }
             RunEvent::EvidenceCaptured {
                 step,
@@ -466,6 +487,31 @@ mod tests {
         assert_eq!(state.resources.len(), 1);
         assert!(state.finished.is_none());
         assert!(state.unknown.is_empty());
+        assert!(state.orphan_finishes.is_empty());
+
+        // A resumed process counts its calls from 1 again: its call_finished 2 is not the
+        // first process's call 2, which stays in flight.
+        drop(j);
+        let j = Journal::open(&path).unwrap();
+        j.append(&RunEvent::RunStarted {
+            run_id: "r".into(),
+            case_id: "c".into(),
+            playbook: "p".into(),
+            version: "1.0.0".into(),
+            playbook_sha256: "0".repeat(64),
+            dry_run: false,
+            resumed: true,
+            aws_principal: None,
+        })
+        .unwrap();
+        j.append(&RunEvent::CallFinished {
+            call: 2,
+            outcome: outcome(true),
+        })
+        .unwrap();
+        let state = replay(&read(&path).unwrap());
+        assert_eq!(state.in_flight().count(), 1);
+        assert_eq!(state.orphan_finishes.len(), 1);
     }
 
     #[test]
