@@ -89,7 +89,8 @@ impl StepState {
 pub struct Call {
     /// Call number, counted per process: a resumed run counts from 1 again.
     pub call: u64,
-    /// Which `run_started` it came after (0: the first process, 1: the first resume, ...).
+    /// How many `run_started` came before it: its process (1: the first, 2: the first
+    /// resume, ...).
     pub session: usize,
     /// When it was started.
     pub ts: String,
@@ -253,13 +254,13 @@ impl RunState {
 
     fn call_started(&mut self, mut call: Call) {
         self.step_mut(&call.step).calls += 1;
-        call.session = self.starts.len().saturating_sub(1);
+        call.session = self.starts.len();
         self.calls.push(call);
     }
 
     fn call_finished(&mut self, line: usize, call: u64, ts: String, outcome: CallOutcome) {
         // Call numbers restart in each process: only this process's call can match.
-        let session = self.starts.len().saturating_sub(1);
+        let session = self.starts.len();
         match self
             .calls
             .iter_mut()
