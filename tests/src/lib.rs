@@ -782,6 +782,13 @@ pub async fn sdk_config_for(endpoint: &str, key: (&str, &str)) -> aws_config::Sd
 /// everything). moto checks no request until its first three (`INITIAL_NO_AUTH_ACTION_COUNT`):
 /// creating the admin, its policy and its key.
 pub async fn iam_enforcing_emulator() -> (PrivateEmulator, aws_config::SdkConfig) {
+    let (emu, conf, _) = iam_enforcing_emulator_with_admin().await;
+    (emu, conf)
+}
+
+/// [`iam_enforcing_emulator`], with the admin's access key too (to run `irr` as the admin).
+pub async fn iam_enforcing_emulator_with_admin(
+) -> (PrivateEmulator, aws_config::SdkConfig, (String, String)) {
     let emu = PrivateEmulator::start(&[("INITIAL_NO_AUTH_ACTION_COUNT", "3")]);
     let boot =
         aws_sdk_iam::Client::new(&sdk_config_for(&emu.endpoint(), ("testing", "testing")).await);
@@ -813,7 +820,7 @@ pub async fn iam_enforcing_emulator() -> (PrivateEmulator, aws_config::SdkConfig
         boot.list_users().send().await.is_err(),
         "moto does not enforce IAM"
     );
-    (emu, conf)
+    (emu, conf, (key.access_key_id, key.secret_access_key))
 }
 
 /// A new IAM user whose only permissions are `doc` (a policy document); returns its access

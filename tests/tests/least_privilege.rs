@@ -41,35 +41,8 @@ struct World {
 
 impl World {
     async fn start() -> World {
-        // Exactly three unchecked requests: CreateUser, PutUserPolicy, CreateAccessKey.
-        let emu = PrivateEmulator::start(&[("INITIAL_NO_AUTH_ACTION_COUNT", "3")]);
-        let boot = aws_sdk_iam::Client::new(
-            &irr_tests::sdk_config_for(&emu.endpoint(), ("testing", "testing")).await,
-        );
-        boot.create_user().user_name("admin").send().await.unwrap();
-        boot.put_user_policy()
-            .user_name("admin")
-            .policy_name("everything")
-            .policy_document(
-                json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
-                    .to_string(),
-            )
-            .send()
-            .await
-            .unwrap();
-        let key = boot
-            .create_access_key()
-            .user_name("admin")
-            .send()
-            .await
-            .unwrap()
-            .access_key
-            .unwrap();
-        let admin = (key.access_key_id, key.secret_access_key);
-        let conf = irr_tests::sdk_config_for(&emu.endpoint(), (&admin.0, &admin.1)).await;
-        // From here on IAM is enforced: the old dummy key is refused.
-        let denied = boot.list_users().send().await;
-        assert!(denied.is_err(), "moto does not enforce IAM");
+        // The harness's IAM-enforcing moto: exactly three unchecked requests make the admin.
+        let (emu, conf, admin) = irr_tests::iam_enforcing_emulator_with_admin().await;
         World {
             admin,
             ec2: aws_sdk_ec2::Client::new(&conf),
@@ -80,31 +53,7 @@ impl World {
 
     /// A new user whose only permissions are `doc`; returns its access key.
     async fn user_with(&self, doc: &Value) -> (String, String) {
-        let name = unique("irr-runner");
-        self.iam
-            .create_user()
-            .user_name(&name)
-            .send()
-            .await
-            .unwrap();
-        self.iam
-            .put_user_policy()
-            .user_name(&name)
-            .policy_name("irr")
-            .policy_document(doc.to_string())
-            .send()
-            .await
-            .unwrap();
-        let k = self
-            .iam
-            .create_access_key()
-            .user_name(&name)
-            .send()
-            .await
-            .unwrap()
-            .access_key
-            .unwrap();
-        (k.access_key_id, k.secret_access_key)
+        irr_tests::iam_user_with(&self.iam, doc).await
     }
 
     fn irr(&self, args: &[&str], state: &Path, key: &(String, String)) -> std::process::Output {
