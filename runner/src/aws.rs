@@ -1,9 +1,11 @@
 //! AWS access: the standard credential chain, `--profile`, `--region`, the endpoint override
 //! (the local emulator), and `--assume-role` to act in another account.
 //!
-//! Throttling and transient errors are retried by the SDK's adaptive retry mode (client-side
-//! rate limiting plus exponential backoff with jitter); waits sized to the work (snapshots per
-//! GiB) live in the actions.
+//! Throttling and transient errors are retried by the SDK's standard retry mode (exponential
+//! backoff with jitter, up to 8 attempts): the one retry layer for throttling. Rate limiting is
+//! irr's own, per EC2 bucket (`crate::ratelimit`), not the SDK's adaptive mode, whose one
+//! limiter per retry partition would let a throttled action slow every other. Waits sized to
+//! the work (snapshots per GiB) and retries for eventual consistency live in the actions.
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -60,7 +62,7 @@ pub enum AwsError {
 /// Loads the configuration and builds the clients.
 pub async fn connect(opts: &AwsOptions) -> Result<Aws, AwsError> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::adaptive().with_max_attempts(8));
+        .retry_config(RetryConfig::standard().with_max_attempts(8));
     if let Some(p) = &opts.profile {
         loader = loader.profile_name(p);
     }

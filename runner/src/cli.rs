@@ -118,8 +118,9 @@ enum Command {
         /// Change nothing: ask AWS whether each mutating call would be permitted.
         #[arg(long)]
         dry_run: bool,
-        /// Steps (and for_each items) running at once.
-        #[arg(long, default_value_t = 4)]
+        /// Steps (and for_each items) running at once. irr's own EC2 buckets pace the calls,
+        /// so a fleet is bounded by EC2's limits, not by this.
+        #[arg(long, default_value_t = 32)]
         concurrency: usize,
         /// Act in another account through this role.
         #[arg(long, value_name = "ARN")]

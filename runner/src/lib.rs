@@ -25,6 +25,7 @@ pub mod model;
 pub mod plan;
 pub mod policy;
 pub mod proxy;
+pub mod ratelimit;
 pub mod report;
 pub mod reporter;
 pub mod run;

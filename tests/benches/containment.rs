@@ -10,39 +10,13 @@
 //! `IRR_BENCH_FLEET` changes the fleet size (default 100), `IRR_BENCH_CONCURRENCY` the list of
 //! concurrency values for the fleet (default `4,16,32`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use irr_tests::{compromised_instances, contained, fixture, irr_with, json_lines, Contained};
 use serde_json::Value;
 
-/// `target/release/irr` when built, else `target/debug/irr` (said so in the output).
-fn irr_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let target = exe.ancestors().nth(3).unwrap().to_owned();
-    for profile in ["release", "debug"] {
-        let b = target.join(profile).join("irr");
-        if b.exists() {
-            return b;
-        }
-    }
-    panic!("build irr first: cargo build --release -p irr-runner");
-}
-
-/// `POST /moto-api/reset`: clears the emulator's state.
-fn reset(endpoint: &str) {
-    use std::io::{Read, Write};
-    let addr = irr_runner::emulator::loopback_addr(endpoint).unwrap();
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "POST /moto-api/reset HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    let _ = s.read_to_string(&mut answer);
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-}
+use irr_tests::{bench_irr_binary as irr_binary, reset_emulator as reset};
 
 struct Figures {
     wall_s: f64,

@@ -609,6 +609,47 @@ pub async fn compromised_instances_with(
         .collect()
 }
 
+/// Gives each instance a second network interface (device index 1, in the instance's subnet
+/// and the open group), as the fleet benchmark's incident has: two interfaces, two volumes.
+pub async fn add_second_interfaces(ec2: &aws_sdk_ec2::Client, fleet: &[CompromisedInstance]) {
+    let ids: Vec<String> = fleet.iter().map(|i| i.instance_id.clone()).collect();
+    let mut subnets = std::collections::HashMap::new();
+    for chunk in ids.chunks(100) {
+        let out = ec2
+            .describe_instances()
+            .set_instance_ids(Some(chunk.to_vec()))
+            .send()
+            .await
+            .unwrap();
+        for i in out.reservations().iter().flat_map(|r| r.instances()) {
+            subnets.insert(
+                i.instance_id().unwrap().to_owned(),
+                i.subnet_id().unwrap().to_owned(),
+            );
+        }
+    }
+    for inc in fleet {
+        let eni = ec2
+            .create_network_interface()
+            .subnet_id(&subnets[&inc.instance_id])
+            .groups(&inc.open_group)
+            .send()
+            .await
+            .unwrap()
+            .network_interface
+            .unwrap()
+            .network_interface_id
+            .unwrap();
+        ec2.attach_network_interface()
+            .network_interface_id(&eni)
+            .instance_id(&inc.instance_id)
+            .device_index(1)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
 /// The containment state of an instance, in a form two runs can be compared by.
 #[derive(Debug, PartialEq, Eq, Clone)]
 pub struct Contained {
@@ -1007,4 +1048,34 @@ pub async fn add_second_interface(ec2: &aws_sdk_ec2::Client, inc: &CompromisedIn
         .await
         .unwrap();
     eni
+}
+
+/// The `irr` a benchmark measures: `target/release/irr` when built, else `target/debug/irr`
+/// (the benchmark prints which). Found from the running bench binary's own path.
+pub fn bench_irr_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.ancestors().nth(3).unwrap().to_owned();
+    for profile in ["release", "debug"] {
+        let b = target.join(profile).join("irr");
+        if b.exists() {
+            return b;
+        }
+    }
+    panic!("build irr first: cargo build --release -p irr-runner --bin irr");
+}
+
+/// `POST /moto-api/reset`: clears a private emulator's state (benchmarks: moto's describe
+/// calls scan all of it, so leftovers of one measurement would slow the next).
+pub fn reset_emulator(endpoint: &str) {
+    use std::io::{Read, Write};
+    let addr = irr_runner::emulator::loopback_addr(endpoint).unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /moto-api/reset HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }

@@ -41,6 +41,12 @@ pub struct AwsClients {
     pub cloudformation: aws_sdk_cloudformation::Client,
     /// EC2 Auto Scaling (to take a contained instance out of its group).
     pub autoscaling: aws_sdk_autoscaling::Client,
+    /// irr's copy of EC2's token buckets for this account-region, in front of `ec2`'s HTTP
+    /// client (`None` with `IRR_EC2_BUCKETS=off`).
+    pub ec2_limiter: Option<std::sync::Arc<crate::ratelimit::Limiter>>,
+    /// Reads batched across a `for_each` step's items ([`ec2::Fleet`]), and the case's
+    /// isolation groups per VPC, made once per run.
+    pub fleet: std::sync::Arc<ec2::Fleet>,
 }
 
 impl AwsClients {
@@ -50,8 +56,35 @@ impl AwsClients {
         let s3_conf = aws_sdk_s3::config::Builder::from(conf)
             .force_path_style(path_style)
             .build();
+        let ec2_limiter = crate::ratelimit::enabled()
+            .then(|| std::sync::Arc::new(crate::ratelimit::Limiter::new()));
+        let ec2 = match &ec2_limiter {
+            Some(limiter) => {
+                let inner = conf
+                    .http_client()
+                    .unwrap_or_else(crate::ratelimit::default_https_client);
+                // A call waiting for its token has not started sending its body: the SDK's
+                // upload stall check (0 B/s for 5 s) would take that wait for a stalled
+                // upload. EC2's query bodies are a few KiB sent at once; downloads keep theirs.
+                let stall = aws_sdk_ec2::config::StalledStreamProtectionConfig::enabled()
+                    .upload_enabled(false)
+                    .build();
+                aws_sdk_ec2::Client::from_conf(
+                    aws_sdk_ec2::config::Builder::from(conf)
+                        .http_client(crate::ratelimit::LimitedHttpClient::new(
+                            inner,
+                            limiter.clone(),
+                        ))
+                        .stalled_stream_protection(stall)
+                        .build(),
+                )
+            }
+            None => aws_sdk_ec2::Client::new(conf),
+        };
         AwsClients {
-            ec2: aws_sdk_ec2::Client::new(conf),
+            ec2,
+            ec2_limiter,
+            fleet: std::sync::Arc::default(),
             iam: aws_sdk_iam::Client::new(conf),
             s3: aws_sdk_s3::Client::from_conf(s3_conf),
             sts: aws_sdk_sts::Client::new(conf),
@@ -367,7 +400,10 @@ pub trait Action: 'static {
 
     /// Reserved (performance issue): read what many `for_each` items of one step will need
     /// in as few AWS calls as possible, before they run. The default reads nothing; an action
-    /// that batches would keep what it read for its items' [`Action::run`]. Not called yet.
+    /// that batches keeps what it read in `ctx.aws.fleet` for its items' [`Action::run`],
+    /// each item taking its part once (a retried attempt reads AWS afresh). The executor calls
+    /// it once per `for_each` step with every item's parameters that parse; its failure is
+    /// not the step's (the items then read for themselves).
     fn prefetch(
         ctx: &ActionCtx,
         items: &[Self::Params],
@@ -396,7 +432,10 @@ pub struct Registered {
     pub run_by_executor: bool,
     spec: fn() -> ActionSpec,
     run: for<'a> fn(&'a ActionCtx, Value) -> BoxedRun<'a>,
+    prefetch: for<'a> fn(&'a ActionCtx, Vec<Value>) -> BoxedPrefetch<'a>,
 }
+
+type BoxedPrefetch<'a> = Pin<Box<dyn Future<Output = Result<(), ActionError>> + Send + 'a>>;
 
 type BoxedRun<'a> = Pin<Box<dyn Future<Output = Result<ActionOutput, ActionError>> + Send + 'a>>;
 
@@ -414,6 +453,7 @@ pub const fn register<A: Action>() -> Registered {
         run_by_executor: A::RUN_BY_EXECUTOR,
         spec: spec_of::<A>,
         run: run_erased::<A>,
+        prefetch: prefetch_erased::<A>,
     }
 }
 
@@ -426,6 +466,31 @@ fn run_erased<A: Action>(ctx: &ActionCtx, params: Value) -> BoxedRun<'_> {
         let p: A::Params = parse_params(A::DECLARATION.name, params)?;
         A::run(ctx, p).await
     })
+}
+
+fn prefetch_erased<A: Action>(ctx: &ActionCtx, items: Vec<Value>) -> BoxedPrefetch<'_> {
+    Box::pin(async move {
+        // Items whose parameters do not parse fail in their own run, with the reason.
+        let parsed: Vec<A::Params> = items
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect();
+        if parsed.is_empty() {
+            return Ok(());
+        }
+        A::prefetch(ctx, &parsed).await
+    })
+}
+
+/// Batches `action`'s reads for the items of a `for_each` step ([`Action::prefetch`]).
+pub async fn prefetch(action: &str, ctx: &ActionCtx, items: Vec<Value>) -> Result<(), ActionError> {
+    match REGISTRY
+        .iter()
+        .find(|r| r.name == action && !r.run_by_executor)
+    {
+        Some(r) => (r.prefetch)(ctx, items).await,
+        None => Ok(()),
+    }
 }
 
 /// Every action, one line each, in catalog order (`irr actions`, `irr schema`).
@@ -655,16 +720,12 @@ where
     }
 }
 
-/// `true` for AWS errors that clear up on their own (throttling, concurrent changes).
+/// `true` for AWS errors that clear up on their own (concurrent changes, eventual
+/// consistency). Throttling is not among them: the SDK's retry (after irr's own EC2 buckets,
+/// [`crate::ratelimit`]) is the one layer that retries it, so a throttled call is never
+/// retried by two layers at once.
 pub(crate) fn is_transient(e: &ActionError) -> bool {
-    matches!(
-        e.code(),
-        "Throttling"
-            | "ThrottlingException"
-            | "RequestLimitExceeded"
-            | "ConcurrentModification"
-            | "ServiceFailure"
-    )
+    matches!(e.code(), "ConcurrentModification" | "ServiceFailure")
 }
 
 /// Formats an SDK timestamp as RFC 3339 (JSON null when absent).

@@ -644,6 +644,7 @@ async fn run_items(
     let sem = Arc::new(tokio::sync::Semaphore::new(
         shared.record.concurrency.max(1),
     ));
+    prefetch_items(step, shared, ctx, &items).await;
     let n = items.len();
     let mut set = JoinSet::new();
     let mut ids = HashMap::new();
@@ -702,6 +703,45 @@ async fn run_items(
         }
     }
     (attempts, outputs, errors)
+}
+
+/// Lets the step's action read what all its items need in batches before they run
+/// ([`actions::Action::prefetch`]). Items whose parameters do not render are left out (they
+/// fail in their own attempt); a failed prefetch only means the items read for themselves.
+async fn prefetch_items(step: &Step, shared: &Arc<Shared>, ctx: &Value, items: &[Value]) {
+    if items.len() < 2 {
+        return;
+    }
+    let with = Value::Object(step.with.clone());
+    let params: Vec<Value> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| {
+            let mut ictx = ctx.clone();
+            ictx["item"] = item.clone();
+            ictx["item_index"] = json!(i);
+            template::render_value(&with, &ictx).ok()
+        })
+        .collect();
+    let actx = ActionCtx {
+        aws: shared.aws.clone(),
+        case_id: shared.record.case_id.clone(),
+        run_id: shared.record.run_id.clone(),
+        step_id: step.id.clone(),
+        dry_run: shared.record.dry_run,
+        assume_yes: shared.assume_yes,
+        recorder: Arc::new(AttemptRecorder {
+            run: shared.recorder.clone(),
+            attempt: 0,
+        }),
+        playbook_dir: shared.playbook_dir.clone(),
+    };
+    if let Err(e) = actions::prefetch(step.action.name, &actx, params).await {
+        tracing::info!(
+            "step {}: batched reads failed ({e}); each item reads for itself",
+            step.id
+        );
+    }
 }
 
 /// Waits for every `for_each` item task and returns each item's result in item order; an

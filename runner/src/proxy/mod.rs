@@ -36,10 +36,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 mod http;
-mod throttle;
 
+use crate::ratelimit::{Buckets, Meter};
 use http::{head_of, header, query_operation, read_message, s3_operation, service_of};
-use throttle::Buckets;
 
 /// What the proxy does to the traffic. Deserialised from a chaos file (YAML or JSON) or
 /// built in code.
@@ -384,7 +383,7 @@ impl FaultProxy {
         let state = Arc::new(State {
             upstream: upstream_addr,
             rule_matches: Mutex::new(vec![0; spec.rules.len()]),
-            buckets: Mutex::new(Buckets::new(Instant::now())),
+            buckets: Mutex::new(Buckets::ec2(Instant::now())),
             spec,
             requests: AtomicU64::new(0),
             random_faults: AtomicU64::new(0),
@@ -621,19 +620,6 @@ fn closes(response: &[u8]) -> bool {
         .any(|l| l.starts_with("connection:") && l.contains("close"))
 }
 
-/// How EC2 would meter a call (which bucket it draws from).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Meter {
-    /// Not an EC2 call.
-    Other,
-    /// An EC2 Describe*/Get* with a filter or pagination.
-    Read,
-    /// An EC2 Describe* with neither a filter nor pagination.
-    UnfilteredRead,
-    /// An EC2 call that changes something.
-    Mutating,
-}
-
 /// One parsed request.
 struct Call {
     service: String,
@@ -657,21 +643,8 @@ impl Call {
         };
         let meter = if service != "ec2" {
             Meter::Other
-        } else if ["Describe", "Get", "List"]
-            .iter()
-            .any(|p| operation.starts_with(p))
-        {
-            let text = String::from_utf8_lossy(msg);
-            let filtered = text.contains("Filter.")
-                || text.contains("MaxResults=")
-                || text.contains("NextToken=");
-            if filtered || !operation.starts_with("Describe") {
-                Meter::Read
-            } else {
-                Meter::UnfilteredRead
-            }
         } else {
-            Meter::Mutating
+            Meter::of_ec2(&operation, &String::from_utf8_lossy(msg))
         };
         Call {
             head_request: head.starts_with("HEAD "),
@@ -858,7 +831,7 @@ mod tests {
         State {
             upstream: "127.0.0.1:1".parse().unwrap(),
             rule_matches: Mutex::new(vec![0; spec.rules.len()]),
-            buckets: Mutex::new(Buckets::new(Instant::now())),
+            buckets: Mutex::new(Buckets::ec2(Instant::now())),
             spec,
             requests: AtomicU64::new(0),
             random_faults: AtomicU64::new(0),

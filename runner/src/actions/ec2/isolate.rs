@@ -601,6 +601,16 @@ impl Action for IsolateInstance {
     async fn run(ctx: &ActionCtx, params: IsolateParams) -> Result<ActionOutput, ActionError> {
         isolate_instance(ctx, params).await
     }
+    async fn prefetch(ctx: &ActionCtx, items: &[IsolateParams]) -> Result<(), ActionError> {
+        let wants = super::Wants {
+            enis: true,
+            associations: true,
+            autoscaling: true,
+            ..Default::default()
+        };
+        let ids = items.iter().map(|p| p.instance_id.clone()).collect();
+        super::fleet::prefetch_instances(ctx, ids, wants).await
+    }
 }
 
 /// `ec2.isolate_instance`: cuts the instance off the network, interface by interface, keeping
@@ -624,23 +634,25 @@ pub async fn isolate_instance(
 ) -> Result<ActionOutput, ActionError> {
     check_cidr(p.allow_cidr.as_deref())?;
     let id = p.instance_id.as_str();
-    let inst = describe_instance(ctx, id).await?;
-    let vpc_id = inst
-        .vpc_id()
-        .ok_or_else(|| ActionError::Target(format!("instance {id} is not in a VPC")))?
-        .to_owned();
-    let enis = instance_enis(ctx, id).await?;
-    if enis.is_empty() {
-        return Err(ActionError::Target(format!(
-            "instance {id} has no network interface"
-        )));
-    }
-    let assocs = profile_associations(ctx, id).await?;
+    // The step's batch (fleet.rs) on a first attempt, else AWS afresh.
+    let mut pre = ctx.aws.fleet.take(ctx, id).unwrap_or_default();
+    let (inst, vpc_id, enis, assocs) = instance_state(ctx, id, &mut pre).await?;
     let asg_tag = tag_value(inst.tags(), ASG_NAME_TAG).map(str::to_owned);
+    let mut report = Report::new(&[]);
     // Auto Scaling membership is an optional read: asked at the same time as the case's
-    // groups, bounded in time, and when it fails (denied, throttled out, unsupported) a gap,
-    // with the instance's aws:autoscaling:groupName tag as the fallback.
-    let (asg_read, case_groups) = asg_and_case_groups(ctx, id, &vpc_id).await;
+    // groups (read once per VPC for the whole run), bounded in time, and when it fails
+    // (denied, throttled out, unsupported) a gap, with the instance's
+    // aws:autoscaling:groupName tag as the fallback.
+    let pre_asg = pre.autoscaling;
+    let (asg_read, case_groups) = tokio::join!(
+        async {
+            match pre_asg {
+                Some(m) => Ok(m),
+                None => optional_membership(ctx, id).await,
+            }
+        },
+        ctx.aws.fleet.case_groups(ctx, &vpc_id)
+    );
     let case_groups = case_groups?;
     let asg_known = ctx.or_gap("autoscaling:DescribeAutoScalingInstances", asg_read);
     let asg_from_tag = asg_known.is_none();
@@ -650,11 +662,7 @@ pub async fn isolate_instance(
     // crash and this attempt.
     let record = crate::actions::record::isolation_record(ctx, id).await;
     let recorded = record.originals();
-    let ours: BTreeSet<&str> = case_groups
-        .iter()
-        .filter_map(|g| g.group_id())
-        .chain(recorded.irr_groups.iter().map(String::as_str))
-        .collect();
+    report.record_problems(&record.problems);
 
     let before = ctx.evidence(
         "isolation-before.json",
@@ -671,15 +679,13 @@ pub async fn isolate_instance(
         }),
         "ec2:DescribeNetworkInterfaces",
     )?;
-    let mut report = Report::new(&record.problems);
-
     // 1. Leave Auto Scaling first: once isolated, the group's health checks fail and it
     //    would terminate the instance (termination protection does not stop Auto Scaling).
     let mut autoscaling =
         leave_autoscaling(ctx, id, &p, &asg, &asg_tag, asg_from_tag, &mut report).await?;
 
-    // 2. The two groups.
-    let (allow_all, isolation) = isolation_groups(
+    // 2. The two groups, found or made once per VPC for the whole run.
+    let groups = isolation_groups(
         ctx,
         &vpc_id,
         &case_groups,
@@ -687,6 +693,14 @@ pub async fn isolate_instance(
         &mut report,
     )
     .await?;
+    let (allow_all, isolation) = (groups.allow_all, groups.isolation);
+    let ours: BTreeSet<&str> = case_groups
+        .iter()
+        .filter_map(|g| g.group_id())
+        .chain(recorded.irr_groups.iter().map(String::as_str))
+        .chain(allow_all.as_deref())
+        .chain(isolation.as_deref())
+        .collect();
 
     // 3. Each interface: record, allow-all, isolation.
     let (original_groups, skipped) = isolate_interfaces(
@@ -731,7 +745,7 @@ pub async fn isolate_instance(
             "tag_differences": report.tag_differences,
             "instance_profile": profile,
             "auto_scaling": autoscaling,
-            "original_tags": {"interfaces": TAG_ORIGINAL_GROUPS, "instance_profile": TAG_ORIGINAL_PROFILE, "auto_scaling_group": TAG_ORIGINAL_ASG},
+            "original_tags": {"instance_profile": TAG_ORIGINAL_PROFILE, "auto_scaling_group": TAG_ORIGINAL_ASG},
             "notes": report.notes,
             "advice": "add a network ACL step to cut ICMP and flows through NAT gateways, load balancers, PrivateLink or transit gateways",
         }),
@@ -754,6 +768,45 @@ pub async fn isolate_instance(
     Ok(out)
 }
 
+/// The instance, its VPC, its interfaces (by device index) and its profile associations:
+/// from the step's batch, else read.
+async fn instance_state(
+    ctx: &ActionCtx,
+    id: &str,
+    pre: &mut super::Prefetched,
+) -> Result<
+    (
+        Instance,
+        String,
+        Vec<NetworkInterface>,
+        Vec<aws_sdk_ec2::types::IamInstanceProfileAssociation>,
+    ),
+    ActionError,
+> {
+    let inst = match pre.instance.take() {
+        Some(i) => i,
+        None => describe_instance(ctx, id).await?,
+    };
+    let vpc_id = inst
+        .vpc_id()
+        .ok_or_else(|| ActionError::Target(format!("instance {id} is not in a VPC")))?
+        .to_owned();
+    let enis = match pre.enis.take() {
+        Some(e) => e,
+        None => instance_enis(ctx, id).await?,
+    };
+    if enis.is_empty() {
+        return Err(ActionError::Target(format!(
+            "instance {id} has no network interface"
+        )));
+    }
+    let assocs = match pre.associations.take() {
+        Some(a) => a,
+        None => profile_associations(ctx, id).await?,
+    };
+    Ok((inst, vpc_id, enis, assocs))
+}
+
 /// The instance's Auto Scaling group and lifecycle state: as Auto Scaling answered, or, when
 /// it could not be asked (`known` is `None`), from the instance's group-name tag.
 fn membership(
@@ -774,24 +827,29 @@ impl Report {
             notes: ISOLATION_NOTES.iter().map(|s| s.to_string()).collect(),
             ..Report::default()
         };
+        report.record_problems(problems);
+        report
+    }
+
+    fn record_problems(&mut self, problems: &[String]) {
         for p in problems {
-            report.notes.push(format!(
+            self.notes.push(format!(
                 "WARNING: part of the case's record cannot be verified and was not used: {p}"
             ));
         }
-        report
     }
 }
 
-/// Step 2: this case's allow-all and isolation groups in the VPC, found or created (their
-/// ids; `None` in a dry run when one does not exist yet).
+/// Step 2: this case's allow-all and isolation groups in the VPC, found or created once for
+/// the whole run ([`super::Fleet::vpc_groups`]: the items of a fleet wait for the first one
+/// instead of racing it), with the case's groups as they were before.
 async fn isolation_groups(
     ctx: &ActionCtx,
     vpc_id: &str,
     case_groups: &[SecurityGroup],
     allow_cidr: Option<&str>,
     report: &mut Report,
-) -> Result<(Option<String>, Option<String>), ActionError> {
+) -> Result<super::VpcGroups, ActionError> {
     let purpose_iso = match allow_cidr {
         None => "isolation".to_owned(),
         Some(c) => format!("isolation-ssh-from-{c}"),
@@ -801,19 +859,27 @@ async fn isolation_groups(
             "the isolation group allows inbound TCP 22 from {c} only (allow_cidr), and no outbound"
         ));
     }
-    let allow_all =
-        ensure_group(ctx, vpc_id, case_groups, "allow-all", &GroupRules::AllowAll).await?;
-    let isolation = ensure_group(
-        ctx,
-        vpc_id,
-        case_groups,
-        &purpose_iso,
-        &GroupRules::Isolation {
-            ssh_from: allow_cidr.map(str::to_owned),
-        },
-    )
-    .await?;
-    Ok((allow_all, isolation))
+    ctx.aws
+        .fleet
+        .vpc_groups(ctx, vpc_id, &purpose_iso, || async {
+            let allow_all =
+                ensure_group(ctx, vpc_id, case_groups, "allow-all", &GroupRules::AllowAll).await?;
+            let isolation = ensure_group(
+                ctx,
+                vpc_id,
+                case_groups,
+                &purpose_iso,
+                &GroupRules::Isolation {
+                    ssh_from: allow_cidr.map(str::to_owned),
+                },
+            )
+            .await?;
+            Ok(super::VpcGroups {
+                allow_all,
+                isolation,
+            })
+        })
+        .await
 }
 
 /// What an isolation says besides its outputs: notes, the dry run's `would`, and where the
@@ -840,41 +906,24 @@ fn check_cidr(allow_cidr: Option<&str>) -> Result<(), ActionError> {
     Ok(())
 }
 
-/// The instance's Auto Scaling membership (an optional read, bounded in time) and the case's
-/// security groups in the VPC, asked at the same time.
-async fn asg_and_case_groups(
+/// The instance's Auto Scaling membership: an optional read, bounded in time.
+async fn optional_membership(
     ctx: &ActionCtx,
     id: &str,
-    vpc_id: &str,
-) -> (
-    Result<Option<(String, String)>, ActionError>,
-    Result<Vec<SecurityGroup>, ActionError>,
-) {
-    tokio::join!(
-        async {
-            match tokio::time::timeout(OPTIONAL_READ_BUDGET, autoscaling_membership(ctx, id)).await
-            {
-                Ok(r) => r,
-                Err(_) => Err(ActionError::Aws {
-                    service: "autoscaling".into(),
-                    operation: "DescribeAutoScalingInstances".into(),
-                    code: "timeout".into(),
-                    message: format!(
-                        "no answer within {} s; containment does not wait for it",
-                        OPTIONAL_READ_BUDGET.as_secs()
-                    ),
-                    request_id: None,
-                }),
-            }
-        },
-        describe_groups(
-            ctx,
-            vec![
-                filter("vpc-id", [vpc_id]),
-                filter(&format!("tag:{TAG_CASE}"), [ctx.case_id.as_str()]),
-            ],
-        )
-    )
+) -> Result<Option<(String, String)>, ActionError> {
+    match tokio::time::timeout(OPTIONAL_READ_BUDGET, autoscaling_membership(ctx, id)).await {
+        Ok(r) => r,
+        Err(_) => Err(ActionError::Aws {
+            service: "autoscaling".into(),
+            operation: "DescribeAutoScalingInstances".into(),
+            code: "timeout".into(),
+            message: format!(
+                "no answer within {} s; containment does not wait for it",
+                OPTIONAL_READ_BUDGET.as_secs()
+            ),
+            request_id: None,
+        }),
+    }
 }
 
 /// Step 1: takes the instance out of its Auto Scaling group (unless `leave_autoscaling` is
@@ -1003,23 +1052,8 @@ async fn isolate_interfaces(
             skipped.push(eni.to_owned());
             continue;
         }
-        if !originals.is_empty() && tag_hint.as_ref() != Some(&originals) {
-            // The tag is only a hint for people looking at the console: the record holds
-            // the originals, so a tag that cannot be written (AWS's 256-character value
-            // limit: 13 or more groups) never stops the isolation.
-            let value = originals.join(",");
-            if value.len() > TAG_VALUE_MAX {
-                report.notes.push(format!(
-                    "{eni} had {} groups: too many for the {TAG_ORIGINAL_GROUPS} tag ({} characters, AWS allows {TAG_VALUE_MAX}); the case's record holds them",
-                    originals.len(),
-                    value.len()
-                ));
-            } else if let Err(e) =
-                create_tags(ctx, eni, vec![tag(TAG_ORIGINAL_GROUPS, &value)]).await
-            {
-                report.notes.push(format!("the {TAG_ORIGINAL_GROUPS} hint on {eni} could not be written ({e}); the case's record holds the originals"));
-            }
-        }
+        // No `irr:original-groups` tag is written any more: the case's record holds the
+        // originals (release restores from it), and a tag per interface cost a call each.
         // In a dry run a group that does not exist yet cannot be named: ask about the
         // interface's current groups instead (the permission is the same).
         let step1 = allow_all

@@ -33,12 +33,14 @@ use super::{
 };
 
 mod capture;
+mod fleet;
 mod isolate;
 mod protect;
 mod release;
 mod snapshot;
 mod tag;
 pub use capture::*;
+pub use fleet::{Fleet, Prefetched, VpcGroups, Wants};
 pub use isolate::*;
 pub use protect::*;
 pub use release::*;
@@ -81,9 +83,6 @@ pub struct InstanceParams {
     #[schemars(extend("x-irr-type" = "instance_id"))]
     pub instance_id: String,
 }
-
-/// AWS's limit on a tag value, in characters.
-const TAG_VALUE_MAX: usize = 256;
 
 /// A comma-separated group list (an `irr:original-groups` tag).
 fn split_groups(v: &str) -> Vec<String> {

@@ -25,6 +25,10 @@ impl Action for ProtectInstance {
     async fn run(ctx: &ActionCtx, params: InstanceParams) -> Result<ActionOutput, ActionError> {
         protect_instance(ctx, params).await
     }
+    async fn prefetch(ctx: &ActionCtx, items: &[InstanceParams]) -> Result<(), ActionError> {
+        let ids = items.iter().map(|p| p.instance_id.clone()).collect();
+        super::fleet::prefetch_instances(ctx, ids, super::Wants::default()).await
+    }
 }
 
 /// `ec2.protect_instance`: termination protection on, shutdown behaviour `stop`, and
@@ -39,35 +43,44 @@ pub async fn protect_instance(
     use aws_sdk_ec2::types::{AttributeBooleanValue, InstanceAttributeName};
     let id = p.instance_id.as_str();
     let ec2 = &ctx.aws.ec2;
-    let inst = describe_instance(ctx, id).await?;
+    // The step's batch (fleet.rs) on a first attempt, else AWS afresh.
+    let inst = match ctx.aws.fleet.take(ctx, id).and_then(|p| p.instance) {
+        Some(i) => i,
+        None => describe_instance(ctx, id).await?,
+    };
     // The current settings are read to record them; protection never waits on that read:
     // when it fails (a gap), the setting is put anyway.
-    let term = ec2
-        .describe_instance_attribute()
-        .instance_id(id)
-        .attribute(InstanceAttributeName::DisableApiTermination)
-        .send()
-        .await
-        .map_err(read_err("ec2", "DescribeInstanceAttribute"))
-        .map(|o| {
-            o.disable_api_termination()
-                .and_then(|v| v.value())
-                .unwrap_or(false)
-        });
+    // Both settings are asked at once.
+    let (term, shutdown) = tokio::join!(
+        async {
+            ec2.describe_instance_attribute()
+                .instance_id(id)
+                .attribute(InstanceAttributeName::DisableApiTermination)
+                .send()
+                .await
+                .map_err(read_err("ec2", "DescribeInstanceAttribute"))
+                .map(|o| {
+                    o.disable_api_termination()
+                        .and_then(|v| v.value())
+                        .unwrap_or(false)
+                })
+        },
+        async {
+            ec2.describe_instance_attribute()
+                .instance_id(id)
+                .attribute(InstanceAttributeName::InstanceInitiatedShutdownBehavior)
+                .send()
+                .await
+                .map_err(read_err("ec2", "DescribeInstanceAttribute"))
+                .map(|o| {
+                    o.instance_initiated_shutdown_behavior()
+                        .and_then(|v| v.value())
+                        .unwrap_or("stop")
+                        .to_owned()
+                })
+        }
+    );
     let term = ctx.or_gap("ec2:DescribeInstanceAttribute(disableApiTermination)", term);
-    let shutdown = ec2
-        .describe_instance_attribute()
-        .instance_id(id)
-        .attribute(InstanceAttributeName::InstanceInitiatedShutdownBehavior)
-        .send()
-        .await
-        .map_err(read_err("ec2", "DescribeInstanceAttribute"))
-        .map(|o| {
-            o.instance_initiated_shutdown_behavior()
-                .and_then(|v| v.value())
-                .unwrap_or("stop")
-                .to_owned()
-        });
     let shutdown = ctx.or_gap(
         "ec2:DescribeInstanceAttribute(instanceInitiatedShutdownBehavior)",
         shutdown,

@@ -26,6 +26,8 @@ pub(super) struct SnapshotDone {
     snapshot_id: String,
     state: String,
     reused: bool,
+    /// How it was made: `CreateSnapshots`, `CreateSnapshot`, or `reused`.
+    call: &'static str,
 }
 
 /// `ec2.snapshot_volumes`: its declaration (see [`Action`]); the parameters are [`SnapshotParams`].
@@ -50,12 +52,24 @@ impl Action for SnapshotVolumes {
             "ec2:DescribeInstances",
             "ec2:DescribeVolumes",
             "ec2:DescribeSnapshots",
+            "ec2:CreateSnapshots",
             "ec2:CreateSnapshot",
         ],
         permissions: &[
             perm("ec2:DescribeInstances", ANY),
             perm("ec2:DescribeVolumes", ANY),
             perm("ec2:DescribeSnapshots", ANY),
+            // One call per instance: crash-consistent across its volumes.
+            perm(
+                "ec2:CreateSnapshots",
+                &[
+                    "arn:aws:ec2:{region}:{account}:instance/{instance_id}",
+                    "arn:aws:ec2:{region}:{account}:volume/*",
+                    "arn:aws:ec2:{region}::snapshot/*",
+                ],
+            ),
+            // Per volume, where CreateSnapshots cannot serve (a volume it did not cover, a
+            // resumed run that has some volumes' snapshots already).
             perm(
                 "ec2:CreateSnapshot",
                 &[
@@ -67,11 +81,21 @@ impl Action for SnapshotVolumes {
             perm("ec2:CreateTags", &["arn:aws:ec2:{region}::snapshot/*"]),
         ],
         mutating: true,
-        idempotency: "an existing snapshot tagged with the case and the volume is reused",
+        idempotency:
+            "an existing snapshot of the volume (its own volume id) tagged with the case is reused",
         undo: None,
     };
     async fn run(ctx: &ActionCtx, params: SnapshotParams) -> Result<ActionOutput, ActionError> {
         snapshot_volumes(ctx, params).await
+    }
+    async fn prefetch(ctx: &ActionCtx, items: &[SnapshotParams]) -> Result<(), ActionError> {
+        let wants = super::Wants {
+            volumes: true,
+            case_snapshots: true,
+            ..Default::default()
+        };
+        let ids = items.iter().map(|p| p.instance_id.clone()).collect();
+        super::fleet::prefetch_instances(ctx, ids, wants).await
     }
 }
 
@@ -89,23 +113,31 @@ pub async fn snapshot_volumes(
     p: SnapshotParams,
 ) -> Result<ActionOutput, ActionError> {
     let id = p.instance_id.as_str();
-    let inst = describe_instance(ctx, id).await?;
+    // The step's batch (fleet.rs) on a first attempt, else AWS afresh.
+    let pre = ctx.aws.fleet.take(ctx, id).unwrap_or_default();
+    let inst = match pre.instance {
+        Some(i) => i,
+        None => describe_instance(ctx, id).await?,
+    };
     // The volumes' details are evidence and size the wait; the snapshots never wait on
     // them: without them (a gap) each wait gets the 10-minute base budget. They are read by
     // attachment, not by the ids of the block device mappings, so that a volume attached
     // but missing from the mappings (moto shows one for instances an Auto Scaling group
     // launched) is snapshotted too: every volume EC2 says is attached gets a snapshot.
-    let described = ctx
-        .aws
-        .ec2
-        .describe_volumes()
-        .filters(filter("attachment.instance-id", [id]))
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(read_err("ec2", "DescribeVolumes"));
+    let described = match pre.volumes {
+        Some(v) => Ok(v),
+        None => ctx
+            .aws
+            .ec2
+            .describe_volumes()
+            .filters(filter("attachment.instance-id", [id]))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(read_err("ec2", "DescribeVolumes")),
+    };
     let described = ctx.or_gap("ec2:DescribeVolumes", described);
     let described_volumes: &[aws_sdk_ec2::types::Volume] = described.as_deref().unwrap_or_default();
     let mut vols = attached_volumes(&inst);
@@ -138,11 +170,43 @@ pub async fn snapshot_volumes(
     )?;
     let per_gib = p.wait_seconds_per_gib.unwrap_or(60);
     let wait = p.wait.unwrap_or(true);
-    let results = futures::future::try_join_all(vols.iter().map(|(dev, vol)| {
-        let size = sizes.get(vol).copied().unwrap_or(0);
-        snapshot_one(ctx, id, dev, vol, size, wait, per_gib)
-    }))
-    .await?;
+    let results = take_snapshots(ctx, id, &vols, pre.case_snapshots).await?;
+    let pending: Vec<(String, i32)> = results
+        .iter()
+        .filter(|r| r.state != "completed" && r.state != "dry-run")
+        .map(|r| {
+            (
+                r.snapshot_id.clone(),
+                sizes.get(&r.volume_id).copied().unwrap_or(0),
+            )
+        })
+        .collect();
+    let mut results = results;
+    let described: Vec<Value> = if ctx.dry_run {
+        Vec::new()
+    } else {
+        // One read for all of the instance's snapshots, which also waits for them.
+        let ids: Vec<String> = results.iter().map(|r| r.snapshot_id.clone()).collect();
+        let got = if wait && !pending.is_empty() {
+            wait_for_snapshots(ctx, &ids, &pending, per_gib)
+                .await
+                .map(Some)?
+        } else {
+            ctx.or_gap("ec2:DescribeSnapshots", describe_snapshots(ctx, &ids).await)
+        };
+        for r in results.iter_mut() {
+            if let Some(s) = got
+                .iter()
+                .flatten()
+                .find(|s| s.snapshot_id() == Some(r.snapshot_id.as_str()))
+            {
+                if let Some(state) = s.state() {
+                    r.state = state.as_str().to_owned();
+                }
+            }
+        }
+        got.iter().flatten().map(snapshot_json).collect()
+    };
 
     let mut ids = Vec::new();
     let mut map = Map::new();
@@ -161,27 +225,10 @@ pub async fn snapshot_volumes(
             });
         }
     }
-    let described: Vec<Value> = if ctx.dry_run {
-        Vec::new()
-    } else {
-        let got = ctx
-            .aws
-            .ec2
-            .describe_snapshots()
-            .set_snapshot_ids(Some(
-                results.iter().map(|r| r.snapshot_id.clone()).collect(),
-            ))
-            .send()
-            .await
-            .map_err(read_err("ec2", "DescribeSnapshots"));
-        ctx.or_gap("ec2:DescribeSnapshots", got)
-            .map(|o| o.snapshots().iter().map(snapshot_json).collect())
-            .unwrap_or_default()
-    };
     let after = ctx.evidence(
         "snapshots.json",
         &json!({"instance_id": id, "dry_run": ctx.dry_run, "snapshots": results.iter().map(|r| json!({
-            "volume_id": r.volume_id, "snapshot_id": r.snapshot_id, "state": r.state, "reused": r.reused,
+            "volume_id": r.volume_id, "snapshot_id": r.snapshot_id, "state": r.state, "reused": r.reused, "call": r.call,
         })).collect::<Vec<_>>(), "described": described}),
         "ec2:DescribeSnapshots",
     )?;
@@ -191,17 +238,220 @@ pub async fn snapshot_volumes(
         .with("artifacts", vec![before, after]))
 }
 
+/// One snapshot per volume, in `vols` order: the case's existing ones reused (from the
+/// step's batch, or one read), then, when none exists yet, one `CreateSnapshots` for the
+/// whole instance (crash-consistent across its volumes, tagged at creation), and
+/// `CreateSnapshot` for each volume it did not cover (or all of them, when some were already
+/// taken: `CreateSnapshots` cannot be told to skip a data volume everywhere, moto ignores
+/// `ExcludeDataVolumeIds`).
+async fn take_snapshots(
+    ctx: &ActionCtx,
+    instance_id: &str,
+    vols: &[(String, String)],
+    prefetched: Option<std::collections::HashMap<String, Vec<aws_sdk_ec2::types::Snapshot>>>,
+) -> Result<Vec<SnapshotDone>, ActionError> {
+    let volume_ids: Vec<String> = vols.iter().map(|(_, v)| v.clone()).collect();
+    let existing = match prefetched {
+        Some(p) if volume_ids.iter().all(|v| p.contains_key(v)) => p,
+        _ if ctx.dry_run => Default::default(),
+        _ => super::fleet::case_snapshots_of(ctx, &volume_ids).await?,
+    };
+    let mut done: BTreeMap<String, SnapshotDone> = BTreeMap::new();
+    for v in &volume_ids {
+        if let Some((sid, state)) = existing.get(v).and_then(|l| best_usable(l)) {
+            done.insert(
+                v.clone(),
+                SnapshotDone {
+                    volume_id: v.clone(),
+                    snapshot_id: sid,
+                    state,
+                    reused: true,
+                    call: "reused",
+                },
+            );
+        }
+    }
+    if done.is_empty() {
+        for d in create_instance_snapshots(ctx, instance_id, &volume_ids).await? {
+            done.insert(d.volume_id.clone(), d);
+        }
+    }
+    let missing: Vec<&(String, String)> =
+        vols.iter().filter(|(_, v)| !done.contains_key(v)).collect();
+    let singles = futures::future::try_join_all(
+        missing
+            .iter()
+            .map(|(dev, vol)| snapshot_one(ctx, instance_id, dev, vol)),
+    )
+    .await?;
+    for d in singles {
+        done.insert(d.volume_id.clone(), d);
+    }
+    Ok(volume_ids.iter().filter_map(|v| done.remove(v)).collect())
+}
+
+/// `CreateSnapshots` for the instance: the snapshots it made of `volume_ids` (the volumes it
+/// did not cover are left to `CreateSnapshot`), placeholders in a dry run, nothing when the
+/// emulator or the account cannot serve it. Like `CreateSnapshot` it takes no client token,
+/// so the SDK does not retry it: after an unclear failure the case's snapshots are looked for
+/// before another attempt.
+async fn create_instance_snapshots(
+    ctx: &ActionCtx,
+    instance_id: &str,
+    volume_ids: &[String],
+) -> Result<Vec<SnapshotDone>, ActionError> {
+    use aws_sdk_ec2::types::InstanceSpecification;
+    let mut tags = run_tags(ctx);
+    tags.push(tag(TAG_INSTANCE, instance_id));
+    tags.push(tag("Name", &format!("irr-{}-{instance_id}", ctx.case_id)));
+    let mut attempt = 0;
+    let mut delay = std::time::Duration::from_millis(500);
+    loop {
+        attempt += 1;
+        let created = ctx
+            .mutating_dry(
+                "ec2",
+                "CreateSnapshots",
+                json!({"instance_id": instance_id, "volume_ids": volume_ids}),
+                ctx.aws
+                    .ec2
+                    .create_snapshots()
+                    .instance_specification(
+                        InstanceSpecification::builder()
+                            .instance_id(instance_id)
+                            .exclude_boot_volume(false)
+                            .build(),
+                    )
+                    .description(format!(
+                        "irr-case-{}-run-{}:volumes-of-{instance_id}",
+                        ctx.case_id, ctx.run_id
+                    ))
+                    .tag_specifications(tag_spec(ResourceType::Snapshot, tags.clone()))
+                    .dry_run(ctx.dry_run)
+                    .customize()
+                    .config_override(aws_sdk_ec2::config::Builder::default().retry_config(
+                        aws_sdk_ec2::config::retry::RetryConfig::disabled(),
+                    ))
+                    .send(),
+                |o| json!({"snapshots": o.snapshots().iter().map(|s| json!({"snapshot_id": s.snapshot_id(), "volume_id": s.volume_id(), "state": s.state().map(|s| s.as_str())})).collect::<Vec<_>>()}),
+            )
+            .await;
+        match created {
+            Ok(None) => {
+                return Ok(volume_ids
+                    .iter()
+                    .map(|v| SnapshotDone {
+                        volume_id: v.clone(),
+                        snapshot_id: format!("dry-run:{v}"),
+                        state: "dry-run".into(),
+                        reused: false,
+                        call: "CreateSnapshots",
+                    })
+                    .collect())
+            }
+            Ok(Some(o)) => {
+                return Ok(o
+                    .snapshots()
+                    .iter()
+                    .filter_map(|s| {
+                        let v = s.volume_id()?;
+                        volume_ids.iter().any(|x| x == v).then(|| SnapshotDone {
+                            volume_id: v.to_owned(),
+                            snapshot_id: s.snapshot_id().unwrap_or_default().to_owned(),
+                            state: s.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                            reused: false,
+                            call: "CreateSnapshots",
+                        })
+                    })
+                    .collect())
+            }
+            Err(e) if attempt < 8 && retryable_create(&e) => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(16));
+                if ctx.dry_run {
+                    continue;
+                }
+                let found = super::fleet::case_snapshots_of(ctx, volume_ids).await?;
+                let reused: Vec<SnapshotDone> = volume_ids
+                    .iter()
+                    .filter_map(|v| {
+                        let (sid, state) = best_usable(found.get(v)?)?;
+                        Some(SnapshotDone {
+                            volume_id: v.clone(),
+                            snapshot_id: sid,
+                            state,
+                            reused: true,
+                            call: "CreateSnapshots",
+                        })
+                    })
+                    .collect();
+                if !reused.is_empty() {
+                    return Ok(reused);
+                }
+            }
+            // Not served here (an emulator without it, a policy that grants only
+            // CreateSnapshot): each volume gets its own CreateSnapshot. The refused call is
+            // in the journal.
+            Err(e) if !ctx.dry_run && !retryable_create(&e) => {
+                tracing::info!("CreateSnapshots not served ({e}); one CreateSnapshot per volume");
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The instance's snapshots, one read (a `snapshot-id` filter: EC2's larger bucket).
+async fn describe_snapshots(
+    ctx: &ActionCtx,
+    ids: &[String],
+) -> Result<Vec<aws_sdk_ec2::types::Snapshot>, ActionError> {
+    ctx.aws
+        .ec2
+        .describe_snapshots()
+        .filters(filter("snapshot-id", ids.iter().cloned()))
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(read_err("ec2", "DescribeSnapshots"))
+}
+
+/// The newest usable (completed, else pending) snapshot among `found`, as `(id, state)`. An
+/// `error` one is useless evidence and ignored.
+fn best_usable(found: &[aws_sdk_ec2::types::Snapshot]) -> Option<(String, String)> {
+    use aws_sdk_ec2::types::SnapshotState;
+    found
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.state(),
+                Some(SnapshotState::Completed) | Some(SnapshotState::Pending)
+            )
+        })
+        .max_by_key(|s| {
+            (
+                s.state() == Some(&SnapshotState::Completed),
+                s.start_time().map(|t| t.as_nanos()).unwrap_or(0),
+            )
+        })
+        .map(|s| {
+            (
+                s.snapshot_id().unwrap_or_default().to_owned(),
+                s.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+            )
+        })
+}
+
 pub(super) async fn snapshot_one(
     ctx: &ActionCtx,
     instance_id: &str,
     device: &str,
     volume_id: &str,
-    size_gib: i32,
-    wait: bool,
-    per_gib: u64,
 ) -> Result<SnapshotDone, ActionError> {
     let ec2 = &ctx.aws.ec2;
-    let (snapshot_id, mut state, reused) = match case_snapshot(ctx, volume_id).await? {
+    let (snapshot_id, state, reused) = match case_snapshot(ctx, volume_id).await? {
         Some((id, state)) => (id, state, true),
         None => {
             let mut tags = run_tags(ctx);
@@ -246,6 +496,7 @@ pub(super) async fn snapshot_one(
                             snapshot_id: format!("dry-run:{volume_id}"),
                             state: "dry-run".into(),
                             reused: false,
+                            call: "CreateSnapshot",
                         })
                     }
                     Ok(Some(o)) => {
@@ -272,58 +523,22 @@ pub(super) async fn snapshot_one(
             }
         }
     };
-    if wait && state != "completed" {
-        state = wait_for_snapshot(ctx, &snapshot_id, size_gib, per_gib).await?;
-    }
     Ok(SnapshotDone {
         volume_id: volume_id.to_owned(),
         snapshot_id,
         state,
         reused,
+        call: if reused { "reused" } else { "CreateSnapshot" },
     })
 }
 
-/// The newest usable (completed, else pending) snapshot of the volume tagged with this case,
-/// as `(id, state)`. An `error` one is useless evidence and ignored.
+/// The newest usable snapshot of the volume tagged with this case, as `(id, state)`.
 pub(super) async fn case_snapshot(
     ctx: &ActionCtx,
     volume_id: &str,
 ) -> Result<Option<(String, String)>, ActionError> {
-    use aws_sdk_ec2::types::SnapshotState;
-    let existing = ctx
-        .aws
-        .ec2
-        .describe_snapshots()
-        .owner_ids("self")
-        .filters(filter(&format!("tag:{TAG_CASE}"), [ctx.case_id.as_str()]))
-        .filters(filter(&format!("tag:{TAG_VOLUME}"), [volume_id]))
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(read_err("ec2", "DescribeSnapshots"))?;
-    let mut usable: Vec<_> = existing
-        .iter()
-        .filter(|s| {
-            matches!(
-                s.state(),
-                Some(SnapshotState::Completed) | Some(SnapshotState::Pending)
-            )
-        })
-        .collect();
-    usable.sort_by_key(|s| {
-        (
-            s.state() == Some(&SnapshotState::Completed),
-            s.start_time().map(|t| t.as_nanos()).unwrap_or(0),
-        )
-    });
-    Ok(usable.last().map(|s| {
-        (
-            s.snapshot_id().unwrap_or_default().to_owned(),
-            s.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
-        )
-    }))
+    let found = super::fleet::case_snapshots_of(ctx, &[volume_id.to_owned()]).await?;
+    Ok(found.get(volume_id).and_then(|l| best_usable(l)))
 }
 
 /// Errors after which a call may be tried again: throttling, server errors, and failures
@@ -341,54 +556,52 @@ pub(super) fn retryable_create(e: &ActionError) -> bool {
         )
 }
 
-/// Polls a snapshot until it is completed, for at most 10 minutes plus `per_gib` seconds per
-/// GiB of the volume (cloud-forensics-utils #354: a fixed number of retries fails on big
-/// volumes). The interval grows from 2 s to 30 s.
-pub(super) async fn wait_for_snapshot(
+/// Polls the instance's snapshots (one read for all of them) until every one is completed,
+/// for at most 10 minutes plus `per_gib` seconds per GiB of the largest pending volume
+/// (cloud-forensics-utils #354: a fixed number of retries fails on big volumes). The interval
+/// grows from 2 s to 30 s; the first read is at once. Returns the last descriptions.
+pub(super) async fn wait_for_snapshots(
     ctx: &ActionCtx,
-    snapshot_id: &str,
-    size_gib: i32,
+    ids: &[String],
+    pending: &[(String, i32)],
     per_gib: u64,
-) -> Result<String, ActionError> {
+) -> Result<Vec<aws_sdk_ec2::types::Snapshot>, ActionError> {
     use aws_sdk_ec2::types::SnapshotState;
+    let size_gib = pending.iter().map(|(_, g)| *g).max().unwrap_or(0);
     let budget = std::time::Duration::from_secs(600 + per_gib * size_gib.max(1) as u64);
     let start = std::time::Instant::now();
     let mut interval = std::time::Duration::from_secs(2);
     loop {
-        // Right after CreateSnapshot, EC2's eventually consistent reads may not know the
-        // snapshot yet: keep polling within the budget.
-        let out = match ctx
-            .aws
-            .ec2
-            .describe_snapshots()
-            .snapshot_ids(snapshot_id)
-            .send()
-            .await
-        {
-            Ok(o) => Some(o),
-            Err(e) if e.code() == Some("InvalidSnapshot.NotFound") => None,
-            Err(e) => return Err(aws_error("ec2", "DescribeSnapshots", &e)),
-        };
-        let snap = out.as_ref().and_then(|o| o.snapshots().first());
-        match snap.and_then(|s| s.state()) {
-            Some(SnapshotState::Completed) => return Ok("completed".into()),
-            Some(SnapshotState::Error) => {
-                return Err(ActionError::Target(format!(
-                    "snapshot {snapshot_id} failed: {}",
-                    snap.and_then(|s| s.state_message()).unwrap_or("no message")
-                )))
+        // Right after CreateSnapshot(s), EC2's eventually consistent reads may not know a
+        // snapshot yet: it counts as not completed.
+        let got = describe_snapshots(ctx, ids).await?;
+        let mut open = Vec::new();
+        for id in ids {
+            let snap = got.iter().find(|s| s.snapshot_id() == Some(id.as_str()));
+            match snap.and_then(|s| s.state()) {
+                Some(SnapshotState::Completed) => {}
+                Some(SnapshotState::Error) => {
+                    return Err(ActionError::Target(format!(
+                        "snapshot {id} failed: {}",
+                        snap.and_then(|s| s.state_message()).unwrap_or("no message")
+                    )))
+                }
+                _ => open.push((id, snap.and_then(|s| s.progress()).unwrap_or("?"))),
             }
-            _ => {}
+        }
+        if open.is_empty() {
+            return Ok(got);
         }
         if start.elapsed() >= budget {
+            let list: Vec<String> = open.iter().map(|(i, p)| format!("{i} ({p})")).collect();
             return Err(ActionError::Aws {
                 service: "ec2".into(),
                 operation: "DescribeSnapshots".into(),
                 code: "timeout".into(),
                 message: format!(
-                    "snapshot {snapshot_id} ({size_gib} GiB) not completed after {} s (progress {}); it goes on in AWS: run the step again to wait for it",
+                    "snapshots not completed after {} s: {}; they go on in AWS: run the step again to wait for them",
                     budget.as_secs(),
-                    snap.and_then(|s| s.progress()).unwrap_or("?")
+                    list.join(", ")
                 ),
                 request_id: None,
             });

@@ -1,0 +1,451 @@
+//! Fleet work: reads batched across the items of a `for_each` step, and the case's isolation
+//! groups per VPC, made once per run.
+//!
+//! Before a `for_each` step of an EC2 action runs its items, the executor calls the action's
+//! `prefetch` with every item's parameters; the action reads what all of them need in one
+//! paginated call per kind (`DescribeInstances`, `DescribeNetworkInterfaces`,
+//! `DescribeVolumes`, `DescribeIamInstanceProfileAssociations` and the case's snapshots with
+//! filters of up to [`CHUNK`] values, `DescribeAutoScalingInstances` in 50s) and keeps each
+//! instance's part here, keyed by step. An item takes its part once: its first attempt uses
+//! the batch, a retried attempt reads AWS afresh. Filters and pagination put the batched reads
+//! in EC2's larger non-mutating bucket.
+//!
+//! A batch is as old as the step: an item that runs later sees what AWS said when the step
+//! began (its `*-before.json` evidence says when). Isolation does not depend on it: the swap
+//! sets an interface's groups whatever they were.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_ec2::types::{IamInstanceProfileAssociation, Snapshot, Volume};
+
+use super::*;
+
+/// Values per filter in one batched read (EC2 accepts up to 200).
+pub const CHUNK: usize = 100;
+/// Instances per `DescribeAutoScalingInstances` (its limit).
+const ASG_CHUNK: usize = 50;
+
+/// What one instance's reads returned, for one step.
+#[derive(Clone, Debug, Default)]
+pub struct Prefetched {
+    /// `DescribeInstances`.
+    pub instance: Option<Instance>,
+    /// `DescribeNetworkInterfaces` (attachment.instance-id), when read.
+    pub enis: Option<Vec<NetworkInterface>>,
+    /// `DescribeVolumes` (attachment.instance-id), when read.
+    pub volumes: Option<Vec<Volume>>,
+    /// `DescribeIamInstanceProfileAssociations`, when read.
+    pub associations: Option<Vec<IamInstanceProfileAssociation>>,
+    /// Auto Scaling membership, when it could be read.
+    pub autoscaling: Option<Option<(String, String)>>,
+    /// The case's snapshots of the instance's volumes (volume id -> snapshots), when read.
+    pub case_snapshots: Option<HashMap<String, Vec<Snapshot>>>,
+}
+
+/// This case's groups in one VPC, found or made once for the whole run.
+#[derive(Clone, Debug)]
+pub struct VpcGroups {
+    /// The allow-all group (`None` in a dry run when it does not exist yet).
+    pub allow_all: Option<String>,
+    /// The isolation group (`None` in a dry run when it does not exist yet).
+    pub isolation: Option<String>,
+}
+
+/// The batches of a run's `for_each` steps and its groups per VPC.
+#[derive(Debug, Default)]
+pub struct Fleet {
+    prefetched: Mutex<HashMap<(String, String), Prefetched>>,
+    groups: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<VpcGroups>>>>,
+    case_groups: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Vec<SecurityGroup>>>>>,
+}
+
+/// The cell under `key` in `map`, made empty if there is none.
+fn cell<T>(
+    map: &Mutex<HashMap<String, Arc<tokio::sync::OnceCell<T>>>>,
+    key: String,
+) -> Arc<tokio::sync::OnceCell<T>> {
+    map.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key)
+        .or_default()
+        .clone()
+}
+
+/// The step a `STEP/ITEM` step key belongs to.
+fn step_of(ctx: &ActionCtx) -> String {
+    ctx.step_id
+        .split_once('/')
+        .map_or(ctx.step_id.as_str(), |(s, _)| s)
+        .to_owned()
+}
+
+impl Fleet {
+    /// Takes the instance's batch for this step, if the step prefetched one.
+    pub fn take(&self, ctx: &ActionCtx, instance_id: &str) -> Option<Prefetched> {
+        self.prefetched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(step_of(ctx), instance_id.to_owned()))
+    }
+
+    fn put(&self, step: &str, batches: HashMap<String, Prefetched>) {
+        let mut map = self.prefetched.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, p) in batches {
+            map.insert((step.to_owned(), id), p);
+        }
+    }
+
+    /// The case's groups in `vpc_id` for isolation purpose `purpose`, made by the first item
+    /// that asks and shared by every other (which waits for it). A failure is not kept: the
+    /// next item tries again.
+    pub async fn vpc_groups<F, Fut>(
+        &self,
+        ctx: &ActionCtx,
+        vpc_id: &str,
+        purpose: &str,
+        make: F,
+    ) -> Result<VpcGroups, ActionError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<VpcGroups, ActionError>>,
+    {
+        let key = format!(
+            "{}\u{0}{vpc_id}\u{0}{purpose}\u{0}{}",
+            ctx.case_id, ctx.dry_run
+        );
+        cell(&self.groups, key).get_or_try_init(make).await.cloned()
+    }
+
+    /// The case's groups in `vpc_id` as they were when the run first asked (one read per VPC
+    /// for the whole run; the groups the run makes are known from [`Fleet::vpc_groups`]).
+    pub async fn case_groups(
+        &self,
+        ctx: &ActionCtx,
+        vpc_id: &str,
+    ) -> Result<Vec<SecurityGroup>, ActionError> {
+        let key = format!("{}\u{0}{vpc_id}", ctx.case_id);
+        cell(&self.case_groups, key)
+            .get_or_try_init(|| {
+                describe_groups(
+                    ctx,
+                    vec![
+                        filter("vpc-id", [vpc_id]),
+                        filter(&format!("tag:{TAG_CASE}"), [ctx.case_id.as_str()]),
+                    ],
+                )
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// What an action's prefetch reads for its instances.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Wants {
+    /// Network interfaces.
+    pub enis: bool,
+    /// Attached volumes.
+    pub volumes: bool,
+    /// Instance profile associations.
+    pub associations: bool,
+    /// Auto Scaling membership.
+    pub autoscaling: bool,
+    /// The case's snapshots of the attached volumes.
+    pub case_snapshots: bool,
+}
+
+/// Reads what `wants` says for every instance of `ids` in batches and keeps each instance's
+/// part for this step. Reads that fail are left out (the items read for themselves).
+pub async fn prefetch_instances(
+    ctx: &ActionCtx,
+    ids: Vec<String>,
+    wants: Wants,
+) -> Result<(), ActionError> {
+    let mut ids = ids;
+    ids.sort();
+    ids.dedup();
+    if ids.len() < 2 {
+        // One item reads for itself: nothing to share.
+        return Ok(());
+    }
+    let mut batches: HashMap<String, Prefetched> = HashMap::new();
+    for chunk in ids.chunks(CHUNK) {
+        let found = ctx
+            .aws
+            .ec2
+            .describe_instances()
+            .filters(filter("instance-id", chunk.iter().cloned()))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(read_err("ec2", "DescribeInstances"))?;
+        for r in found {
+            for i in r.instances() {
+                if let Some(id) = i.instance_id() {
+                    batches.entry(id.to_owned()).or_default().instance = Some(i.clone());
+                }
+            }
+        }
+    }
+    // Only instances EC2 knows: an unknown id fails in its own item, with its own error.
+    let known: Vec<String> = batches.keys().cloned().collect();
+    let (enis, volumes, associations, autoscaling) = tokio::join!(
+        async {
+            if wants.enis {
+                Some(batched_enis(ctx, &known).await)
+            } else {
+                None
+            }
+        },
+        async {
+            if wants.volumes || wants.case_snapshots {
+                Some(batched_volumes(ctx, &known).await)
+            } else {
+                None
+            }
+        },
+        async {
+            if wants.associations {
+                Some(batched_associations(ctx, &known).await)
+            } else {
+                None
+            }
+        },
+        async {
+            if wants.autoscaling {
+                Some(batched_autoscaling(ctx, &known).await)
+            } else {
+                None
+            }
+        },
+    );
+    if let Some(Ok(mut by)) = enis {
+        for (id, b) in batches.iter_mut() {
+            let mut list = by.remove(id).unwrap_or_default();
+            list.sort_by_key(|n| {
+                n.attachment()
+                    .and_then(|a| a.device_index())
+                    .unwrap_or(i32::MAX)
+            });
+            b.enis = Some(list);
+        }
+    }
+    if let Some(Ok(by)) = &volumes {
+        if wants.volumes {
+            for (id, b) in batches.iter_mut() {
+                b.volumes = Some(by.get(id).cloned().unwrap_or_default());
+            }
+        }
+    }
+    if let Some(Ok(mut by)) = associations {
+        for (id, b) in batches.iter_mut() {
+            b.associations = Some(by.remove(id).unwrap_or_default());
+        }
+    }
+    if let Some(Ok(by)) = autoscaling {
+        for (id, b) in batches.iter_mut() {
+            b.autoscaling = Some(by.get(id).cloned());
+        }
+    }
+    if let (true, false, Some(Ok(by))) = (wants.case_snapshots, ctx.dry_run, &volumes) {
+        add_case_snapshots(ctx, &mut batches, by).await;
+    }
+    ctx.aws.fleet.put(&step_of(ctx), batches);
+    Ok(())
+}
+
+/// The case's snapshots of each batched instance's volumes (those EC2 lists as attached and
+/// those in the block device mappings: moto lists some only there), one read for all.
+async fn add_case_snapshots(
+    ctx: &ActionCtx,
+    batches: &mut HashMap<String, Prefetched>,
+    by: &HashMap<String, Vec<Volume>>,
+) {
+    // The volumes EC2 lists as attached and those in the block device mappings (moto
+    // lists some only there).
+    let mine = |id: &str, b: &Prefetched| -> Vec<String> {
+        let mut v: Vec<String> = by
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.volume_id().map(str::to_owned))
+            .collect();
+        if let Some(i) = &b.instance {
+            v.extend(attached_volumes(i).into_iter().map(|(_, vol)| vol));
+        }
+        v.sort();
+        v.dedup();
+        v
+    };
+    let mut all: Vec<String> = batches.iter().flat_map(|(id, b)| mine(id, b)).collect();
+    all.sort();
+    all.dedup();
+    if let Ok(snaps) = case_snapshots_of(ctx, &all).await {
+        for (id, b) in batches.iter_mut() {
+            let list = mine(id, b)
+                .into_iter()
+                .map(|v| {
+                    let found = snaps.get(&v).cloned().unwrap_or_default();
+                    (v, found)
+                })
+                .collect();
+            b.case_snapshots = Some(list);
+        }
+    }
+}
+
+/// Interfaces by the instance they are attached to.
+async fn batched_enis(
+    ctx: &ActionCtx,
+    ids: &[String],
+) -> Result<HashMap<String, Vec<NetworkInterface>>, ActionError> {
+    let mut by: HashMap<String, Vec<NetworkInterface>> = HashMap::new();
+    for chunk in ids.chunks(CHUNK) {
+        let found = ctx
+            .aws
+            .ec2
+            .describe_network_interfaces()
+            .filters(filter("attachment.instance-id", chunk.iter().cloned()))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(read_err("ec2", "DescribeNetworkInterfaces"))?;
+        for n in found {
+            if let Some(i) = n.attachment().and_then(|a| a.instance_id()) {
+                by.entry(i.to_owned()).or_default().push(n);
+            }
+        }
+    }
+    Ok(by)
+}
+
+/// Volumes by each instance they are attached to.
+async fn batched_volumes(
+    ctx: &ActionCtx,
+    ids: &[String],
+) -> Result<HashMap<String, Vec<Volume>>, ActionError> {
+    let mut by: HashMap<String, Vec<Volume>> = HashMap::new();
+    for chunk in ids.chunks(CHUNK) {
+        let found = ctx
+            .aws
+            .ec2
+            .describe_volumes()
+            .filters(filter("attachment.instance-id", chunk.iter().cloned()))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(read_err("ec2", "DescribeVolumes"))?;
+        for v in found {
+            for a in v.attachments() {
+                if let Some(i) = a.instance_id() {
+                    by.entry(i.to_owned()).or_default().push(v.clone());
+                }
+            }
+        }
+    }
+    Ok(by)
+}
+
+/// Current profile associations by instance.
+async fn batched_associations(
+    ctx: &ActionCtx,
+    ids: &[String],
+) -> Result<HashMap<String, Vec<IamInstanceProfileAssociation>>, ActionError> {
+    use aws_sdk_ec2::types::IamInstanceProfileAssociationState as S;
+    let mut by: HashMap<String, Vec<IamInstanceProfileAssociation>> = HashMap::new();
+    for chunk in ids.chunks(CHUNK) {
+        let found = ctx
+            .aws
+            .ec2
+            .describe_iam_instance_profile_associations()
+            .filters(filter("instance-id", chunk.iter().cloned()))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(read_err("ec2", "DescribeIamInstanceProfileAssociations"))?;
+        for a in found {
+            if !matches!(a.state(), Some(S::Associated) | Some(S::Associating)) {
+                continue;
+            }
+            if let Some(i) = a.instance_id() {
+                by.entry(i.to_owned()).or_default().push(a);
+            }
+        }
+    }
+    Ok(by)
+}
+
+/// Auto Scaling membership by instance (instances in no group are absent), 50 a call.
+async fn batched_autoscaling(
+    ctx: &ActionCtx,
+    ids: &[String],
+) -> Result<HashMap<String, (String, String)>, ActionError> {
+    let mut by = HashMap::new();
+    for chunk in ids.chunks(ASG_CHUNK) {
+        let out = tokio::time::timeout(
+            OPTIONAL_READ_BUDGET,
+            ctx.aws
+                .autoscaling
+                .describe_auto_scaling_instances()
+                .set_instance_ids(Some(chunk.to_vec()))
+                .max_records(ASG_CHUNK as i32)
+                .send(),
+        )
+        .await
+        .map_err(|_| ActionError::Target("DescribeAutoScalingInstances: no answer".into()))?
+        .map_err(read_err("autoscaling", "DescribeAutoScalingInstances"))?;
+        for i in out.auto_scaling_instances() {
+            if let Some(id) = i.instance_id() {
+                by.insert(
+                    id.to_owned(),
+                    (
+                        i.auto_scaling_group_name().unwrap_or_default().to_owned(),
+                        i.lifecycle_state().unwrap_or_default().to_owned(),
+                    ),
+                );
+            }
+        }
+    }
+    Ok(by)
+}
+
+/// The case's snapshots of `volume_ids` (owned by this account, tagged with the case), by
+/// volume: one paginated read per [`CHUNK`] volumes. The volume id is the snapshot's own
+/// (`volume-id` filter), not a tag: a tag can be rewritten, the volume a snapshot was taken of
+/// cannot.
+pub async fn case_snapshots_of(
+    ctx: &ActionCtx,
+    volume_ids: &[String],
+) -> Result<HashMap<String, Vec<Snapshot>>, ActionError> {
+    let mut by: HashMap<String, Vec<Snapshot>> = HashMap::new();
+    for chunk in volume_ids.chunks(CHUNK) {
+        let found = ctx
+            .aws
+            .ec2
+            .describe_snapshots()
+            .owner_ids("self")
+            .filters(filter(&format!("tag:{TAG_CASE}"), [ctx.case_id.as_str()]))
+            .filters(filter("volume-id", chunk.iter().cloned()))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(read_err("ec2", "DescribeSnapshots"))?;
+        for s in found {
+            if let Some(v) = s.volume_id() {
+                by.entry(v.to_owned()).or_default().push(s);
+            }
+        }
+    }
+    Ok(by)
+}
