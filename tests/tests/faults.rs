@@ -7,7 +7,7 @@
 //! created twice.
 //!
 //! Faults are chosen by a seeded generator over the requests in arrival order; besides that,
-//! the first request of each non-idempotent operation (`CreateSnapshot`, `CreateSecurityGroup`,
+//! the first request of each non-idempotent operation (`CreateSnapshots`, `CreateSecurityGroup`,
 //! `CreateRole`, `DisassociateIamInstanceProfile`) is processed by the emulator and its answer
 //! dropped: the client's retry must then reconcile with what was already done.
 
@@ -18,7 +18,7 @@ use irr_tests::{
 
 /// Operations whose answer is lost the first time they are seen.
 const TARGETED: [&str; 4] = [
-    "ec2:CreateSnapshot",
+    "ec2:CreateSnapshots",
     "ec2:CreateSecurityGroup",
     "iam:CreateRole",
     "ec2:DisassociateIamInstanceProfile",

@@ -9,7 +9,7 @@
 //! - with any one action removed, the run fails (exit 1) naming the denied action, unless the
 //!   table below says why not (the call is not on this incident's path, the action records a
 //!   denial as evidence instead of failing, or moto does not check that action);
-//! - `irr run --dry-run` with `ec2:CreateSnapshot` missing reports the denial for the snapshot
+//! - `irr run --dry-run` with `ec2:CreateSnapshots` missing reports the denial for the snapshot
 //!   step and changes nothing.
 //!
 //! What moto cannot check (see docs/emulator-notes.md): moto 5.2 evaluates every non-S3 action
@@ -350,6 +350,9 @@ fn containment_expectation(action: &str, stack_only: &BTreeSet<String>) -> Remov
         "iam:TagRole" => Removed::MotoDoesNotCheck(
             "AWS requires iam:TagRole for CreateRole with tags; moto checks only iam:CreateRole (TagRole itself is called on reuse)",
         ),
+        "ec2:CreateSnapshot" => Removed::NotOnThisPath(
+            "a volume CreateSnapshots did not cover, or a resumed run with some of the volumes' snapshots taken",
+        ),
         "ec2:RevokeSecurityGroupIngress" => Removed::NotOnThisPath(
             "a reused isolation group that carries inbound rules it should not have",
         ),
@@ -496,7 +499,7 @@ async fn dry_run_reports_a_denied_snapshot_and_changes_nothing() {
         std::slice::from_ref(&input),
     );
     let key = world
-        .user_with(&for_moto(&doc, Some("ec2:CreateSnapshot")))
+        .user_with(&for_moto(&doc, Some("ec2:CreateSnapshots")))
         .await;
     let state = tempfile::tempdir().unwrap();
     let evidence = tempfile::tempdir().unwrap();
@@ -536,7 +539,7 @@ async fn dry_run_reports_a_denied_snapshot_and_changes_nothing() {
         snapshot["error"]
             .as_str()
             .unwrap()
-            .contains("is not authorized to perform: ec2:CreateSnapshot"),
+            .contains("is not authorized to perform: ec2:CreateSnapshots"),
         "{snapshot:#}"
     );
     // The permitted mutating calls before it were asked with DryRun and answered "permitted".
@@ -554,7 +557,7 @@ async fn dry_run_reports_a_denied_snapshot_and_changes_nothing() {
     // The denied call is journaled as denied, with its operation.
     let started: Vec<&Value> = events
         .iter()
-        .filter(|e| e["event"] == "call_started" && e["operation"] == "CreateSnapshot")
+        .filter(|e| e["event"] == "call_started" && e["operation"] == "CreateSnapshots")
         .collect();
     assert!(!started.is_empty());
     assert!(started.iter().all(|s| s["params"]["dry_run"] == true));

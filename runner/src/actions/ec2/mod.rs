@@ -6,9 +6,10 @@
 //! groups are set per interface (`ModifyNetworkInterfaceAttribute`), because AWS refuses
 //! `ModifyInstanceAttribute(Groups)` on an instance with several interfaces.
 //!
-//! What a later run needs to undo containment is kept on AWS itself, as tags, so that
-//! `ec2.release_instance` works from any machine: `irr:original-groups` on each interface,
-//! `irr:original-profile` and `irr:original-asg` on the instance.
+//! What a later run needs to undo containment is the case's own record (its sealed evidence,
+//! `actions/record.rs`), so that `ec2.release_instance` works from any machine that reaches
+//! the evidence; `irr:original-profile` and `irr:original-asg` on the instance are hints for
+//! people only. Fleet work (batched reads, groups once per VPC) is in `fleet.rs`.
 //!
 //! In a dry run every mutating EC2 call is sent with `DryRun` (AWS answers whether it would be
 //! permitted); Auto Scaling has no `DryRun`, so its calls are only reported.

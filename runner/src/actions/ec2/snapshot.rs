@@ -389,10 +389,16 @@ async fn create_instance_snapshots(
                     return Ok(reused);
                 }
             }
-            // Not served here (an emulator without it, a policy that grants only
-            // CreateSnapshot): each volume gets its own CreateSnapshot. The refused call is
-            // in the journal.
-            Err(e) if !ctx.dry_run && !retryable_create(&e) => {
+            // Not served here (an emulator or a partition without it): each volume gets its
+            // own CreateSnapshot. The refused call is in the journal. A denial is not
+            // hidden: it fails the step like any other.
+            Err(e)
+                if !ctx.dry_run
+                    && matches!(
+                        e.code(),
+                        "InvalidAction" | "UnsupportedOperation" | "NotImplemented"
+                    ) =>
+            {
                 tracing::info!("CreateSnapshots not served ({e}); one CreateSnapshot per volume");
                 return Ok(Vec::new());
             }
