@@ -297,31 +297,54 @@ async fn add_case_snapshots(
     }
 }
 
+/// One filtered read per [`CHUNK`] ids (`read` gets the chunk), each thing found filed under
+/// every id `owners` names for it.
+async fn by_owner<T, F, Fut>(
+    ids: &[String],
+    read: F,
+    owners: impl Fn(&T) -> Vec<String>,
+) -> Result<HashMap<String, Vec<T>>, ActionError>
+where
+    T: Clone,
+    F: Fn(Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, ActionError>>,
+{
+    let mut by: HashMap<String, Vec<T>> = HashMap::new();
+    for chunk in ids.chunks(CHUNK) {
+        for found in read(chunk.to_vec()).await? {
+            for owner in owners(&found) {
+                by.entry(owner).or_default().push(found.clone());
+            }
+        }
+    }
+    Ok(by)
+}
+
 /// Interfaces by the instance they are attached to.
 async fn batched_enis(
     ctx: &ActionCtx,
     ids: &[String],
 ) -> Result<HashMap<String, Vec<NetworkInterface>>, ActionError> {
-    let mut by: HashMap<String, Vec<NetworkInterface>> = HashMap::new();
-    for chunk in ids.chunks(CHUNK) {
-        let found = ctx
-            .aws
+    let read = |chunk: Vec<String>| async move {
+        ctx.aws
             .ec2
             .describe_network_interfaces()
-            .filters(filter("attachment.instance-id", chunk.iter().cloned()))
+            .filters(filter("attachment.instance-id", chunk))
             .into_paginator()
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(read_err("ec2", "DescribeNetworkInterfaces"))?;
-        for n in found {
-            if let Some(i) = n.attachment().and_then(|a| a.instance_id()) {
-                by.entry(i.to_owned()).or_default().push(n);
-            }
-        }
-    }
-    Ok(by)
+            .map_err(read_err("ec2", "DescribeNetworkInterfaces"))
+    };
+    by_owner(ids, read, |n: &NetworkInterface| {
+        n.attachment()
+            .and_then(|a| a.instance_id())
+            .map(str::to_owned)
+            .into_iter()
+            .collect()
+    })
+    .await
 }
 
 /// Volumes by each instance they are attached to.
@@ -329,59 +352,53 @@ async fn batched_volumes(
     ctx: &ActionCtx,
     ids: &[String],
 ) -> Result<HashMap<String, Vec<Volume>>, ActionError> {
-    let mut by: HashMap<String, Vec<Volume>> = HashMap::new();
-    for chunk in ids.chunks(CHUNK) {
-        let found = ctx
-            .aws
+    let read = |chunk: Vec<String>| async move {
+        ctx.aws
             .ec2
             .describe_volumes()
-            .filters(filter("attachment.instance-id", chunk.iter().cloned()))
+            .filters(filter("attachment.instance-id", chunk))
             .into_paginator()
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(read_err("ec2", "DescribeVolumes"))?;
-        for v in found {
-            for a in v.attachments() {
-                if let Some(i) = a.instance_id() {
-                    by.entry(i.to_owned()).or_default().push(v.clone());
-                }
-            }
-        }
-    }
-    Ok(by)
+            .map_err(read_err("ec2", "DescribeVolumes"))
+    };
+    by_owner(ids, read, |v: &Volume| {
+        v.attachments()
+            .iter()
+            .filter_map(|a| a.instance_id().map(str::to_owned))
+            .collect()
+    })
+    .await
 }
 
-/// Current profile associations by instance.
+/// Current (associated or associating) profile associations by instance.
 async fn batched_associations(
     ctx: &ActionCtx,
     ids: &[String],
 ) -> Result<HashMap<String, Vec<IamInstanceProfileAssociation>>, ActionError> {
     use aws_sdk_ec2::types::IamInstanceProfileAssociationState as S;
-    let mut by: HashMap<String, Vec<IamInstanceProfileAssociation>> = HashMap::new();
-    for chunk in ids.chunks(CHUNK) {
-        let found = ctx
-            .aws
+    let read = |chunk: Vec<String>| async move {
+        ctx.aws
             .ec2
             .describe_iam_instance_profile_associations()
-            .filters(filter("instance-id", chunk.iter().cloned()))
+            .filters(filter("instance-id", chunk))
             .into_paginator()
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(read_err("ec2", "DescribeIamInstanceProfileAssociations"))?;
-        for a in found {
-            if !matches!(a.state(), Some(S::Associated) | Some(S::Associating)) {
-                continue;
-            }
-            if let Some(i) = a.instance_id() {
-                by.entry(i.to_owned()).or_default().push(a);
-            }
+            .map_err(read_err("ec2", "DescribeIamInstanceProfileAssociations"))
+    };
+    by_owner(ids, read, |a: &IamInstanceProfileAssociation| {
+        if matches!(a.state(), Some(S::Associated) | Some(S::Associating)) {
+            a.instance_id().map(str::to_owned).into_iter().collect()
+        } else {
+            Vec::new()
         }
-    }
-    Ok(by)
+    })
+    .await
 }
 
 /// Auto Scaling membership by instance (instances in no group are absent), 50 a call.
@@ -426,26 +443,22 @@ pub async fn case_snapshots_of(
     ctx: &ActionCtx,
     volume_ids: &[String],
 ) -> Result<HashMap<String, Vec<Snapshot>>, ActionError> {
-    let mut by: HashMap<String, Vec<Snapshot>> = HashMap::new();
-    for chunk in volume_ids.chunks(CHUNK) {
-        let found = ctx
-            .aws
+    let read = |chunk: Vec<String>| async move {
+        ctx.aws
             .ec2
             .describe_snapshots()
             .owner_ids("self")
             .filters(filter(&format!("tag:{TAG_CASE}"), [ctx.case_id.as_str()]))
-            .filters(filter("volume-id", chunk.iter().cloned()))
+            .filters(filter("volume-id", chunk))
             .into_paginator()
             .items()
             .send()
             .collect::<Result<Vec<_>, _>>()
             .await
-            .map_err(read_err("ec2", "DescribeSnapshots"))?;
-        for s in found {
-            if let Some(v) = s.volume_id() {
-                by.entry(v.to_owned()).or_default().push(s);
-            }
-        }
-    }
-    Ok(by)
+            .map_err(read_err("ec2", "DescribeSnapshots"))
+    };
+    by_owner(volume_ids, read, |s: &Snapshot| {
+        s.volume_id().map(str::to_owned).into_iter().collect()
+    })
+    .await
 }
