@@ -20,8 +20,8 @@ use std::time::Instant;
 
 use irr_runner::proxy::{FaultProxy, ProxySpec, ThrottleModel};
 use irr_tests::{
-    add_second_interfaces, bench_irr_binary, compromised_instances, contained, fixture, irr_with,
-    json_lines, reset_emulator, Contained,
+    add_second_interfaces, bench_irr_binary, compromised_instances, contained, json_lines,
+    reset_emulator, Contained,
 };
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -59,29 +59,12 @@ async fn one_run(
     .await
     .unwrap();
     let ids: Vec<&str> = fleet.iter().map(|i| i.instance_id.as_str()).collect();
-    let case = irr_tests::unique("IR-fleet");
-    let state = tempfile::tempdir().unwrap();
-    let evidence = tempfile::tempdir().unwrap();
-    let pb = fixture("fleet-containment.yaml");
-    let input = format!("instance_ids={}", ids.join(","));
-    let args = [
-        "run",
-        pb.to_str().unwrap(),
-        "--case",
-        &case,
-        "--input",
-        &input,
-        "--yes",
-        "--evidence",
-        evidence.path().to_str().unwrap(),
-        "--output",
-        "json",
-    ];
     let url = proxy.url().to_owned();
     let started = Instant::now();
     // The proxy serves on this runtime's other worker meanwhile.
-    let out = tokio::task::block_in_place(|| {
-        irr_with(&args, state.path(), &url, ("testing", "testing"), &[])
+    let (state, evidence) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (case, out) = tokio::task::block_in_place(|| {
+        irr_tests::run_fleet_containment(&url, &ids, state.path(), evidence.path())
     });
     let wall_s = started.elapsed().as_secs_f64();
     let events = json_lines(&out);

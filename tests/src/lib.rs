@@ -1079,3 +1079,31 @@ pub fn reset_emulator(endpoint: &str) {
     let _ = s.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// `irr run tests/fixtures/fleet-containment.yaml --yes` over `ids` through `endpoint` (the
+/// fleet test and benchmark), with a new case; returns the case and the run's output.
+pub fn run_fleet_containment(
+    endpoint: &str,
+    ids: &[&str],
+    state: &Path,
+    evidence: &Path,
+) -> (String, Output) {
+    let case = unique("IR-fleet");
+    let pb = fixture("fleet-containment.yaml");
+    let input = format!("instance_ids={}", ids.join(","));
+    let args = [
+        "run",
+        pb.to_str().unwrap(),
+        "--case",
+        &case,
+        "--input",
+        &input,
+        "--yes",
+        "--evidence",
+        evidence.to_str().unwrap(),
+        "--output",
+        "json",
+    ];
+    let out = irr_with(&args, state, endpoint, ("testing", "testing"), &[]);
+    (case, out)
+}

@@ -4,10 +4,7 @@
 //! instance. Through the fault proxy's EC2 model, which counts the calls.
 
 use irr_runner::proxy::{FaultProxy, ProxySpec, ThrottleModel};
-use irr_tests::{
-    add_second_interfaces, compromised_instances, contained, fixture, irr_with, json_lines,
-    Contained,
-};
+use irr_tests::{add_second_interfaces, compromised_instances, contained, json_lines, Contained};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_is_read_in_batches_and_fully_contained() {
@@ -26,26 +23,10 @@ async fn a_fleet_is_read_in_batches_and_fully_contained() {
     };
     let proxy = FaultProxy::start(&endpoint, spec).await.unwrap();
     let ids: Vec<&str> = fleet.iter().map(|i| i.instance_id.as_str()).collect();
-    let case = irr_tests::unique("IR-fleet");
-    let (state, evidence) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let pb = fixture("fleet-containment.yaml");
-    let input = format!("instance_ids={}", ids.join(","));
-    let args = [
-        "run",
-        pb.to_str().unwrap(),
-        "--case",
-        &case,
-        "--input",
-        &input,
-        "--yes",
-        "--evidence",
-        evidence.path().to_str().unwrap(),
-        "--output",
-        "json",
-    ];
     let url = proxy.url().to_owned();
-    let out = tokio::task::block_in_place(|| {
-        irr_with(&args, state.path(), &url, ("testing", "testing"), &[])
+    let (state, evidence) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (case, out) = tokio::task::block_in_place(|| {
+        irr_tests::run_fleet_containment(&url, &ids, state.path(), evidence.path())
     });
     let last = json_lines(&out).pop().expect("a summary");
     assert_eq!(last["status"], "succeeded", "{last:#}");
