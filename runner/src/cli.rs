@@ -425,6 +425,9 @@ fn aws_options(g: &GlobalArgs, assume_role: Option<String>) -> crate::aws::AwsOp
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Headroom over the 2 MiB default: an action's SDK futures are large in a debug
+        // build (the big ones are boxed; this is the margin, not the fix).
+        .thread_stack_size(8 << 20)
         .build()
         .expect("start the async runtime")
         .block_on(f)

@@ -448,8 +448,10 @@ pub async fn case_snapshots_of(
             .ec2
             .describe_snapshots()
             .owner_ids("self")
-            .filters(filter(&format!("tag:{TAG_CASE}"), [ctx.case_id.as_str()]))
+            // The volume filter first: EC2 does not care, moto applies filters in order and
+            // a tag filter over its 1,000-odd image snapshots takes 100-200 ms.
             .filters(filter("volume-id", chunk))
+            .filters(filter(&format!("tag:{TAG_CASE}"), [ctx.case_id.as_str()]))
             .into_paginator()
             .items()
             .send()

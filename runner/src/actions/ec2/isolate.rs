@@ -267,39 +267,63 @@ pub(super) async fn reconcile_rules(
         }
     };
     let dry = ctx.dry_run;
-    change_rules(ctx, gid, "RevokeSecurityGroupEgress", &drop_out, || {
-        ec2.revoke_security_group_egress()
-            .group_id(gid)
-            .set_ip_permissions(Some(drop_out.clone()))
-            .dry_run(dry)
-            .send()
-    })
-    .await?;
-    change_rules(ctx, gid, "RevokeSecurityGroupIngress", &drop_in, || {
-        ec2.revoke_security_group_ingress()
-            .group_id(gid)
-            .set_ip_permissions(Some(drop_in.clone()))
-            .dry_run(dry)
-            .send()
-    })
-    .await?;
-    change_rules(ctx, gid, "AuthorizeSecurityGroupIngress", &add_in, || {
-        ec2.authorize_security_group_ingress()
-            .group_id(gid)
-            .set_ip_permissions(Some(add_in.clone()))
-            .dry_run(dry)
-            .send()
-    })
-    .await?;
-    change_rules(ctx, gid, "AuthorizeSecurityGroupEgress", &add_out, || {
-        ec2.authorize_security_group_egress()
-            .group_id(gid)
-            .set_ip_permissions(Some(add_out.clone()))
-            .dry_run(dry)
-            .send()
-    })
-    .await?;
-    Ok(())
+    // Each change touches other rules (and the calls for an empty list are not made): they
+    // run at once, each to its end (none is cut off by another's failure).
+    let (a, b, c, d) = tokio::join!(
+        Box::pin(change_rules(
+            ctx,
+            gid,
+            "RevokeSecurityGroupEgress",
+            &drop_out,
+            || {
+                ec2.revoke_security_group_egress()
+                    .group_id(gid)
+                    .set_ip_permissions(Some(drop_out.clone()))
+                    .dry_run(dry)
+                    .send()
+            }
+        )),
+        Box::pin(change_rules(
+            ctx,
+            gid,
+            "RevokeSecurityGroupIngress",
+            &drop_in,
+            || {
+                ec2.revoke_security_group_ingress()
+                    .group_id(gid)
+                    .set_ip_permissions(Some(drop_in.clone()))
+                    .dry_run(dry)
+                    .send()
+            }
+        )),
+        Box::pin(change_rules(
+            ctx,
+            gid,
+            "AuthorizeSecurityGroupIngress",
+            &add_in,
+            || {
+                ec2.authorize_security_group_ingress()
+                    .group_id(gid)
+                    .set_ip_permissions(Some(add_in.clone()))
+                    .dry_run(dry)
+                    .send()
+            }
+        )),
+        Box::pin(change_rules(
+            ctx,
+            gid,
+            "AuthorizeSecurityGroupEgress",
+            &add_out,
+            || {
+                ec2.authorize_security_group_egress()
+                    .group_id(gid)
+                    .set_ip_permissions(Some(add_out.clone()))
+                    .dry_run(dry)
+                    .send()
+            }
+        )),
+    );
+    a.and(b).and(c).and(d)
 }
 
 pub(super) async fn create_tags(
@@ -635,25 +659,17 @@ pub async fn isolate_instance(
     check_cidr(p.allow_cidr.as_deref())?;
     let id = p.instance_id.as_str();
     // The step's batch (fleet.rs) on a first attempt, else AWS afresh.
-    let mut pre = ctx.aws.fleet.take(ctx, id).unwrap_or_default();
-    let (inst, vpc_id, enis, assocs) = instance_state(ctx, id, &mut pre).await?;
+    let pre = ctx.aws.fleet.take(ctx, id).unwrap_or_default();
+    let (start, asg_read) = instance_state(ctx, id, pre).await;
+    let Start {
+        inst,
+        vpc_id,
+        case_groups,
+        enis,
+        assocs,
+    } = start?;
     let asg_tag = tag_value(inst.tags(), ASG_NAME_TAG).map(str::to_owned);
     let mut report = Report::new(&[]);
-    // Auto Scaling membership is an optional read: asked at the same time as the case's
-    // groups (read once per VPC for the whole run), bounded in time, and when it fails
-    // (denied, throttled out, unsupported) a gap, with the instance's
-    // aws:autoscaling:groupName tag as the fallback.
-    let pre_asg = pre.autoscaling;
-    let (asg_read, case_groups) = tokio::join!(
-        async {
-            match pre_asg {
-                Some(m) => Ok(m),
-                None => optional_membership(ctx, id).await,
-            }
-        },
-        ctx.aws.fleet.case_groups(ctx, &vpc_id)
-    );
-    let case_groups = case_groups?;
     let asg_known = ctx.or_gap("autoscaling:DescribeAutoScalingInstances", asg_read);
     let asg_from_tag = asg_known.is_none();
     let asg = membership(asg_known, asg_tag.as_deref());
@@ -702,28 +718,31 @@ pub async fn isolate_instance(
         .chain(isolation.as_deref())
         .collect();
 
-    // 3. Each interface: record, allow-all, isolation.
-    let (original_groups, skipped) = isolate_interfaces(
-        ctx,
-        &enis,
-        &ours,
-        &recorded,
-        &allow_all,
-        &isolation,
-        &mut report,
-    )
-    .await?;
-
-    // 4. The instance profile.
-    let profile = detach_profile(
-        ctx,
-        id,
-        p.detach_profile.unwrap_or(true),
-        &assocs,
-        &recorded,
-        &mut report,
-    )
-    .await?;
+    // 3. Each interface (record, allow-all, isolation) and 4. the instance profile, at once:
+    //    they are independent, and each runs to its end even when the other fails.
+    let mut profile_report = Report::default();
+    let (swapped, profile) = tokio::join!(
+        Box::pin(isolate_interfaces(
+            ctx,
+            &enis,
+            &ours,
+            &recorded,
+            &allow_all,
+            &isolation,
+            &mut report,
+        )),
+        Box::pin(detach_profile(
+            ctx,
+            id,
+            p.detach_profile.unwrap_or(true),
+            &assocs,
+            &recorded,
+            &mut profile_report,
+        ))
+    );
+    report.merge(profile_report);
+    let (original_groups, skipped) = swapped?;
+    let profile = profile?;
     if autoscaling.is_null() && asg.is_none() {
         if let Some(g) = &recorded.auto_scaling_group {
             autoscaling = json!({"group": g, "detached": true, "note": "detached by an earlier run (the case's record)"});
@@ -768,43 +787,80 @@ pub async fn isolate_instance(
     Ok(out)
 }
 
-/// The instance, its VPC, its interfaces (by device index) and its profile associations:
-/// from the step's batch, else read.
+/// What an isolation starts from: the instance, its VPC, the case's groups there (as they
+/// were when the run first asked), its interfaces (by device index) and its profile
+/// associations.
+struct Start {
+    inst: Instance,
+    vpc_id: String,
+    case_groups: Vec<SecurityGroup>,
+    enis: Vec<NetworkInterface>,
+    assocs: Vec<aws_sdk_ec2::types::IamInstanceProfileAssociation>,
+}
+
+/// Reads the [`Start`] (what the step's batch did not read) and the instance's Auto Scaling
+/// membership, at once: every read names the instance, except the case's groups, which wait
+/// for its VPC (and are read once per VPC for the whole run). Auto Scaling is an optional
+/// read, bounded in time: its result (an error is a gap) is returned beside.
 async fn instance_state(
     ctx: &ActionCtx,
     id: &str,
-    pre: &mut super::Prefetched,
-) -> Result<
-    (
-        Instance,
-        String,
-        Vec<NetworkInterface>,
-        Vec<aws_sdk_ec2::types::IamInstanceProfileAssociation>,
-    ),
-    ActionError,
-> {
-    let inst = match pre.instance.take() {
-        Some(i) => i,
-        None => describe_instance(ctx, id).await?,
-    };
-    let vpc_id = inst
-        .vpc_id()
-        .ok_or_else(|| ActionError::Target(format!("instance {id} is not in a VPC")))?
-        .to_owned();
-    let enis = match pre.enis.take() {
-        Some(e) => e,
-        None => instance_enis(ctx, id).await?,
-    };
-    if enis.is_empty() {
-        return Err(ActionError::Target(format!(
-            "instance {id} has no network interface"
-        )));
-    }
-    let assocs = match pre.associations.take() {
-        Some(a) => a,
-        None => profile_associations(ctx, id).await?,
-    };
-    Ok((inst, vpc_id, enis, assocs))
+    pre: super::Prefetched,
+) -> (
+    Result<Start, ActionError>,
+    Result<Option<(String, String)>, ActionError>,
+) {
+    let (inst, enis, assocs, asg) = (pre.instance, pre.enis, pre.associations, pre.autoscaling);
+    let (found, enis, assocs, asg) = tokio::join!(
+        Box::pin(async {
+            let inst = match inst {
+                Some(i) => i,
+                None => describe_instance(ctx, id).await?,
+            };
+            let vpc_id = inst
+                .vpc_id()
+                .ok_or_else(|| ActionError::Target(format!("instance {id} is not in a VPC")))?
+                .to_owned();
+            let groups = ctx.aws.fleet.case_groups(ctx, &vpc_id).await?;
+            Ok::<_, ActionError>((inst, vpc_id, groups))
+        }),
+        async {
+            match enis {
+                Some(e) => Ok(e),
+                None => instance_enis(ctx, id).await,
+            }
+        },
+        async {
+            match assocs {
+                Some(a) => Ok(a),
+                None => profile_associations(ctx, id).await,
+            }
+        },
+        async {
+            match asg {
+                Some(m) => Ok(m),
+                None => optional_membership(ctx, id).await,
+            }
+        }
+    );
+    let start = (|| {
+        // The instance's own error (not found, denied) comes first.
+        let (inst, vpc_id, case_groups) = found?;
+        let enis = enis?;
+        if enis.is_empty() {
+            return Err(ActionError::Target(format!(
+                "instance {id} has no network interface"
+            )));
+        }
+        Ok(Start {
+            inst,
+            vpc_id,
+            case_groups,
+            enis,
+            assocs: assocs?,
+        })
+    })();
+    (start, asg)
 }
 
 /// The instance's Auto Scaling group and lifecycle state: as Auto Scaling answered, or, when
@@ -829,6 +885,13 @@ impl Report {
         };
         report.record_problems(problems);
         report
+    }
+
+    /// Adds what another part of the isolation said.
+    fn merge(&mut self, other: Report) {
+        self.notes.extend(other.notes);
+        self.would.extend(other.would);
+        self.tag_differences.extend(other.tag_differences);
     }
 
     fn record_problems(&mut self, problems: &[String]) {
@@ -862,18 +925,29 @@ async fn isolation_groups(
     ctx.aws
         .fleet
         .vpc_groups(ctx, vpc_id, &purpose_iso, || async {
-            let allow_all =
-                ensure_group(ctx, vpc_id, case_groups, "allow-all", &GroupRules::AllowAll).await?;
-            let isolation = ensure_group(
-                ctx,
-                vpc_id,
-                case_groups,
-                &purpose_iso,
-                &GroupRules::Isolation {
-                    ssh_from: allow_cidr.map(str::to_owned),
-                },
-            )
-            .await?;
+            // The two groups are independent: made (and their rules set) at once.
+            let iso_rules = GroupRules::Isolation {
+                ssh_from: allow_cidr.map(str::to_owned),
+            };
+            // Boxed: two SDK call chains side by side make a future too big for a worker
+            // thread's stack in a debug build.
+            let (allow_all, isolation) = tokio::join!(
+                Box::pin(ensure_group(
+                    ctx,
+                    vpc_id,
+                    case_groups,
+                    "allow-all",
+                    &GroupRules::AllowAll
+                )),
+                Box::pin(ensure_group(
+                    ctx,
+                    vpc_id,
+                    case_groups,
+                    &purpose_iso,
+                    &iso_rules
+                ))
+            );
+            let (allow_all, isolation) = (allow_all?, isolation?);
             Ok(super::VpcGroups {
                 allow_all,
                 isolation,
@@ -1013,6 +1087,7 @@ async fn isolate_interfaces(
 ) -> Result<(Map<String, Value>, Vec<String>), ActionError> {
     let mut original_groups = Map::new();
     let mut skipped = Vec::new();
+    let mut swaps = Vec::new();
     for n in enis {
         let eni = n.network_interface_id().unwrap_or_default();
         let current: Vec<String> = n
@@ -1064,8 +1139,12 @@ async fn isolate_interfaces(
             .clone()
             .map(|g| vec![g])
             .unwrap_or_else(|| current.clone());
-        swap_interface(ctx, eni, step1, step2, originals).await?;
+        swaps.push(swap_interface(ctx, eni, step1, step2, originals));
     }
+    // The interfaces are independent: their swaps run at once (each one still two moves in
+    // order, under its own lock). Every swap runs to its end even when another fails.
+    let results = futures::future::join_all(swaps).await;
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
     Ok((original_groups, skipped))
 }
 

@@ -115,29 +115,37 @@ pub async fn snapshot_volumes(
     let id = p.instance_id.as_str();
     // The step's batch (fleet.rs) on a first attempt, else AWS afresh.
     let pre = ctx.aws.fleet.take(ctx, id).unwrap_or_default();
-    let inst = match pre.instance {
-        Some(i) => i,
-        None => describe_instance(ctx, id).await?,
-    };
+    // The instance and its volumes are read at once (both name the instance).
     // The volumes' details are evidence and size the wait; the snapshots never wait on
     // them: without them (a gap) each wait gets the 10-minute base budget. They are read by
     // attachment, not by the ids of the block device mappings, so that a volume attached
     // but missing from the mappings (moto shows one for instances an Auto Scaling group
     // launched) is snapshotted too: every volume EC2 says is attached gets a snapshot.
-    let described = match pre.volumes {
-        Some(v) => Ok(v),
-        None => ctx
-            .aws
-            .ec2
-            .describe_volumes()
-            .filters(filter("attachment.instance-id", [id]))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(read_err("ec2", "DescribeVolumes")),
-    };
+    let (inst, described) = tokio::join!(
+        Box::pin(async {
+            match pre.instance {
+                Some(i) => Ok(i),
+                None => describe_instance(ctx, id).await,
+            }
+        }),
+        async {
+            match pre.volumes {
+                Some(v) => Ok(v),
+                None => ctx
+                    .aws
+                    .ec2
+                    .describe_volumes()
+                    .filters(filter("attachment.instance-id", [id]))
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .collect::<Result<Vec<_>, _>>()
+                    .await
+                    .map_err(read_err("ec2", "DescribeVolumes")),
+            }
+        }
+    );
+    let inst = inst?;
     let described = ctx.or_gap("ec2:DescribeVolumes", described);
     let described_volumes: &[aws_sdk_ec2::types::Volume] = described.as_deref().unwrap_or_default();
     let mut vols = attached_volumes(&inst);
