@@ -1,5 +1,6 @@
 //! A fleet in one run (issue 10): `for_each` over several instances reads them in batches
-//! (one `DescribeNetworkInterfaces` for all, one `DescribeInstances` per step), makes the
+//! (one `DescribeNetworkInterfaces` for all, one `DescribeInstances` for the steps that start
+//! together and one for isolation), makes the
 //! case's groups once, snapshots each instance with one `CreateSnapshots`, and contains every
 //! instance. Through the fault proxy's EC2 model, which counts the calls.
 
@@ -36,8 +37,9 @@ async fn a_fleet_is_read_in_batches_and_fully_contained() {
     }
     let stats = proxy.stats();
     let calls = |op: &str| stats.get(op).map_or(0, |s| s.calls);
-    // Three steps, each one batched DescribeInstances; interfaces and volumes once.
-    assert_eq!(calls("ec2:DescribeInstances"), 3, "{stats:?}");
+    // Three steps: protection and snapshots start together and share one batched
+    // DescribeInstances, isolation reads afresh; interfaces and volumes once.
+    assert_eq!(calls("ec2:DescribeInstances"), 2, "{stats:?}");
     assert_eq!(calls("ec2:DescribeNetworkInterfaces"), 1, "{stats:?}");
     assert_eq!(calls("ec2:DescribeVolumes"), 1, "{stats:?}");
     assert_eq!(calls("ec2:CreateSnapshots"), 3, "{stats:?}");

@@ -197,7 +197,7 @@ pub struct ActionCtx {
 }
 
 /// Why an action failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ActionError {
     /// The rendered parameters do not fit the action (caught at run time).
     #[error("invalid parameters: {0}")]

@@ -58,6 +58,21 @@ pub struct Fleet {
     prefetched: Mutex<HashMap<(String, String), Prefetched>>,
     groups: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<VpcGroups>>>>,
     case_groups: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Vec<SecurityGroup>>>>>,
+    /// Batched `DescribeInstances` in flight, by id list: steps that start together (a
+    /// fleet's protection and snapshots) share one read instead of making the same one twice.
+    instances_in_flight: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Vec<Instance>>>>>,
+    /// Snapshot-state reads waiting for the next batched `DescribeSnapshots`.
+    snapshot_reads: Arc<Mutex<SnapshotReads>>,
+}
+
+/// Where one waiting item gets its snapshots (or the read's error).
+type SnapshotAnswer = tokio::sync::oneshot::Sender<Result<Vec<Snapshot>, ActionError>>;
+
+/// Items waiting for their snapshots' states, and whether a reader is running.
+#[derive(Debug, Default)]
+struct SnapshotReads {
+    waiting: Vec<(Vec<String>, SnapshotAnswer)>,
+    reading: bool,
 }
 
 /// The cell under `key` in `map`, made empty if there is none.
@@ -117,6 +132,77 @@ impl Fleet {
         cell(&self.groups, key).get_or_try_init(make).await.cloned()
     }
 
+    /// The snapshots `ids` as EC2 describes them now, read together with those every other
+    /// item of the run asks for meanwhile: the first request is read at once, the requests
+    /// that arrive while it is in flight share the next read (one `DescribeSnapshots` with a
+    /// `snapshot-id` filter per [`CHUNK`] ids, so a fleet polling its snapshots makes a few
+    /// calls, not one per instance). The reader is a task of its own, so an item that gives
+    /// up waiting (its step timed out) never strands the others.
+    pub async fn snapshots(
+        &self,
+        ctx: &ActionCtx,
+        ids: &[String],
+    ) -> Result<Vec<Snapshot>, ActionError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let start_reader = {
+            let mut r = self
+                .snapshot_reads
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            r.waiting.push((ids.to_vec(), tx));
+            !std::mem::replace(&mut r.reading, true)
+        };
+        if start_reader {
+            tokio::spawn(read_snapshots(ctx.clone(), self.snapshot_reads.clone()));
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(ActionError::Target(
+                "the batched snapshot read ended abnormally".into(),
+            ))
+        })
+    }
+
+    /// The instances `ids` (one filtered, paginated read per [`CHUNK`]), shared with any
+    /// other step asking for the same ids at the same moment; a read that has ended is not
+    /// kept (the next one asks AWS afresh).
+    async fn instances(
+        &self,
+        ctx: &ActionCtx,
+        ids: &[String],
+    ) -> Result<Vec<Instance>, ActionError> {
+        let key = ids.join(",");
+        let cell = cell(&self.instances_in_flight, key.clone());
+        let read = cell
+            .get_or_try_init(|| async {
+                let mut all = Vec::new();
+                for chunk in ids.chunks(CHUNK) {
+                    let found = ctx
+                        .aws
+                        .ec2
+                        .describe_instances()
+                        .filters(filter("instance-id", chunk.iter().cloned()))
+                        .into_paginator()
+                        .items()
+                        .send()
+                        .collect::<Result<Vec<_>, _>>()
+                        .await
+                        .map_err(read_err("ec2", "DescribeInstances"))?;
+                    all.extend(found.iter().flat_map(|r| r.instances()).cloned());
+                }
+                Ok::<_, ActionError>(all)
+            })
+            .await
+            .cloned();
+        let mut map = self
+            .instances_in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if map.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            map.remove(&key);
+        }
+        read
+    }
+
     /// The case's groups in `vpc_id` as they were when the run first asked (one read per VPC
     /// for the whole run; the groups the run makes are known from [`Fleet::vpc_groups`]).
     pub async fn case_groups(
@@ -169,59 +255,45 @@ pub async fn prefetch_instances(
         // One item reads for itself: nothing to share.
         return Ok(());
     }
-    let mut batches: HashMap<String, Prefetched> = HashMap::new();
-    for chunk in ids.chunks(CHUNK) {
-        let found = ctx
-            .aws
-            .ec2
-            .describe_instances()
-            .filters(filter("instance-id", chunk.iter().cloned()))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(read_err("ec2", "DescribeInstances"))?;
-        for r in found {
-            for i in r.instances() {
-                if let Some(id) = i.instance_id() {
-                    batches.entry(id.to_owned()).or_default().instance = Some(i.clone());
-                }
-            }
-        }
-    }
-    // Only instances EC2 knows: an unknown id fails in its own item, with its own error.
-    let known: Vec<String> = batches.keys().cloned().collect();
-    let (enis, volumes, associations, autoscaling) = tokio::join!(
+    // Every read names the instances (an `instance-id` filter or the ids), so they all go
+    // at once; an id EC2 does not know matches nothing and fails in its own item.
+    let (instances, enis, volumes, associations, autoscaling) = tokio::join!(
+        ctx.aws.fleet.instances(ctx, &ids),
         async {
             if wants.enis {
-                Some(batched_enis(ctx, &known).await)
+                Some(batched_enis(ctx, &ids).await)
             } else {
                 None
             }
         },
         async {
             if wants.volumes || wants.case_snapshots {
-                Some(batched_volumes(ctx, &known).await)
+                Some(batched_volumes(ctx, &ids).await)
             } else {
                 None
             }
         },
         async {
             if wants.associations {
-                Some(batched_associations(ctx, &known).await)
+                Some(batched_associations(ctx, &ids).await)
             } else {
                 None
             }
         },
         async {
             if wants.autoscaling {
-                Some(batched_autoscaling(ctx, &known).await)
+                Some(batched_autoscaling(ctx, &ids).await)
             } else {
                 None
             }
         },
     );
+    let mut batches: HashMap<String, Prefetched> = HashMap::new();
+    for i in instances? {
+        if let Some(id) = i.instance_id() {
+            batches.entry(id.to_owned()).or_default().instance = Some(i.clone());
+        }
+    }
     if let Some(Ok(mut by)) = enis {
         for (id, b) in batches.iter_mut() {
             let mut list = by.remove(id).unwrap_or_default();
@@ -463,4 +535,57 @@ pub async fn case_snapshots_of(
         s.volume_id().map(str::to_owned).into_iter().collect()
     })
     .await
+}
+
+/// The batched snapshot reader ([`Fleet::snapshots`]): while items are waiting, takes them
+/// all, reads the union of their ids, and answers each with its own snapshots (or the
+/// read's error).
+async fn read_snapshots(ctx: ActionCtx, reads: Arc<Mutex<SnapshotReads>>) {
+    loop {
+        let waiting = {
+            let mut r = reads.lock().unwrap_or_else(|e| e.into_inner());
+            if r.waiting.is_empty() {
+                r.reading = false;
+                return;
+            }
+            std::mem::take(&mut r.waiting)
+        };
+        let mut ids: Vec<String> = waiting.iter().flat_map(|(i, _)| i.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        let mut found: Result<Vec<Snapshot>, ActionError> = Ok(Vec::new());
+        for chunk in ids.chunks(CHUNK) {
+            let read = ctx
+                .aws
+                .ec2
+                .describe_snapshots()
+                .filters(filter("snapshot-id", chunk.iter().cloned()))
+                .into_paginator()
+                .items()
+                .send()
+                .collect::<Result<Vec<_>, _>>()
+                .await
+                .map_err(read_err("ec2", "DescribeSnapshots"));
+            match (read, found.as_mut()) {
+                (Ok(more), Ok(all)) => all.extend(more),
+                (Err(e), _) => {
+                    found = Err(e);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        for (want, tx) in waiting {
+            let answer = found.as_ref().map_err(Clone::clone).map(|all| {
+                all.iter()
+                    .filter(|s| {
+                        s.snapshot_id()
+                            .is_some_and(|id| want.iter().any(|w| w == id))
+                    })
+                    .cloned()
+                    .collect()
+            });
+            let _ = tx.send(answer);
+        }
+    }
 }

@@ -115,36 +115,7 @@ pub async fn snapshot_volumes(
     let id = p.instance_id.as_str();
     // The step's batch (fleet.rs) on a first attempt, else AWS afresh.
     let pre = ctx.aws.fleet.take(ctx, id).unwrap_or_default();
-    // The instance and its volumes are read at once (both name the instance).
-    // The volumes' details are evidence and size the wait; the snapshots never wait on
-    // them: without them (a gap) each wait gets the 10-minute base budget. They are read by
-    // attachment, not by the ids of the block device mappings, so that a volume attached
-    // but missing from the mappings (moto shows one for instances an Auto Scaling group
-    // launched) is snapshotted too: every volume EC2 says is attached gets a snapshot.
-    let (inst, described) = tokio::join!(
-        Box::pin(async {
-            match pre.instance {
-                Some(i) => Ok(i),
-                None => describe_instance(ctx, id).await,
-            }
-        }),
-        async {
-            match pre.volumes {
-                Some(v) => Ok(v),
-                None => ctx
-                    .aws
-                    .ec2
-                    .describe_volumes()
-                    .filters(filter("attachment.instance-id", [id]))
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .collect::<Result<Vec<_>, _>>()
-                    .await
-                    .map_err(read_err("ec2", "DescribeVolumes")),
-            }
-        }
-    );
+    let (inst, described) = instance_and_volumes(ctx, id, pre.instance, pre.volumes).await;
     let inst = inst?;
     let described = ctx.or_gap("ec2:DescribeVolumes", described);
     let described_volumes: &[aws_sdk_ec2::types::Volume] = described.as_deref().unwrap_or_default();
@@ -244,6 +215,49 @@ pub async fn snapshot_volumes(
         .with("snapshot_ids", ids)
         .with("volumes", map)
         .with("artifacts", vec![before, after]))
+}
+
+/// The instance and the volumes EC2 lists as attached to it: from the step's batch, else
+/// read, both at once (both name the instance).
+async fn instance_and_volumes(
+    ctx: &ActionCtx,
+    id: &str,
+    instance: Option<Instance>,
+    volumes: Option<Vec<aws_sdk_ec2::types::Volume>>,
+) -> (
+    Result<Instance, ActionError>,
+    Result<Vec<aws_sdk_ec2::types::Volume>, ActionError>,
+) {
+    // The instance and its volumes are read at once (both name the instance).
+    // The volumes' details are evidence and size the wait; the snapshots never wait on
+    // them: without them (a gap) each wait gets the 10-minute base budget. They are read by
+    // attachment, not by the ids of the block device mappings, so that a volume attached
+    // but missing from the mappings (moto shows one for instances an Auto Scaling group
+    // launched) is snapshotted too: every volume EC2 says is attached gets a snapshot.
+    tokio::join!(
+        Box::pin(async {
+            match instance {
+                Some(i) => Ok(i),
+                None => describe_instance(ctx, id).await,
+            }
+        }),
+        async {
+            match volumes {
+                Some(v) => Ok(v),
+                None => ctx
+                    .aws
+                    .ec2
+                    .describe_volumes()
+                    .filters(filter("attachment.instance-id", [id]))
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .collect::<Result<Vec<_>, _>>()
+                    .await
+                    .map_err(read_err("ec2", "DescribeVolumes")),
+            }
+        }
+    )
 }
 
 /// One snapshot per volume, in `vols` order: the case's existing ones reused (from the
@@ -415,21 +429,13 @@ async fn create_instance_snapshots(
     }
 }
 
-/// The instance's snapshots, one read (a `snapshot-id` filter: EC2's larger bucket).
+/// The instance's snapshots, one read shared with the other items of the run that ask at
+/// the same time (a `snapshot-id` filter: EC2's larger bucket; see [`super::Fleet::snapshots`]).
 async fn describe_snapshots(
     ctx: &ActionCtx,
     ids: &[String],
 ) -> Result<Vec<aws_sdk_ec2::types::Snapshot>, ActionError> {
-    ctx.aws
-        .ec2
-        .describe_snapshots()
-        .filters(filter("snapshot-id", ids.iter().cloned()))
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(read_err("ec2", "DescribeSnapshots"))
+    ctx.aws.fleet.snapshots(ctx, ids).await
 }
 
 /// The newest usable (completed, else pending) snapshot among `found`, as `(id, state)`. An
