@@ -39,6 +39,7 @@ mod isolate;
 mod protect;
 mod release;
 mod snapshot;
+mod swap;
 mod tag;
 pub use capture::*;
 pub use fleet::{Fleet, Prefetched, VpcGroups, Wants};
@@ -46,6 +47,7 @@ pub use isolate::*;
 pub use protect::*;
 pub use release::*;
 pub use snapshot::*;
+pub use swap::settle;
 pub use tag::*;
 
 /// Tag on a network interface: its security groups before isolation (comma-separated ids).
