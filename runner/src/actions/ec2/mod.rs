@@ -410,6 +410,7 @@ fn attached_volumes(i: &Instance) -> Vec<(String, String)> {
 
 #[cfg(test)]
 mod tests {
+    use super::swap::swap_interface;
     use super::*;
 
     #[test]
