@@ -553,35 +553,30 @@ async fn read_snapshots(ctx: ActionCtx, reads: Arc<Mutex<SnapshotReads>>) {
         let mut ids: Vec<String> = waiting.iter().flat_map(|(i, _)| i.clone()).collect();
         ids.sort();
         ids.dedup();
-        let mut found: Result<Vec<Snapshot>, ActionError> = Ok(Vec::new());
-        for chunk in ids.chunks(CHUNK) {
-            let read = ctx
-                .aws
-                .ec2
-                .describe_snapshots()
-                .filters(filter("snapshot-id", chunk.iter().cloned()))
-                .into_paginator()
-                .items()
-                .send()
-                .collect::<Result<Vec<_>, _>>()
-                .await
-                .map_err(read_err("ec2", "DescribeSnapshots"));
-            match (read, found.as_mut()) {
-                (Ok(more), Ok(all)) => all.extend(more),
-                (Err(e), _) => {
-                    found = Err(e);
-                    break;
-                }
-                _ => {}
+        let read = |chunk: Vec<String>| {
+            let ctx = &ctx;
+            async move {
+                ctx.aws
+                    .ec2
+                    .describe_snapshots()
+                    .filters(filter("snapshot-id", chunk))
+                    .into_paginator()
+                    .items()
+                    .send()
+                    .collect::<Result<Vec<_>, _>>()
+                    .await
+                    .map_err(read_err("ec2", "DescribeSnapshots"))
             }
-        }
+        };
+        let found = by_owner(&ids, read, |s: &Snapshot| {
+            s.snapshot_id().map(str::to_owned).into_iter().collect()
+        })
+        .await;
         for (want, tx) in waiting {
-            let answer = found.as_ref().map_err(Clone::clone).map(|all| {
-                all.iter()
-                    .filter(|s| {
-                        s.snapshot_id()
-                            .is_some_and(|id| want.iter().any(|w| w == id))
-                    })
+            let answer = found.as_ref().map_err(Clone::clone).map(|by| {
+                want.iter()
+                    .filter_map(|w| by.get(w))
+                    .flatten()
                     .cloned()
                     .collect()
             });
