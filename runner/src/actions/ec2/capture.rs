@@ -42,7 +42,6 @@ pub async fn capture_instance_metadata(
     p: InstanceParams,
 ) -> Result<ActionOutput, ActionError> {
     let id = p.instance_id.as_str();
-    let ec2 = &ctx.aws.ec2;
     // The instance itself is the one read the capture cannot do without. Every other read
     // is optional: one that fails is a gap in the evidence (ActionCtx::or_gap) and the
     // capture goes on, so that a denied read never holds up the containment after it.
@@ -58,15 +57,7 @@ pub async fn capture_instance_metadata(
         "ec2:DescribeInstances",
     )?);
 
-    let volumes = ec2
-        .describe_volumes()
-        .filters(filter("attachment.instance-id", [id]))
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .map_err(read_err("ec2", "DescribeVolumes"));
+    let volumes = instance_volumes(ctx, id).await;
     let volumes = ctx.or_gap("ec2:DescribeVolumes", volumes);
     artifacts.push(ctx.evidence(
         "volumes.json",

@@ -295,6 +295,24 @@ async fn describe_instance(ctx: &ActionCtx, id: &str) -> Result<Instance, Action
         .ok_or_else(|| ActionError::Target(format!("no such instance: {id}")))
 }
 
+/// The volumes EC2 lists as attached to the instance (by attachment, not by the block device
+/// mappings: a volume missing from the mappings is listed too).
+async fn instance_volumes(
+    ctx: &ActionCtx,
+    id: &str,
+) -> Result<Vec<aws_sdk_ec2::types::Volume>, ActionError> {
+    ctx.aws
+        .ec2
+        .describe_volumes()
+        .filters(filter("attachment.instance-id", [id]))
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(read_err("ec2", "DescribeVolumes"))
+}
+
 /// The instance's network interfaces, by device index.
 async fn instance_enis(ctx: &ActionCtx, id: &str) -> Result<Vec<NetworkInterface>, ActionError> {
     let mut enis: Vec<NetworkInterface> = ctx

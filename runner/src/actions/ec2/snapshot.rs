@@ -244,17 +244,7 @@ async fn instance_and_volumes(
         async {
             match volumes {
                 Some(v) => Ok(v),
-                None => ctx
-                    .aws
-                    .ec2
-                    .describe_volumes()
-                    .filters(filter("attachment.instance-id", [id]))
-                    .into_paginator()
-                    .items()
-                    .send()
-                    .collect::<Result<Vec<_>, _>>()
-                    .await
-                    .map_err(read_err("ec2", "DescribeVolumes")),
+                None => instance_volumes(ctx, id).await,
             }
         }
     )
