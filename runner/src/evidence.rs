@@ -9,8 +9,9 @@
 //! the journal, then writes `manifest.json` and `SHA256SUMS`. A resumed run seals once, with
 //! the artifacts of every attempt (the staged files survive a crash).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use futures::StreamExt as _;
 use irr_forensics::{
     Bundle, Collector, EvidenceLocation, ItemMeta, PlaybookRef, RetentionMode, RunInfo, S3Settings,
     Sha256Digest, Source, Store, Timestamp,
@@ -20,6 +21,9 @@ use crate::actions::AwsResource;
 use crate::events::EvidenceSummary;
 use crate::executor::{RunRecord, StagedArtifact};
 use crate::model::{EvidenceDecl, LockMode, Playbook};
+
+/// Staged artifacts adopted into the store at once by the seal.
+const ADOPTS_IN_FLIGHT: usize = 8;
 
 /// The S3 settings for a playbook's evidence declaration; every request on the bucket
 /// carries `ExpectedBucketOwner: expected_owner` when given.
@@ -178,31 +182,11 @@ pub async fn seal(
     for (art, why) in &conflicts {
         bundle.record_failure(&art.path, meta_of(art), why.clone());
     }
-    for art in artifacts.iter().filter(|a| !already.contains(&a.path)) {
-        let file: PathBuf = staging.join(&art.path);
-        let Some(sha256) = Sha256Digest::from_hex(&art.sha256) else {
-            bundle.record_failure(
-                &art.path,
-                meta_of(art),
-                format!(
-                    "the journal records no valid sha256 for it ({:?})",
-                    art.sha256
-                ),
-            );
-            continue;
-        };
-        // The staged file is the evidence copy, hashed when it was written: adopted, not
-        // copied or re-read (local: linked into place; S3: streamed up once, hash checked).
-        match bundle
-            .adopt(&art.path, file, sha256, art.size, meta_of(art))
-            .await
-        {
-            Ok(_) => {}
-            // Already stored by an earlier attempt of this seal: the bundle keeps it.
-            Err(irr_forensics::Error::Exists { .. }) => {}
-            Err(e) => bundle.record_failure(&art.path, meta_of(art), e.to_string()),
-        }
-    }
+    // Several at once (local: a link and a directory sync each; S3: an upload each); the
+    // manifest lists items in canonical order whatever order they were stored in.
+    futures::stream::iter(artifacts.iter().filter(|a| !already.contains(&a.path)))
+        .for_each_concurrent(ADOPTS_IN_FLIGHT, |art| adopt_staged(&bundle, staging, art))
+        .await;
     // An earlier seal may have stored the journal as it was then; it is kept (the store never
     // overwrites) and the run directory keeps the whole journal.
     if !already.iter().any(|p| p == "journal.jsonl") {
@@ -241,6 +225,34 @@ pub async fn seal(
             }
         }
         Err(e) => fail(e.to_string()),
+    }
+}
+
+/// Adopts one staged artifact into the bundle; what cannot be stored is recorded as a failed
+/// item, never an error of the seal.
+async fn adopt_staged(bundle: &Bundle, staging: &Path, art: &StagedArtifact) {
+    let meta = || ItemMeta::new(art.step.clone(), Some(&art.source)).with_attempt(art.attempt);
+    let Some(sha256) = Sha256Digest::from_hex(&art.sha256) else {
+        bundle.record_failure(
+            &art.path,
+            meta(),
+            format!(
+                "the journal records no valid sha256 for it ({:?})",
+                art.sha256
+            ),
+        );
+        return;
+    };
+    // The staged file is the evidence copy, hashed when it was written: adopted, not copied
+    // or re-read (local: linked into place; S3: streamed up once, hash checked).
+    match bundle
+        .adopt(&art.path, staging.join(&art.path), sha256, art.size, meta())
+        .await
+    {
+        Ok(_) => {}
+        // Already stored by an earlier attempt of this seal: the bundle keeps it.
+        Err(irr_forensics::Error::Exists { .. }) => {}
+        Err(e) => bundle.record_failure(&art.path, meta(), e.to_string()),
     }
 }
 
