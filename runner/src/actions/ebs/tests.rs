@@ -162,7 +162,7 @@ impl Mocked {
         hex::encode(h.finalize())
     }
 
-    fn ctx(self: Arc<Self>) -> (ActionCtx, Arc<NullRecorder>) {
+    fn ctx(self: Arc<Self>) -> (ActionCtx, aws_smithy_mocks::Rule) {
         let me = self.clone();
         let list =
             mock!(aws_sdk_ebs::Client::list_snapshot_blocks).then_compute_output(move |req| {
@@ -217,9 +217,8 @@ impl Mocked {
             .build();
         let mut ctx = ctx_with_iam("IR-1", RuleMode::MatchAny, &[]);
         ctx.aws.ebs = aws_sdk_ebs::Client::from_conf(conf);
-        let rec = Arc::new(NullRecorder::default());
-        ctx.recorder = rec.clone();
-        (ctx, rec)
+        ctx.recorder = Arc::new(NullRecorder::default());
+        (ctx, get)
     }
 }
 
@@ -309,7 +308,7 @@ async fn a_short_block_fails_naming_it() {
 
 #[tokio::test]
 async fn a_dry_run_lists_one_page_and_hashes_nothing() {
-    let (mut ctx, _) = sparse(None).ctx();
+    let (mut ctx, get) = sparse(None).ctx();
     ctx.dry_run = true;
     let out = hash_snapshots(
         &ctx,
@@ -320,5 +319,30 @@ async fn a_dry_run_lists_one_page_and_hashes_nothing() {
     .await
     .unwrap();
     assert_eq!(out.outputs["hashes"], json!({}));
+    assert_eq!(get.num_calls(), 0, "a dry run reads no block");
     assert!(out.outputs["would"][0].as_str().unwrap().contains(SNAP));
+}
+
+#[tokio::test]
+async fn a_fully_written_image_at_aws_geometry_hashes_as_its_raw_bytes() {
+    // 1 GiB of AWS's 512 KiB blocks, every one written (no zero block), listed 1,000 a page.
+    let blocks = (0..2_048)
+        .map(|i| (i, vec![(i % 251) as u8 + 1; 524_288]))
+        .collect();
+    let m = Arc::new(Mocked {
+        gib: 1,
+        block_size: 524_288,
+        blocks,
+        per_page: 1_000,
+        corrupt: None,
+    });
+    let want = m.expected();
+    let (ctx, get) = m.ctx();
+    let h = image::hash_snapshot(&ctx, SNAP).await.unwrap();
+    assert_eq!(h.sha256, want);
+    assert_eq!(
+        (h.blocks, h.blocks_written, h.listing_pages),
+        (2_048, 2_048, 3)
+    );
+    assert_eq!(get.num_calls(), 2_048);
 }
