@@ -202,24 +202,31 @@ impl Mocked {
                 .block_data(ByteStream::from(data))
                 .build()
         });
-        let interceptor = MockResponseInterceptor::new()
-            .rule_mode(RuleMode::MatchAny)
-            .with_rule(&list)
-            .with_rule(&get);
-        let conf = aws_sdk_ebs::Config::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_ebs::config::Credentials::new(
-                "k", "s", None, None, "t",
-            ))
-            .http_client(aws_smithy_mocks::create_mock_http_client())
-            .interceptor(interceptor)
-            .build();
-        let mut ctx = ctx_with_iam("IR-1", RuleMode::MatchAny, &[]);
-        ctx.aws.ebs = aws_sdk_ebs::Client::from_conf(conf);
-        ctx.recorder = Arc::new(NullRecorder::default());
+        let ctx = ebs_ctx(&[&list, &get]);
         (ctx, get)
     }
+}
+
+/// An action context whose EBS client answers from `rules` (with the SDK's standard retries).
+fn ebs_ctx(rules: &[&aws_smithy_mocks::Rule]) -> ActionCtx {
+    let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
+    for r in rules {
+        interceptor = interceptor.with_rule(r);
+    }
+    let conf = aws_sdk_ebs::Config::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_ebs::config::Credentials::new(
+            "k", "s", None, None, "t",
+        ))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(8))
+        .http_client(aws_smithy_mocks::create_mock_http_client())
+        .interceptor(interceptor)
+        .build();
+    let mut ctx = ctx_with_iam("IR-1", RuleMode::MatchAny, &[]);
+    ctx.aws.ebs = aws_sdk_ebs::Client::from_conf(conf);
+    ctx.recorder = Arc::new(NullRecorder::default());
+    ctx
 }
 
 /// A 1 GiB volume of 64 KiB blocks: a few written (pages of 2), the rest zeros.
@@ -345,4 +352,47 @@ async fn a_fully_written_image_at_aws_geometry_hashes_as_its_raw_bytes() {
         (2_048, 2_048, 3)
     );
     assert_eq!(get.num_calls(), 2_048);
+}
+
+#[tokio::test]
+async fn a_throttled_block_read_is_retried_by_the_sdk() {
+    let data = vec![7u8; 512];
+    let sum = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&data));
+    let list = mock!(aws_sdk_ebs::Client::list_snapshot_blocks).then_output(|| {
+        ListSnapshotBlocksOutput::builder()
+            .volume_size(1)
+            .block_size(512)
+            .blocks(Block::builder().block_index(3).block_token("t3").build())
+            .build()
+    });
+    let throttled = r#"{"__type":"RequestThrottledException","message":"Rate exceeded"}"#;
+    let get = mock!(aws_sdk_ebs::Client::get_snapshot_block)
+        .sequence()
+        .http_status(400, Some(throttled.to_owned()))
+        .times(2)
+        .output(move || {
+            GetSnapshotBlockOutput::builder()
+                .data_length(512)
+                .checksum(sum.clone())
+                .checksum_algorithm(ChecksumAlgorithm::ChecksumAlgorithmSha256)
+                .block_data(ByteStream::from(data.clone()))
+                .build()
+        })
+        .build();
+    let ctx = ebs_ctx(&[&list, &get]);
+    let h = image::hash_snapshot(&ctx, SNAP).await.unwrap();
+    assert_eq!(get.num_calls(), 3, "two throttled answers, then the block");
+    let mut want = Sha256::new();
+    let mut zeros = vec![0u8; 3 * 512];
+    zeros.extend([7u8; 512]);
+    want.update(&zeros);
+    let rest = GIB - 4 * 512;
+    let mib = vec![0u8; 1 << 20];
+    let mut left = rest;
+    while left > 0 {
+        let n = left.min(mib.len() as u64) as usize;
+        want.update(&mib[..n]);
+        left -= n as u64;
+    }
+    assert_eq!(h.sha256, hex::encode(want.finalize()));
 }
