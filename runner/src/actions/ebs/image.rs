@@ -4,10 +4,10 @@
 //! - the listing (`ListSnapshotBlocks`, paginated) is read one page at a time, only as far
 //!   as the blocks in flight need, and checked as a hostile answer ([`Listing::accept`]):
 //!   the geometry is sane and constant, the indexes within the volume and strictly
-//!   ascending across pages, every page advancing;
+//!   ascending across pages, a listing that never ends cut off;
 //! - the written blocks are fetched (`GetSnapshotBlock`) at most [`WINDOW`] at a time,
-//!   within the quotas ([`Quota`]), and handed on in block order (`buffered`: a reorder
-//!   window of in-flight blocks, never the whole image); each block's data is checked
+//!   within the quotas ([`Quota`]), and handed on in block order (`FuturesOrdered`: a
+//!   reorder window of in-flight blocks, never the whole image); each block's data is checked
 //!   against its own SHA-256 checksum before it is hashed;
 //! - one blocking thread hashes them, with zeros for every block never written, so the
 //!   result is `sha256sum` of the raw image of a volume restored from the snapshot.
