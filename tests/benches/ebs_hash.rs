@@ -109,7 +109,7 @@ fn main() {
         std::fs::remove_file(&raw).unwrap();
         let (b, w, h) = (median(base), median(walls), median(hashing));
         println!(
-            "| {name} | {} | {:.2} s ({:.0} MB/s) | {:.2} s | {:.2} s | {:.0} | {:.3} | {:.0} | {:.1}x |",
+            "| {name} | {} | {:.2} s ({:.0} MB/s) | {:.2} s | {:.2} s | {:.0} | {:.3} | {} | {:.1}x |",
             img.blocks.len(),
             b.as_secs_f64(),
             mb_s(GIB, b),
@@ -117,7 +117,11 @@ fn main() {
             h.as_secs_f64(),
             mb_s(GIB, h),
             mb_s(img.written_bytes(), h),
-            img.blocks.len() as f64 / h.as_secs_f64(),
+            // A rate of one request says nothing.
+            match img.blocks.len() {
+                1 => "(1 block)".to_owned(),
+                n => format!("{:.0}", n as f64 / h.as_secs_f64()),
+            },
             w.as_secs_f64() / b.as_secs_f64(),
         );
     }
