@@ -12,6 +12,8 @@
 
 use std::sync::OnceLock;
 
+pub mod ebs;
+
 use irr_runner::emulator::{Emulator, EmulatorKind};
 
 static PRIVATE: OnceLock<Emulator> = OnceLock::new();

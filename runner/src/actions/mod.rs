@@ -41,6 +41,11 @@ pub struct AwsClients {
     pub cloudformation: aws_sdk_cloudformation::Client,
     /// EC2 Auto Scaling (to take a contained instance out of its group).
     pub autoscaling: aws_sdk_autoscaling::Client,
+    /// The EBS direct APIs (snapshot blocks). With an endpoint override (an emulator) its
+    /// `ListSnapshotBlocks` answers are mended for moto ([`ebs::moto`]).
+    pub ebs: aws_sdk_ebs::Client,
+    /// The account's EBS direct API quotas, shared by every snapshot hashed in this process.
+    pub ebs_quota: std::sync::Arc<ebs::Quota>,
     /// irr's copy of EC2's token buckets for this account-region, in front of `ec2`'s HTTP
     /// client (`None` with `IRR_EC2_BUCKETS=off`).
     pub ec2_limiter: Option<std::sync::Arc<crate::ratelimit::Limiter>>,
@@ -51,7 +56,8 @@ pub struct AwsClients {
 
 impl AwsClients {
     /// Builds every client from one loaded configuration. S3 uses path-style addressing when
-    /// `path_style` is set (needed against an emulator on loopback).
+    /// `path_style` is set (needed against an emulator on loopback; set exactly when there is
+    /// an endpoint override, which also mends moto's EBS listings).
     pub fn from_conf(conf: &aws_config::SdkConfig, path_style: bool) -> Self {
         let s3_conf = aws_sdk_s3::config::Builder::from(conf)
             .force_path_style(path_style)
@@ -90,8 +96,26 @@ impl AwsClients {
             sts: aws_sdk_sts::Client::new(conf),
             cloudformation: aws_sdk_cloudformation::Client::new(conf),
             autoscaling: aws_sdk_autoscaling::Client::new(conf),
+            ebs: ebs_client(conf, path_style),
+            ebs_quota: std::sync::Arc::default(),
         }
     }
+}
+
+/// The EBS client; against an emulator (`emulator`: an endpoint override) its HTTP client
+/// mends moto's listings ([`ebs::moto`]).
+fn ebs_client(conf: &aws_config::SdkConfig, emulator: bool) -> aws_sdk_ebs::Client {
+    if !emulator {
+        return aws_sdk_ebs::Client::new(conf);
+    }
+    let inner = conf
+        .http_client()
+        .unwrap_or_else(crate::ratelimit::default_https_client);
+    aws_sdk_ebs::Client::from_conf(
+        aws_sdk_ebs::config::Builder::from(conf)
+            .http_client(ebs::moto::MotoListingClient::new(inner))
+            .build(),
+    )
 }
 
 /// How one mutating AWS call ended, as the journal records it.
@@ -355,6 +379,7 @@ impl ActionError {
 
 pub mod cloudformation;
 pub mod control;
+pub mod ebs;
 pub mod ec2;
 pub mod evidence;
 pub mod iam;
@@ -511,6 +536,7 @@ pub static REGISTRY: &[Registered] = &[
     register::<cloudformation::DeleteStack>(),
     register::<s3::CaptureBucketConfig>(),
     register::<s3::BlockPublicAccess>(),
+    register::<ebs::HashSnapshots>(),
     register::<control::Approve>(),
 ];
 
