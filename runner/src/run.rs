@@ -24,6 +24,7 @@ use crate::model::Playbook;
 use crate::plan::{self, PlanContext};
 use crate::reporter::{JsonLines, Terminal};
 use crate::secrets::Secrets;
+use crate::signing;
 use crate::template;
 use irr_forensics::clock::now_rfc3339;
 
@@ -59,6 +60,9 @@ pub struct RunRequest {
     /// `--evidence-owner`: the account the S3 evidence bucket must belong to (default: the
     /// caller's account).
     pub evidence_owner: Option<String>,
+    /// `--signing-key`: the key that signs the seal (default: the playbook's
+    /// `evidence.signing_key`).
+    pub signing_key: Option<String>,
 }
 
 /// The result of a run, for callers such as `irr gameday`.
@@ -256,10 +260,26 @@ pub async fn run(req: RunRequest) -> RunResult {
     }
     let run_id = executor::new_run_id();
     let started_at = now_rfc3339();
+    let playbook_dir = absolute(&req.playbook_path)
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_default();
+    let signing_key = match signing::resolve(
+        req.signing_key.as_deref(),
+        pb.evidence.signing_key.as_deref(),
+        &playbook_dir,
+    ) {
+        Ok(k) => k,
+        Err(msg) => {
+            say(req.json, &format!("error: {msg}; nothing was changed"));
+            return RunResult::early(Exit::Invalid);
+        }
+    };
     // AWS only when needed: a playbook whose steps make no AWS call and whose evidence is
     // local runs without a region or credentials.
-    let needs_aws =
-        req.create_evidence_bucket || aws::playbook_needs_aws(pb, req.evidence.as_deref());
+    let needs_aws = req.create_evidence_bucket
+        || aws::playbook_needs_aws(pb, req.evidence.as_deref())
+        || signing::needs_aws(signing_key.as_deref());
     let (aws, identity) = match connect_if(needs_aws, &req.aws, no_aws_identity()).await {
         Ok(c) => c,
         Err(msg) => {
@@ -277,6 +297,15 @@ pub async fn run(req: RunRequest) -> RunResult {
         defaulted_inputs: Some(req.defaulted_inputs.clone()),
     };
     let pre_ctx = plan::base_context(pb, &req.inputs, &ctx);
+    // The signing key is loaded before the first change: a key that cannot sign changes
+    // nothing.
+    let signer = match signing::prepare(signing_key.as_deref(), &aws.config).await {
+        Ok(s) => s,
+        Err(msg) => {
+            say(req.json, &msg);
+            return RunResult::early(Exit::Invalid);
+        }
+    };
     // A dry run changes nothing in AWS, the evidence bucket included: what it saw is sealed
     // under the state directory.
     let location = match evidence_location_of(&req, &pre_ctx) {
@@ -314,10 +343,6 @@ pub async fn run(req: RunRequest) -> RunResult {
         }
     };
     let the_plan = plan::plan(pb, req.inputs.clone(), &ctx);
-    let playbook_dir = absolute(&req.playbook_path)
-        .parent()
-        .map(Path::to_owned)
-        .unwrap_or_default();
     // NoEcho values known before the run are masked from the plan and the first event on.
     secrets.extend(&plan::secrets(pb, &the_plan, &playbook_dir));
     if !req.yes && !req.dry_run {
@@ -350,6 +375,7 @@ pub async fn run(req: RunRequest) -> RunResult {
         account_id: identity.account_id.clone(),
         aws_principal: identity.arn.clone(),
         evidence_owner: evidence_owner.filter(|_| matches!(store, irr_forensics::Store::S3(_))),
+        signing_key,
     };
     if let Err(msg) = save_record(&req.state_dir, &record) {
         say(req.json, &msg);
@@ -367,6 +393,7 @@ pub async fn run(req: RunRequest) -> RunResult {
         req.json,
         false,
         secrets,
+        signer,
     )
     .await
 }
@@ -384,6 +411,7 @@ async fn execute_and_seal(
     json: bool,
     resumed: bool,
     secrets: Secrets,
+    signer: Option<irr_forensics::Signer>,
 ) -> RunResult {
     let sink = match executor::open_sink(state_dir, &record.run_id, reporter(json), secrets) {
         Ok(s) => s,
@@ -433,8 +461,8 @@ async fn execute_and_seal(
             resources.push(r);
         }
     }
-    let summary = evidence::seal(
-        store,
+    let mut summary = evidence::seal(
+        store.clone(),
         &playbook,
         &record,
         &dir.join("evidence"),
@@ -443,9 +471,15 @@ async fn execute_and_seal(
         &dir.join("journal.jsonl"),
     )
     .await;
+    if let (Some(signer), Some(spec)) = (&signer, &record.signing_key) {
+        signing::sign_sealed(&store, &case_id, &run_id, signer, spec, &mut summary).await;
+    }
     sink.emit(RunEvent::EvidenceSealed(summary.clone()));
     let mut status = outcome.status;
-    if summary.error.is_some() && status == RunStatus::Succeeded {
+    // Sealed but incomplete, or not signed as asked: the run must not look as if all was kept.
+    if (summary.error.is_some() || summary.signature_error.is_some())
+        && status == RunStatus::Succeeded
+    {
         status = RunStatus::Failed;
     }
     sink.emit(RunEvent::RunFinished {
@@ -679,7 +713,18 @@ pub async fn resume(
     if opts.region.is_none() && !record.region.is_empty() {
         opts.region = Some(record.region.clone());
     }
-    let needs_aws = aws::playbook_needs_aws(&playbook, Some(record.evidence_location.as_str()));
+    // A run recorded before signing keys were: the playbook's key.
+    if record.signing_key.is_none() {
+        let dir = record.playbook_path.parent().map(Path::to_owned);
+        record.signing_key = signing::resolve(
+            None,
+            playbook.evidence.signing_key.as_deref(),
+            &dir.unwrap_or_default(),
+        )
+        .unwrap_or_default();
+    }
+    let needs_aws = aws::playbook_needs_aws(&playbook, Some(record.evidence_location.as_str()))
+        || signing::needs_aws(record.signing_key.as_deref());
     let offline = aws::Identity {
         account_id: record.account_id.clone(),
         arn: record.aws_principal.clone(),
@@ -737,6 +782,13 @@ pub async fn resume(
             return RunResult::early(Exit::Aborted);
         }
     }
+    let signer = match signing::prepare(record.signing_key.as_deref(), &aws.config).await {
+        Ok(s) => s,
+        Err(msg) => {
+            say(json, &msg);
+            return RunResult::early(Exit::Invalid);
+        }
+    };
     note_in_flight(state_dir, run_id, &in_flight, &secrets);
     execute_and_seal(
         playbook,
@@ -750,6 +802,7 @@ pub async fn resume(
         json,
         true,
         secrets,
+        signer,
     )
     .await
 }
