@@ -235,3 +235,99 @@ async fn sign_location(
             (code, e.to_string())
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pem_key(dir: &Path, name: &str) -> PathBuf {
+        use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+        use base64::Engine as _;
+        let doc = EcdsaKeyPair::generate_pkcs8(
+            &ECDSA_P256_SHA256_ASN1_SIGNING,
+            &aws_lc_rs::rand::SystemRandom::new(),
+        )
+        .unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(doc.as_ref());
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n"),
+        )
+        .unwrap();
+        path
+    }
+
+    #[test]
+    fn key_references_resolve_against_their_origin() {
+        let dir = Path::new("/srv/playbooks");
+        assert_eq!(
+            resolve(None, Some("keys/seal.pem"), dir)
+                .unwrap()
+                .as_deref(),
+            Some("/srv/playbooks/keys/seal.pem")
+        );
+        let arn = "arn:aws:kms:eu-west-1:111122223333:key/abcd-1234";
+        assert_eq!(
+            resolve(Some(arn), Some("x.pem"), dir).unwrap().as_deref(),
+            Some(arn)
+        );
+        assert!(needs_aws(Some(arn)) && !needs_aws(Some("/k.pem")) && !needs_aws(None));
+        let e = resolve(Some("arn:aws:kms:eu-west-1:1:key/x"), None, dir).unwrap_err();
+        assert!(e.starts_with("--signing-key: "), "{e}");
+    }
+
+    /// A signature that cannot be made after the seal leaves the seal as it is, and the
+    /// summary says why and how to sign it later.
+    #[tokio::test]
+    async fn a_signing_failure_after_the_seal_keeps_the_seal_and_says_how_to_fix_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("ev");
+        let store = Store::open(
+            &irr_forensics::EvidenceLocation::Local(root.clone()),
+            None,
+            irr_forensics::S3Settings::default(),
+        )
+        .unwrap();
+        let info = irr_forensics::RunInfo {
+            playbook: irr_forensics::PlaybookRef {
+                name: "p".into(),
+                version: "1".into(),
+                sha256: "0".repeat(64),
+            },
+            collector: irr_forensics::Collector::this_host("irr test", None),
+            started_at: irr_forensics::Timestamp::now(),
+        };
+        let b = irr_forensics::Bundle::new(store.clone(), "C", "r", info).unwrap();
+        b.capture_json("s", "a.json", &serde_json::json!({}), None)
+            .await
+            .unwrap();
+        let seal = b.seal().await.unwrap();
+        // Another signer's key is in place already (a crashed signature by someone else).
+        let other = Signer::from_pem_file(&pem_key(dir.path(), "other.pem")).unwrap();
+        std::fs::write(root.join("C/r/public-key.pem"), other.public_key().to_pem()).unwrap();
+        let key = pem_key(dir.path(), "mine.pem");
+        let signer = Signer::from_pem_file(&key).unwrap();
+        let mut summary = EvidenceSummary {
+            location: root.join("C/r").display().to_string(),
+            manifest_sha256: Some(seal.seal().manifest_sha256.to_hex()),
+            items: 1,
+            error: None,
+            signed_by: None,
+            signature_error: None,
+        };
+        let spec = key.display().to_string();
+        sign_sealed(&store, "C", "r", &signer, &spec, &mut summary).await;
+        assert_eq!(summary.signed_by, None);
+        let e = summary.signature_error.unwrap();
+        assert!(e.starts_with("sealed but not signed: "), "{e}");
+        assert!(e.contains("irr evidence sign") && e.contains(&spec), "{e}");
+        assert!(!root.join("C/r/manifest.sig.json").exists());
+        let report = irr_forensics::verify_run(&store, "C", "r").await.unwrap();
+        assert!(report
+            .items
+            .iter()
+            .all(|i| i.status == irr_forensics::ItemStatus::Ok));
+        assert!(report.manifest.problems.is_empty() && report.sha256sums.problems.is_empty());
+    }
+}
