@@ -333,33 +333,7 @@ pub fn run(cli: Cli) -> Exit {
             input,
             evidence_owner,
         } => resume_cmd(&run_id, yes, assume_role, &input, evidence_owner, g),
-        Command::Evidence {
-            command:
-                EvidenceCommand::Verify {
-                    location,
-                    evidence_owner,
-                    trusted_key,
-                    require_signature,
-                },
-        } => {
-            let sig = SignatureArgs {
-                trusted_key,
-                require_signature,
-            };
-            verify_cmd(&location, evidence_owner.as_deref(), &sig, g)
-        }
-        Command::Evidence {
-            command:
-                EvidenceCommand::Sign {
-                    location,
-                    signing_key,
-                },
-        } => crate::signing::sign_cmd(
-            &location,
-            &signing_key,
-            &aws_options(g, None),
-            g.output == Output::Json,
-        ),
+        Command::Evidence { command } => evidence_cmd(command, g),
         Command::Report {
             run_id,
             format,
@@ -480,6 +454,33 @@ pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
 /// `--evidence-owner`: a 12-digit AWS account id.
 fn parse_account_id(s: &str) -> Result<String, String> {
     irr_forensics::check_account_id(s).map(|()| s.to_owned())
+}
+
+/// `irr evidence verify` and `irr evidence sign`.
+fn evidence_cmd(command: EvidenceCommand, g: &GlobalArgs) -> Exit {
+    match command {
+        EvidenceCommand::Verify {
+            location,
+            evidence_owner,
+            trusted_key,
+            require_signature,
+        } => {
+            let sig = SignatureArgs {
+                trusted_key,
+                require_signature,
+            };
+            verify_cmd(&location, evidence_owner.as_deref(), &sig, g)
+        }
+        EvidenceCommand::Sign {
+            location,
+            signing_key,
+        } => crate::signing::sign_cmd(
+            &location,
+            &signing_key,
+            &aws_options(g, None),
+            g.output == Output::Json,
+        ),
+    }
 }
 
 /// `irr evidence verify`'s signature flags.

@@ -158,15 +158,21 @@ fn save_record(state_dir: &Path, record: &RunRecord) -> Result<(), String> {
         })
 }
 
-/// Opens the run's evidence store (`evidence::open_store`); `Err` is what to say.
+/// The run's signer, if a key is chosen, as its reference (`run.json` records it) and the
+/// loaded key.
+type ChosenSigner = Option<(String, irr_forensics::Signer)>;
+
+/// Opens the run's evidence store (`evidence::open_store`) and loads the key that will sign
+/// its seal (`signing::choose`); `Err` is what to say.
 async fn open_evidence(
     location: &str,
     aws: &aws::Aws,
     evidence: &crate::model::EvidenceDecl,
     create_bucket: bool,
     owner: Option<&str>,
-) -> Result<irr_forensics::Store, String> {
-    evidence::open_store(
+    key: &signing::KeyChoice,
+) -> Result<(irr_forensics::Store, ChosenSigner), String> {
+    let store = evidence::open_store(
         location,
         Some(aws.clients.s3.clone()),
         evidence,
@@ -174,7 +180,8 @@ async fn open_evidence(
         owner,
     )
     .await
-    .map_err(|e| format!("error: evidence location {location}: {e}; nothing was changed"))
+    .map_err(|e| format!("error: evidence location {location}: {e}; nothing was changed"))?;
+    Ok((store, signing::choose(key, &aws.config).await?))
 }
 
 /// The AWS connection and who it is, when the run needs AWS; else offline clients.
@@ -260,26 +267,12 @@ pub async fn run(req: RunRequest) -> RunResult {
     }
     let run_id = executor::new_run_id();
     let started_at = now_rfc3339();
-    let playbook_dir = absolute(&req.playbook_path)
-        .parent()
-        .map(Path::to_owned)
-        .unwrap_or_default();
-    let signing_key = match signing::resolve(
-        req.signing_key.as_deref(),
-        pb.evidence.signing_key.as_deref(),
-        &playbook_dir,
-    ) {
-        Ok(k) => k,
-        Err(msg) => {
-            say(req.json, &format!("error: {msg}; nothing was changed"));
-            return RunResult::early(Exit::Invalid);
-        }
-    };
+    let key = signing::KeyChoice::new(req.signing_key.as_deref(), &req.playbook_path, &pb.evidence);
     // AWS only when needed: a playbook whose steps make no AWS call and whose evidence is
     // local runs without a region or credentials.
     let needs_aws = req.create_evidence_bucket
         || aws::playbook_needs_aws(pb, req.evidence.as_deref())
-        || signing::needs_aws(signing_key.as_deref());
+        || key.needs_aws();
     let (aws, identity) = match connect_if(needs_aws, &req.aws, no_aws_identity()).await {
         Ok(c) => c,
         Err(msg) => {
@@ -297,15 +290,6 @@ pub async fn run(req: RunRequest) -> RunResult {
         defaulted_inputs: Some(req.defaulted_inputs.clone()),
     };
     let pre_ctx = plan::base_context(pb, &req.inputs, &ctx);
-    // The signing key is loaded before the first change: a key that cannot sign changes
-    // nothing.
-    let signer = match signing::prepare(signing_key.as_deref(), &aws.config).await {
-        Ok(s) => s,
-        Err(msg) => {
-            say(req.json, &msg);
-            return RunResult::early(Exit::Invalid);
-        }
-    };
     // A dry run changes nothing in AWS, the evidence bucket included: what it saw is sealed
     // under the state directory.
     let location = match evidence_location_of(&req, &pre_ctx) {
@@ -327,12 +311,13 @@ pub async fn run(req: RunRequest) -> RunResult {
             return RunResult::early(Exit::Invalid);
         }
     };
-    let store = match open_evidence(
+    let (store, signer) = match open_evidence(
         &location,
         &aws,
         &pb.evidence,
         req.create_evidence_bucket,
         evidence_owner.as_deref(),
+        &key,
     )
     .await
     {
@@ -343,6 +328,7 @@ pub async fn run(req: RunRequest) -> RunResult {
         }
     };
     let the_plan = plan::plan(pb, req.inputs.clone(), &ctx);
+    let playbook_dir = key.playbook_dir.clone();
     // NoEcho values known before the run are masked from the plan and the first event on.
     secrets.extend(&plan::secrets(pb, &the_plan, &playbook_dir));
     if !req.yes && !req.dry_run {
@@ -375,7 +361,7 @@ pub async fn run(req: RunRequest) -> RunResult {
         account_id: identity.account_id.clone(),
         aws_principal: identity.arn.clone(),
         evidence_owner: evidence_owner.filter(|_| matches!(store, irr_forensics::Store::S3(_))),
-        signing_key,
+        signing_key: signer.as_ref().map(|(k, _)| k.clone()),
     };
     if let Err(msg) = save_record(&req.state_dir, &record) {
         say(req.json, &msg);
@@ -393,7 +379,7 @@ pub async fn run(req: RunRequest) -> RunResult {
         req.json,
         false,
         secrets,
-        signer,
+        signer.map(|(_, s)| s),
     )
     .await
 }
@@ -713,18 +699,9 @@ pub async fn resume(
     if opts.region.is_none() && !record.region.is_empty() {
         opts.region = Some(record.region.clone());
     }
-    // A run recorded before signing keys were: the playbook's key.
-    if record.signing_key.is_none() {
-        let dir = record.playbook_path.parent().map(Path::to_owned);
-        record.signing_key = signing::resolve(
-            None,
-            playbook.evidence.signing_key.as_deref(),
-            &dir.unwrap_or_default(),
-        )
-        .unwrap_or_default();
-    }
+    let key = signing::KeyChoice::recorded(&record, &playbook);
     let needs_aws = aws::playbook_needs_aws(&playbook, Some(record.evidence_location.as_str()))
-        || signing::needs_aws(record.signing_key.as_deref());
+        || key.needs_aws();
     let offline = aws::Identity {
         account_id: record.account_id.clone(),
         arn: record.aws_principal.clone(),
@@ -756,14 +733,16 @@ pub async fn resume(
         }
     };
     let location = record.evidence_location.clone();
-    let store =
-        match open_evidence(&location, &aws, &playbook.evidence, false, owner.as_deref()).await {
-            Ok(s) => s,
-            Err(msg) => {
-                say(json, &msg);
-                return RunResult::early(Exit::Invalid);
-            }
-        };
+    let ev = &playbook.evidence;
+    let opened = open_evidence(&location, &aws, ev, false, owner.as_deref(), &key);
+    let (store, signer) = match opened.await {
+        Ok(s) => s,
+        Err(msg) => {
+            say(json, &msg);
+            return RunResult::early(Exit::Invalid);
+        }
+    };
+    record.signing_key = signer.as_ref().map(|(k, _)| k.clone());
     record.evidence_owner = owner.filter(|_| matches!(store, irr_forensics::Store::S3(_)));
     let done = previous
         .values()
@@ -782,13 +761,6 @@ pub async fn resume(
             return RunResult::early(Exit::Aborted);
         }
     }
-    let signer = match signing::prepare(record.signing_key.as_deref(), &aws.config).await {
-        Ok(s) => s,
-        Err(msg) => {
-            say(json, &msg);
-            return RunResult::early(Exit::Invalid);
-        }
-    };
     note_in_flight(state_dir, run_id, &in_flight, &secrets);
     execute_and_seal(
         playbook,
@@ -802,7 +774,7 @@ pub async fn resume(
         json,
         true,
         secrets,
-        signer,
+        signer.map(|(_, s)| s),
     )
     .await
 }

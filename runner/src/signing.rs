@@ -73,14 +73,69 @@ pub async fn load_signer(spec: &str, config: &SdkConfig) -> Result<Signer, Strin
     }
 }
 
-/// The signer of a run about to start (`spec` from [`resolve`]), loaded before its first
-/// change; `Err` is the whole message to print.
-pub async fn prepare(spec: Option<&str>, config: &SdkConfig) -> Result<Option<Signer>, String> {
-    let Some(spec) = spec else { return Ok(None) };
-    load_signer(spec, config)
+/// Where a run's signing key may come from: `--signing-key` (or, on resume, the key recorded
+/// when the run started), else the playbook's `evidence.signing_key` (relative to its folder).
+#[derive(Debug, Clone)]
+pub struct KeyChoice {
+    /// `--signing-key`, or the recorded key.
+    pub flag: Option<String>,
+    /// `evidence.signing_key`.
+    pub playbook: Option<String>,
+    /// The playbook's folder.
+    pub playbook_dir: PathBuf,
+}
+
+impl KeyChoice {
+    /// The choice of a run of `playbook_path` (`evidence`: its evidence declaration).
+    pub fn new(
+        flag: Option<&str>,
+        playbook_path: &Path,
+        evidence: &crate::model::EvidenceDecl,
+    ) -> KeyChoice {
+        let path = absolute(&std::env::current_dir().unwrap_or_default(), playbook_path);
+        KeyChoice {
+            flag: flag.map(str::to_owned),
+            playbook: evidence.signing_key.clone(),
+            playbook_dir: path.parent().map(Path::to_owned).unwrap_or_default(),
+        }
+    }
+
+    /// The choice of a resumed run: the key recorded when it started (a run recorded before
+    /// keys were: its playbook's).
+    pub fn recorded(
+        record: &crate::executor::RunRecord,
+        playbook: &crate::model::Playbook,
+    ) -> KeyChoice {
+        let flag = record.signing_key.as_deref();
+        KeyChoice::new(flag, &record.playbook_path, &playbook.evidence)
+    }
+
+    /// Whether the chosen key is a KMS key (the run then needs AWS).
+    pub fn needs_aws(&self) -> bool {
+        needs_aws(self.flag.as_deref().or(self.playbook.as_deref()))
+    }
+}
+
+/// The signer of a run about to start, resolved ([`resolve`]) and loaded before its first
+/// change (a key that cannot sign changes nothing), with the reference `run.json` records;
+/// `Err` is the whole message to print.
+pub async fn choose(
+    key: &KeyChoice,
+    config: &SdkConfig,
+) -> Result<Option<(String, Signer)>, String> {
+    let nothing = |e: String| format!("error: {e}; nothing was changed");
+    let chosen = resolve(
+        key.flag.as_deref(),
+        key.playbook.as_deref(),
+        &key.playbook_dir,
+    );
+    let Some(spec) = chosen.map_err(nothing)? else {
+        return Ok(None);
+    };
+    let signer = load_signer(&spec, config)
         .await
-        .map(Some)
-        .map_err(|e| format!("error: the signing key cannot sign: {e}; nothing was changed"))
+        .map_err(|e| nothing(format!("the signing key cannot sign: {e}")))?;
+    Ok(Some((spec, signer)))
 }
 
 /// The trusted key of `irr evidence verify --trusted-key`: a PEM public key file (no AWS

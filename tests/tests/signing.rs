@@ -246,6 +246,21 @@ fn a_run_signed_with_a_local_key_verifies_offline_and_with_openssl() {
         journal.contains("\"signed_by\":\"sha256:"),
         "the journal records the signature"
     );
+    // The report shows the signature, and no report holds the key.
+    let run_id = run.file_name().unwrap().to_str().unwrap().to_owned();
+    for format in ["md", "json", "html"] {
+        let out = s.irr(&["report", &run_id, "--format", format]);
+        assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !text.contains(&body[8..48]),
+            "{format} report holds the key"
+        );
+        assert!(
+            text.contains(&env["signatures"][0]["keyid"].as_str().unwrap()[7..]),
+            "{format} report names the signing key"
+        );
+    }
 }
 
 #[test]
@@ -528,4 +543,90 @@ fn the_policy_grants_sign_and_get_public_key_on_the_kms_key() {
         serde_json::json!(["kms:GetPublicKey", "kms:Sign"])
     );
     assert_eq!(kms[0]["Resource"], arn);
+}
+
+#[tokio::test]
+async fn a_seal_in_s3_is_signed_with_locked_objects_and_verifies_with_the_trusted_key() {
+    let endpoint = irr_tests::endpoint();
+    let conf = irr_tests::sdk_config().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = irr_tests::unique("irr-sig").to_lowercase();
+    let loc = irr_forensics::EvidenceLocation::parse(&format!("s3://{bucket}/cases")).unwrap();
+    let store = irr_forensics::Store::open(&loc, Some(s3.clone()), Default::default()).unwrap();
+    let irr_forensics::Store::S3(st) = &store else {
+        unreachable!()
+    };
+    st.ensure_bucket(true).await.unwrap();
+    let s = Setup::new();
+    let (key, public) = s.key("s3seal");
+    let evidence = format!("s3://{bucket}/cases");
+    let out = irr_tests::irr_command(
+        &[
+            "--output",
+            "json",
+            "run",
+            "pb.yaml",
+            "--case",
+            "IR-SIG-S3",
+            "--yes",
+            "--evidence",
+            &evidence,
+            "--signing-key",
+            key.to_str().unwrap(),
+        ],
+        &s.path("state"),
+        &endpoint,
+    )
+    .current_dir(s.dir.path())
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    let events = irr_tests::json_lines(&out);
+    let sealed = events
+        .iter()
+        .find(|e| e["event"] == "evidence_sealed")
+        .expect("evidence_sealed");
+    assert!(
+        sealed["signed_by"].as_str().unwrap().starts_with("sha256:"),
+        "{sealed}"
+    );
+    let run_loc = sealed["location"].as_str().unwrap().to_owned();
+    let run_id = run_loc.rsplit('/').next().unwrap();
+    for name in ["manifest.sig.json", "public-key.pem"] {
+        let head = s3
+            .head_object()
+            .bucket(&bucket)
+            .key(format!("cases/IR-SIG-S3/{run_id}/{name}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(head.object_lock_mode.is_some(), "{name} is locked");
+        assert!(
+            head.object_lock_retain_until_date.is_some(),
+            "{name} is retained"
+        );
+    }
+    let out = irr_tests::irr_command(
+        &[
+            "--output",
+            "json",
+            "evidence",
+            "verify",
+            &run_loc,
+            "--trusted-key",
+            public.to_str().unwrap(),
+            "--require-signature",
+        ],
+        &s.path("state"),
+        &endpoint,
+    )
+    .output()
+    .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["signature"]["trusted"], true);
 }
