@@ -141,18 +141,19 @@ fn b64(s: &Value) -> Vec<u8> {
 /// The auditor's check of docs/evidence.md: PAE and signature out of the envelope with
 /// python3, then openssl over them with the public key.
 fn openssl_verifies(run: &Path, public: &Path) -> bool {
+    let tmp = tempfile::tempdir().unwrap();
     let script = format!(
         r#"cd {run} && python3 - <<'EOF'
 import base64, json
 env = json.load(open("manifest.sig.json"))
 body = base64.b64decode(env["payload"]); t = env["payloadType"].encode()
-open("/tmp/irr-pae-{pid}.bin", "wb").write(b"DSSEv1 %d %s %d %s" % (len(t), t, len(body), body))
-open("/tmp/irr-sig-{pid}.der", "wb").write(base64.b64decode(env["signatures"][0]["sig"]))
+open("{tmp}/pae.bin", "wb").write(b"DSSEv1 %d %s %d %s" % (len(t), t, len(body), body))
+open("{tmp}/sig.der", "wb").write(base64.b64decode(env["signatures"][0]["sig"]))
 EOF
-openssl dgst -sha256 -verify {public} -signature /tmp/irr-sig-{pid}.der /tmp/irr-pae-{pid}.bin"#,
+openssl dgst -sha256 -verify {public} -signature {tmp}/sig.der {tmp}/pae.bin"#,
         run = run.display(),
         public = public.display(),
-        pid = std::process::id(),
+        tmp = tmp.path().display(),
     );
     let out = Command::new("sh").arg("-c").arg(&script).output().unwrap();
     String::from_utf8_lossy(&out.stdout).contains("Verified OK") && out.status.success()
