@@ -257,3 +257,47 @@ async fn a_hostile_signature_file_is_a_problem_not_a_crash() {
     );
     let _ = envelope::PAYLOAD_TYPE;
 }
+
+/// Keys as openssl writes them: SEC1 (`ecparam -genkey`, with its EC PARAMETERS block), PKCS #8
+/// ECDSA, PKCS #8 and PKCS #1 RSA. Each signs, its signature verifies with the public key
+/// openssl derives, and openssl verifies the signature too.
+#[tokio::test]
+async fn keys_in_the_formats_openssl_writes_sign_and_openssl_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let sh = |script: &str| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for (name, make) in [
+        ("sec1", "openssl ecparam -genkey -name prime256v1 -out sec1.pem"),
+        ("ec8", "openssl ecparam -genkey -name prime256v1 | openssl pkcs8 -topk8 -nocrypt -out ec8.pem"),
+        ("rsa8", "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa8.pem"),
+        ("rsa1", "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 | openssl rsa -traditional -out rsa1.pem"),
+    ] {
+        sh(make);
+        sh(&format!("openssl pkey -in {name}.pem -pubout -out {name}.pub"));
+        let signer = Signer::from_pem_file(&dir.path().join(format!("{name}.pem")))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let public = PublicKey::from_pem_file(&dir.path().join(format!("{name}.pub"))).unwrap();
+        assert_eq!(public, *signer.public_key(), "{name}");
+        let msg = envelope::pae(envelope::PAYLOAD_TYPE, b"{\"k\":1}");
+        let sig = signer.sign(&msg).await.unwrap();
+        assert!(public.verifies(&msg, &sig), "{name}");
+        std::fs::write(dir.path().join("msg.bin"), &msg).unwrap();
+        std::fs::write(dir.path().join("sig.bin"), &sig).unwrap();
+        let out = sh(&format!(
+            "openssl dgst -sha256 -verify {name}.pub -signature sig.bin msg.bin"
+        ));
+        assert!(out.contains("Verified OK"), "{name}: {out}");
+    }
+}
