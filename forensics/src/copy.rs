@@ -2,7 +2,8 @@
 //! that stops when the drill ends).
 //!
 //! [`copy_run`] reads the run's `manifest.json`, copies every listed item (in S3, the exact
-//! version recorded), `manifest.json` and `SHA256SUMS` byte for byte into
+//! version recorded), `manifest.json`, `SHA256SUMS` and the signature sidecars
+//! (`manifest.sig.json`, `public-key.pem`) byte for byte into
 //! `DEST/CASE_ID/RUN_ID/`, then verifies the copy like any local run. The copy is a local
 //! evidence folder: `irr evidence verify DEST/CASE_ID/RUN_ID` checks it.
 
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::bundle::SMALL_FILE_LIMIT;
 use crate::location::{check_component, check_item_path};
 use crate::manifest::{Manifest, MANIFEST_NAME, SUMS_NAME};
+use crate::signing::{PUBLIC_KEY_NAME, SIG_NAME};
 use crate::store::{S3Settings, Store};
 use crate::{Error, EvidenceLocation, Result, Sha256Digest, VerifyReport};
 
@@ -87,6 +89,15 @@ pub async fn copy_run(from: &Store, case_id: &str, run_id: &str, dest: &Path) ->
     write_new(&run_dir.join(MANIFEST_NAME), &manifest_bytes).await?;
     if let Some(s) = sums {
         write_new(&run_dir.join(SUMS_NAME), &s).await?;
+    }
+    // The signature sidecars come along as they are; verifying the copy checks them.
+    for (name, limit) in [
+        (SIG_NAME, crate::signing::SIG_FILE_LIMIT),
+        (PUBLIC_KEY_NAME, crate::signing::keys::KEY_FILE_LIMIT),
+    ] {
+        if let Some(b) = from.read(&format!("{prefix}/{name}"), None, limit).await? {
+            write_new(&run_dir.join(name), &b).await?;
+        }
     }
     let location = EvidenceLocation::Local(run_dir.clone());
     let local = Store::open(

@@ -143,6 +143,29 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A signing key (or a trusted key) that cannot be used: what it is, and why. Never
+    /// quotes the key's content.
+    #[error("key {what}: {reason}")]
+    Key {
+        /// The key file or the KMS key ARN.
+        what: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// An AWS KMS call failed (described in one line).
+    #[error("{0}")]
+    Kms(Box<crate::awserr::AwsFailure>),
+    /// The run is signed already, by another key: its signature is evidence and is never
+    /// overwritten.
+    #[error("{location} is signed by key {keyid}, not by {signer}; a signature is evidence and is never overwritten (verify it with `irr evidence verify --trusted-key`)")]
+    SignedByAnotherKey {
+        /// The signature (or public key) found.
+        location: String,
+        /// The key that signed it.
+        keyid: String,
+        /// The key that was asked to sign.
+        signer: String,
+    },
     /// A background task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(String),
@@ -168,7 +191,7 @@ impl Error {
                 | Error::Io { .. }
                 | Error::NoS3Client { .. }
                 | Error::Task(_)
-        )
+        ) || matches!(self, Error::Kms(f) if f.kind != crate::awserr::FailureKind::Service)
     }
 
     pub(crate) fn task(e: tokio::task::JoinError) -> Error {

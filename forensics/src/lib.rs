@@ -11,6 +11,8 @@
 //!   journal.jsonl            the run's journal
 //!   manifest.json            written by `Bundle::seal`, canonical JSON
 //!   SHA256SUMS               written last; `sha256sum -c SHA256SUMS` passes in the folder
+//!   manifest.sig.json        optional: a DSSE envelope signing the seal (`signing`)
+//!   public-key.pem           the key that signed it
 //! ```
 //!
 //! The usual flow:
@@ -47,6 +49,7 @@ mod error;
 pub mod hash;
 pub mod location;
 pub mod manifest;
+pub mod signing;
 pub mod store;
 pub mod verify;
 
@@ -60,11 +63,18 @@ pub use manifest::{
     AwsResource, Collector, FailedItem, Gap, Manifest, ManifestItem, PlaybookRef, S3ObjectRef,
     Sha256Sums, Timestamp, MANIFEST_FORMAT, MANIFEST_NAME, SUMS_NAME,
 };
+pub use signing::{
+    sign_run, KeyRef, PublicKey, SignOutcome, SignatureCheck, SignatureOptions, SignedRun, Signer,
+    TrustedKey, PUBLIC_KEY_NAME, SIG_NAME,
+};
 pub use store::{
     check_account_id, Encryption, Found, RetentionMode, S3Settings, S3Store, Source, Store,
     StoredObject,
 };
-pub use verify::{verify, verify_run, verify_with_owner, ItemCheck, ItemStatus, VerifyReport};
+pub use verify::{
+    verify, verify_run, verify_run_with, verify_with_options, verify_with_owner, ItemCheck,
+    ItemStatus, VerifyReport,
+};
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

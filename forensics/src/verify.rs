@@ -9,6 +9,10 @@
 //! run and no forks; a run removed from the middle is named (in S3, from the manifest version
 //! hidden behind its delete marker; locally, by the gap it leaves).
 //!
+//! A signed run's `manifest.sig.json` and `public-key.pem` are checked too
+//! ([`crate::signing`]): the statement against the manifest, the signature against the stored
+//! key and, when given, the trusted key ([`SignatureOptions`]).
+//!
 //! Problems found are not errors: they are in the [`VerifyReport`], whose
 //! [`VerifyReport::is_ok`] says whether the run verified clean. Errors are for what prevents
 //! checking (no such run, S3 unreachable).
@@ -26,6 +30,8 @@ use crate::manifest::{
     FailedItem, Manifest, ManifestItem, Sha256Sums, Timestamp, MANIFEST_FORMAT, MANIFEST_NAME,
     SUMS_NAME,
 };
+use crate::signing::check::check_signature;
+use crate::signing::{SignatureCheck, SignatureOptions, PUBLIC_KEY_NAME, SIG_NAME};
 use crate::store::{Found, Listed, S3Settings, Store};
 use crate::{Error, EvidenceLocation, Result};
 
@@ -171,6 +177,8 @@ pub struct VerifyReport {
     pub sha256sums: FileCheck,
     /// The case's chain of sealed runs.
     pub chain: ChainCheck,
+    /// The run's signature (`manifest.sig.json`, `public-key.pem`).
+    pub signature: SignatureCheck,
     /// What the manifest says the evidence lacks (optional reads that failed): warnings,
     /// never a failure. Absent from the JSON when there is none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -265,6 +273,7 @@ impl fmt::Display for VerifyReport {
                 writeln!(f, "  - {p}")?;
             }
         }
+        write_signature(f, &self.signature)?;
         if !self.gaps.is_empty() {
             writeln!(
                 f,
@@ -281,6 +290,38 @@ impl fmt::Display for VerifyReport {
         }
         Ok(())
     }
+}
+
+/// The signature's lines of the text report.
+fn write_signature(f: &mut fmt::Formatter<'_>, s: &SignatureCheck) -> fmt::Result {
+    let key = s.keyid.as_deref().unwrap_or("?");
+    match (s.signed, s.problems.is_empty()) {
+        (false, true) => writeln!(f, "signature: none (unsigned)")?,
+        (true, true) => {
+            let trust = match s.trusted {
+                Some(true) => ", the trusted key",
+                _ => ", not checked against a trusted key (--trusted-key)",
+            };
+            writeln!(f, "signature: ok (key {key}{trust})")?;
+        }
+        (_, false) => {
+            writeln!(f, "signature: MISMATCH")?;
+            for p in &s.problems {
+                writeln!(f, "  - {p}")?;
+            }
+        }
+    }
+    if let Some(p) = &s.previous_signature {
+        writeln!(
+            f,
+            "  carries the signature of run {} (key {})",
+            p.run_id, p.keyid
+        )?;
+    }
+    for w in &s.warnings {
+        writeln!(f, "  - WARNING {w}")?;
+    }
+    Ok(())
 }
 
 /// Verifies the run at `location` (`LOCATION/CASE_ID/RUN_ID`, local or `s3://`). S3 locations
@@ -300,6 +341,23 @@ pub async fn verify_with_owner(
     s3_client: Option<&aws_sdk_s3::Client>,
     expected_owner: Option<&str>,
 ) -> Result<VerifyReport> {
+    verify_with_options(
+        location,
+        s3_client,
+        expected_owner,
+        &SignatureOptions::default(),
+    )
+    .await
+}
+
+/// [`verify_with_owner`], checking the signature as `opts` says (a trusted key, a signature
+/// required).
+pub async fn verify_with_options(
+    location: &EvidenceLocation,
+    s3_client: Option<&aws_sdk_s3::Client>,
+    expected_owner: Option<&str>,
+    opts: &SignatureOptions,
+) -> Result<VerifyReport> {
     let (root, case_id, run_id) = location.split_run().ok_or_else(|| Error::NotARun {
         location: location.to_string(),
         reason: "expected LOCATION/CASE_ID/RUN_ID".into(),
@@ -309,11 +367,21 @@ pub async fn verify_with_owner(
         ..S3Settings::default()
     };
     let store = Store::open(&root, s3_client.cloned(), settings)?;
-    verify_run(&store, &case_id, &run_id).await
+    verify_run_with(&store, &case_id, &run_id, opts).await
 }
 
 /// Verifies run `run_id` of case `case_id` in `store`.
 pub async fn verify_run(store: &Store, case_id: &str, run_id: &str) -> Result<VerifyReport> {
+    verify_run_with(store, case_id, run_id, &SignatureOptions::default()).await
+}
+
+/// [`verify_run`], checking the signature as `opts` says.
+pub async fn verify_run_with(
+    store: &Store,
+    case_id: &str,
+    run_id: &str,
+    opts: &SignatureOptions,
+) -> Result<VerifyReport> {
     let location = store.location().join(case_id).join(run_id);
     let not_a_run = |reason: &str| Error::NotARun {
         location: location.to_string(),
@@ -373,10 +441,19 @@ pub async fn verify_run(store: &Store, case_id: &str, run_id: &str) -> Result<Ve
     };
 
     let chain = check_chain(store, case_id).await?;
+    let signature = check_signature(
+        store,
+        case_id,
+        run_id,
+        manifest.as_ref().zip(manifest_sha256),
+        opts,
+    )
+    .await?;
     let ok = items.iter().all(|i| i.status == ItemStatus::Ok)
         && manifest_problems.is_empty()
         && sums_problems.is_empty()
-        && chain.problems.is_empty();
+        && chain.problems.is_empty()
+        && signature.problems.is_empty();
     let (failed_items, gaps) = manifest
         .map(|m| (m.failed_items, m.gaps))
         .unwrap_or_default();
@@ -391,6 +468,7 @@ pub async fn verify_run(store: &Store, case_id: &str, run_id: &str) -> Result<Ve
         manifest: FileCheck::new(manifest_problems),
         sha256sums: FileCheck::new(sums_problems),
         chain,
+        signature,
         gaps,
     })
 }
@@ -612,7 +690,7 @@ fn unlisted(
                 )),
                 _ => None,
             }
-        } else if path == MANIFEST_NAME || path == SUMS_NAME {
+        } else if [MANIFEST_NAME, SUMS_NAME, SIG_NAME, PUBLIC_KEY_NAME].contains(&path) {
             (!l.is_latest).then(|| format!("an earlier version of {path}: it was rewritten"))
         } else {
             Some("not in the manifest".to_string())

@@ -318,6 +318,13 @@ fn scalar(kind: &str) -> TypeSpec {
 /// IAM actions every run needs besides its steps': who am I (for the evidence's collector).
 pub const RUN_PERMISSIONS: &[Permission] = &[decl::perm("sts:GetCallerIdentity", decl::ANY)];
 
+/// IAM actions needed to sign the seal with a KMS key (`{key}`: its ARN): its public key
+/// (checked before the run, stored beside the signature) and the signature itself.
+pub const SIGNING_KMS_PERMISSIONS: &[Permission] = &[
+    decl::perm("kms:GetPublicKey", &["{key}"]),
+    decl::perm("kms:Sign", &["{key}"]),
+];
+
 /// IAM actions needed to write evidence to an S3 location (`{bucket}` and `{prefix}`).
 pub const S3_EVIDENCE_PERMISSIONS: &[Permission] = &[
     decl::perm(

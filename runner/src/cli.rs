@@ -130,6 +130,10 @@ enum Command {
         /// a bucket of that name in another account is refused.
         #[arg(long, value_name = "ACCOUNT", value_parser = parse_account_id)]
         evidence_owner: Option<String>,
+        /// Sign the seal with this key: a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID) or a
+        /// PEM private key file (default: the playbook's evidence.signing_key).
+        #[arg(long, value_name = "KEY")]
+        signing_key: Option<String>,
     },
     /// Continue an interrupted run from its journal; finished steps are not repeated.
     Resume {
@@ -213,6 +217,23 @@ enum EvidenceCommand {
         /// a bucket of that name in another account is refused.
         #[arg(long, value_name = "ACCOUNT", value_parser = parse_account_id)]
         evidence_owner: Option<String>,
+        /// The key the signature must be made by: a PEM public key file (no AWS access
+        /// needed) or a KMS key ARN (checked with KMS GetPublicKey and Verify).
+        #[arg(long, value_name = "PEM|KMS-ARN")]
+        trusted_key: Option<String>,
+        /// Fail (exit 3) when the run has no signature (manifest.sig.json).
+        #[arg(long)]
+        require_signature: bool,
+    },
+    /// Sign a sealed run afterwards (its seal was interrupted before the signature, or it was
+    /// sealed unsigned). A run signed by another key is refused: a signature is evidence and
+    /// is never overwritten.
+    Sign {
+        /// The run's evidence folder: LOCATION/CASE_ID/RUN_ID (local or s3://).
+        location: String,
+        /// A KMS key ARN or a PEM private key file.
+        #[arg(long, value_name = "KEY")]
+        signing_key: String,
     },
 }
 
@@ -269,6 +290,7 @@ pub fn run(cli: Cli) -> Exit {
             concurrency,
             assume_role,
             evidence_owner,
+            signing_key,
         } => {
             let Some(case_id) = inputs.case.clone() else {
                 report_problems(
@@ -300,6 +322,7 @@ pub fn run(cli: Cli) -> Exit {
                 aws: aws_options(g, assume_role),
                 create_evidence_bucket: false,
                 evidence_owner,
+                signing_key,
             };
             block_on(crate::run::run(req)).exit
         }
@@ -310,13 +333,7 @@ pub fn run(cli: Cli) -> Exit {
             input,
             evidence_owner,
         } => resume_cmd(&run_id, yes, assume_role, &input, evidence_owner, g),
-        Command::Evidence {
-            command:
-                EvidenceCommand::Verify {
-                    location,
-                    evidence_owner,
-                },
-        } => verify_cmd(&location, evidence_owner.as_deref(), g),
+        Command::Evidence { command } => evidence_cmd(command, g),
         Command::Report {
             run_id,
             format,
@@ -422,7 +439,8 @@ fn aws_options(g: &GlobalArgs, assume_role: Option<String>) -> crate::aws::AwsOp
     }
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
+/// Runs `f` to completion on a multi-threaded runtime.
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
     // At least 4 workers on a 2-core machine: the journal's and the staging's `fdatasync`s
     // and their locks block the worker they run on, and with one worker per core a slow disk
     // would stall the processing of every answer already back from AWS.
@@ -443,7 +461,98 @@ fn parse_account_id(s: &str) -> Result<String, String> {
     irr_forensics::check_account_id(s).map(|()| s.to_owned())
 }
 
-fn verify_cmd(location: &str, evidence_owner: Option<&str>, g: &GlobalArgs) -> Exit {
+/// `irr evidence verify` and `irr evidence sign`.
+fn evidence_cmd(command: EvidenceCommand, g: &GlobalArgs) -> Exit {
+    match command {
+        EvidenceCommand::Verify {
+            location,
+            evidence_owner,
+            trusted_key,
+            require_signature,
+        } => {
+            let sig = SignatureArgs {
+                trusted_key,
+                require_signature,
+            };
+            verify_cmd(&location, evidence_owner.as_deref(), &sig, g)
+        }
+        EvidenceCommand::Sign {
+            location,
+            signing_key,
+        } => crate::signing::sign_cmd(
+            &location,
+            &signing_key,
+            &aws_options(g, None),
+            g.output == Output::Json,
+        ),
+    }
+}
+
+/// `irr evidence verify`'s signature flags.
+struct SignatureArgs {
+    trusted_key: Option<String>,
+    require_signature: bool,
+}
+
+/// The S3 client and expected owner for an S3 location (`None`s for a local one), and the
+/// signature options; `Err((unreadable, message))`.
+async fn verify_setup(
+    loc: &irr_forensics::EvidenceLocation,
+    evidence_owner: Option<&str>,
+    sig: &SignatureArgs,
+    g: &GlobalArgs,
+) -> Result<
+    (
+        Option<aws_sdk_s3::Client>,
+        Option<String>,
+        irr_forensics::SignatureOptions,
+    ),
+    (bool, String),
+> {
+    let s3 = matches!(loc, irr_forensics::EvidenceLocation::S3 { .. });
+    let kms = crate::signing::needs_aws(sig.trusted_key.as_deref());
+    let aws = if s3 || kms {
+        Some(
+            crate::aws::connect(&aws_options(g, None))
+                .await
+                .map_err(|e| (true, e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    let trusted_key = sig
+        .trusted_key
+        .as_deref()
+        .map(|t| crate::signing::trusted_key(t, aws.as_ref().map(|a| &a.config)))
+        .transpose()
+        .map_err(|e| (false, e))?;
+    let opts = irr_forensics::SignatureOptions {
+        trusted_key,
+        require_signature: sig.require_signature,
+    };
+    let Some(aws) = aws.filter(|_| s3) else {
+        return Ok((None, None, opts));
+    };
+    // S3: every request carries the expected owner (--evidence-owner, else the caller's
+    // account), so a look-alike bucket in another account is refused, not verified.
+    let owner = match evidence_owner {
+        Some(o) => o.to_owned(),
+        None => {
+            aws.identity()
+                .await
+                .map_err(|e| (true, e.to_string()))?
+                .account_id
+        }
+    };
+    Ok((Some(aws.clients.s3), Some(owner), opts))
+}
+
+fn verify_cmd(
+    location: &str,
+    evidence_owner: Option<&str>,
+    sig: &SignatureArgs,
+    g: &GlobalArgs,
+) -> Exit {
     let loc = match irr_forensics::EvidenceLocation::parse(location) {
         Ok(l) => l,
         Err(e) => {
@@ -457,26 +566,18 @@ fn verify_cmd(location: &str, evidence_owner: Option<&str>, g: &GlobalArgs) -> E
     };
     // Err((unreadable, message)): unreadable = the evidence could not be read (exit 5),
     // else it is not there or not a run (exit 3).
+    // A trusted key file that cannot be read is a usage error, found before anything is read.
+    if let Some(t) = sig.trusted_key.as_deref() {
+        if !crate::signing::needs_aws(Some(t)) {
+            if let Err(e) = crate::signing::trusted_key(t, None) {
+                report_problems(&[Diagnostic::error(Span::none(t), e)], &[], g.output);
+                return exit_codes::INVALID;
+            }
+        }
+    }
     let report = block_on(async {
-        // S3: every request carries the expected owner (--evidence-owner, else the caller's
-        // account), so a look-alike bucket in another account is refused, not verified.
-        let (client, owner) = if matches!(loc, irr_forensics::EvidenceLocation::S3 { .. }) {
-            let aws = match crate::aws::connect(&aws_options(g, None)).await {
-                Ok(a) => a,
-                Err(e) => return Err((true, e.to_string())),
-            };
-            let owner = match evidence_owner {
-                Some(o) => o.to_owned(),
-                None => match aws.identity().await {
-                    Ok(id) => id.account_id,
-                    Err(e) => return Err((true, e.to_string())),
-                },
-            };
-            (Some(aws.clients.s3), Some(owner))
-        } else {
-            (None, None)
-        };
-        irr_forensics::verify_with_owner(&loc, client.as_ref(), owner.as_deref())
+        let (client, owner, opts) = verify_setup(&loc, evidence_owner, sig, g).await?;
+        irr_forensics::verify_with_options(&loc, client.as_ref(), owner.as_deref(), &opts)
             .await
             .map_err(|e| (e.is_unreadable(), e.to_string()))
     });

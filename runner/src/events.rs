@@ -81,6 +81,13 @@ pub struct EvidenceSummary {
     /// Why sealing failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The key that signed the seal (`sha256:HEX`), when it was signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
+    /// Why the sealed run could not be signed (the seal itself is intact; `irr evidence sign`
+    /// signs it afterwards).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_error: Option<String>,
 }
 
 /// One event of a run.

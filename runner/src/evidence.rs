@@ -146,6 +146,8 @@ pub async fn seal(
         manifest_sha256: None,
         items: 0,
         error: Some(error),
+        signed_by: None,
+        signature_error: None,
     };
     let info = run_info(playbook, record);
     let resources = manifest_resources(resources);
@@ -222,6 +224,8 @@ pub async fn seal(
                             .join("; ")
                     )
                 }),
+                signed_by: None,
+                signature_error: None,
             }
         }
         Err(e) => fail(e.to_string()),
@@ -369,6 +373,7 @@ mod tests {
             account_id: "123456789012".into(),
             aws_principal: "arn:aws:iam::123456789012:user/r".into(),
             evidence_owner: None,
+            signing_key: None,
         }
     }
 

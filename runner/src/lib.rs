@@ -31,6 +31,7 @@ pub mod reporter;
 pub mod run;
 pub mod schema;
 pub mod secrets;
+pub mod signing;
 pub mod template;
 pub mod types;
 pub mod validate;

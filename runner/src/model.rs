@@ -122,6 +122,9 @@ pub struct EvidenceDecl {
     pub retention_days: u32,
     /// Object Lock mode (default governance).
     pub lock_mode: LockMode,
+    /// `signing_key`: a KMS key ARN or a PEM private key file (relative to the playbook's
+    /// folder) that signs each seal.
+    pub signing_key: Option<String>,
 }
 
 impl Default for EvidenceDecl {
@@ -130,6 +133,7 @@ impl Default for EvidenceDecl {
             location: None,
             retention_days: 90,
             lock_mode: LockMode::Governance,
+            signing_key: None,
         }
     }
 }

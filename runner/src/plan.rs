@@ -52,6 +52,9 @@ pub struct Plan {
     pub finally: Vec<PlannedStep>,
     /// The evidence location with inputs rendered, if the playbook sets one.
     pub evidence_location: Option<String>,
+    /// The playbook's `evidence.signing_key` (a KMS key ARN or a PEM file path), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
     /// The template context known before the run (inputs, case, run, playbook, aws).
     #[serde(skip)]
     pub context: Value,
@@ -234,6 +237,7 @@ pub fn plan(
         steps,
         finally,
         evidence_location,
+        signing_key: playbook.evidence.signing_key.clone(),
         context,
     }
 }

@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
-use crate::catalog::{Permission, RUN_PERMISSIONS, S3_EVIDENCE_PERMISSIONS};
+use crate::catalog::{
+    Permission, RUN_PERMISSIONS, S3_EVIDENCE_PERMISSIONS, SIGNING_KMS_PERMISSIONS,
+};
 use crate::plan::{Plan, PlannedStep};
 use crate::template;
 
@@ -55,6 +57,16 @@ pub fn policy(plan: &Plan) -> Value {
                 "prefix" => Some(prefix.clone()),
                 _ => None,
             });
+        }
+    }
+    // A KMS signing key: its public key and Sign, on that key only.
+    let kms_key = plan
+        .signing_key
+        .as_deref()
+        .filter(|k| crate::signing::needs_aws(Some(k)));
+    if let Some(arn) = kms_key {
+        for perm in SIGNING_KMS_PERMISSIONS {
+            add(perm, &|name| (name == "key").then(|| arn.to_owned()));
         }
     }
     // A resource list holding "*" is just "*".

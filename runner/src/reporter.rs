@@ -211,16 +211,24 @@ impl Reporter for Terminal {
                 "  WARNING  {}: {} not captured (the step goes on): {}",
                 g.step, g.what, g.error
             )),
-            RunEvent::EvidenceSealed(e) => match (&e.manifest_sha256, &e.error) {
-                (Some(h), _) => self.line(&format!(
-                    "evidence sealed: {} ({} items, manifest sha256 {h})",
-                    e.location, e.items
-                )),
-                (None, Some(err)) => {
-                    self.line(&format!("EVIDENCE NOT SEALED at {}: {err}", e.location))
+            RunEvent::EvidenceSealed(e) => {
+                match (&e.manifest_sha256, &e.error) {
+                    (Some(h), _) => self.line(&format!(
+                        "evidence sealed: {} ({} items, manifest sha256 {h})",
+                        e.location, e.items
+                    )),
+                    (None, Some(err)) => {
+                        self.line(&format!("EVIDENCE NOT SEALED at {}: {err}", e.location))
+                    }
+                    _ => {}
                 }
-                _ => {}
-            },
+                if let Some(k) = &e.signed_by {
+                    self.line(&format!("evidence signed: key {k} (manifest.sig.json)"));
+                }
+                if let Some(err) = &e.signature_error {
+                    self.line(&format!("EVIDENCE NOT SIGNED: {err}"));
+                }
+            }
             RunEvent::RunFinished {
                 run_id,
                 status,

@@ -24,6 +24,7 @@ use crate::model::Playbook;
 use crate::plan::{self, PlanContext};
 use crate::reporter::{JsonLines, Terminal};
 use crate::secrets::Secrets;
+use crate::signing;
 use crate::template;
 use irr_forensics::clock::now_rfc3339;
 
@@ -59,6 +60,9 @@ pub struct RunRequest {
     /// `--evidence-owner`: the account the S3 evidence bucket must belong to (default: the
     /// caller's account).
     pub evidence_owner: Option<String>,
+    /// `--signing-key`: the key that signs the seal (default: the playbook's
+    /// `evidence.signing_key`).
+    pub signing_key: Option<String>,
 }
 
 /// The result of a run, for callers such as `irr gameday`.
@@ -154,15 +158,21 @@ fn save_record(state_dir: &Path, record: &RunRecord) -> Result<(), String> {
         })
 }
 
-/// Opens the run's evidence store (`evidence::open_store`); `Err` is what to say.
+/// The run's signer, if a key is chosen, as its reference (`run.json` records it) and the
+/// loaded key.
+type ChosenSigner = Option<(String, irr_forensics::Signer)>;
+
+/// Opens the run's evidence store (`evidence::open_store`) and loads the key that will sign
+/// its seal (`signing::choose`); `Err` is what to say.
 async fn open_evidence(
     location: &str,
     aws: &aws::Aws,
     evidence: &crate::model::EvidenceDecl,
     create_bucket: bool,
     owner: Option<&str>,
-) -> Result<irr_forensics::Store, String> {
-    evidence::open_store(
+    key: &signing::KeyChoice,
+) -> Result<(irr_forensics::Store, ChosenSigner), String> {
+    let store = evidence::open_store(
         location,
         Some(aws.clients.s3.clone()),
         evidence,
@@ -170,7 +180,8 @@ async fn open_evidence(
         owner,
     )
     .await
-    .map_err(|e| format!("error: evidence location {location}: {e}; nothing was changed"))
+    .map_err(|e| format!("error: evidence location {location}: {e}; nothing was changed"))?;
+    Ok((store, signing::choose(key, &aws.config).await?))
 }
 
 /// The AWS connection and who it is, when the run needs AWS; else offline clients.
@@ -256,10 +267,12 @@ pub async fn run(req: RunRequest) -> RunResult {
     }
     let run_id = executor::new_run_id();
     let started_at = now_rfc3339();
+    let key = signing::KeyChoice::new(req.signing_key.as_deref(), &req.playbook_path, &pb.evidence);
     // AWS only when needed: a playbook whose steps make no AWS call and whose evidence is
     // local runs without a region or credentials.
-    let needs_aws =
-        req.create_evidence_bucket || aws::playbook_needs_aws(pb, req.evidence.as_deref());
+    let needs_aws = req.create_evidence_bucket
+        || aws::playbook_needs_aws(pb, req.evidence.as_deref())
+        || key.needs_aws();
     let (aws, identity) = match connect_if(needs_aws, &req.aws, no_aws_identity()).await {
         Ok(c) => c,
         Err(msg) => {
@@ -298,12 +311,13 @@ pub async fn run(req: RunRequest) -> RunResult {
             return RunResult::early(Exit::Invalid);
         }
     };
-    let store = match open_evidence(
+    let (store, signer) = match open_evidence(
         &location,
         &aws,
         &pb.evidence,
         req.create_evidence_bucket,
         evidence_owner.as_deref(),
+        &key,
     )
     .await
     {
@@ -314,10 +328,7 @@ pub async fn run(req: RunRequest) -> RunResult {
         }
     };
     let the_plan = plan::plan(pb, req.inputs.clone(), &ctx);
-    let playbook_dir = absolute(&req.playbook_path)
-        .parent()
-        .map(Path::to_owned)
-        .unwrap_or_default();
+    let playbook_dir = key.playbook_dir.clone();
     // NoEcho values known before the run are masked from the plan and the first event on.
     secrets.extend(&plan::secrets(pb, &the_plan, &playbook_dir));
     if !req.yes && !req.dry_run {
@@ -350,6 +361,7 @@ pub async fn run(req: RunRequest) -> RunResult {
         account_id: identity.account_id.clone(),
         aws_principal: identity.arn.clone(),
         evidence_owner: evidence_owner.filter(|_| matches!(store, irr_forensics::Store::S3(_))),
+        signing_key: signer.as_ref().map(|(k, _)| k.clone()),
     };
     if let Err(msg) = save_record(&req.state_dir, &record) {
         say(req.json, &msg);
@@ -367,6 +379,7 @@ pub async fn run(req: RunRequest) -> RunResult {
         req.json,
         false,
         secrets,
+        signer.map(|(_, s)| s),
     )
     .await
 }
@@ -384,6 +397,7 @@ async fn execute_and_seal(
     json: bool,
     resumed: bool,
     secrets: Secrets,
+    signer: Option<irr_forensics::Signer>,
 ) -> RunResult {
     let sink = match executor::open_sink(state_dir, &record.run_id, reporter(json), secrets) {
         Ok(s) => s,
@@ -433,8 +447,8 @@ async fn execute_and_seal(
             resources.push(r);
         }
     }
-    let summary = evidence::seal(
-        store,
+    let mut summary = evidence::seal(
+        store.clone(),
         &playbook,
         &record,
         &dir.join("evidence"),
@@ -443,9 +457,15 @@ async fn execute_and_seal(
         &dir.join("journal.jsonl"),
     )
     .await;
+    if let (Some(signer), Some(spec)) = (&signer, &record.signing_key) {
+        signing::sign_sealed(&store, &case_id, &run_id, signer, spec, &mut summary).await;
+    }
     sink.emit(RunEvent::EvidenceSealed(summary.clone()));
     let mut status = outcome.status;
-    if summary.error.is_some() && status == RunStatus::Succeeded {
+    // Sealed but incomplete, or not signed as asked: the run must not look as if all was kept.
+    if (summary.error.is_some() || summary.signature_error.is_some())
+        && status == RunStatus::Succeeded
+    {
         status = RunStatus::Failed;
     }
     sink.emit(RunEvent::RunFinished {
@@ -679,7 +699,9 @@ pub async fn resume(
     if opts.region.is_none() && !record.region.is_empty() {
         opts.region = Some(record.region.clone());
     }
-    let needs_aws = aws::playbook_needs_aws(&playbook, Some(record.evidence_location.as_str()));
+    let key = signing::KeyChoice::recorded(&record, &playbook);
+    let needs_aws = aws::playbook_needs_aws(&playbook, Some(record.evidence_location.as_str()))
+        || key.needs_aws();
     let offline = aws::Identity {
         account_id: record.account_id.clone(),
         arn: record.aws_principal.clone(),
@@ -711,14 +733,16 @@ pub async fn resume(
         }
     };
     let location = record.evidence_location.clone();
-    let store =
-        match open_evidence(&location, &aws, &playbook.evidence, false, owner.as_deref()).await {
-            Ok(s) => s,
-            Err(msg) => {
-                say(json, &msg);
-                return RunResult::early(Exit::Invalid);
-            }
-        };
+    let ev = &playbook.evidence;
+    let opened = open_evidence(&location, &aws, ev, false, owner.as_deref(), &key);
+    let (store, signer) = match opened.await {
+        Ok(s) => s,
+        Err(msg) => {
+            say(json, &msg);
+            return RunResult::early(Exit::Invalid);
+        }
+    };
+    record.signing_key = signer.as_ref().map(|(k, _)| k.clone());
     record.evidence_owner = owner.filter(|_| matches!(store, irr_forensics::Store::S3(_)));
     let done = previous
         .values()
@@ -750,6 +774,7 @@ pub async fn resume(
         json,
         true,
         secrets,
+        signer.map(|(_, s)| s),
     )
     .await
 }

@@ -120,6 +120,10 @@ pub fn schema() -> Value {
                     "location": {"type": "string"},
                     "retention_days": {"type": "integer", "minimum": 1, "maximum": 36500},
                     "lock_mode": {"enum": ["governance", "compliance", "GOVERNANCE", "COMPLIANCE"]},
+                    "signing_key": {
+                        "type": "string",
+                        "description": "a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID) or a PEM private key file that signs each seal",
+                    },
                 },
             },
             "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/step"}},

@@ -76,6 +76,10 @@ pub struct RunRecord {
     /// evidence (and in a `run.json` written before this field: then the run's account).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence_owner: Option<String>,
+    /// The key that signs the seal: a KMS key ARN or an absolute PEM file path
+    /// (`--signing-key`, else the playbook's `evidence.signing_key`); never the key itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<String>,
 }
 
 impl RunRecord {

@@ -523,6 +523,8 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
         aws: run_opts,
         create_evidence_bucket: true,
         evidence_owner: Some(account.clone()),
+        // The playbook's evidence.signing_key, if any, signs the drill's seal too.
+        signing_key: None,
     })
     .await;
 

@@ -102,6 +102,9 @@ fn unsealed_evidence() -> EvidenceReport {
         sha256sums: Check::default(),
         chain: Check::default(),
         chain_runs: Vec::new(),
+        signature: Check::default(),
+        signed_by: None,
+        signature_error: None,
         previous_manifest_sha256: None,
         copy_of: None,
     }

@@ -202,6 +202,7 @@ pub(crate) fn attach_evidence(
     let ev = &mut report.evidence;
     ev.location = found.location.clone();
     ev.seal_error = sealed_event.and_then(|s| s.error.clone());
+    ev.signature_error = sealed_event.and_then(|s| s.signature_error.clone());
     ev.copy_of = found.copy_of.as_ref().map(|(o, _)| o.clone());
     check_copy(report, sealed_event, &found);
     let by_path: ByPath = found
@@ -292,6 +293,8 @@ fn verified(ev: &mut EvidenceReport, v: &VerifyReport, by_path: &ByPath) {
     ev.manifest = problems(&v.manifest.problems);
     ev.sha256sums = problems(&v.sha256sums.problems);
     ev.chain = problems(&v.chain.problems);
+    ev.signature = problems(&v.signature.problems);
+    ev.signed_by = v.signature.keyid.clone().filter(|_| v.signature.signed);
     ev.chain_runs = v
         .chain
         .runs

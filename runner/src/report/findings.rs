@@ -59,6 +59,9 @@ fn evidence_findings(report: &Report, f: &mut Vec<Finding>) {
             format!("sealing failed during the run: {e}"),
         ));
     }
+    if let Some(e) = &ev.signature_error {
+        f.push(warn("evidence", format!("the seal was not signed: {e}")));
+    }
     match ev.status {
         EvidenceStatus::Verified => {}
         EvidenceStatus::NotSealed => f.push(crit(
@@ -89,6 +92,7 @@ fn evidence_findings(report: &Report, f: &mut Vec<Finding>) {
                 ("manifest.json", &ev.manifest),
                 ("SHA256SUMS", &ev.sha256sums),
                 ("case chain", &ev.chain),
+                ("signature", &ev.signature),
             ] {
                 for p in &check.problems {
                     f.push(crit("evidence", format!("{name}: {p}")));

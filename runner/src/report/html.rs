@@ -472,6 +472,7 @@ impl Report {
                 "Case chain",
                 html! { (check(&ev.chain)) " " (mono(&ev.chain_runs.join(" → "))) },
             ));
+            kv.push(("Signature", html! { (super::markdown::signature_text(ev)) }));
             kv.push((
                 "Previous manifest",
                 match &ev.previous_manifest_sha256 {

@@ -230,6 +230,7 @@ impl Report {
                 "Case chain",
                 format!("{} ({})", check(&ev.chain), md(&ev.chain_runs.join(" -> "))),
             ));
+            facts.push(("Signature", md(&signature_text(ev))));
             facts.push((
                 "Previous manifest",
                 ev.previous_manifest_sha256
@@ -384,6 +385,15 @@ impl Report {
 
 /// Escapes text for a Markdown table cell: no formatting, links, HTML or cell breaks can be
 /// injected, and a newline cannot end the row.
+/// The seal's signature in one line of plain text: the key, unsigned, or what is wrong.
+pub(crate) fn signature_text(ev: &super::model::EvidenceReport) -> String {
+    match (&ev.signed_by, ev.signature.ok) {
+        (_, false) => format!("MISMATCH: {}", ev.signature.problems.join("; ")),
+        (Some(k), true) => format!("ok (key {k}; compare it with the key you trust)"),
+        (None, true) => "none (unsigned)".to_owned(),
+    }
+}
+
 pub(crate) fn md(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {

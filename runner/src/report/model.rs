@@ -423,6 +423,12 @@ pub struct EvidenceReport {
     pub chain: Check,
     /// The case's sealed runs, in order.
     pub chain_runs: Vec<String>,
+    /// The seal's signature (`manifest.sig.json`): its problems fail the evidence.
+    pub signature: Check,
+    /// The key that signed it (`sha256:HEX`), or `None` when the run is unsigned.
+    pub signed_by: Option<String>,
+    /// Why the run could not be signed, as the run journaled it.
+    pub signature_error: Option<String>,
     /// The previous run's manifest hash this run chains to.
     pub previous_manifest_sha256: Option<String>,
     /// For a drill: the original this verified copy was made of (the emulator's

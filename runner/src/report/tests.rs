@@ -31,6 +31,7 @@ fn record(dir: &Path, evidence: &Path) -> RunRecord {
         account_id: "123456789012".into(),
         aws_principal: "arn:aws:iam::123456789012:user/ir".into(),
         evidence_owner: None,
+        signing_key: None,
     }
 }
 

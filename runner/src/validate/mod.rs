@@ -37,7 +37,7 @@ const TOP_KEYS: &[&str] = &[
 ];
 const METADATA_KEYS: &[&str] = &["name", "version", "description", "owner", "labels"];
 const INPUT_KEYS: &[&str] = &["type", "description", "default", "items", "secret"];
-const EVIDENCE_KEYS: &[&str] = &["location", "retention_days", "lock_mode"];
+const EVIDENCE_KEYS: &[&str] = &["location", "retention_days", "lock_mode", "signing_key"];
 const STEP_KEYS: &[&str] = &[
     "id",
     "action",

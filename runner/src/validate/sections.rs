@@ -374,6 +374,44 @@ impl Validator<'_> {
                 }
             }
         }
+        if let Some(k) = node.get("signing_key") {
+            ev.signing_key = self.signing_key(k);
+        }
         ev
+    }
+
+    /// `evidence.signing_key`: a KMS key ARN or a PEM file path, checked by the same parser
+    /// the run uses. The value is never quoted (it may be a key pasted by mistake).
+    fn signing_key(&mut self, node: &Node) -> Option<String> {
+        let Some(s) = node.as_str() else {
+            self.help(
+                &node.span,
+                format!(
+                    "evidence.signing_key must be a string, not {}",
+                    node.type_name()
+                ),
+                "give a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID) or a PEM file path",
+            );
+            return None;
+        };
+        if s.contains("{{") {
+            self.help(
+                &node.span,
+                "evidence.signing_key cannot hold a template",
+                "give the KMS key ARN or the PEM file path itself, or pass --signing-key",
+            );
+            return None;
+        }
+        match irr_forensics::KeyRef::parse(s) {
+            Ok(_) => Some(s.trim().to_owned()),
+            Err(why) => {
+                self.help(
+                    &node.span,
+                    format!("evidence.signing_key: {why}"),
+                    "e.g. \"signing_key: arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab\" or \"signing_key: keys/seal.pem\"",
+                );
+                None
+            }
+        }
     }
 }
