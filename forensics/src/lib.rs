@@ -61,8 +61,8 @@ pub use manifest::{
     Sha256Sums, Timestamp, MANIFEST_FORMAT, MANIFEST_NAME, SUMS_NAME,
 };
 pub use store::{
-    check_account_id, Encryption, Found, RetentionMode, S3Settings, S3Store, Source, Store,
-    StoredObject,
+    check_account_id, Encryption, Found, PresignedPart, RemoteObject, RemoteUpload, RetentionMode,
+    S3Settings, S3Store, Source, Store, StoredObject,
 };
 pub use verify::{verify, verify_run, verify_with_owner, ItemCheck, ItemStatus, VerifyReport};
 

@@ -191,6 +191,16 @@ pub async fn seal(
             );
             continue;
         };
+        // An artifact written straight into the store (a volatile capture) was adopted above
+        // from the store's listing; one neither there nor staged is lost.
+        if !file.exists() {
+            bundle.record_failure(
+                &art.path,
+                meta_of(art),
+                format!("neither staged in the run directory nor found in the evidence store (recorded with sha256 {})", art.sha256),
+            );
+            continue;
+        }
         // The staged file is the evidence copy, hashed when it was written: adopted, not
         // copied or re-read (local: linked into place; S3: streamed up once, hash checked).
         match bundle
