@@ -236,6 +236,107 @@ fn files_below(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
+/// No credential in the command (no secret, no token; only presigned URL templates), and none
+/// of its presigned signatures anywhere irr writes.
+async fn assert_no_credential_and_no_signature_written(
+    script: &str,
+    c: &Client,
+    bucket: &str,
+    prefix: &str,
+    manifest: &Value,
+    out: &Output,
+    state: &Path,
+) {
+    // No credential in the command: no secret, no token; only presigned URL templates.
+    assert!(!script.contains(KEY.1), "the secret key is in the script");
+    assert!(!script.contains("X-Amz-Security-Token"), "{script}");
+    assert!(!script
+        .to_ascii_lowercase()
+        .contains("aws_secret_access_key"));
+    assert!(script.contains("X-Amz-Signature=@S@"), "{script}");
+    let sigs = signatures(script);
+    assert!(
+        sigs.len() >= 5 + 2,
+        "one signature per presigned part: {}",
+        sigs.len()
+    );
+    // Presigned URLs are bearer credentials: none of their signatures anywhere irr writes.
+    let mut written = files_below(state);
+    written.push(("stdout".into(), out.stdout.clone()));
+    written.push(("stderr".into(), out.stderr.clone()));
+    for i in manifest["items"].as_array().unwrap() {
+        let p = i["path"].as_str().unwrap();
+        if !p.ends_with("memory.lime") {
+            written.push((p.into(), get(c, bucket, &format!("{prefix}/{p}")).await));
+        }
+    }
+    for (path, bytes) in &written {
+        let text = String::from_utf8_lossy(bytes);
+        for s in &sigs {
+            assert!(
+                !text.contains(s.as_str()),
+                "a presigned signature is in {}",
+                path.display()
+            );
+        }
+        assert!(
+            !text.contains(KEY.1),
+            "the secret key is in {}",
+            path.display()
+        );
+    }
+}
+
+/// Each object of the capture: captured, the agent's hash beside irr's and equal, listed in
+/// the manifest with that hash, in S3 with those bytes, under Object Lock.
+async fn assert_objects_recorded_and_locked(
+    c: &Client,
+    bucket: &str,
+    prefix: &str,
+    manifest: &Value,
+    record: &Value,
+) {
+    let item = |name: &str| -> Value {
+        manifest["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["path"] == format!("artifacts/volatile/{name}"))
+            .unwrap_or_else(|| panic!("{name} not in {:#}", manifest["items"]))
+            .clone()
+    };
+    let objects = record["objects"].as_array().unwrap();
+    assert_eq!(objects.len(), 6, "{record:#}");
+    for o in objects {
+        assert_eq!(o["captured"], true, "{o:#}");
+        // The agent's own hash, beside irr's, and equal.
+        assert_eq!(o["agent"]["sha256"], o["sha256"], "{o:#}");
+        assert_eq!(o["agent_hash_matches"], true, "{o:#}");
+        let it = item(o["name"].as_str().unwrap());
+        assert_eq!(it["sha256"], o["sha256"]);
+        // In S3: what the manifest says, under Object Lock.
+        let key = format!("{prefix}/{}", it["path"].as_str().unwrap());
+        let bytes = get(c, bucket, &key).await;
+        assert_eq!(
+            Sha256Digest::of(&bytes).to_hex(),
+            it["sha256"].as_str().unwrap()
+        );
+        let head = c
+            .head_object()
+            .bucket(bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            head.object_lock_mode(),
+            Some(&ObjectLockMode::Governance),
+            "{key}"
+        );
+        assert!(head.object_lock_retain_until_date().is_some(), "{key}");
+    }
+}
+
 /// The capture: the agent's upload is in the manifest with irr's hash (that of the bytes the
 /// stand-in sent) and the agent's beside it, locked in S3; the script holds no credential;
 /// no presigned signature is written anywhere irr writes; and the instance is contained.
@@ -313,38 +414,9 @@ async fn volatile_state_streams_into_locked_evidence_before_isolation() {
         .await,
     )
     .unwrap();
-    let objects = record["objects"].as_array().unwrap();
-    assert_eq!(objects.len(), 6, "{record:#}");
-    for o in objects {
-        assert_eq!(o["captured"], true, "{o:#}");
-        // The agent's own hash, beside irr's, and equal.
-        assert_eq!(o["agent"]["sha256"], o["sha256"], "{o:#}");
-        assert_eq!(o["agent_hash_matches"], true, "{o:#}");
-        let it = item(o["name"].as_str().unwrap());
-        assert_eq!(it["sha256"], o["sha256"]);
-        // In S3: what the manifest says, under Object Lock.
-        let key = format!("{prefix}/{}", it["path"].as_str().unwrap());
-        let bytes = get(&c, &bucket, &key).await;
-        assert_eq!(
-            Sha256Digest::of(&bytes).to_hex(),
-            it["sha256"].as_str().unwrap()
-        );
-        let head = c
-            .head_object()
-            .bucket(&bucket)
-            .key(&key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            head.object_lock_mode(),
-            Some(&ObjectLockMode::Governance),
-            "{key}"
-        );
-        assert!(head.object_lock_retain_until_date().is_some(), "{key}");
-    }
+    assert_objects_recorded_and_locked(&c, &bucket, &prefix, &manifest, &record).await;
     assert_eq!(record["memory_tool"], "avml", "{record:#}");
-    assert_eq!(mem["s3"]["version_id"].is_string(), true, "{mem:#}");
+    assert!(mem["s3"]["version_id"].is_string(), "{mem:#}");
     let processes = String::from_utf8(
         get(
             &c,
@@ -371,44 +443,16 @@ async fn volatile_state_streams_into_locked_evidence_before_isolation() {
         && r.header("content-md5").is_some()
         && r.target.contains("X-Amz-Signature=[redacted]")));
 
-    // No credential in the command: no secret, no token; only presigned URL templates.
-    assert!(!script.contains(KEY.1), "the secret key is in the script");
-    assert!(!script.contains("X-Amz-Security-Token"), "{script}");
-    assert!(!script
-        .to_ascii_lowercase()
-        .contains("aws_secret_access_key"));
-    assert!(script.contains("X-Amz-Signature=@S@"), "{script}");
-    let sigs = signatures(&script);
-    assert!(
-        sigs.len() >= 5 + 2,
-        "one signature per presigned part: {}",
-        sigs.len()
-    );
-    // Presigned URLs are bearer credentials: none of their signatures anywhere irr writes.
-    let mut written = files_below(state.path());
-    written.push(("stdout".into(), out.stdout.clone()));
-    written.push(("stderr".into(), out.stderr.clone()));
-    for i in manifest["items"].as_array().unwrap() {
-        let p = i["path"].as_str().unwrap();
-        if !p.ends_with("memory.lime") {
-            written.push((p.into(), get(&c, &bucket, &format!("{prefix}/{p}")).await));
-        }
-    }
-    for (path, bytes) in &written {
-        let text = String::from_utf8_lossy(bytes);
-        for s in &sigs {
-            assert!(
-                !text.contains(s.as_str()),
-                "a presigned signature is in {}",
-                path.display()
-            );
-        }
-        assert!(
-            !text.contains(KEY.1),
-            "the secret key is in {}",
-            path.display()
-        );
-    }
+    assert_no_credential_and_no_signature_written(
+        &script,
+        &c,
+        &bucket,
+        &prefix,
+        &manifest,
+        &out,
+        state.path(),
+    )
+    .await;
     let verify = tokio::task::spawn_blocking({
         let (dir, url) = (state.path().to_owned(), proxy.url().to_owned());
         let loc = format!("s3://{bucket}/{prefix}");

@@ -379,7 +379,7 @@ pub(super) fn redact_presigned(text: &str) -> String {
         }
     }
     // The signature lists: `N:HEX` words of 64 hex digits.
-    out.split_inclusive(|c: char| c == ' ' || c == '(' || c == '\n')
+    out.split_inclusive([' ', '(', '\n'])
         .map(|w| {
             let core = w.trim_end_matches([' ', '(', ')', '\n']);
             match core.split_once(':') {
