@@ -57,8 +57,11 @@ pub struct CaptureVolatileParams {
 const EVIDENCE_OBJECTS: &[&str] = &["arn:aws:s3:::{evidence_bucket}/{evidence_prefix}*"];
 /// The evidence bucket.
 const EVIDENCE_BUCKET: &[&str] = &["arn:aws:s3:::{evidence_bucket}"];
-/// The AWS-RunShellScript document.
-const RUN_SHELL_SCRIPT: &[&str] = &["arn:aws:ssm:{region}::document/AWS-RunShellScript"];
+/// The step's instance and the AWS-RunShellScript document (SendCommand needs both).
+const SEND_COMMAND: &[&str] = &[
+    "arn:aws:ec2:{region}:{account}:instance/{instance_id}",
+    "arn:aws:ssm:{region}::document/AWS-RunShellScript",
+];
 
 /// `ssm.capture_volatile`: its declaration (see [`Action`]); the parameters are
 /// [`CaptureVolatileParams`].
@@ -98,8 +101,7 @@ impl Action for CaptureVolatile {
             perm("ssm:ListCommands", ANY),
             // An earlier attempt's command still running is cancelled (and on timeout).
             perm("ssm:CancelCommand", ANY),
-            perm("ssm:SendCommand", INSTANCE),
-            perm("ssm:SendCommand", RUN_SHELL_SCRIPT),
+            perm("ssm:SendCommand", SEND_COMMAND),
             perm("ssm:GetCommandInvocation", ANY),
             perm("s3:ListBucketMultipartUploads", EVIDENCE_BUCKET),
             perm("s3:AbortMultipartUpload", EVIDENCE_OBJECTS),
