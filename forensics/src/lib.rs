@@ -68,8 +68,8 @@ pub use signing::{
     TrustedKey, PUBLIC_KEY_NAME, SIG_NAME,
 };
 pub use store::{
-    check_account_id, Encryption, Found, RetentionMode, S3Settings, S3Store, Source, Store,
-    StoredObject,
+    check_account_id, Encryption, Found, PresignedPart, RemoteObject, RemoteUpload, RetentionMode,
+    S3Settings, S3Store, Source, Store, StoredObject,
 };
 pub use verify::{
     verify, verify_run, verify_run_with, verify_with_options, verify_with_owner, ItemCheck,

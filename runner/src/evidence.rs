@@ -247,10 +247,21 @@ async fn adopt_staged(bundle: &Bundle, staging: &Path, art: &StagedArtifact) {
         );
         return;
     };
+    let file = staging.join(&art.path);
+    // An artifact written straight into the store (a volatile capture) was adopted from the
+    // store's listing already; one neither there nor staged is lost.
+    if !file.exists() {
+        bundle.record_failure(
+            &art.path,
+            meta(),
+            format!("neither staged in the run directory nor found in the evidence store (recorded with sha256 {})", art.sha256),
+        );
+        return;
+    }
     // The staged file is the evidence copy, hashed when it was written: adopted, not copied
     // or re-read (local: linked into place; S3: streamed up once, hash checked).
     match bundle
-        .adopt(&art.path, staging.join(&art.path), sha256, art.size, meta())
+        .adopt(&art.path, file, sha256, art.size, meta())
         .await
     {
         Ok(_) => {}

@@ -38,6 +38,7 @@ pub fn policy(plan: &Plan) -> Value {
     for perm in RUN_PERMISSIONS {
         add(perm, &|_| None);
     }
+    let evidence = plan.evidence_location.as_deref().and_then(s3_location);
     for step in plan.steps.iter().chain(&plan.finally) {
         let Some(spec) = step.spec else { continue };
         for perm in spec.permissions {
@@ -47,10 +48,23 @@ pub fn policy(plan: &Plan) -> Value {
             {
                 continue;
             }
-            add(perm, &|name| param_value(step, plan, name));
+            // Permissions on the run's S3 evidence (`{evidence_bucket}`): none with local
+            // evidence, where the action makes no such call.
+            let on_evidence = perm
+                .resources
+                .iter()
+                .any(|r| r.contains("{evidence_bucket}"));
+            if on_evidence && evidence.is_none() {
+                continue;
+            }
+            add(perm, &|name| match (name, &evidence) {
+                ("evidence_bucket", Some((bucket, _))) => Some(bucket.clone()),
+                ("evidence_prefix", Some((_, prefix))) => Some(prefix.clone()),
+                _ => param_value(step, plan, name),
+            });
         }
     }
-    if let Some((bucket, prefix)) = plan.evidence_location.as_deref().and_then(s3_location) {
+    if let Some((bucket, prefix)) = evidence {
         for perm in S3_EVIDENCE_PERMISSIONS {
             add(perm, &|name| match name {
                 "bucket" => Some(bucket.clone()),
@@ -306,6 +320,38 @@ mod tests {
     /// The containment steps of the shipped EC2 playbook, without its CloudFormation clean
     /// room (whose stack creates roles, instances and more, with its own scoping).
     const CONTAINMENT_PB: &str = "apiVersion: irr/v1\nkind: Playbook\nmetadata: {name: t, version: 1.0.0}\ninputs:\n  instance_id: {type: instance_id}\nsteps:\n  - {id: grant, action: iam.grant_responder_access, with: {principals: []}}\n  - {id: capture, action: ec2.capture_instance_metadata, with: {instance_id: \"{{inputs.instance_id}}\"}}\n  - {id: protect, action: ec2.protect_instance, needs: [capture], with: {instance_id: \"{{inputs.instance_id}}\"}}\n  - {id: snapshot, action: ec2.snapshot_volumes, needs: [protect], with: {instance_id: \"{{inputs.instance_id}}\"}}\n  - {id: isolate, action: ec2.isolate_instance, needs: [snapshot], with: {instance_id: \"{{inputs.instance_id}}\"}}\n  - {id: tag, action: ec2.tag_resources, with: {resource_ids: \"{{steps.snapshot.outputs.snapshot_ids}}\", tags: {irr:state: contained}}}\nfinally:\n  - {id: revoke, action: iam.revoke_responder_access, with: {role_name: \"{{steps.grant.outputs.role_name}}\"}}\n";
+
+    /// The volatile capture's S3 calls are on the run's S3 evidence (bucket and prefix), and
+    /// not asked for with local evidence, where the capture makes none.
+    #[test]
+    fn volatile_capture_is_scoped_to_the_evidence_bucket() {
+        let pb = EC2_PB.replace(
+            "evidence:\n  retention_days: 90\n",
+            "evidence:\n  retention_days: 90\n  location: s3://ev-bucket/cases\n",
+        );
+        let g = grants(&shipped(&pb, &["instance_id=i-0123456789abcdef0"]));
+        assert_eq!(
+            g["s3:ListMultipartUploadParts"],
+            vec!["arn:aws:s3:::ev-bucket/cases/*".to_owned()]
+        );
+        assert_eq!(
+            g["s3:ListBucketMultipartUploads"],
+            vec!["arn:aws:s3:::ev-bucket".to_owned()]
+        );
+        assert!(g["s3:AbortMultipartUpload"].contains(&"arn:aws:s3:::ev-bucket/cases/*".to_owned()));
+        let send = &g["ssm:SendCommand"];
+        assert!(send.contains(&INSTANCE_ARN.to_owned()), "{send:?}");
+        assert!(
+            send.contains(&"arn:aws:ssm:us-east-1::document/AWS-RunShellScript".to_owned()),
+            "{send:?}"
+        );
+        let local = grants(&shipped(EC2_PB, &["instance_id=i-0123456789abcdef0"]));
+        assert!(
+            !local.contains_key("s3:ListMultipartUploadParts"),
+            "{local:?}"
+        );
+        assert!(local.contains_key("ssm:DescribeInstanceInformation"));
+    }
 
     #[test]
     fn shipped_containment_playbook_scopes_instance_actions() {

@@ -426,6 +426,7 @@ async fn execute_and_seal(
         state_dir: state_dir.to_owned(),
         previous,
         previous_attempts,
+        store: Some(store.clone()),
     };
     let interrupted = Arc::new(AtomicBool::new(false));
     let outcome = executor::execute(exec, sink.clone(), interrupted).await;

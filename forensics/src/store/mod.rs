@@ -14,7 +14,10 @@ use std::path::PathBuf;
 use bytes::Bytes;
 
 pub use local::LocalStore;
-pub use s3::{check_account_id, Encryption, RetentionMode, S3Settings, S3Store};
+pub use s3::{
+    check_account_id, Encryption, PresignedPart, RemoteObject, RemoteUpload, RetentionMode,
+    S3Settings, S3Store,
+};
 
 use crate::hash::Sha256Digest;
 use crate::{Error, EvidenceLocation, Result};

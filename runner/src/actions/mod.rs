@@ -46,6 +46,8 @@ pub struct AwsClients {
     pub ebs: aws_sdk_ebs::Client,
     /// The account's EBS direct API quotas, shared by every snapshot hashed in this process.
     pub ebs_quota: std::sync::Arc<ebs::Quota>,
+    /// Systems Manager (Run Command on a managed instance: `ssm.capture_volatile`).
+    pub ssm: aws_sdk_ssm::Client,
     /// irr's copy of EC2's token buckets for this account-region, in front of `ec2`'s HTTP
     /// client (`None` with `IRR_EC2_BUCKETS=off`).
     pub ec2_limiter: Option<std::sync::Arc<crate::ratelimit::Limiter>>,
@@ -98,6 +100,7 @@ impl AwsClients {
             autoscaling: aws_sdk_autoscaling::Client::new(conf),
             ebs: ebs_client(conf, path_style),
             ebs_quota: std::sync::Arc::default(),
+            ssm: aws_sdk_ssm::Client::new(conf),
         }
     }
 }
@@ -193,6 +196,32 @@ pub trait Recorder: Send + Sync {
     /// A value that must never be written (a `NoEcho` stack parameter): from now on it is
     /// masked wherever the run writes. Must be called before the value is journaled.
     fn secret(&self, value: &str);
+    /// The run's evidence store, opened and checked, when the recorder has one (the run's
+    /// does): for actions whose evidence is written straight into it (`ssm.capture_volatile`).
+    fn evidence_store(&self) -> Option<irr_forensics::Store> {
+        None
+    }
+    /// The path in the bundle an artifact `name` of `step` gets from this recorder
+    /// (`artifacts/STEP/NAME`, or `artifacts/STEP/attempt-N/NAME` for a later attempt).
+    fn artifact_path(&self, step: &str, name: &str) -> String {
+        format!("artifacts/{step}/{name}")
+    }
+    /// Records an artifact that is already in the evidence store at the run's
+    /// [`Recorder::artifact_path`] of `name` (written there by someone else, then hashed by irr
+    /// reading it back: `sha256`, `size`), so the seal lists it. Returns its path.
+    fn stored_artifact(
+        &self,
+        step: &str,
+        name: &str,
+        sha256: &str,
+        size: u64,
+        source: &str,
+    ) -> Result<String, ActionError> {
+        let _ = (step, name, sha256, size, source);
+        Err(ActionError::Evidence(
+            "this recorder cannot record evidence written straight into the store".into(),
+        ))
+    }
 }
 
 /// An optional read that failed: `{"step", "what", "error"}` (the manifest's `gaps`).
@@ -385,6 +414,7 @@ pub mod evidence;
 pub mod iam;
 pub mod record;
 pub mod s3;
+pub mod ssm;
 
 /// The tag every resource a run creates carries: the case id.
 pub const TAG_CASE: &str = "irr:case";
@@ -537,6 +567,7 @@ pub static REGISTRY: &[Registered] = &[
     register::<s3::CaptureBucketConfig>(),
     register::<s3::BlockPublicAccess>(),
     register::<ebs::HashSnapshots>(),
+    register::<ssm::CaptureVolatile>(),
     register::<control::Approve>(),
 ];
 

@@ -228,6 +228,9 @@ pub struct Execution {
     /// reached before a resume, from the journal's `step_started`: attempts go on counting
     /// from there, so their artifacts never land on an earlier attempt's paths.
     pub previous_attempts: HashMap<String, u32>,
+    /// The run's evidence store, opened and checked (actions that write into it directly:
+    /// `ssm.capture_volatile`).
+    pub store: Option<irr_forensics::Store>,
 }
 
 /// How a run ended.
@@ -269,6 +272,7 @@ pub async fn execute(exec: Execution, sink: Arc<Sink>, interrupted: Arc<AtomicBo
         staging,
         exec.record.evidence_location.clone(),
         exec.record.evidence_owner.clone(),
+        exec.store.clone(),
     ));
     let base_ctx = context(&exec);
     // One Ctrl-C watcher for the whole run, installed before the first step starts, so no
@@ -982,7 +986,7 @@ mod tests {
             Secrets::default(),
         )
         .unwrap();
-        let rec = RunRecorder::open(sink, dir.path().join("evidence"), String::new(), None);
+        let rec = RunRecorder::open(sink, dir.path().join("evidence"), String::new(), None, None);
         let first = rec.stage("s", 1, "a.json", b"one", "test").unwrap();
         let again = rec.stage("s", 1, "a.json", b"two", "test").unwrap_err();
         assert!(again.to_string().contains("never overwritten"), "{again}");

@@ -91,6 +91,7 @@ pub struct RunRecorder {
     staging: PathBuf,
     evidence_location: String,
     evidence_owner: Option<String>,
+    store: Option<irr_forensics::Store>,
     calls: AtomicU64,
     artifacts: Mutex<Vec<StagedArtifact>>,
     resources: Mutex<Vec<AwsResource>>,
@@ -103,12 +104,14 @@ impl RunRecorder {
         staging: PathBuf,
         evidence_location: String,
         evidence_owner: Option<String>,
+        store: Option<irr_forensics::Store>,
     ) -> RunRecorder {
         RunRecorder {
             sink,
             staging,
             evidence_location,
             evidence_owner,
+            store,
             calls: AtomicU64::new(0),
             artifacts: Mutex::new(Vec::new()),
             resources: Mutex::new(Vec::new()),
@@ -150,6 +153,35 @@ impl RunRecorder {
             captured_at: now_rfc3339(),
         };
         Ok(self.staged(art))
+    }
+
+    /// Records an artifact of attempt `attempt` that is in the evidence store already (written
+    /// there by an instance's agent, hashed by irr reading it back): journaled like a staged
+    /// one; the seal finds it in the store, checks its hash again and lists it.
+    pub(super) fn stored(
+        &self,
+        step: &str,
+        attempt: u32,
+        name: &str,
+        sha256: &str,
+        size: u64,
+        source: &str,
+    ) -> Result<StagedArtifact, ActionError> {
+        if self.store.is_none() {
+            return Err(ActionError::Evidence(
+                "the run has no evidence store to hold it".into(),
+            ));
+        }
+        let secrets = self.sink.secrets();
+        Ok(self.staged(StagedArtifact {
+            path: artifact_path(step, attempt, &secrets.mask_str(name)),
+            attempt,
+            sha256: sha256.to_owned(),
+            size,
+            step: step.to_owned(),
+            source: secrets.mask_str(source).into_owned(),
+            captured_at: now_rfc3339(),
+        }))
     }
 
     /// The bundle path of an artifact of attempt `attempt` ([`artifact_path`]) and its staging
@@ -391,6 +423,26 @@ impl Recorder for RunRecorder {
         self.evidence_owner.clone()
     }
 
+    fn evidence_store(&self) -> Option<irr_forensics::Store> {
+        self.store.clone()
+    }
+
+    fn artifact_path(&self, step: &str, name: &str) -> String {
+        artifact_path(step, 1, name)
+    }
+
+    fn stored_artifact(
+        &self,
+        step: &str,
+        name: &str,
+        sha256: &str,
+        size: u64,
+        source: &str,
+    ) -> Result<String, ActionError> {
+        self.stored(step, 1, name, sha256, size, source)
+            .map(|a| a.path)
+    }
+
     fn gap(&self, gap: actions::Gap) {
         // The journal is the record: the seal and the run summary read gaps back from it, so
         // a resumed run keeps those of its earlier attempts.
@@ -453,6 +505,27 @@ impl Recorder for AttemptRecorder {
 
     fn evidence_owner(&self) -> Option<String> {
         self.run.evidence_owner()
+    }
+
+    fn evidence_store(&self) -> Option<irr_forensics::Store> {
+        self.run.evidence_store()
+    }
+
+    fn artifact_path(&self, step: &str, name: &str) -> String {
+        artifact_path(step, self.attempt, name)
+    }
+
+    fn stored_artifact(
+        &self,
+        step: &str,
+        name: &str,
+        sha256: &str,
+        size: u64,
+        source: &str,
+    ) -> Result<String, ActionError> {
+        self.run
+            .stored(step, self.attempt, name, sha256, size, source)
+            .map(|a| a.path)
     }
 }
 

@@ -143,6 +143,17 @@ pub(super) fn service_of(head: &str) -> String {
                 .and_then(|c| c.split('/').nth(3))
                 .map(str::to_owned)
         })
+        // A presigned request: the credential scope is in the query string, `/` encoded.
+        .or_else(|| {
+            let target = head.lines().next()?.split(' ').nth(1)?;
+            let cred = target.split("X-Amz-Credential=").nth(1)?;
+            let cred = cred
+                .split('&')
+                .next()?
+                .replace("%2F", "/")
+                .replace("%2f", "/");
+            cred.split('/').nth(3).map(str::to_owned)
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 

@@ -72,6 +72,31 @@ pub struct ProxySpec {
     /// S3's answer, 403 `AccessDenied` (a request without the header is not checked, as in S3).
     #[serde(default)]
     pub s3_bucket_owner: Option<String>,
+    /// A stand-in for instances' SSM agents, which moto does not emulate (see [`SsmAgent`]).
+    #[serde(default)]
+    pub ssm_agent: Option<SsmAgent>,
+}
+
+/// What the proxy answers for SSM in place of instances' agents. moto 5.2.1 emulates
+/// `SendCommand`, `ListCommands` and `GetCommandInvocation` (no agent runs: every invocation
+/// is `Success` at once, with no output), and not `DescribeInstanceInformation` or
+/// `CancelCommand`. With this set:
+/// - `DescribeInstanceInformation` lists the `online` instances as managed, `PingStatus`
+///   `Online` (and no other);
+/// - `GetCommandInvocation` answers `InProgress` until `output_file` exists (the test's
+///   stand-in agent, which reads the command from moto and uploads where it says, writes it
+///   when it is done), then `Success` with the file's contents as the standard output; so
+///   irr can never read a command as finished before its stand-in agent is;
+/// - `CancelCommand` is answered as AWS does (an empty success), and counted.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SsmAgent {
+    /// Instance ids whose agent is online.
+    #[serde(default)]
+    pub online: Vec<String>,
+    /// The stand-in agent's standard output, once it is done.
+    #[serde(default)]
+    pub output_file: Option<std::path::PathBuf>,
 }
 
 /// One targeted fault.
@@ -248,6 +273,7 @@ impl ProxySpec {
             && self.latency_ms == 0
             && self.throttle.is_none()
             && self.s3_bucket_owner.is_none()
+            && self.ssm_agent.is_none()
     }
 }
 
@@ -318,7 +344,7 @@ impl SeenRequest {
         let mut lines = head.lines();
         let mut first = lines.next().unwrap_or_default().split(' ');
         let method = first.next().unwrap_or_default().to_owned();
-        let target = first.next().unwrap_or_default().to_owned();
+        let target = redact_query(first.next().unwrap_or_default());
         let headers = lines
             .filter_map(|l| {
                 let (n, v) = l.split_once(':')?;
@@ -343,6 +369,31 @@ impl SeenRequest {
 
 /// The most request heads the proxy keeps (a few hundred bytes each); later ones are counted
 /// in [`FaultProxy::requests`] but not kept.
+/// A request target with a presigned URL's signature, credential and token redacted.
+fn redact_query(target: &str) -> String {
+    let Some((path, query)) = target.split_once('?') else {
+        return target.to_owned();
+    };
+    let q: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _))
+                if [
+                    "X-Amz-Signature",
+                    "X-Amz-Credential",
+                    "X-Amz-Security-Token",
+                ]
+                .iter()
+                .any(|s| k.eq_ignore_ascii_case(s)) =>
+            {
+                format!("{k}=[redacted]")
+            }
+            _ => kv.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", q.join("&"))
+}
+
 const MAX_LOGGED: usize = 100_000;
 
 /// A running proxy. Dropping it stops accepting connections.
@@ -552,6 +603,49 @@ impl State {
     }
 
     /// Serves the requests of one client connection, one at a time (keep-alive honoured).
+    /// The stand-in agent's answer to an SSM call ([`SsmAgent`]), when it gives one.
+    async fn ssm_agent_answer(&self, call: &Call) -> Option<Vec<u8>> {
+        let agent = self.spec.ssm_agent.as_ref()?;
+        if call.service != "ssm" {
+            return None;
+        }
+        let body = match call.operation.as_str() {
+            "DescribeInstanceInformation" => serde_json::json!({
+                "InstanceInformationList": agent.online.iter().map(|id| serde_json::json!({
+                    "InstanceId": id,
+                    "PingStatus": "Online",
+                    "PlatformType": "Linux",
+                    "ResourceType": "EC2Instance",
+                })).collect::<Vec<_>>(),
+            }),
+            "CancelCommand" => serde_json::json!({}),
+            "GetCommandInvocation" => {
+                let done = match &agent.output_file {
+                    Some(f) => tokio::fs::read(f).await.ok(),
+                    None => None,
+                };
+                match done {
+                    None => {
+                        serde_json::json!({"Status": "InProgress", "StatusDetails": "InProgress", "ResponseCode": -1})
+                    }
+                    Some(out) => serde_json::json!({
+                        "Status": "Success",
+                        "StatusDetails": "Success",
+                        "ResponseCode": 0,
+                        "StandardOutputContent": String::from_utf8_lossy(&out),
+                        "StandardErrorContent": "",
+                    }),
+                }
+            }
+            _ => return None,
+        };
+        let body = body.to_string();
+        Some(format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nx-amzn-RequestId: 00000000-0000-0000-0000-0000000055a9\r\n\r\n{body}",
+            body.len()
+        ).into_bytes())
+    }
+
     async fn serve(&self, mut client: TcpStream) -> std::io::Result<()> {
         let mut pending = Vec::new();
         loop {
@@ -578,6 +672,14 @@ impl State {
                 continue;
             }
             let d = self.decide(n, &call.action(), call.meter);
+            let agent = match d.fault {
+                None => self.ssm_agent_answer(&call).await,
+                Some(_) => None,
+            };
+            if let Some(answer) = agent {
+                client.write_all(&answer).await?;
+                continue;
+            }
             if !d.latency.is_zero() {
                 tokio::time::sleep(d.latency).await;
             }
@@ -599,9 +701,16 @@ impl State {
             let mut up = TcpStream::connect(self.upstream).await?;
             up.write_all(&request).await?;
             let mut up_pending = Vec::new();
-            let response = read_message(&mut up, &mut up_pending, Some(call.head_request))
+            let mut response = read_message(&mut up, &mut up_pending, Some(call.head_request))
                 .await?
                 .unwrap_or_default();
+            // An interim `100 Continue` (to a request sent with `Expect: 100-continue`, whose
+            // body the proxy has already read and forwarded whole) is not the answer.
+            while response.starts_with(b"HTTP/1.1 100") {
+                response = read_message(&mut up, &mut up_pending, Some(call.head_request))
+                    .await?
+                    .unwrap_or_default();
+            }
             if d.fault == Some(FaultKind::DropAfter) {
                 return Ok(()); // processed upstream; the answer is lost
             }

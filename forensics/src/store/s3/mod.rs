@@ -29,7 +29,10 @@ use super::{Found, Listed, Source, StoredObject};
 use crate::hash::{Sha256Digest, StreamHasher};
 use crate::{Error, Result};
 
+mod remote;
 mod upload;
+
+pub use remote::{PresignedPart, RemoteObject, RemoteUpload};
 
 /// S3's smallest part (except the last): 5 MiB.
 pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;

@@ -266,6 +266,31 @@ impl S3Store {
         sha256: Sha256Digest,
         size: u64,
     ) -> Result<StoredObject> {
+        let (version_id, mut checksum) = self.complete_parts(key, full, upload_id, done).await?;
+        let (version_id, head_checksum) = self
+            .confirm_locked(key, full, version_id, Some(size), "CompleteMultipartUpload")
+            .await?;
+        if checksum.is_none() {
+            checksum = head_checksum;
+        }
+        Ok(StoredObject {
+            key: key.to_string(),
+            sha256,
+            size,
+            version_id,
+            checksum_sha256: checksum,
+        })
+    }
+
+    /// CompleteMultipartUpload with `done` (never over an existing object: `If-None-Match`);
+    /// the version id and the checksum S3 reports, when it does.
+    pub(super) async fn complete_parts(
+        &self,
+        key: &str,
+        full: &str,
+        upload_id: &str,
+        done: Vec<CompletedPart>,
+    ) -> Result<(Option<String>, Option<String>)> {
         let completed = self
             .client
             .complete_multipart_upload()
@@ -281,7 +306,7 @@ impl S3Store {
             )
             .send()
             .await;
-        let (version_id, mut checksum) = match completed {
+        Ok(match completed {
             Ok(out) => (
                 out.version_id().map(str::to_string),
                 out.checksum_sha256().map(str::to_string),
@@ -297,7 +322,21 @@ impl S3Store {
                 )
             }
             Err(e) => return Err(self.put_error("CompleteMultipartUpload", key, e)),
-        };
+        })
+    }
+
+    /// After a multipart upload completed: the object's version (HeadObject) has `size` bytes
+    /// when given, and carries the retention asked for (set now when it does not: moto 5.2.1
+    /// ignores Object Lock headers on multipart uploads; AWS applies them, and then this check
+    /// costs nothing). Returns the version id and S3's `ChecksumSHA256`.
+    pub(super) async fn confirm_locked(
+        &self,
+        key: &str,
+        full: &str,
+        version_id: Option<String>,
+        size: Option<u64>,
+        operation: &'static str,
+    ) -> Result<(Option<String>, Option<String>)> {
         let head = self
             .client
             .head_object()
@@ -309,9 +348,9 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| self.fail("HeadObject", self.target(key), e))?;
-        if head.content_length().map(|n| n as u64) != Some(size) {
+        if let Some(size) = size.filter(|s| head.content_length().map(|n| n as u64) != Some(*s)) {
             return Err(Error::S3 {
-                operation: "CompleteMultipartUpload",
+                operation,
                 target: self.target(key),
                 code: "SizeMismatch".into(),
                 message: format!(
@@ -321,13 +360,8 @@ impl S3Store {
                 request_id: head.request_id().map(str::to_string),
             });
         }
-        if checksum.is_none() {
-            checksum = head.checksum_sha256().map(str::to_string);
-        }
+        let checksum = head.checksum_sha256().map(str::to_string);
         let version_id = version_id.or_else(|| head.version_id().map(str::to_string));
-        // The retention requested at CreateMultipartUpload must be on the version. (moto 5.2.1
-        // ignores Object Lock headers on multipart uploads; AWS applies them, and then this
-        // check costs nothing.)
         let wanted = self.retain_until();
         let locked = head.object_lock_mode() == Some(&self.settings.retention_mode.object())
             && head
@@ -350,13 +384,7 @@ impl S3Store {
                 .await
                 .map_err(|e| self.fail("PutObjectRetention", self.target(key), e))?;
         }
-        Ok(StoredObject {
-            key: key.to_string(),
-            sha256,
-            size,
-            version_id,
-            checksum_sha256: checksum,
-        })
+        Ok((version_id, checksum))
     }
 }
 

@@ -272,7 +272,7 @@ fn snapshot_json(s: &aws_sdk_ec2::types::Snapshot) -> Value {
 
 // ---- reads ----------------------------------------------------------------------------------
 
-async fn describe_instance(ctx: &ActionCtx, id: &str) -> Result<Instance, ActionError> {
+pub(crate) async fn describe_instance(ctx: &ActionCtx, id: &str) -> Result<Instance, ActionError> {
     let out = match ctx
         .aws
         .ec2
