@@ -105,6 +105,16 @@ pub struct Permission {
     pub passed_to: Option<&'static str>,
 }
 
+impl Permission {
+    /// On the run's own S3 evidence (`{evidence_bucket}`): needed only when the evidence is in
+    /// S3; with local evidence the action makes no such call.
+    pub fn on_evidence(&self) -> bool {
+        self.resources
+            .iter()
+            .any(|r| r.contains("{evidence_bucket}"))
+    }
+}
+
 /// One action of the catalog: its [`Declaration`] plus the parameters derived from its typed
 /// parameter struct ([`crate::actions::Action::Params`]).
 #[derive(Debug)]

@@ -441,12 +441,7 @@ fn aws_options(g: &GlobalArgs, assume_role: Option<String>) -> crate::aws::AwsOp
 
 /// Runs `f` to completion on a multi-threaded runtime.
 pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    // At least 4 workers on a 2-core machine: the journal's and the staging's `fdatasync`s
-    // and their locks block the worker they run on, and with one worker per core a slow disk
-    // would stall the processing of every answer already back from AWS.
-    let workers = std::thread::available_parallelism().map_or(4, |n| n.get().max(4));
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
         .enable_all()
         // Headroom over the 2 MiB default: an action's SDK futures are large in a debug
         // build (the big ones are boxed; this is the margin, not the fix).

@@ -22,8 +22,10 @@ use crate::events::EvidenceSummary;
 use crate::executor::{RunRecord, StagedArtifact};
 use crate::model::{EvidenceDecl, LockMode, Playbook};
 
-/// Staged artifacts adopted into the store at once by the seal.
+/// Staged artifacts adopted into the store at once by the seal, and the largest artifact
+/// adopted beside others (larger ones stream one at a time: bounded memory).
 const ADOPTS_IN_FLIGHT: usize = 8;
+const ADOPT_AT_ONCE_MAX_SIZE: u64 = 1 << 20;
 
 /// The S3 settings for a playbook's evidence declaration; every request on the bucket
 /// carries `ExpectedBucketOwner: expected_owner` when given.
@@ -184,11 +186,19 @@ pub async fn seal(
     for (art, why) in &conflicts {
         bundle.record_failure(&art.path, meta_of(art), why.clone());
     }
-    // Several at once (local: a link and a directory sync each; S3: an upload each); the
-    // manifest lists items in canonical order whatever order they were stored in.
-    futures::stream::iter(artifacts.iter().filter(|a| !already.contains(&a.path)))
+    // Small artifacts several at once (local: a link and a directory sync each; S3: one PUT
+    // each), large ones one at a time, so the seal's memory stays that of one streaming
+    // upload; the manifest lists items in canonical order whatever order they were stored in.
+    let (small, large): (Vec<&StagedArtifact>, Vec<&StagedArtifact>) = artifacts
+        .iter()
+        .filter(|a| !already.contains(&a.path))
+        .partition(|a| a.size <= ADOPT_AT_ONCE_MAX_SIZE);
+    futures::stream::iter(small)
         .for_each_concurrent(ADOPTS_IN_FLIGHT, |art| adopt_staged(&bundle, staging, art))
         .await;
+    for art in large {
+        adopt_staged(&bundle, staging, art).await;
+    }
     // An earlier seal may have stored the journal as it was then; it is kept (the store never
     // overwrites) and the run directory keeps the whole journal.
     if !already.iter().any(|p| p == "journal.jsonl") {

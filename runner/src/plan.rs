@@ -208,6 +208,17 @@ pub fn plan(
     ctx: &PlanContext,
 ) -> Plan {
     let context = base_context(playbook, &inputs, ctx);
+    let evidence_location = playbook.evidence.location.as_ref().map(|l| {
+        match template::render_partial(&Value::String(l.clone()), &context) {
+            Value::String(s) => s,
+            other => other.to_string(),
+        }
+    });
+    // The same rule as the policy's (`crate::policy`): permissions on S3 evidence only with it.
+    let s3_evidence = evidence_location
+        .as_deref()
+        .and_then(crate::policy::s3_location)
+        .is_some();
     let step_groups = groups(&playbook.steps);
     let finally_groups = groups(&playbook.finally);
     let planned = |steps: &[Step], groups: &[Vec<String>]| -> Vec<PlannedStep> {
@@ -217,17 +228,15 @@ pub fn plan(
             .iter()
             .enumerate()
             .flat_map(|(g, ids)| ids.iter().map(move |id| (g + 1, id)))
-            .filter_map(|(g, id)| by_id.get(id.as_str()).map(|s| planned_step(s, g, &context)))
+            .filter_map(|(g, id)| {
+                by_id
+                    .get(id.as_str())
+                    .map(|s| planned_step(s, g, &context, s3_evidence))
+            })
             .collect()
     };
     let steps = planned(&playbook.steps, &step_groups);
     let finally = planned(&playbook.finally, &finally_groups);
-    let evidence_location = playbook.evidence.location.as_ref().map(|l| {
-        match template::render_partial(&Value::String(l.clone()), &context) {
-            Value::String(s) => s,
-            other => other.to_string(),
-        }
-    });
     Plan {
         playbook: playbook.metadata.name.clone(),
         version: playbook.metadata.version.clone(),
@@ -242,7 +251,7 @@ pub fn plan(
     }
 }
 
-fn planned_step(step: &Step, group: usize, ctx: &Value) -> PlannedStep {
+fn planned_step(step: &Step, group: usize, ctx: &Value, s3_evidence: bool) -> PlannedStep {
     let spec = step.action;
     let mut params = serde_json::Map::new();
     for p in spec.params {
@@ -269,6 +278,7 @@ fn planned_step(step: &Step, group: usize, ctx: &Value) -> PlannedStep {
         .permissions
         .iter()
         .filter(|p| p.when_param.is_none_or(|w| step.with.contains_key(w)))
+        .filter(|p| s3_evidence || !p.on_evidence())
         .map(|p| p.action.to_owned())
         .collect();
     iam.sort();

@@ -50,11 +50,7 @@ pub fn policy(plan: &Plan) -> Value {
             }
             // Permissions on the run's S3 evidence (`{evidence_bucket}`): none with local
             // evidence, where the action makes no such call.
-            let on_evidence = perm
-                .resources
-                .iter()
-                .any(|r| r.contains("{evidence_bucket}"));
-            if on_evidence && evidence.is_none() {
+            if perm.on_evidence() && evidence.is_none() {
                 continue;
             }
             add(perm, &|name| match (name, &evidence) {

@@ -894,8 +894,13 @@ pub async fn iam_user_with(iam: &aws_sdk_iam::Client, doc: &serde_json::Value) -
 pub struct Measured {
     /// Exit code (`None`: killed by a signal).
     pub code: Option<i32>,
-    /// Peak resident set size of the child (`ru_maxrss` from `wait4`), in KiB.
+    /// Peak resident set size of the child (`ru_maxrss` from `wait4`), in KiB: its own
+    /// memory plus the pages of its binary it touched (file-backed; tens of MiB for a debug
+    /// build, and more with every crate linked in).
     pub max_rss_kib: u64,
+    /// Peak of the memory the child itself holds (`RssAnon` in `/proc/PID/status`, sampled
+    /// every 2 ms while it runs), in KiB: what a bounded-memory claim is about.
+    pub max_anon_kib: u64,
     /// Wall time from spawn to exit.
     pub wall: std::time::Duration,
     /// Its stdout and stderr.
@@ -916,6 +921,39 @@ pub fn run_measured(mut cmd: std::process::Command) -> Measured {
     let t = std::time::Instant::now();
     let child = cmd.spawn().expect("spawn");
     let pid = child.id() as libc::pid_t;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0u64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(st) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+                    let anon = st
+                        .lines()
+                        .find_map(|l| l.strip_prefix("RssAnon:"))
+                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+                    peak = peak.max(anon.unwrap_or(0));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            peak
+        })
+    };
+    // Wait for the exit without reaping (WNOWAIT), so the sampler never reads a reused pid;
+    // then stop it and reap with wait4 for the rusage.
+    // SAFETY: siginfo_t is plain data; waitid fills it for this child only.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let w = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOWAIT,
+        )
+    };
+    assert_eq!(w, 0, "waitid: {}", std::io::Error::last_os_error());
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let max_anon_kib = sampler.join().unwrap_or(0);
     let mut status: libc::c_int = 0;
     // SAFETY: rusage is plain data; wait4 fills it for this child only.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -932,6 +970,7 @@ pub fn run_measured(mut cmd: std::process::Command) -> Measured {
     let m = Measured {
         code,
         max_rss_kib: usage.ru_maxrss as u64,
+        max_anon_kib,
         wall,
         stdout: std::fs::read(&out).unwrap_or_default(),
         stderr: std::fs::read(&err).unwrap_or_default(),

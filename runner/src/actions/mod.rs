@@ -43,11 +43,11 @@ pub struct AwsClients {
     pub autoscaling: aws_sdk_autoscaling::Client,
     /// The EBS direct APIs (snapshot blocks). With an endpoint override (an emulator) its
     /// `ListSnapshotBlocks` answers are mended for moto ([`ebs::moto`]).
-    pub ebs: aws_sdk_ebs::Client,
+    pub ebs: OnFirstUse<aws_sdk_ebs::Client>,
     /// The account's EBS direct API quotas, shared by every snapshot hashed in this process.
     pub ebs_quota: std::sync::Arc<ebs::Quota>,
     /// Systems Manager (Run Command on a managed instance: `ssm.capture_volatile`).
-    pub ssm: aws_sdk_ssm::Client,
+    pub ssm: OnFirstUse<aws_sdk_ssm::Client>,
     /// irr's copy of EC2's token buckets for this account-region, in front of `ec2`'s HTTP
     /// client (`None` with `IRR_EC2_BUCKETS=off`).
     pub ec2_limiter: Option<std::sync::Arc<crate::ratelimit::Limiter>>,
@@ -98,10 +98,64 @@ impl AwsClients {
             sts: aws_sdk_sts::Client::new(conf),
             cloudformation: aws_sdk_cloudformation::Client::new(conf),
             autoscaling: aws_sdk_autoscaling::Client::new(conf),
-            ebs: ebs_client(conf, path_style),
+            ebs: {
+                let conf = conf.clone();
+                OnFirstUse::new(move || ebs_client(&conf, path_style))
+            },
             ebs_quota: std::sync::Arc::default(),
-            ssm: aws_sdk_ssm::Client::new(conf),
+            ssm: {
+                let conf = conf.clone();
+                OnFirstUse::new(move || aws_sdk_ssm::Client::new(&conf))
+            },
         }
+    }
+}
+
+/// A client built on its first use: the services only some playbooks call (the EBS direct
+/// APIs, SSM) cost a run that never calls them nothing (no memory, no start-up work).
+#[derive(Clone)]
+pub struct OnFirstUse<T> {
+    cell: Arc<std::sync::OnceLock<T>>,
+    make: Arc<dyn Fn() -> T + Send + Sync>,
+}
+
+impl<T> OnFirstUse<T> {
+    /// Built by `make` when first used.
+    pub fn new(make: impl Fn() -> T + Send + Sync + 'static) -> Self {
+        OnFirstUse {
+            cell: Arc::default(),
+            make: Arc::new(make),
+        }
+    }
+
+    /// Already built (tests with a mocked client).
+    pub fn ready(client: T) -> Self
+    where
+        T: Clone + Send + Sync + 'static,
+    {
+        let cell = std::sync::OnceLock::new();
+        let _ = cell.set(client.clone());
+        OnFirstUse {
+            cell: Arc::new(cell),
+            make: Arc::new(move || client.clone()),
+        }
+    }
+}
+
+impl<T> std::ops::Deref for OnFirstUse<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.cell.get_or_init(|| (self.make)())
+    }
+}
+
+impl<T> std::fmt::Debug for OnFirstUse<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.cell.get().is_some() {
+            "OnFirstUse(built)"
+        } else {
+            "OnFirstUse(not yet built)"
+        })
     }
 }
 

@@ -224,7 +224,7 @@ fn ebs_ctx(rules: &[&aws_smithy_mocks::Rule]) -> ActionCtx {
         .interceptor(interceptor)
         .build();
     let mut ctx = ctx_with_iam("IR-1", RuleMode::MatchAny, &[]);
-    ctx.aws.ebs = aws_sdk_ebs::Client::from_conf(conf);
+    ctx.aws.ebs = super::super::OnFirstUse::ready(aws_sdk_ebs::Client::from_conf(conf));
     ctx.recorder = Arc::new(NullRecorder::default());
     ctx
 }
