@@ -61,22 +61,10 @@ impl S3Store {
     /// Starts a multipart upload at `key` with the store's retention and encryption (no
     /// checksum algorithm: the parts carry `Content-MD5`).
     pub async fn start_remote_upload(&self, key: &str) -> Result<RemoteUpload> {
-        let created = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .set_expected_bucket_owner(self.owner())
-            .key(self.full_key(key))
-            .object_lock_mode(self.settings.retention_mode.object())
-            .object_lock_retain_until_date(self.retain_until())
-            .server_side_encryption(self.settings.encryption.algorithm())
-            .set_ssekms_key_id(self.settings.encryption.key_id())
-            .send()
-            .await
-            .map_err(|e| self.fail("CreateMultipartUpload", self.target(key), e))?;
+        let upload_id = self.create_upload(key, &self.full_key(key), None).await?;
         Ok(RemoteUpload {
             key: key.to_string(),
-            upload_id: created.upload_id().unwrap_or_default().to_string(),
+            upload_id,
         })
     }
 

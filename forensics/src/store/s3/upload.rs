@@ -26,6 +26,32 @@ pub(super) struct Part {
 }
 
 impl S3Store {
+    /// Starts a multipart upload of `full` (the key `key` under the store's prefix) with the
+    /// store's Object Lock retention and encryption, and `checksum` if given; its upload id.
+    /// Every multipart upload of evidence starts here, so none can start without them.
+    pub(super) async fn create_upload(
+        &self,
+        key: &str,
+        full: &str,
+        checksum: Option<ChecksumAlgorithm>,
+    ) -> Result<String> {
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .set_expected_bucket_owner(self.owner())
+            .key(full)
+            .set_checksum_algorithm(checksum)
+            .object_lock_mode(self.settings.retention_mode.object())
+            .object_lock_retain_until_date(self.retain_until())
+            .server_side_encryption(self.settings.encryption.algorithm())
+            .set_ssekms_key_id(self.settings.encryption.key_id())
+            .send()
+            .await
+            .map_err(|e| self.fail("CreateMultipartUpload", self.target(key), e))?;
+        Ok(created.upload_id().unwrap_or_default().to_string())
+    }
+
     pub(super) fn retain_until(&self) -> aws_smithy_types::DateTime {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -124,21 +150,9 @@ impl S3Store {
         pool: BufferPool,
     ) -> Result<StoredObject> {
         let full = self.full_key(key);
-        let created = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.bucket)
-            .set_expected_bucket_owner(self.owner())
-            .key(&full)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .object_lock_mode(self.settings.retention_mode.object())
-            .object_lock_retain_until_date(self.retain_until())
-            .server_side_encryption(self.settings.encryption.algorithm())
-            .set_ssekms_key_id(self.settings.encryption.key_id())
-            .send()
-            .await
-            .map_err(|e| self.fail("CreateMultipartUpload", self.target(key), e))?;
-        let upload_id = created.upload_id().unwrap_or_default().to_string();
+        let upload_id = self
+            .create_upload(key, &full, Some(ChecksumAlgorithm::Sha256))
+            .await?;
         let result = self
             .upload_parts(key, &full, &upload_id, p1, p2, &mut rx, producer, pool)
             .await;
