@@ -134,6 +134,10 @@ enum Command {
         /// PEM private key file (default: the playbook's evidence.signing_key).
         #[arg(long, value_name = "KEY")]
         signing_key: Option<String>,
+        /// Fan out over these accounts and regions: a YAML file with the keys of the
+        /// playbook's `targets:` section (replacing it, if the playbook has one).
+        #[arg(long, value_name = "FILE")]
+        targets: Option<PathBuf>,
     },
     /// Continue an interrupted run from its journal; finished steps are not repeated.
     Resume {
@@ -291,7 +295,15 @@ pub fn run(cli: Cli) -> Exit {
             assume_role,
             evidence_owner,
             signing_key,
+            targets,
         } => {
+            let targets = match targets.map(|t| targets_file(&t)).transpose() {
+                Ok(t) => t,
+                Err((problems, sources)) => {
+                    report_problems(&problems, &sources, g.output);
+                    return exit_codes::INVALID;
+                }
+            };
             let Some(case_id) = inputs.case.clone() else {
                 report_problems(
                     &[
@@ -323,6 +335,7 @@ pub fn run(cli: Cli) -> Exit {
                 create_evidence_bucket: false,
                 evidence_owner,
                 signing_key,
+                targets,
             };
             block_on(crate::run::run(req)).exit
         }
@@ -628,6 +641,14 @@ fn pretty(v: &Value) -> String {
 
 /// Prints diagnostics: rendered to stderr (text), or as one `{"problems": [...]}` object on
 /// stdout (json).
+/// Reads and checks `--targets FILE`; `Err` is every problem, with the file to show them in.
+fn targets_file(
+    path: &Path,
+) -> Result<crate::targets::TargetsDecl, (Vec<Diagnostic>, Vec<Source>)> {
+    let source = crate::load::read_file(path).map_err(|d| (vec![d], Vec::new()))?;
+    crate::validate::targets_file(&source).map_err(|p| (p, vec![source]))
+}
+
 fn report_problems(problems: &[Diagnostic], sources: &[Source], output: Output) {
     match output {
         Output::Json => {

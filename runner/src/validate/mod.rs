@@ -20,8 +20,10 @@ mod references;
 mod resolve;
 mod sections;
 mod step;
+mod targets;
 
 pub use resolve::{parse_input_value, resolve_inputs, resolve_inputs_from, ResolvedInputs};
+pub use targets::targets_file;
 
 /// The `apiVersion` this build reads.
 pub const API_VERSION: &str = "irr/v1";
@@ -32,6 +34,7 @@ const TOP_KEYS: &[&str] = &[
     "metadata",
     "inputs",
     "evidence",
+    "targets",
     "steps",
     "finally",
 ];
@@ -170,12 +173,7 @@ pub fn check(source: &Source) -> (Option<Playbook>, Vec<Diagnostic>) {
         Ok(root) => root,
         Err(d) => return (None, d),
     };
-    let mut v = Validator {
-        source,
-        problems: Vec::new(),
-        inputs_misplaced: false,
-        renamed_inputs: Vec::new(),
-    };
+    let mut v = Validator::new(source);
     let playbook = v.playbook(&root);
     let mut problems = v.problems;
     problems.sort_by_key(|d| (d.span.line, d.span.column));
@@ -248,7 +246,16 @@ struct StepInfo {
     span: Span,
 }
 
-impl Validator<'_> {
+impl<'a> Validator<'a> {
+    fn new(source: &'a Source) -> Validator<'a> {
+        Validator {
+            source,
+            problems: Vec::new(),
+            inputs_misplaced: false,
+            renamed_inputs: Vec::new(),
+        }
+    }
+
     fn error(&mut self, span: &Span, msg: impl Into<String>) -> &mut Diagnostic {
         self.problems.push(Diagnostic::error(span.clone(), msg));
         self.problems.last_mut().expect("just pushed")
@@ -408,6 +415,7 @@ impl Validator<'_> {
         let (infos, first_pass) = self.first_pass(&step_nodes, &finally_nodes);
 
         let evidence = self.evidence(evidence_node, &inputs, &infos);
+        let targets = root.get("targets").and_then(|n| self.targets(n));
 
         let mut steps = Vec::new();
         let mut finally = Vec::new();
@@ -431,6 +439,7 @@ impl Validator<'_> {
             metadata,
             inputs,
             evidence,
+            targets,
             steps,
             finally,
         })
