@@ -279,3 +279,102 @@ fn a_targets_file_with_mistakes_is_refused_with_their_places() {
     }
     assert!(!dir.path().join("runs").exists(), "nothing was started");
 }
+
+/// A fan-out killed mid-run (as a crash would stop it) is finished by `irr resume`: every
+/// child that did not end resumes from its journal, the parent is sealed once all have, and
+/// the whole bundle verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_fan_out_is_resumed_child_by_child() {
+    let emu = PrivateEmulator::start(&[]);
+    let endpoint = emu.endpoint();
+    for a in REACHABLE {
+        seed_user(&endpoint, a).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (state, evidence) = (dir.path().join("state"), dir.path().join("evidence"));
+    let targets = dir.path().join("targets.yaml");
+    std::fs::write(
+        &targets,
+        format!(
+            "accounts: [\"{}\", \"{}\"]\nregions: [{}]\nrole: {ROLE}\n",
+            REACHABLE[0],
+            REACHABLE[1],
+            REGIONS.join(", ")
+        ),
+    )
+    .unwrap();
+    let pb = fixture("fanout-capture.yaml");
+    let args = [
+        "run",
+        pb.to_str().unwrap(),
+        "--case",
+        "IR-FAN-R",
+        "--yes",
+        "--output",
+        "json",
+        "--evidence",
+        evidence.to_str().unwrap(),
+        "--targets",
+        targets.to_str().unwrap(),
+    ];
+    // The first journal to reach its 5th entry (a child's, mid-capture) stops the process.
+    let killed = tokio::task::block_in_place(|| {
+        irr_with(
+            &args,
+            &state,
+            &endpoint,
+            ("testing", "testing"),
+            &[("IRR_FAULT_KILL_AT_SEQ", "5")],
+        )
+    });
+    assert_ne!(killed.status.code(), Some(0), "{}", output_text(&killed));
+    let runs: Vec<_> = std::fs::read_dir(state.join("runs")).unwrap().collect();
+    assert_eq!(runs.len(), 1);
+    let run_id = runs[0].as_ref().unwrap().file_name().to_string_lossy().into_owned();
+    let run_dir = evidence.join("IR-FAN-R").join(&run_id);
+    assert!(!run_dir.join("manifest.json").exists(), "the parent is not sealed yet");
+
+    let resumed = tokio::task::block_in_place(|| {
+        irr_with(
+            &["resume", &run_id, "--yes", "--output", "json"],
+            &state,
+            &endpoint,
+            ("testing", "testing"),
+            &[],
+        )
+    });
+    let text = output_text(&resumed);
+    assert_eq!(resumed.status.code(), Some(0), "{text}");
+    let last = json_lines(&resumed).pop().unwrap();
+    assert_eq!(last["status"], "succeeded", "{last:#}");
+    let parent = read_json(&run_dir.join("manifest.json"));
+    assert_eq!(parent["children"].as_array().unwrap().len(), 4, "{parent:#}");
+    for a in REACHABLE {
+        for r in REGIONS {
+            assert_child(&run_dir, &state, &run_id, a, r);
+        }
+    }
+    let ok = tokio::task::block_in_place(|| {
+        irr_with(
+            &["evidence", "verify", run_dir.to_str().unwrap()],
+            &state,
+            &endpoint,
+            ("testing", "testing"),
+            &[],
+        )
+    });
+    let ok_text = output_text(&ok);
+    assert_eq!(ok.status.code(), Some(0), "{ok_text}");
+    assert!(ok_text.contains("children: 4 ok of 4"), "{ok_text}");
+    // Resuming a sealed fan-out is refused, as for any sealed run.
+    let again = tokio::task::block_in_place(|| {
+        irr_with(
+            &["resume", &run_id, "--yes"],
+            &state,
+            &endpoint,
+            ("testing", "testing"),
+            &[],
+        )
+    });
+    assert!(output_text(&again).contains("already ended"), "{}", output_text(&again));
+}
