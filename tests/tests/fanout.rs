@@ -228,6 +228,28 @@ async fn every_account_region_is_a_child_run_and_an_unreachable_one_stops_no_oth
     assert_eq!(ok.status.code(), Some(0), "{ok_text}");
     assert!(ok_text.contains("children: 4 ok of 4"), "{ok_text}");
 
+    // The report shows the whole case: one child report per reached target.
+    let report = |state: &Path| {
+        irr_with(
+            &["report", &run_id, "--format", "json"],
+            state,
+            &url,
+            ("testing", "testing"),
+            &[],
+        )
+    };
+    let rep = tokio::task::block_in_place(|| report(&state));
+    let rep_json: Value = serde_json::from_slice(&rep.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", output_text(&rep));
+    });
+    let kids = rep_json["children"].as_array().unwrap();
+    assert_eq!(kids.len(), 4, "{rep_json:#}");
+    for k in kids {
+        assert_eq!(k["run"]["status"], "succeeded", "{k:#}");
+        assert_eq!(k["integrity_ok"], true, "{k:#}");
+        assert!(REACHABLE.contains(&k["run"]["account_id"].as_str().unwrap()));
+    }
+
     // A child's artifact altered: the parent no longer verifies, and says which child.
     let victim = run_dir.join("children/222222222222/us-west-2");
     let m = read_json(&victim.join("manifest.json"));
@@ -244,6 +266,8 @@ async fn every_account_region_is_a_child_run_and_an_unreachable_one_stops_no_oth
         bad_text.contains("MISMATCH  222222222222/us-west-2") && bad_text.contains("ALTERED"),
         "{bad_text}"
     );
+    let bad_rep = tokio::task::block_in_place(|| report(&state));
+    assert_eq!(bad_rep.status.code(), Some(3), "{}", output_text(&bad_rep));
 }
 
 #[test]
@@ -330,9 +354,17 @@ async fn a_crashed_fan_out_is_resumed_child_by_child() {
     assert_ne!(killed.status.code(), Some(0), "{}", output_text(&killed));
     let runs: Vec<_> = std::fs::read_dir(state.join("runs")).unwrap().collect();
     assert_eq!(runs.len(), 1);
-    let run_id = runs[0].as_ref().unwrap().file_name().to_string_lossy().into_owned();
+    let run_id = runs[0]
+        .as_ref()
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .into_owned();
     let run_dir = evidence.join("IR-FAN-R").join(&run_id);
-    assert!(!run_dir.join("manifest.json").exists(), "the parent is not sealed yet");
+    assert!(
+        !run_dir.join("manifest.json").exists(),
+        "the parent is not sealed yet"
+    );
 
     let resumed = tokio::task::block_in_place(|| {
         irr_with(
@@ -348,7 +380,11 @@ async fn a_crashed_fan_out_is_resumed_child_by_child() {
     let last = json_lines(&resumed).pop().unwrap();
     assert_eq!(last["status"], "succeeded", "{last:#}");
     let parent = read_json(&run_dir.join("manifest.json"));
-    assert_eq!(parent["children"].as_array().unwrap().len(), 4, "{parent:#}");
+    assert_eq!(
+        parent["children"].as_array().unwrap().len(),
+        4,
+        "{parent:#}"
+    );
     for a in REACHABLE {
         for r in REGIONS {
             assert_child(&run_dir, &state, &run_id, a, r);
@@ -376,5 +412,9 @@ async fn a_crashed_fan_out_is_resumed_child_by_child() {
             &[],
         )
     });
-    assert!(output_text(&again).contains("already ended"), "{}", output_text(&again));
+    assert!(
+        output_text(&again).contains("already ended"),
+        "{}",
+        output_text(&again)
+    );
 }
