@@ -284,7 +284,37 @@ async fn exposure(ctx: &ActionCtx, bucket: &str) -> (Option<bool>, Value) {
         .iter()
         .all(|k| p[k] == json!(true))
     });
-    let status = match ctx
+    let (status, source) = if ctx.aws.endpoint_override {
+        // moto has no GetBucketPolicyStatus (it answers with an object listing): read the
+        // policy itself (docs/emulator-notes.md).
+        (
+            policy_document_public(ctx, bucket).await,
+            "s3:GetBucketPolicy",
+        )
+    } else {
+        (
+            policy_status_public(ctx, bucket).await,
+            "s3:GetBucketPolicyStatus",
+        )
+    };
+    let policy_public = ctx.or_gap(&format!("{source} ({bucket})"), status);
+    let public = match (block_fully_on, policy_public) {
+        (Some(false), _) | (_, Some(true)) => Some(true),
+        (Some(true), Some(false)) => Some(false),
+        _ => None,
+    };
+    let exposure = json!({
+        "public_access_block": pab,
+        "public_access_block_fully_on": block_fully_on,
+        "policy_is_public": policy_public,
+        "policy_status_from": source,
+    });
+    (public, exposure)
+}
+
+/// S3's own verdict on the bucket policy (`GetBucketPolicyStatus`).
+async fn policy_status_public(ctx: &ActionCtx, bucket: &str) -> Result<bool, ActionError> {
+    match ctx
         .aws
         .s3
         .get_bucket_policy_status()
@@ -299,24 +329,55 @@ async fn exposure(ctx: &ActionCtx, bucket: &str) -> (Option<bool>, Value) {
         // No policy: nothing in it makes the bucket public.
         Err(e) if e.code() == Some("NoSuchBucketPolicy") => Ok(false),
         Err(e) => Err(aws_error("s3", "GetBucketPolicyStatus", &e)),
+    }
+}
+
+/// Against an emulator only: whether the bucket policy allows anyone (`Principal` `*` or
+/// `{"AWS": "*"}`) without a condition, the core of what S3's policy status calls public.
+async fn policy_document_public(ctx: &ActionCtx, bucket: &str) -> Result<bool, ActionError> {
+    let text = match ctx.aws.s3.get_bucket_policy().bucket(bucket).send().await {
+        Ok(o) => o.policy().unwrap_or_default().to_owned(),
+        Err(e) if e.code() == Some("NoSuchBucketPolicy") => return Ok(false),
+        Err(e) => return Err(aws_error("s3", "GetBucketPolicy", &e)),
     };
-    let policy_public = ctx.or_gap(&format!("s3:GetBucketPolicyStatus ({bucket})"), status);
-    let public = match (block_fully_on, policy_public) {
-        (Some(false), _) | (_, Some(true)) => Some(true),
-        (Some(true), Some(false)) => Some(false),
-        _ => None,
+    Ok(serde_json::from_str::<Value>(&text).is_ok_and(|doc| allows_anyone(&doc)))
+}
+
+/// `true` when a statement of `doc` allows anyone without a condition.
+fn allows_anyone(doc: &Value) -> bool {
+    let statements = match &doc["Statement"] {
+        Value::Array(s) => s.clone(),
+        one @ Value::Object(_) => vec![one.clone()],
+        _ => Vec::new(),
     };
-    let exposure = json!({
-        "public_access_block": pab,
-        "public_access_block_fully_on": block_fully_on,
-        "policy_is_public": policy_public,
-    });
-    (public, exposure)
+    let anyone = |p: &Value| match p {
+        Value::String(s) => s == "*",
+        Value::Array(a) => a.iter().any(|v| v == "*"),
+        _ => false,
+    };
+    statements.iter().any(|s| {
+        s["Effect"] == "Allow"
+            && s.get("Condition").is_none()
+            && (anyone(&s["Principal"]) || anyone(&s["Principal"]["AWS"]))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_policy_open_to_anyone() {
+        let open =
+            json!({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject"}]});
+        assert!(allows_anyone(&open));
+        let aws = json!({"Statement": {"Effect": "Allow", "Principal": {"AWS": ["arn:aws:iam::1:root", "*"]}}});
+        assert!(allows_anyone(&aws));
+        let conditioned = json!({"Statement": [{"Effect": "Allow", "Principal": "*", "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}]});
+        assert!(!allows_anyone(&conditioned));
+        let denied = json!({"Statement": [{"Effect": "Deny", "Principal": "*"}]});
+        assert!(!allows_anyone(&denied));
+    }
 
     #[tokio::test]
     async fn a_step_without_criteria_is_refused_before_any_call() {
