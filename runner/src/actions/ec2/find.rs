@@ -729,4 +729,61 @@ mod tests {
             assert!(got.contains(why), "{v}: {got}");
         }
     }
+
+    /// An EC2 client whose every DescribeInstances page holds `i-bad` (in another VPC than
+    /// asked) and `i-good`, and always has a next page: a hostile answer.
+    fn endless(rec: std::sync::Arc<crate::actions::test_support::NullRecorder>) -> ActionCtx {
+        use aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput;
+        use aws_smithy_mocks::{mock, MockResponseInterceptor, RuleMode};
+        // A new token each page (the SDK's paginator stops at a repeated one).
+        let page = mock!(aws_sdk_ec2::Client::describe_instances).then_compute_output(|r| {
+            let mut bad = instance(json!({"id": "i-bad"}));
+            bad.vpc_id = Some("vpc-0000dead".into());
+            DescribeInstancesOutput::builder()
+                .reservations(
+                    aws_sdk_ec2::types::Reservation::builder()
+                        .instances(bad)
+                        .instances(instance(json!({"id": "i-good"})))
+                        .build(),
+                )
+                .next_token(format!("{}x", r.next_token().unwrap_or_default()))
+                .build()
+        });
+        let conf = aws_sdk_ec2::Config::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                "k", "s", None, None, "t",
+            ))
+            .http_client(aws_smithy_mocks::create_mock_http_client())
+            .interceptor(
+                MockResponseInterceptor::new()
+                    .rule_mode(RuleMode::MatchAny)
+                    .with_rule(&page),
+            )
+            .build();
+        let mut ctx = crate::actions::test_support::ctx_with_iam("IR-1", RuleMode::MatchAny, &[]);
+        ctx.aws.ec2 = aws_sdk_ec2::Client::from_conf(conf);
+        ctx.aws.endpoint_override = false;
+        ctx.recorder = rec;
+        ctx
+    }
+
+    #[tokio::test]
+    async fn an_endless_answer_is_cut_and_a_wrong_instance_never_listed() {
+        let ctx = endless(Default::default());
+        let p = params(json!({"vpc_id": "vpc-0123abcd"}));
+        let err = find_instances(&ctx, p).await.unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("EC2 answered {MAX_PAGES} pages")),
+            "{err}"
+        );
+        // What was read up to the cut: the wrong VPC's instance is left out, never listed.
+        let c = Criteria::from_params(params(json!({"vpc_id": "vpc-0123abcd"}))).unwrap();
+        let mut answer = Answer::default();
+        let why = answer.read(&ctx, &c.queries(false)[0], &c).await.unwrap();
+        assert!(why.is_some());
+        assert_eq!(answer.matched.keys().collect::<Vec<_>>(), ["i-good"]);
+        assert_eq!(answer.left_out_ids.iter().collect::<Vec<_>>(), ["i-bad"]);
+    }
 }

@@ -292,3 +292,132 @@ async fn search_users(ctx: &ActionCtx, key_id: &str) -> Result<Search, ActionErr
     }
     Ok(search)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use aws_sdk_iam::operation::list_access_keys::ListAccessKeysOutput;
+    use aws_sdk_iam::operation::list_users::ListUsersOutput;
+    use aws_sdk_iam::types::{AccessKeyMetadata, StatusType, User};
+    use aws_sdk_sts::operation::get_access_key_info::GetAccessKeyInfoError;
+    use aws_sdk_sts::operation::get_caller_identity::GetCallerIdentityOutput;
+    use aws_smithy_mocks::{mock, MockResponseInterceptor, RuleMode};
+
+    use super::*;
+    use crate::actions::test_support::{ctx_with_iam, NullRecorder};
+
+    fn user(name: &str) -> User {
+        User::builder()
+            .user_name(name)
+            .user_id(format!("AID{name}"))
+            .path("/")
+            .arn(format!("arn:aws:iam::111122223333:user/{name}"))
+            .create_date(aws_smithy_types::DateTime::from_secs(1_700_000_000))
+            .build()
+            .unwrap()
+    }
+
+    /// IAM with users `alice` (no key) and `bob` (AKIABOB...), listed over two pages; STS whose
+    /// GetAccessKeyInfo is unavailable (as in an emulator that lacks it).
+    fn ctx(rec: Arc<NullRecorder>) -> ActionCtx {
+        let page1 = mock!(aws_sdk_iam::Client::list_users)
+            .match_requests(|r| r.marker().is_none())
+            .then_output(|| {
+                ListUsersOutput::builder()
+                    .users(user("alice"))
+                    .is_truncated(true)
+                    .marker("m1")
+                    .build()
+                    .unwrap()
+            });
+        let page2 = mock!(aws_sdk_iam::Client::list_users)
+            .match_requests(|r| r.marker() == Some("m1"))
+            .then_output(|| {
+                ListUsersOutput::builder()
+                    .users(user("bob"))
+                    .build()
+                    .unwrap()
+            });
+        let keys = mock!(aws_sdk_iam::Client::list_access_keys).then_compute_output(|r| {
+            let keys = if r.user_name() == Some("bob") {
+                vec![AccessKeyMetadata::builder()
+                    .user_name("bob")
+                    .access_key_id("AKIABOB0000000000000")
+                    .status(StatusType::Active)
+                    .create_date(aws_smithy_types::DateTime::from_secs(1_710_000_000))
+                    .build()]
+            } else {
+                Vec::new()
+            };
+            ListAccessKeysOutput::builder()
+                .set_access_key_metadata(Some(keys))
+                .build()
+                .unwrap()
+        });
+        let mut ctx = ctx_with_iam("IR-1", RuleMode::MatchAny, &[&page1, &page2, &keys]);
+        let me = mock!(aws_sdk_sts::Client::get_caller_identity).then_output(|| {
+            GetCallerIdentityOutput::builder()
+                .account("111122223333")
+                .arn("arn:aws:iam::111122223333:user/responder")
+                .build()
+        });
+        let info = mock!(aws_sdk_sts::Client::get_access_key_info).then_error(|| {
+            GetAccessKeyInfoError::generic(
+                aws_smithy_types::error::ErrorMetadata::builder()
+                    .code("InvalidAction")
+                    .message("not implemented")
+                    .build(),
+            )
+        });
+        let interceptor = MockResponseInterceptor::new()
+            .rule_mode(RuleMode::MatchAny)
+            .with_rule(&me)
+            .with_rule(&info);
+        let conf = aws_sdk_sts::Config::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sts::config::Credentials::new(
+                "k", "s", None, None, "t",
+            ))
+            .http_client(aws_smithy_mocks::create_mock_http_client())
+            .interceptor(interceptor)
+            .build();
+        ctx.aws.sts = aws_sdk_sts::Client::from_conf(conf);
+        ctx.recorder = rec;
+        ctx
+    }
+
+    #[tokio::test]
+    async fn without_get_access_key_info_the_users_are_searched() {
+        let rec = Arc::new(NullRecorder::default());
+        let ctx = ctx(rec.clone());
+        let p = FindAccessKeyParams {
+            access_key_id: "AKIABOB0000000000000".into(),
+        };
+        let out = find_access_key(&ctx, p).await.unwrap().outputs;
+        assert_eq!(out["user_name"], "bob");
+        assert_eq!(out["user_arn"], "arn:aws:iam::111122223333:user/bob");
+        assert_eq!(out["account_id"], "111122223333");
+        assert_eq!(out["in_this_account"], true);
+        assert_eq!(out["status"], "Active");
+        assert_eq!(out["create_date"], "2024-03-09T16:00:00Z");
+        let gaps = rec.gaps.lock().unwrap();
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+        assert_eq!(gaps[0].what, "sts:GetAccessKeyInfo");
+    }
+
+    #[tokio::test]
+    async fn a_key_no_user_holds_fails_the_step_naming_the_search() {
+        let ctx = ctx(Arc::new(NullRecorder::default()));
+        let p = FindAccessKeyParams {
+            access_key_id: "ASIAZZZZZZZZZZZZZZZZ".into(),
+        };
+        let err = find_access_key(&ctx, p).await.unwrap_err().to_string();
+        assert!(
+            err.contains("belongs to no user of account 111122223333: searched 2 of 2 users")
+                && err.contains("temporary session credential"),
+            "{err}"
+        );
+    }
+}

@@ -379,6 +379,93 @@ mod tests {
         assert!(!allows_anyone(&denied));
     }
 
+    /// An S3 client of two buckets, `a-open` and `b-closed`, whose public access block reads
+    /// are denied for `a-open` and fully on for `b-closed`; no policy is public. AWS's form
+    /// (no endpoint override): `GetBucketPolicyStatus`.
+    fn s3_ctx(rec: std::sync::Arc<crate::actions::test_support::NullRecorder>) -> ActionCtx {
+        use aws_sdk_s3::operation::get_public_access_block::{
+            GetPublicAccessBlockError, GetPublicAccessBlockOutput,
+        };
+        use aws_smithy_mocks::{mock, MockResponseInterceptor, RuleMode};
+        let list = mock!(aws_sdk_s3::Client::list_buckets).then_output(|| {
+            aws_sdk_s3::operation::list_buckets::ListBucketsOutput::builder()
+                .buckets(aws_sdk_s3::types::Bucket::builder().name("a-open").build())
+                .buckets(
+                    aws_sdk_s3::types::Bucket::builder()
+                        .name("b-closed")
+                        .build(),
+                )
+                .build()
+        });
+        let denied = mock!(aws_sdk_s3::Client::get_public_access_block)
+            .match_requests(|r| r.bucket() == Some("a-open"))
+            .then_error(|| {
+                GetPublicAccessBlockError::generic(
+                    aws_smithy_types::error::ErrorMetadata::builder()
+                        .code("AccessDenied")
+                        .message("denied by the test")
+                        .build(),
+                )
+            });
+        let on = mock!(aws_sdk_s3::Client::get_public_access_block)
+            .match_requests(|r| r.bucket() == Some("b-closed"))
+            .then_output(|| {
+                GetPublicAccessBlockOutput::builder()
+                    .public_access_block_configuration(
+                        aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
+                            .block_public_acls(true)
+                            .ignore_public_acls(true)
+                            .block_public_policy(true)
+                            .restrict_public_buckets(true)
+                            .build(),
+                    )
+                    .build()
+            });
+        let status = mock!(aws_sdk_s3::Client::get_bucket_policy_status).then_output(|| {
+            aws_sdk_s3::operation::get_bucket_policy_status::GetBucketPolicyStatusOutput::builder()
+                .policy_status(
+                    aws_sdk_s3::types::PolicyStatus::builder()
+                        .is_public(false)
+                        .build(),
+                )
+                .build()
+        });
+        let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
+        for r in [&list, &denied, &on, &status] {
+            interceptor = interceptor.with_rule(r);
+        }
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "k", "s", None, None, "t",
+            ))
+            .http_client(aws_smithy_mocks::create_mock_http_client())
+            .interceptor(interceptor)
+            .build();
+        let mut ctx = crate::actions::test_support::ctx_with_iam("IR-1", RuleMode::MatchAny, &[]);
+        ctx.aws.s3 = aws_sdk_s3::Client::from_conf(conf);
+        ctx.aws.endpoint_override = false;
+        ctx.recorder = rec;
+        ctx
+    }
+
+    #[tokio::test]
+    async fn a_denied_exposure_read_is_a_gap_and_counts_as_may_be_public() {
+        for (public, want) in [(true, "a-open"), (false, "b-closed")] {
+            let rec = std::sync::Arc::new(crate::actions::test_support::NullRecorder::default());
+            let ctx = s3_ctx(rec.clone());
+            let p: FindBucketsParams =
+                serde_json::from_value(json!({"name_pattern": "*-*", "public": public})).unwrap();
+            let out = find_buckets(&ctx, p).await.unwrap();
+            assert_eq!(out.outputs["buckets"], json!([want]), "public: {public}");
+            let gaps = rec.gaps.lock().unwrap();
+            assert_eq!(gaps.len(), 1, "{gaps:?}");
+            assert_eq!(gaps[0].what, "s3:GetPublicAccessBlock (a-open)");
+            assert!(gaps[0].error.contains("AccessDenied"), "{:?}", gaps[0]);
+        }
+    }
+
     #[tokio::test]
     async fn a_step_without_criteria_is_refused_before_any_call() {
         let ctx = crate::actions::test_support::ctx_with_iam(
