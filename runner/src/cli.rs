@@ -862,6 +862,7 @@ pub fn action_json(a: &catalog::ActionSpec) -> Value {
             "description": p.description,
         })).collect::<Vec<_>>(),
         "exactly_one_of": a.exactly_one_of,
+        "at_least_one_of": a.at_least_one_of,
         "outputs": a.outputs.iter().map(|o| json!({
             "name": o.name,
             "type": o.ty.value_type().to_string(),
@@ -931,6 +932,9 @@ fn actions_cmd(name: Option<&str>, output: Output) -> Exit {
     }
     for group in a.exactly_one_of {
         out!("  exactly one of: {}", group.join(", "));
+    }
+    for group in a.at_least_one_of {
+        out!("  at least one of: {}", group.join(", "));
     }
     if !a.outputs.is_empty() {
         out!("outputs:");

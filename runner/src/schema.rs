@@ -24,7 +24,15 @@ fn type_schema(ty: TypeSpec) -> Value {
         TypeSpec::Arn => {
             json!({"type": "string", "pattern": "^(arn:aws[a-z-]*:.+|.*\\{\\{.*\\}\\}.*)$"})
         }
-        TypeSpec::Cidr | TypeSpec::AccessKeyId | TypeSpec::BucketName => json!({"type": "string"}),
+        TypeSpec::Cidr
+        | TypeSpec::AccessKeyId
+        | TypeSpec::BucketName
+        | TypeSpec::IpAddress
+        | TypeSpec::Timestamp => json!({"type": "string"}),
+        TypeSpec::SecurityGroupId => resource_id("sg"),
+        TypeSpec::VpcId => resource_id("vpc"),
+        TypeSpec::SubnetId => resource_id("subnet"),
+        TypeSpec::ImageId => resource_id("ami"),
         TypeSpec::Duration => {
             json!({"type": "string", "pattern": "^(([0-9]+[smhd])+|.*\\{\\{.*\\}\\}.*)$"})
         }
@@ -35,6 +43,11 @@ fn type_schema(ty: TypeSpec) -> Value {
             templated(json!({"type": "object", "additionalProperties": type_schema(*t)}))
         }
     }
+}
+
+/// A string that is `PREFIX-` and 8 or 17 hex digits, or holds a template.
+fn resource_id(prefix: &str) -> Value {
+    json!({"type": "string", "pattern": format!("^({prefix}-([0-9a-f]{{8}}|[0-9a-f]{{17}})|.*\\{{\\{{.*\\}}\\}}.*)$")})
 }
 
 /// The schema document (JSON Schema draft 2020-12).
@@ -60,15 +73,25 @@ pub fn schema() -> Value {
                 .filter(|p| p.required)
                 .map(|p| p.name)
                 .collect();
+            let mut with = json!({
+                "type": "object",
+                "description": a.summary,
+                "properties": props,
+                "required": required,
+                "additionalProperties": false,
+            });
+            // A discovery step names at least one criterion of each group.
+            let at_least: Vec<Value> = a
+                .at_least_one_of
+                .iter()
+                .map(|g| json!({"anyOf": g.iter().map(|p| json!({"required": [p]})).collect::<Vec<_>>()}))
+                .collect();
+            if !at_least.is_empty() {
+                with["allOf"] = Value::Array(at_least);
+            }
             json!({
                 "if": {"properties": {"action": {"const": a.name}}, "required": ["action"]},
-                "then": {"properties": {"with": {
-                    "type": "object",
-                    "description": a.summary,
-                    "properties": props,
-                    "required": required,
-                    "additionalProperties": false,
-                }}},
+                "then": {"properties": {"with": with}},
             })
         })
         .collect();

@@ -51,6 +51,9 @@ pub struct AwsClients {
     /// irr's copy of EC2's token buckets for this account-region, in front of `ec2`'s HTTP
     /// client (`None` with `IRR_EC2_BUCKETS=off`).
     pub ec2_limiter: Option<std::sync::Arc<crate::ratelimit::Limiter>>,
+    /// `true` with an endpoint override (an emulator on loopback): where an emulator lacks
+    /// what AWS has, an action asks in the form the emulator knows (docs/emulator-notes.md).
+    pub endpoint_override: bool,
     /// Reads batched across a `for_each` step's items ([`ec2::Fleet`]), and the case's
     /// isolation groups per VPC, made once per run.
     pub fleet: std::sync::Arc<ec2::Fleet>,
@@ -131,6 +134,7 @@ impl AwsClients {
         AwsClients {
             ec2,
             ec2_limiter,
+            endpoint_override: path_style,
             fleet: std::sync::Arc::default(),
             iam,
             s3: aws_sdk_s3::Client::from_conf(s3_conf),
@@ -517,6 +521,7 @@ pub mod control;
 pub mod ebs;
 pub mod ec2;
 pub mod evidence;
+pub mod glob;
 pub mod iam;
 pub mod record;
 pub mod s3;
@@ -548,6 +553,12 @@ pub trait Action: 'static {
 
     /// Everything else the catalog says about the action.
     const DECLARATION: Declaration;
+
+    /// Groups of parameters of which at least one must be given (`irr validate` refuses a step
+    /// that gives none, at its location): a discovery action with no criterion would match
+    /// everything in the account. The action checks it again at run time, on the rendered
+    /// values.
+    const AT_LEAST_ONE_OF: &'static [&'static [&'static str]] = &[];
 
     /// `true` when the executor runs the action itself (it writes to the run's evidence store
     /// directly: `evidence.capture`); [`Action::run`] is then never called by [`dispatch`].
@@ -619,7 +630,10 @@ pub const fn register<A: Action>() -> Registered {
 }
 
 fn spec_of<A: Action>() -> ActionSpec {
-    ActionSpec::new(&A::DECLARATION, crate::catalog::params_of::<A::Params>())
+    ActionSpec {
+        at_least_one_of: A::AT_LEAST_ONE_OF,
+        ..ActionSpec::new(&A::DECLARATION, crate::catalog::params_of::<A::Params>())
+    }
 }
 
 fn run_erased<A: Action>(ctx: &ActionCtx, params: Value) -> BoxedRun<'_> {
@@ -658,9 +672,11 @@ pub async fn prefetch(action: &str, ctx: &ActionCtx, items: Vec<Value>) -> Resul
 pub static REGISTRY: &[Registered] = &[
     register::<iam::GrantResponderAccess>(),
     register::<iam::RevokeResponderAccess>(),
+    register::<iam::FindAccessKey>(),
     register::<iam::CapturePrincipal>(),
     register::<iam::DeactivateAccessKey>(),
     register::<iam::RevokeSessions>(),
+    register::<ec2::FindInstances>(),
     register::<ec2::CaptureInstanceMetadata>(),
     register::<ec2::ProtectInstance>(),
     register::<ec2::SnapshotVolumes>(),
@@ -670,6 +686,7 @@ pub static REGISTRY: &[Registered] = &[
     register::<evidence::Capture>(),
     register::<cloudformation::DeployStack>(),
     register::<cloudformation::DeleteStack>(),
+    register::<s3::FindBuckets>(),
     register::<s3::CaptureBucketConfig>(),
     register::<s3::BlockPublicAccess>(),
     register::<ebs::HashSnapshots>(),
