@@ -13,7 +13,10 @@ use std::path::Path;
 use std::process::Output;
 
 use irr_runner::proxy::{FaultKind, FaultProxy, ProxySpec, Rule};
-use irr_tests::{fixture, irr_with, json_lines, output_text, PrivateEmulator};
+use irr_tests::{
+    compromised_instances, contained, fixture, irr_with, json_lines, output_text,
+    CompromisedInstance, Contained, PrivateEmulator,
+};
 use serde_json::Value;
 
 const ROLE: &str = "irr-responder";
@@ -23,6 +26,11 @@ const REGIONS: [&str; 2] = ["us-east-1", "us-west-2"];
 
 /// Clients acting in `account` through the role, as the test's own view of that account.
 async fn account_conf(endpoint: &str, account: &str) -> aws_config::SdkConfig {
+    account_conf_in(endpoint, account, "us-east-1").await
+}
+
+/// [`account_conf`] in `region`.
+async fn account_conf_in(endpoint: &str, account: &str, region: &str) -> aws_config::SdkConfig {
     let caller = irr_tests::sdk_config_for(endpoint, ("testing", "testing")).await;
     let sts = aws_sdk_sts::Client::new(&caller);
     let creds = sts
@@ -36,7 +44,7 @@ async fn account_conf(endpoint: &str, account: &str) -> aws_config::SdkConfig {
         .unwrap();
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
+        .region(aws_config::Region::new(region.to_owned()))
         .credentials_provider(aws_sdk_sts::config::Credentials::new(
             creds.access_key_id(),
             creds.secret_access_key(),
@@ -417,4 +425,140 @@ async fn a_crashed_fan_out_is_resumed_child_by_child() {
         "{}",
         output_text(&again)
     );
+}
+
+/// One account-region's seeded incident: three instances, the first two tagged as the
+/// incident's, the third a bystander.
+struct Seeded {
+    ec2: aws_sdk_ec2::Client,
+    iam: aws_sdk_iam::Client,
+    fleet: Vec<CompromisedInstance>,
+}
+
+async fn seed_incident(endpoint: &str, account: &str, region: &str, tag: &str) -> Seeded {
+    let conf = account_conf_in(endpoint, account, region).await;
+    let (ec2, iam) = (
+        aws_sdk_ec2::Client::new(&conf),
+        aws_sdk_iam::Client::new(&conf),
+    );
+    let fleet = compromised_instances(&ec2, &iam, 3).await;
+    ec2.create_tags()
+        .resources(&fleet[0].instance_id)
+        .resources(&fleet[1].instance_id)
+        .tags(
+            aws_sdk_ec2::types::Tag::builder()
+                .key("incident")
+                .value(tag)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    Seeded { ec2, iam, fleet }
+}
+
+/// The incident in 3 accounts x 2 regions, and a fourth account whose role is refused: one
+/// run finds and contains every tagged instance, each account-region's state read back
+/// through that account's own role; the bystanders and the refused account are untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_run_contains_an_incident_in_three_accounts_and_two_regions() {
+    const ACCOUNTS: [&str; 3] = ["111111111111", "222222222222", "444444444444"];
+    let emu = PrivateEmulator::start(&[]);
+    let endpoint = emu.endpoint();
+    let mut seeded = Vec::new();
+    for a in ACCOUNTS {
+        for r in REGIONS {
+            seeded.push((a, r, seed_incident(&endpoint, a, r, "IR-FAN-C").await));
+        }
+    }
+    let refused = seed_incident(&endpoint, UNREACHABLE, "us-east-1", "IR-FAN-C").await;
+    let spec = ProxySpec {
+        rules: vec![Rule {
+            action: "sts:AssumeRole".into(),
+            fault: FaultKind::Deny,
+            nth: None,
+            times: None,
+            latency_ms: None,
+            contains: Some(format!("arn:aws:iam::{UNREACHABLE}:role/{ROLE}")),
+        }],
+        ..ProxySpec::default()
+    };
+    let proxy = FaultProxy::start(&endpoint, spec).await.unwrap();
+    let url = proxy.url().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let (state, evidence) = (dir.path().join("state"), dir.path().join("evidence"));
+    let targets = dir.path().join("targets.yaml");
+    std::fs::write(
+        &targets,
+        format!(
+            "accounts: [\"{}\", \"{}\", \"{UNREACHABLE}\", \"{}\"]\nregions: [{}]\nrole: {ROLE}\nconcurrency: 4\n",
+            ACCOUNTS[0], ACCOUNTS[1], ACCOUNTS[2],
+            REGIONS.join(", ")
+        ),
+    )
+    .unwrap();
+    let pb = fixture("fanout-containment.yaml");
+    let out = tokio::task::block_in_place(|| {
+        irr_with(
+            &[
+                "run",
+                pb.to_str().unwrap(),
+                "--case",
+                "IR-FAN-C",
+                "--yes",
+                "--output",
+                "json",
+                "--evidence",
+                evidence.to_str().unwrap(),
+                "--targets",
+                targets.to_str().unwrap(),
+                "--input",
+                "incident_tag=IR-FAN-C",
+            ],
+            &state,
+            &url,
+            ("testing", "testing"),
+            &[],
+        )
+    });
+    let text = output_text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the refused account fails the run: {text}"
+    );
+    let last = json_lines(&out).pop().expect("a summary");
+    let steps = last["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 8, "{last:#}");
+    let ok = steps.iter().filter(|s| s["status"] == "succeeded").count();
+    assert_eq!(ok, 6, "every reachable account-region contained: {last:#}");
+    for (a, r, s) in &seeded {
+        for inc in &s.fleet[..2] {
+            let c = contained(&s.ec2, &s.iam, inc, "IR-FAN-C").await;
+            assert_eq!(c, Contained::expected(2), "{a}/{r} {}", inc.instance_id);
+        }
+        let bystander = contained(&s.ec2, &s.iam, &s.fleet[2], "IR-FAN-C").await;
+        assert!(
+            !bystander.isolated && !bystander.termination_protected,
+            "{a}/{r}: {bystander:?}"
+        );
+    }
+    for inc in &refused.fleet {
+        let c = contained(&refused.ec2, &refused.iam, inc, "IR-FAN-C").await;
+        assert!(!c.isolated && c.isolation_groups == 0, "{c:?}");
+    }
+    let run_id = last["run_id"].as_str().unwrap();
+    let run_dir = evidence.join("IR-FAN-C").join(run_id);
+    let verify = tokio::task::block_in_place(|| {
+        irr_with(
+            &["evidence", "verify", run_dir.to_str().unwrap()],
+            &state,
+            &url,
+            ("testing", "testing"),
+            &[],
+        )
+    });
+    let v = output_text(&verify);
+    assert_eq!(verify.status.code(), Some(0), "{v}");
+    assert!(v.contains("children: 6 ok of 6"), "{v}");
 }
