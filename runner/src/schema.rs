@@ -149,26 +149,7 @@ pub fn schema() -> Value {
                     },
                 },
             },
-            "targets": {
-                "type": "object",
-                "additionalProperties": false,
-                "required": ["role"],
-                "description": "fan the steps out over accounts x regions, assuming the role in each",
-                "properties": {
-                    "accounts": {"type": "array", "minItems": 1, "uniqueItems": true, "items": {"type": "string", "pattern": "^[0-9]{12}$"}},
-                    "organization": {
-                        "type": "object",
-                        "additionalProperties": false,
-                        "required": ["ous"],
-                        "properties": {"ous": {"type": "array", "minItems": 1, "uniqueItems": true, "items": {"type": "string", "pattern": "^ou-[0-9a-z]{4,32}-[0-9a-z]{8,32}$"}}},
-                    },
-                    "regions": {"type": "array", "minItems": 1, "uniqueItems": true, "items": {"type": "string", "pattern": "^[a-z]{2}(-[a-z]+)+-[1-9][0-9]*$"}},
-                    "role": {"type": "string", "pattern": "^[A-Za-z0-9+=,.@_/-]{1,512}$"},
-                    "external_id": {"type": "string", "minLength": 2, "maxLength": 1224},
-                    "concurrency": {"type": "integer", "minimum": 1, "maximum": crate::targets::MAX_CONCURRENCY},
-                },
-                "oneOf": [{"required": ["accounts"]}, {"required": ["organization"]}],
-            },
+            "targets": targets_schema(),
             "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/step"}},
             "finally": {"type": "array", "items": {"$ref": "#/$defs/step"}},
         },
@@ -192,5 +173,29 @@ pub fn schema() -> Value {
                 "allOf": per_action,
             },
         },
+    })
+}
+
+/// The `targets:` section: accounts (or the organization's units) x regions, and the role.
+fn targets_schema() -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["role"],
+        "description": "fan the steps out over accounts x regions, assuming the role in each",
+        "properties": {
+            "accounts": {"type": "array", "minItems": 1, "uniqueItems": true, "items": {"type": "string", "pattern": "^[0-9]{12}$"}},
+            "organization": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["ous"],
+                "properties": {"ous": {"type": "array", "minItems": 1, "uniqueItems": true, "items": {"type": "string", "pattern": "^ou-[0-9a-z]{4,32}-[0-9a-z]{8,32}$"}}},
+            },
+            "regions": {"type": "array", "minItems": 1, "uniqueItems": true, "items": {"type": "string", "pattern": "^[a-z]{2}(-[a-z]+)+-[1-9][0-9]*$"}},
+            "role": {"type": "string", "pattern": "^[A-Za-z0-9+=,.@_/-]{1,512}$"},
+            "external_id": {"type": "string", "minLength": 2, "maxLength": 1224},
+            "concurrency": {"type": "integer", "minimum": 1, "maximum": crate::targets::MAX_CONCURRENCY},
+        },
+        "oneOf": [{"required": ["accounts"]}, {"required": ["organization"]}],
     })
 }
