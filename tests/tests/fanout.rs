@@ -562,3 +562,97 @@ async fn one_run_contains_an_incident_in_three_accounts_and_two_regions() {
     assert_eq!(verify.status.code(), Some(0), "{v}");
     assert!(v.contains("children: 6 ok of 6"), "{v}");
 }
+
+/// S3 evidence in a fan-out stays the caller's: every child writes into the caller's bucket
+/// with the caller's account as `ExpectedBucketOwner` (the proxy makes S3's owner check, which
+/// moto does not), and the bundle verifies from S3 with its children.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_keeps_its_evidence_in_the_callers_bucket() {
+    use irr_forensics::{EvidenceLocation, S3Settings, Store};
+    let emu = PrivateEmulator::start(&[]);
+    let endpoint = emu.endpoint();
+    for a in REACHABLE {
+        seed_user(&endpoint, a).await;
+    }
+    let caller = irr_tests::sdk_config_for(&endpoint, ("testing", "testing")).await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&caller)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = irr_tests::unique("irr-fan-ev").to_lowercase();
+    let loc = EvidenceLocation::parse(&format!("s3://{bucket}")).unwrap();
+    let Store::S3(st) = Store::open(&loc, Some(s3.clone()), S3Settings::default()).unwrap() else {
+        unreachable!()
+    };
+    st.ensure_bucket(true).await.expect("evidence bucket");
+    let spec = ProxySpec {
+        s3_bucket_owner: Some("123456789012".into()),
+        ..ProxySpec::default()
+    };
+    let proxy = FaultProxy::start(&endpoint, spec).await.unwrap();
+    let url = proxy.url().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let targets = dir.path().join("targets.yaml");
+    std::fs::write(
+        &targets,
+        format!(
+            "accounts: [\"{}\", \"{}\"]\nrole: {ROLE}\n",
+            REACHABLE[0], REACHABLE[1]
+        ),
+    )
+    .unwrap();
+    let pb = fixture("fanout-capture.yaml");
+    let location = format!("s3://{bucket}");
+    let out = tokio::task::block_in_place(|| {
+        run_fanout(&url, &state, Path::new(&location), &targets, &pb)
+    });
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let run_id = json_lines(&out).pop().unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let keys: Vec<String> = s3
+        .list_objects_v2()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap()
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect();
+    for a in REACHABLE {
+        let child = format!("IR-FAN/{run_id}/children/{a}/us-east-1/manifest.json");
+        assert!(keys.contains(&child), "{child} not in {keys:?}");
+    }
+    let on_bucket: Vec<_> = proxy
+        .request_log()
+        .into_iter()
+        .filter(|r| r.action.starts_with("s3:") && r.target.contains(&bucket))
+        .collect();
+    assert!(on_bucket.len() > 10, "{on_bucket:?}");
+    for r in &on_bucket {
+        assert_eq!(
+            r.header("x-amz-expected-bucket-owner"),
+            Some("123456789012"),
+            "{} {}",
+            r.method,
+            r.target
+        );
+    }
+    let v = tokio::task::block_in_place(|| {
+        irr_with(
+            &["evidence", "verify", &format!("{location}/IR-FAN/{run_id}")],
+            &state,
+            &url,
+            ("testing", "testing"),
+            &[],
+        )
+    });
+    let vt = output_text(&v);
+    assert_eq!(v.status.code(), Some(0), "{vt}");
+    assert!(vt.contains("children: 2 ok of 2"), "{vt}");
+}
