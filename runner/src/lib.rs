@@ -17,6 +17,7 @@ pub mod events;
 pub mod evidence;
 pub mod executor;
 pub mod exit_codes;
+pub mod finding;
 pub mod gameday;
 pub mod history;
 pub mod journal;

@@ -63,6 +63,10 @@ pub struct RunRequest {
     /// `--signing-key`: the key that signs the seal (default: the playbook's
     /// `evidence.signing_key`).
     pub signing_key: Option<String>,
+    /// `--finding`: the finding that starts the run, as read, and what the playbook's
+    /// trigger maps it to (its inputs are in `inputs` already; its target account and
+    /// region are checked against the run's, see [`finding_region`] and [`finding_account`]).
+    pub finding: Option<crate::finding::Triggered>,
 }
 
 /// The result of a run, for callers such as `irr gameday`.
@@ -256,6 +260,80 @@ fn confirm_plan(the_plan: &plan::Plan, secrets: &Secrets, place: &str) -> Result
     }
 }
 
+/// The region a run started by a finding acts in: the one the finding names (its trigger's
+/// `targets.region`) unless `--region` is given; `--region` naming another is refused.
+/// (Until the fan-out, a run acts in one account and region: the finding's.)
+pub fn finding_region(
+    finding: Option<&crate::finding::Triggered>,
+    opts: &mut AwsOptions,
+) -> Result<(), String> {
+    let Some(region) = finding.and_then(|f| f.mapped.region.as_ref()) else {
+        return Ok(());
+    };
+    match &opts.region {
+        Some(given) if given != region => Err(format!(
+            "error: the finding is in region {region} (the playbook's trigger targets.region), but --region says {given}; run without --region or with --region {region}; nothing was changed"
+        )),
+        _ => {
+            opts.region = Some(region.clone());
+            Ok(())
+        }
+    }
+}
+
+/// A run started by a finding acts in the account the finding names (its trigger's
+/// `targets.account`): the caller's account, after `--assume-role`, must be that one.
+pub fn finding_account(
+    finding: Option<&crate::finding::Triggered>,
+    caller: &aws::Identity,
+    opts: &AwsOptions,
+) -> Result<(), String> {
+    let Some(account) = finding.and_then(|f| f.mapped.account.as_ref()) else {
+        return Ok(());
+    };
+    if &caller.account_id == account {
+        return Ok(());
+    }
+    let via = match &opts.assume_role {
+        Some(role) => format!(" (after --assume-role {role})"),
+        None => String::new(),
+    };
+    Err(format!(
+        "error: the finding is about account {account} (the playbook's trigger targets.account), but these credentials{via} are for account {} ({}); run with credentials for {account}, or --assume-role arn:aws:iam::{account}:role/ROLE; nothing was changed",
+        caller.account_id, caller.arn
+    ))
+}
+
+/// The finding as the run's first evidence item.
+fn finding_items(finding: Option<&crate::finding::Triggered>) -> Vec<executor::FirstItem> {
+    finding
+        .map(|f| executor::FirstItem {
+            path: crate::finding::EVIDENCE_PATH.to_owned(),
+            step: crate::finding::EVIDENCE_STEP.to_owned(),
+            content: f.bytes.clone(),
+            source: f.evidence_source(),
+        })
+        .into_iter()
+        .collect()
+}
+
+/// Connects (when the run needs AWS, or its finding names a target to check) and checks
+/// the finding's target against who and where the run is; `Err` is what to say.
+async fn connect_for(
+    req: &RunRequest,
+    needs_aws: bool,
+) -> Result<(aws::Aws, aws::Identity), String> {
+    let mut opts = req.aws.clone();
+    finding_region(req.finding.as_ref(), &mut opts)?;
+    let targeted = req
+        .finding
+        .as_ref()
+        .is_some_and(|f| f.mapped.account.is_some() || f.mapped.region.is_some());
+    let (aws, identity) = connect_if(needs_aws || targeted, &opts, no_aws_identity()).await?;
+    finding_account(req.finding.as_ref(), &identity, &opts)?;
+    Ok((aws, identity))
+}
+
 /// `irr run`.
 pub async fn run(req: RunRequest) -> RunResult {
     let pb = &req.playbook;
@@ -273,7 +351,7 @@ pub async fn run(req: RunRequest) -> RunResult {
     let needs_aws = req.create_evidence_bucket
         || aws::playbook_needs_aws(pb, req.evidence.as_deref())
         || key.needs_aws();
-    let (aws, identity) = match connect_if(needs_aws, &req.aws, no_aws_identity()).await {
+    let (aws, identity) = match connect_for(&req, needs_aws).await {
         Ok(c) => c,
         Err(msg) => {
             say(req.json, &msg);
@@ -374,12 +452,12 @@ pub async fn run(req: RunRequest) -> RunResult {
         store,
         req.yes,
         &req.state_dir,
-        HashMap::new(),
-        HashMap::new(),
+        (HashMap::new(), HashMap::new()),
         req.json,
         false,
         secrets,
         signer.map(|(_, s)| s),
+        finding_items(req.finding.as_ref()),
     )
     .await
 }
@@ -392,12 +470,12 @@ async fn execute_and_seal(
     store: irr_forensics::Store,
     yes: bool,
     state_dir: &Path,
-    previous: HashMap<String, StepSummary>,
-    previous_attempts: HashMap<String, u32>,
+    (previous, previous_attempts): (HashMap<String, StepSummary>, HashMap<String, u32>),
     json: bool,
     resumed: bool,
     secrets: Secrets,
     signer: Option<irr_forensics::Signer>,
+    first_items: Vec<executor::FirstItem>,
 ) -> RunResult {
     let sink = match executor::open_sink(state_dir, &record.run_id, reporter(json), secrets) {
         Ok(s) => s,
@@ -427,6 +505,7 @@ async fn execute_and_seal(
         previous,
         previous_attempts,
         store: Some(store.clone()),
+        first_items,
     };
     let interrupted = Arc::new(AtomicBool::new(false));
     let outcome = executor::execute(exec, sink.clone(), interrupted).await;
@@ -770,12 +849,12 @@ pub async fn resume(
         store,
         yes,
         state_dir,
-        previous,
-        previous_attempts,
+        (previous, previous_attempts),
         json,
         true,
         secrets,
         signer.map(|(_, s)| s),
+        Vec::new(),
     )
     .await
 }

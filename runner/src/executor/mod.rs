@@ -231,6 +231,23 @@ pub struct Execution {
     /// The run's evidence store, opened and checked (actions that write into it directly:
     /// `ssm.capture_volatile`).
     pub store: Option<irr_forensics::Store>,
+    /// Items captured before the first step (the finding that started the run); none on
+    /// resume (the journal has them already).
+    pub first_items: Vec<FirstItem>,
+}
+
+/// An item a run captures before its first step: the finding of `irr run --finding`, kept
+/// exactly as given (masked like every item where it holds a secret input's value).
+#[derive(Clone, Debug)]
+pub struct FirstItem {
+    /// Its path in the bundle (`finding/finding.json`).
+    pub path: String,
+    /// The manifest's `step` for it (`trigger`).
+    pub step: String,
+    /// Its bytes.
+    pub content: Vec<u8>,
+    /// Where it came from.
+    pub source: String,
 }
 
 /// How a run ended.
@@ -314,7 +331,8 @@ pub async fn execute(exec: Execution, sink: Arc<Sink>, interrupted: Arc<AtomicBo
         .filter(|(_, s)| s.status == StepStatus::Succeeded)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let mut aborted = false;
+    // The finding first: a run started by a finding that cannot keep it runs no step.
+    let mut aborted = !stage_first_items(&exec.first_items, &recorder, &sink);
     let declined = Arc::new(AtomicBool::new(false));
     run_graph(
         &exec.playbook.steps,
@@ -366,6 +384,23 @@ pub async fn execute(exec: Execution, sink: Arc<Sink>, interrupted: Arc<AtomicBo
         steps,
         recorder,
     }
+}
+
+/// Stages the run's first items; `false` (and a note) when one could not be captured.
+fn stage_first_items(items: &[FirstItem], recorder: &RunRecorder, sink: &Sink) -> bool {
+    let mut all = true;
+    for item in items {
+        if let Err(e) = recorder.stage_item(item) {
+            all = false;
+            sink.emit(RunEvent::Note {
+                message: format!(
+                    "{} could not be captured ({e}); no step runs, since the run would lack the evidence of what started it",
+                    item.path
+                ),
+            });
+        }
+    }
+    all
 }
 
 struct Shared {

@@ -525,6 +525,7 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
         evidence_owner: Some(account.clone()),
         // The playbook's evidence.signing_key, if any, signs the drill's seal too.
         signing_key: None,
+        finding: None,
     })
     .await;
 

@@ -20,8 +20,13 @@ mod references;
 mod resolve;
 mod sections;
 mod step;
+mod trigger;
 
-pub use resolve::{parse_input_value, resolve_inputs, resolve_inputs_from, ResolvedInputs};
+pub use resolve::{
+    parse_input_value, parse_value, resolve_inputs, resolve_inputs_from, resolve_inputs_given,
+    Given, ResolvedInputs,
+};
+pub use trigger::{split_filter, ARN_RESOURCE};
 
 /// The `apiVersion` this build reads.
 pub const API_VERSION: &str = "irr/v1";
@@ -34,6 +39,7 @@ const TOP_KEYS: &[&str] = &[
     "evidence",
     "steps",
     "finally",
+    "trigger",
 ];
 const METADATA_KEYS: &[&str] = &["name", "version", "description", "owner", "labels"];
 const INPUT_KEYS: &[&str] = &["type", "description", "default", "items", "secret"];
@@ -408,6 +414,7 @@ impl Validator<'_> {
         let (infos, first_pass) = self.first_pass(&step_nodes, &finally_nodes);
 
         let evidence = self.evidence(evidence_node, &inputs, &infos);
+        let trigger = root.get("trigger").and_then(|n| self.trigger(n, &inputs));
 
         let mut steps = Vec::new();
         let mut finally = Vec::new();
@@ -433,6 +440,7 @@ impl Validator<'_> {
             evidence,
             steps,
             finally,
+            trigger,
         })
     }
 
