@@ -128,55 +128,9 @@ pub fn schema() -> Value {
             },
             "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/step"}},
             "finally": {"type": "array", "items": {"$ref": "#/$defs/step"}},
-            "trigger": {
-                "type": "object",
-                "additionalProperties": false,
-                "description": "which findings start the playbook (irr run --finding, the Step Functions compiler's EventBridge rule) and how they map onto its inputs",
-                "anyOf": [{"required": ["guardduty"]}, {"required": ["securityhub"]}],
-                "properties": {
-                    "guardduty": {
-                        "type": "object",
-                        "additionalProperties": false,
-                        "required": ["types"],
-                        "properties": {
-                            "types": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^[A-Za-z0-9]+:[A-Za-z0-9]+/\\S+$"}},
-                            "inputs": {"$ref": "#/$defs/finding_inputs"},
-                            "targets": {"$ref": "#/$defs/finding_targets"},
-                        },
-                    },
-                    "securityhub": {
-                        "type": ["object", "null"],
-                        "additionalProperties": false,
-                        "properties": {
-                            "custom_action": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,20}$"},
-                            "inputs": {"$ref": "#/$defs/finding_inputs"},
-                            "targets": {"$ref": "#/$defs/finding_targets"},
-                        },
-                    },
-                    "inputs": {"$ref": "#/$defs/finding_inputs"},
-                    "targets": {"$ref": "#/$defs/finding_targets"},
-                },
-            },
+            "trigger": trigger_schema(),
         },
         "$defs": {
-            "finding_path": {
-                "type": "string",
-                "pattern": "^\\s*\\$",
-                "description": "an RFC 9535 JSONPath into the bare finding, optionally followed by | arn_resource",
-            },
-            "finding_inputs": {
-                "type": "object",
-                "propertyNames": {"pattern": "^[a-z_][a-z0-9_]*$"},
-                "additionalProperties": {"$ref": "#/$defs/finding_path"},
-            },
-            "finding_targets": {
-                "type": "object",
-                "additionalProperties": false,
-                "properties": {
-                    "account": {"$ref": "#/$defs/finding_path"},
-                    "region": {"$ref": "#/$defs/finding_path"},
-                },
-            },
             "step": {
                 "type": "object",
                 "additionalProperties": false,
@@ -195,6 +149,54 @@ pub fn schema() -> Value {
                 },
                 "allOf": per_action,
             },
+        },
+    })
+}
+
+/// The `trigger:` section: which findings start the playbook and the paths into them.
+fn trigger_schema() -> Value {
+    let path = json!({
+        "type": "string",
+        "pattern": "^\\s*\\$",
+        "description": "an RFC 9535 JSONPath into the bare finding, optionally followed by | arn_resource",
+    });
+    let inputs = json!({
+        "type": "object",
+        "propertyNames": {"pattern": "^[a-z_][a-z0-9_]*$"},
+        "additionalProperties": path,
+    });
+    let targets = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {"account": path, "region": path},
+    });
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "description": "which findings start the playbook (irr run --finding, the Step Functions compiler's EventBridge rule) and how they map onto its inputs",
+        "anyOf": [{"required": ["guardduty"]}, {"required": ["securityhub"]}],
+        "properties": {
+            "guardduty": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["types"],
+                "properties": {
+                    "types": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^[A-Za-z0-9]+:[A-Za-z0-9]+/\\S+$"}},
+                    "inputs": inputs,
+                    "targets": targets,
+                },
+            },
+            "securityhub": {
+                "type": ["object", "null"],
+                "additionalProperties": false,
+                "properties": {
+                    "custom_action": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,20}$"},
+                    "inputs": inputs,
+                    "targets": targets,
+                },
+            },
+            "inputs": inputs,
+            "targets": targets,
         },
     })
 }
