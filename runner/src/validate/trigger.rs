@@ -358,6 +358,56 @@ mod tests {
         );
     }
 
+    fn problems(trigger: &str) -> Vec<Diagnostic> {
+        let text = format!("apiVersion: irr/v1\nkind: Playbook\nmetadata: {{name: t, version: 1.0.0}}\ninputs:\n  instance_id: {{type: instance_id}}\ntrigger:\n{trigger}steps:\n  - id: p\n    action: ec2.protect_instance\n    with: {{instance_id: \"{{{{inputs.instance_id}}}}\"}}\n");
+        match super::super::validate(&Source::new("t.yaml", text)) {
+            Ok(pb) => {
+                assert!(pb.trigger.is_some());
+                Vec::new()
+            }
+            Err(d) => d,
+        }
+    }
+
+    #[test]
+    fn a_valid_trigger_and_its_shapes() {
+        assert!(problems(
+            "  securityhub:\n  inputs: {instance_id: \"$.Resources[0].Id | arn_resource\"}\n"
+        )
+        .is_empty());
+        assert!(problems("  securityhub: {custom_action: irr-contain}\n").is_empty());
+        assert!(problems("  guardduty: {types: [\"Backdoor:EC2/C&CActivity.B\"]}\n  targets: {region: \"$.Region\"}\n").is_empty());
+    }
+
+    #[test]
+    fn trigger_problems_are_positioned() {
+        let d = problems("  inputs: {instance_id: \"$.Resource.InstanceDetails.InstanceId\"}\n");
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(
+            d[0].message.starts_with("trigger names no findings"),
+            "{}",
+            d[0].message
+        );
+        assert_eq!((d[0].span.line, d[0].span.column), (7, 3));
+        let d =
+            problems("  securityhub: {custom_action: \"not an id\"}\n  guardduty: {types: []}\n");
+        let msgs: Vec<&str> = d.iter().map(|d| d.message.as_str()).collect();
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("\"not an id\" is not a custom action id")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter().any(|m| m.contains("found an empty list")),
+            "{msgs:?}"
+        );
+        // The caret at the character the JSONPath parser stopped at: in `$.a.[`, the segment `.[`.
+        let d = problems("  securityhub:\n    inputs:\n      instance_id: \"$.a.[\"\n");
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((d[0].span.line, d[0].span.column), (9, 24), "{:?}", d[0]);
+        assert_eq!(crate::diagnostic::rule_of(&d[0].message).id, "IRR0021");
+    }
+
     #[test]
     fn guardduty_types() {
         assert!(is_guardduty_type("UnauthorizedAccess:EC2/SSHBruteForce"));
