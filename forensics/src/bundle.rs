@@ -15,8 +15,8 @@ use bytes::Bytes;
 use crate::hash::Sha256Digest;
 use crate::location::{check_component, check_item_path};
 use crate::manifest::{
-    AwsResource, Collector, FailedItem, Gap, Manifest, ManifestItem, PlaybookRef, S3ObjectRef,
-    Sha256Sums, Timestamp, MANIFEST_FORMAT, MANIFEST_NAME, SUMS_NAME,
+    AwsResource, ChildRun, Collector, FailedItem, Gap, Manifest, ManifestItem, PlaybookRef,
+    S3ObjectRef, Sha256Sums, Target, Timestamp, MANIFEST_FORMAT, MANIFEST_NAME, SUMS_NAME,
 };
 use crate::store::{Source, Store};
 use crate::{Error, EvidenceLocation, Result};
@@ -111,6 +111,7 @@ struct State {
     in_progress: BTreeSet<String>,
     resources: Vec<AwsResource>,
     gaps: Vec<Gap>,
+    children: BTreeMap<String, ChildRun>,
     sealed: Option<Seal>,
 }
 
@@ -120,6 +121,8 @@ pub struct Bundle {
     store: Store,
     case_id: String,
     run_id: String,
+    /// A fan-out child's account and region: the bundle is `CASE_ID/RUN_ID/children/A/R/`.
+    target: Option<Target>,
     info: RunInfo,
     state: Mutex<State>,
 }
@@ -167,9 +170,40 @@ impl Bundle {
             store,
             case_id: case_id.to_string(),
             run_id: run_id.to_string(),
+            target: None,
             info,
             state: Mutex::new(state),
         })
+    }
+
+    /// The same bundle as the fan-out child of run `RUN_ID` that acted in `target`: stored
+    /// at `CASE_ID/RUN_ID/children/ACCOUNT/REGION/`, its manifest names the target, and it
+    /// is not chained to the case's runs (its parent's manifest lists its hash).
+    pub fn within_parent(mut self, target: Target) -> Result<Bundle> {
+        check_component("account", &target.account)?;
+        check_component("region", &target.region)?;
+        self.target = Some(target);
+        Ok(self)
+    }
+
+    /// The fan-out child's account and region, if this is a child.
+    pub fn target(&self) -> Option<&Target> {
+        self.target.as_ref()
+    }
+
+    /// Lists a sealed child run in this (parent) run's manifest. Listing the same child again
+    /// replaces it.
+    pub fn add_child(&self, target: &Target, manifest_sha256: Sha256Digest) {
+        let path = format!("{}/{MANIFEST_NAME}", target.dir());
+        self.lock().children.insert(
+            path.clone(),
+            ChildRun {
+                account: target.account.clone(),
+                region: target.region.clone(),
+                path,
+                manifest_sha256,
+            },
+        );
     }
 
     /// The case.
@@ -187,13 +221,21 @@ impl Bundle {
         &self.store
     }
 
-    /// The run's location, `LOCATION/CASE_ID/RUN_ID`: what `verify` takes.
+    /// The run's location, `LOCATION/CASE_ID/RUN_ID` (a child's:
+    /// `.../RUN_ID/children/ACCOUNT/REGION`): what `verify` takes is the parent's.
     pub fn location(&self) -> EvidenceLocation {
-        self.store.location().join(&self.case_id).join(&self.run_id)
+        let run = self.store.location().join(&self.case_id).join(&self.run_id);
+        match &self.target {
+            Some(t) => run.join("children").join(&t.account).join(&t.region),
+            None => run,
+        }
     }
 
     fn key(&self, path: &str) -> String {
-        format!("{}/{}/{}", self.case_id, self.run_id, path)
+        match &self.target {
+            Some(t) => format!("{}/{}/{}/{}", self.case_id, self.run_id, t.dir(), path),
+            None => format!("{}/{}/{}", self.case_id, self.run_id, path),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -359,13 +401,18 @@ impl Bundle {
         if let Some(outcome) = self.existing_seal(&manifest_key).await? {
             return Ok(outcome);
         }
-        let previous = find_previous(&self.store, &self.case_id, &self.run_id).await?;
+        // A child is anchored by its parent's manifest, not by the case's chain.
+        let previous = match self.target {
+            Some(_) => None,
+            None => find_previous(&self.store, &self.case_id, &self.run_id).await?,
+        };
         let manifest = {
             let st = self.lock();
             let mut m = Manifest {
                 format: MANIFEST_FORMAT.to_string(),
                 case_id: self.case_id.clone(),
                 run_id: self.run_id.clone(),
+                target: self.target.clone(),
                 playbook: self.info.playbook.clone(),
                 collector: self.info.collector.clone(),
                 started_at: self.info.started_at,
@@ -374,6 +421,7 @@ impl Bundle {
                 failed_items: st.failed.values().cloned().collect(),
                 aws_resources: st.resources.clone(),
                 gaps: st.gaps.clone(),
+                children: st.children.values().cloned().collect(),
                 previous_manifest_sha256: previous,
             };
             m.normalise();

@@ -60,8 +60,8 @@ pub use error::Error;
 pub use hash::Sha256Digest;
 pub use location::EvidenceLocation;
 pub use manifest::{
-    AwsResource, Collector, FailedItem, Gap, Manifest, ManifestItem, PlaybookRef, S3ObjectRef,
-    Sha256Sums, Timestamp, MANIFEST_FORMAT, MANIFEST_NAME, SUMS_NAME,
+    AwsResource, ChildRun, Collector, FailedItem, Gap, Manifest, ManifestItem, PlaybookRef,
+    S3ObjectRef, Sha256Sums, Target, Timestamp, MANIFEST_FORMAT, MANIFEST_NAME, SUMS_NAME,
 };
 pub use signing::{
     sign_run, KeyRef, PublicKey, SignOutcome, SignatureCheck, SignatureOptions, SignedRun, Signer,
@@ -72,8 +72,8 @@ pub use store::{
     S3Settings, S3Store, Source, Store, StoredObject,
 };
 pub use verify::{
-    verify, verify_run, verify_run_with, verify_with_options, verify_with_owner, ItemCheck,
-    ItemStatus, VerifyReport,
+    verify, verify_run, verify_run_with, verify_with_options, verify_with_owner, ChildCheck,
+    ItemCheck, ItemStatus, VerifyReport,
 };
 
 /// `Result` with this crate's [`Error`].

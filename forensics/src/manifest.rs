@@ -278,6 +278,51 @@ pub struct Gap {
     pub error: String,
 }
 
+/// The account and region a fan-out child run acted in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Target {
+    /// The 12-digit account.
+    pub account: String,
+    /// The region.
+    pub region: String,
+}
+
+impl Target {
+    /// `children/ACCOUNT/REGION`: where the child's bundle is, relative to its parent run.
+    pub fn dir(&self) -> String {
+        format!("children/{}/{}", self.account, self.region)
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.account, self.region)
+    }
+}
+
+/// One child run as its parent's manifest lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildRun {
+    /// The child's account.
+    pub account: String,
+    /// The child's region.
+    pub region: String,
+    /// `children/ACCOUNT/REGION/manifest.json`, relative to the parent run.
+    pub path: String,
+    /// SHA-256 of the child's `manifest.json` bytes.
+    pub manifest_sha256: Sha256Digest,
+}
+
+impl ChildRun {
+    /// The account and region.
+    pub fn target(&self) -> Target {
+        Target {
+            account: self.account.clone(),
+            region: self.region.clone(),
+        }
+    }
+}
+
 /// The manifest of one sealed run (`manifest.json`), exactly as in the evidence format.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -287,6 +332,10 @@ pub struct Manifest {
     pub case_id: String,
     /// The run.
     pub run_id: String,
+    /// A fan-out child's account and region (the child is stored under its parent run, at
+    /// `children/ACCOUNT/REGION/`); absent for a run that is not a child.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
     /// The playbook that ran.
     pub playbook: PlaybookRef,
     /// Who collected, with what tool, from which host.
@@ -307,6 +356,10 @@ pub struct Manifest {
     /// Optional reads that failed: what the evidence lacks (absent from the JSON when none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gaps: Vec<Gap>,
+    /// A fan-out parent's child runs, each with the hash of its `manifest.json` (absent for a
+    /// run that fanned out to no target).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildRun>,
     /// Hex SHA-256 of the case's previous sealed manifest; `None` for the case's first run.
     pub previous_manifest_sha256: Option<Sha256Digest>,
 }
@@ -322,6 +375,8 @@ impl Manifest {
             .sort_by(|a, b| (&a.kind, &a.id).cmp(&(&b.kind, &b.id)));
         self.gaps.sort();
         self.gaps.dedup();
+        self.children
+            .sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
     }
 
     /// The canonical bytes of `manifest.json` (see the module documentation). Items and
@@ -361,13 +416,20 @@ pub struct Sha256Sums {
 }
 
 impl Sha256Sums {
-    /// The sums a seal writes: every item of `manifest`, and `manifest.json` with the hash of
-    /// its bytes, sorted by path.
+    /// The sums a seal writes: every item of `manifest`, each child's `manifest.json` (so
+    /// `sha256sum -c` in a parent's folder checks the children's manifests, whose own sums
+    /// check their items), and `manifest.json` with the hash of its bytes, sorted by path.
     pub fn for_manifest(manifest: &Manifest, manifest_sha256: Sha256Digest) -> Sha256Sums {
         let mut entries: Vec<(String, Sha256Digest)> = manifest
             .items
             .iter()
             .map(|i| (i.path.clone(), i.sha256))
+            .chain(
+                manifest
+                    .children
+                    .iter()
+                    .map(|c| (c.path.clone(), c.manifest_sha256)),
+            )
             .chain(std::iter::once((
                 MANIFEST_NAME.to_string(),
                 manifest_sha256,
@@ -431,6 +493,7 @@ mod tests {
             format: MANIFEST_FORMAT.into(),
             case_id: "case-1".into(),
             run_id: "run-1".into(),
+            target: None,
             playbook: PlaybookRef {
                 name: "isolate".into(),
                 version: "1.2".into(),
@@ -474,6 +537,7 @@ mod tests {
                 .with("state", "completed")
                 .with("tags", serde_json::json!({"z": 1, "a": 2}))],
             gaps: Vec::new(),
+            children: Vec::new(),
             previous_manifest_sha256: None,
         }
     }

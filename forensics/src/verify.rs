@@ -27,8 +27,8 @@ use crate::bundle::{case_runs, CaseRun, SMALL_FILE_LIMIT};
 use crate::hash::Sha256Digest;
 use crate::location::{check_component, check_item_path};
 use crate::manifest::{
-    FailedItem, Manifest, ManifestItem, Sha256Sums, Timestamp, MANIFEST_FORMAT, MANIFEST_NAME,
-    SUMS_NAME,
+    FailedItem, Manifest, ManifestItem, Sha256Sums, Target, Timestamp, MANIFEST_FORMAT,
+    MANIFEST_NAME, SUMS_NAME,
 };
 use crate::signing::check::check_signature;
 use crate::signing::{SignatureCheck, SignatureOptions, PUBLIC_KEY_NAME, SIG_NAME};
@@ -149,6 +149,17 @@ pub struct ChainCheck {
     pub problems: Vec<String>,
 }
 
+impl ChainCheck {
+    /// A fan-out child's: it is not in the case's chain, its parent's manifest anchors it.
+    fn of_child() -> ChainCheck {
+        ChainCheck {
+            status: Status::Ok,
+            runs: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
+}
+
 /// Everything `verify` found about one run. Serialises to
 /// `{"status": "ok"|"mismatch", "location", "case_id", "run_id", "manifest_sha256",
 /// "items": [...], "manifest": {...}, "sha256sums": {...}, "chain": {...}}`; `Display` renders
@@ -183,6 +194,27 @@ pub struct VerifyReport {
     /// never a failure. Absent from the JSON when there is none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gaps: Vec<crate::manifest::Gap>,
+    /// A fan-out parent's children, each verified as a run of its own (absent for a run with
+    /// none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildCheck>,
+}
+
+/// The check of one fan-out child that a parent's manifest lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChildCheck {
+    /// The child's account.
+    pub account: String,
+    /// The child's region.
+    pub region: String,
+    /// The hash of its `manifest.json` as the parent lists it.
+    pub listed_manifest_sha256: Sha256Digest,
+    /// `ok` when `problems` is empty and the child's own report is ok.
+    pub status: Status,
+    /// What is wrong with the listing itself (a path irr never writes, another hash).
+    pub problems: Vec<String>,
+    /// The child verified as a run (`None` when its listing names no place irr writes).
+    pub report: Option<Box<VerifyReport>>,
 }
 
 impl VerifyReport {
@@ -288,8 +320,40 @@ impl fmt::Display for VerifyReport {
                 )?;
             }
         }
-        Ok(())
+        write_children(f, &self.children)
     }
+}
+
+/// A fan-out parent's lines for its children: one line each, and the whole report of any
+/// that did not verify, indented.
+fn write_children(f: &mut fmt::Formatter<'_>, children: &[ChildCheck]) -> fmt::Result {
+    if children.is_empty() {
+        return Ok(());
+    }
+    let ok = children.iter().filter(|c| c.status == Status::Ok).count();
+    writeln!(f, "children: {ok} ok of {}", children.len())?;
+    for c in children {
+        let verdict = if c.status == Status::Ok {
+            "ok"
+        } else {
+            "MISMATCH"
+        };
+        let items = c.report.as_ref().map_or(0, |r| r.items.len());
+        writeln!(
+            f,
+            "  {verdict:<9} {}/{} ({items} items)",
+            c.account, c.region
+        )?;
+        for p in &c.problems {
+            writeln!(f, "    - {p}")?;
+        }
+        if let Some(r) = c.report.as_ref().filter(|_| c.status != Status::Ok) {
+            for line in r.to_string().lines() {
+                writeln!(f, "    {line}")?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The signature's lines of the text report.
@@ -375,21 +439,80 @@ pub async fn verify_run(store: &Store, case_id: &str, run_id: &str) -> Result<Ve
     verify_run_with(store, case_id, run_id, &SignatureOptions::default()).await
 }
 
-/// [`verify_run`], checking the signature as `opts` says.
+/// [`verify_run`], checking the signature as `opts` says. A fan-out parent's children
+/// (`children/ACCOUNT/REGION/`, listed in its manifest) are verified too, each as a run of
+/// its own whose `manifest.json` must hash to what the parent lists.
 pub async fn verify_run_with(
     store: &Store,
     case_id: &str,
     run_id: &str,
     opts: &SignatureOptions,
 ) -> Result<VerifyReport> {
-    let location = store.location().join(case_id).join(run_id);
+    let (mut report, manifest) = verify_bundle(store, case_id, run_id, None, opts).await?;
+    let listed = manifest.map(|m| m.children).unwrap_or_default();
+    for child in listed {
+        let target = child.target();
+        let mut check = ChildCheck {
+            account: child.account.clone(),
+            region: child.region.clone(),
+            listed_manifest_sha256: child.manifest_sha256,
+            status: Status::Ok,
+            problems: Vec::new(),
+            report: None,
+        };
+        let placed = check_component("account", &target.account).is_ok()
+            && check_component("region", &target.region).is_ok()
+            && child.path == format!("{}/{MANIFEST_NAME}", target.dir());
+        if placed {
+            let (r, _) = verify_bundle(store, case_id, run_id, Some(&target), opts).await?;
+            match r.manifest_sha256 {
+                Some(h) if h != child.manifest_sha256 => check.problems.push(format!(
+                    "its manifest.json hashes to {h}; the parent lists {}",
+                    child.manifest_sha256
+                )),
+                _ => {}
+            }
+            check.status = Status::from_ok(check.problems.is_empty() && r.is_ok());
+            check.report = Some(Box::new(r));
+        } else {
+            check.problems.push(format!(
+                "the parent lists a child at {:?}, a place irr never writes one",
+                child.path
+            ));
+            check.status = Status::Mismatch;
+        }
+        report.children.push(check);
+    }
+    if report.children.iter().any(|c| c.status != Status::Ok) {
+        report.status = Status::Mismatch;
+    }
+    Ok(report)
+}
+
+/// Verifies one bundle: the run `case_id/run_id`, or (with `target`) its fan-out child at
+/// `case_id/run_id/children/ACCOUNT/REGION/`, whose chain is its parent (no case chain, no
+/// signature of its own). Also returns the manifest, when it could be read.
+async fn verify_bundle(
+    store: &Store,
+    case_id: &str,
+    run_id: &str,
+    target: Option<&Target>,
+    opts: &SignatureOptions,
+) -> Result<(VerifyReport, Option<Manifest>)> {
+    let mut location = store.location().join(case_id).join(run_id);
+    if let Some(t) = target {
+        location = location.join("children").join(&t.account).join(&t.region);
+    }
     let not_a_run = |reason: &str| Error::NotARun {
         location: location.to_string(),
         reason: reason.to_string(),
     };
     check_component("case id", case_id).map_err(|e| not_a_run(&e.to_string()))?;
     check_component("run id", run_id).map_err(|e| not_a_run(&e.to_string()))?;
-    let run_prefix = format!("{case_id}/{run_id}/");
+    let run_prefix = match target {
+        Some(t) => format!("{case_id}/{run_id}/{}/", t.dir()),
+        None => format!("{case_id}/{run_id}/"),
+    };
     let key = |p: &str| format!("{run_prefix}{p}");
     let listed = store.list(&run_prefix).await?;
     let mut manifest_problems = Vec::new();
@@ -400,7 +523,11 @@ pub async fn verify_run_with(
             None
         }
     };
-    if listed.is_empty() && manifest_bytes.is_none() && manifest_problems.is_empty() {
+    if listed.is_empty()
+        && manifest_bytes.is_none()
+        && manifest_problems.is_empty()
+        && target.is_none()
+    {
         return Err(not_a_run("nothing is stored there"));
     }
 
@@ -411,7 +538,7 @@ pub async fn verify_run_with(
             manifest_problems.push("manifest.json is missing: the run is not sealed".to_string());
             None
         }
-        Some(bytes) => check_manifest(bytes, case_id, run_id, &mut manifest_problems),
+        Some(bytes) => check_manifest(bytes, case_id, run_id, target, &mut manifest_problems),
     };
 
     // Re-hash every listed item.
@@ -424,7 +551,7 @@ pub async fn verify_run_with(
         } else {
             None
         };
-        check_item(store, case_id, run_id, item, version)
+        check_item(store, &run_prefix, item, version)
     }))
     .buffered(CONCURRENT_HASHES)
     .collect::<Vec<_>>()
@@ -432,32 +559,57 @@ pub async fn verify_run_with(
     .into_iter()
     .collect::<Result<_>>()?;
 
-    // Anything else under the run is unlisted.
-    items.extend(unlisted(&listed, &run_prefix, items_in_manifest, is_s3));
+    // Anything else under the run is unlisted (a listed child's folder is its own bundle,
+    // verified as such).
+    let children: Vec<String> = manifest
+        .iter()
+        .flat_map(|m| &m.children)
+        .map(|c| format!("{}/", c.target().dir()))
+        .collect();
+    let listed: Vec<Listed> = listed
+        .into_iter()
+        .filter(|l| {
+            let path = l.key.strip_prefix(&run_prefix).unwrap_or(&l.key);
+            !children.iter().any(|c| path.starts_with(c.as_str()))
+        })
+        .collect();
+    items.extend(unlisted(
+        &listed,
+        &run_prefix,
+        items_in_manifest,
+        is_s3,
+        target.is_some(),
+    ));
 
     let sums_problems = match (&manifest, manifest_sha256) {
         (Some(m), Some(md)) => check_sums(store, &key(SUMS_NAME), m, md).await?,
         _ => Vec::new(),
     };
 
-    let chain = check_chain(store, case_id).await?;
-    let signature = check_signature(
-        store,
-        case_id,
-        run_id,
-        manifest.as_ref().zip(manifest_sha256),
-        opts,
-    )
-    .await?;
+    let (chain, signature) = match target {
+        Some(_) => (ChainCheck::of_child(), SignatureCheck::of_child()),
+        None => (
+            check_chain(store, case_id).await?,
+            check_signature(
+                store,
+                case_id,
+                run_id,
+                manifest.as_ref().zip(manifest_sha256),
+                opts,
+            )
+            .await?,
+        ),
+    };
     let ok = items.iter().all(|i| i.status == ItemStatus::Ok)
         && manifest_problems.is_empty()
         && sums_problems.is_empty()
         && chain.problems.is_empty()
         && signature.problems.is_empty();
     let (failed_items, gaps) = manifest
-        .map(|m| (m.failed_items, m.gaps))
+        .as_ref()
+        .map(|m| (m.failed_items.clone(), m.gaps.clone()))
         .unwrap_or_default();
-    Ok(VerifyReport {
+    let report = VerifyReport {
         status: Status::from_ok(ok),
         location: location.to_string(),
         case_id: case_id.to_string(),
@@ -470,7 +622,9 @@ pub async fn verify_run_with(
         chain,
         signature,
         gaps,
-    })
+        children: Vec::new(),
+    };
+    Ok((report, manifest))
 }
 
 /// Reads `manifest.json` or `SHA256SUMS` within [`SMALL_FILE_LIMIT`]. What the bundle holds
@@ -509,6 +663,9 @@ async fn check_sums(
         .iter()
         .map(|i| (i.path.as_str(), i.sha256))
         .collect();
+    for c in &manifest.children {
+        expected.insert(c.path.as_str(), c.manifest_sha256);
+    }
     expected.insert(MANIFEST_NAME, manifest_sha256);
     let mut seen = HashSet::new();
     for (path, digest) in &sums.entries {
@@ -544,6 +701,7 @@ fn check_manifest(
     bytes: &[u8],
     case_id: &str,
     run_id: &str,
+    target: Option<&Target>,
     manifest_problems: &mut Vec<String>,
 ) -> Option<Manifest> {
     match Manifest::from_slice(bytes) {
@@ -559,6 +717,20 @@ fn check_manifest(
                     "it names case {:?} run {:?}, but it is stored as case {case_id:?} run {run_id:?}",
                     m.case_id, m.run_id
                 ));
+            }
+            if m.target.as_ref() != target {
+                let name = |t: Option<&Target>| {
+                    t.map_or_else(|| "no target".to_owned(), |t| format!("target {t}"))
+                };
+                manifest_problems.push(format!(
+                    "it names {}, but it is stored as {} (copied or moved)",
+                    name(m.target.as_ref()),
+                    name(target)
+                ));
+            }
+            if target.is_some() && !m.children.is_empty() {
+                manifest_problems
+                    .push("a child run lists children of its own; irr never writes one".into());
             }
             if !Manifest::is_canonical(bytes) {
                 manifest_problems.push(
@@ -584,8 +756,7 @@ fn check_manifest(
 /// recorded size and one byte more.
 async fn check_item(
     store: &Store,
-    case_id: &str,
-    run_id: &str,
+    run_prefix: &str,
     item: &ManifestItem,
     version: Option<String>,
 ) -> Result<ItemCheck> {
@@ -606,7 +777,7 @@ async fn check_item(
     }
     match store
         .check_object(
-            &format!("{case_id}/{run_id}/{}", item.path),
+            &format!("{run_prefix}{}", item.path),
             version.as_deref(),
             item.size,
         )
@@ -657,7 +828,14 @@ fn unlisted(
     run_prefix: &str,
     items_in_manifest: &[ManifestItem],
     is_s3: bool,
+    child: bool,
 ) -> Vec<ItemCheck> {
+    // A child is never signed: its parent's signature covers it.
+    let own: &[&str] = if child {
+        &[MANIFEST_NAME, SUMS_NAME]
+    } else {
+        &[MANIFEST_NAME, SUMS_NAME, SIG_NAME, PUBLIC_KEY_NAME]
+    };
     let mut out = Vec::new();
     let recorded: HashMap<&str, Option<&str>> = items_in_manifest
         .iter()
@@ -690,7 +868,7 @@ fn unlisted(
                 )),
                 _ => None,
             }
-        } else if [MANIFEST_NAME, SUMS_NAME, SIG_NAME, PUBLIC_KEY_NAME].contains(&path) {
+        } else if own.contains(&path) {
             (!l.is_latest).then(|| format!("an earlier version of {path}: it was rewritten"))
         } else {
             Some("not in the manifest".to_string())

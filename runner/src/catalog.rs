@@ -33,6 +33,18 @@ pub enum TypeSpec {
     Duration,
     /// See [`ValueType::PolicyDocument`].
     PolicyDocument,
+    /// See [`ValueType::IpAddress`].
+    IpAddress,
+    /// See [`ValueType::Timestamp`].
+    Timestamp,
+    /// See [`ValueType::SecurityGroupId`].
+    SecurityGroupId,
+    /// See [`ValueType::VpcId`].
+    VpcId,
+    /// See [`ValueType::SubnetId`].
+    SubnetId,
+    /// See [`ValueType::ImageId`].
+    ImageId,
     /// See [`ValueType::Any`].
     Any,
     /// A list of the inner type.
@@ -55,6 +67,12 @@ impl TypeSpec {
             TypeSpec::BucketName => ValueType::BucketName,
             TypeSpec::Duration => ValueType::Duration,
             TypeSpec::PolicyDocument => ValueType::PolicyDocument,
+            TypeSpec::IpAddress => ValueType::IpAddress,
+            TypeSpec::Timestamp => ValueType::Timestamp,
+            TypeSpec::SecurityGroupId => ValueType::SecurityGroupId,
+            TypeSpec::VpcId => ValueType::VpcId,
+            TypeSpec::SubnetId => ValueType::SubnetId,
+            TypeSpec::ImageId => ValueType::ImageId,
             TypeSpec::Any => ValueType::Any,
             TypeSpec::List(t) => ValueType::List(Box::new(t.value_type())),
             TypeSpec::Map(t) => ValueType::Map(Box::new(t.value_type())),
@@ -127,6 +145,9 @@ pub struct ActionSpec {
     pub params: &'static [ParamSpec],
     /// Groups of parameters of which exactly one must be given.
     pub exactly_one_of: &'static [&'static [&'static str]],
+    /// Groups of parameters of which at least one must be given
+    /// ([`crate::actions::Action::AT_LEAST_ONE_OF`]: a discovery with no criterion).
+    pub at_least_one_of: &'static [&'static [&'static str]],
     /// Outputs.
     pub outputs: &'static [OutputSpec],
     /// The AWS API operations it calls, in order (`service:Operation`).
@@ -184,6 +205,7 @@ impl ActionSpec {
             summary: d.summary,
             params,
             exactly_one_of: d.exactly_one_of,
+            at_least_one_of: &[],
             outputs: d.outputs,
             api_calls: d.api_calls,
             permissions: d.permissions,
@@ -214,7 +236,8 @@ pub fn names() -> Vec<&'static str> {
 /// Schema's (`#[schemars(extend("x-irr-type" = "instance_id"))]`). On a list or a map it names
 /// the type of the items. Values: the names of [`TypeSpec`]'s scalar kinds in snake case
 /// (`string`, `instance_id`, `arn`, `cidr`, `access_key_id`, `bucket_name`, `duration`,
-/// `policy_document`, `any`).
+/// `policy_document`, `ip_address`, `timestamp`, `security_group_id`, `vpc_id`, `subnet_id`,
+/// `image_id`, `any`).
 pub const IRR_TYPE: &str = "x-irr-type";
 
 /// The parameters of a typed parameter struct, derived from its JSON Schema (`schemars`): one
@@ -320,6 +343,12 @@ fn scalar(kind: &str) -> TypeSpec {
         "bucket_name" => TypeSpec::BucketName,
         "duration" => TypeSpec::Duration,
         "policy_document" => TypeSpec::PolicyDocument,
+        "ip_address" => TypeSpec::IpAddress,
+        "timestamp" => TypeSpec::Timestamp,
+        "security_group_id" => TypeSpec::SecurityGroupId,
+        "vpc_id" => TypeSpec::VpcId,
+        "subnet_id" => TypeSpec::SubnetId,
+        "image_id" => TypeSpec::ImageId,
         "any" => TypeSpec::Any,
         other => panic!("unknown {IRR_TYPE} `{other}`"),
     }
@@ -479,6 +508,10 @@ pub fn reference_markdown(a: &ActionSpec) -> String {
         let names: Vec<String> = group.iter().map(|n| format!("`{n}`")).collect();
         let _ = writeln!(s, "Exactly one of: {}.\n", names.join(", "));
     }
+    for group in a.at_least_one_of {
+        let names: Vec<String> = group.iter().map(|n| format!("`{n}`")).collect();
+        let _ = writeln!(s, "At least one of: {}.\n", names.join(", "));
+    }
     if a.outputs.is_empty() {
         s.push_str("Outputs: none.\n\n");
     } else {
@@ -548,7 +581,7 @@ mod tests {
             let n = p.len();
             p.dedup();
             assert_eq!(n, p.len(), "{}", a.name);
-            for group in a.exactly_one_of {
+            for group in a.exactly_one_of.iter().chain(a.at_least_one_of) {
                 for name in *group {
                     assert!(a.param(name).is_some(), "{}: {name}", a.name);
                 }

@@ -134,6 +134,10 @@ enum Command {
         /// PEM private key file (default: the playbook's evidence.signing_key).
         #[arg(long, value_name = "KEY")]
         signing_key: Option<String>,
+        /// Fan out over these accounts and regions: a YAML file with the keys of the
+        /// playbook's `targets:` section (replacing it, if the playbook has one).
+        #[arg(long, value_name = "FILE")]
+        targets: Option<PathBuf>,
         /// Start from a finding: a GuardDuty or Security Hub (ASFF) finding, JSON, bare or
         /// in its EventBridge event. The playbook's trigger maps it onto inputs and the
         /// account and region to act in; it is the run's first evidence item.
@@ -296,8 +300,16 @@ pub fn run(cli: Cli) -> Exit {
             assume_role,
             evidence_owner,
             signing_key,
+            targets,
             finding,
         } => {
+            let targets = match targets.map(|t| targets_file(&t)).transpose() {
+                Ok(t) => t,
+                Err((problems, sources)) => {
+                    report_problems(&problems, &sources, g.output);
+                    return exit_codes::INVALID;
+                }
+            };
             let Some(case_id) = inputs.case.clone() else {
                 report_problems(
                     &[
@@ -330,6 +342,7 @@ pub fn run(cli: Cli) -> Exit {
                 create_evidence_bucket: false,
                 evidence_owner,
                 signing_key,
+                targets,
                 finding,
             };
             block_on(crate::run::run(req)).exit
@@ -636,6 +649,14 @@ fn pretty(v: &Value) -> String {
 
 /// Prints diagnostics: rendered to stderr (text), or as one `{"problems": [...]}` object on
 /// stdout (json).
+/// Reads and checks `--targets FILE`; `Err` is every problem, with the file to show them in.
+fn targets_file(
+    path: &Path,
+) -> Result<crate::targets::TargetsDecl, (Vec<Diagnostic>, Vec<Source>)> {
+    let source = crate::load::read_file(path).map_err(|d| (vec![d], Vec::new()))?;
+    crate::validate::targets_file(&source).map_err(|p| (p, vec![source]))
+}
+
 fn report_problems(problems: &[Diagnostic], sources: &[Source], output: Output) {
     match output {
         Output::Json => {
@@ -898,6 +919,7 @@ pub fn action_json(a: &catalog::ActionSpec) -> Value {
             "description": p.description,
         })).collect::<Vec<_>>(),
         "exactly_one_of": a.exactly_one_of,
+        "at_least_one_of": a.at_least_one_of,
         "outputs": a.outputs.iter().map(|o| json!({
             "name": o.name,
             "type": o.ty.value_type().to_string(),
@@ -967,6 +989,9 @@ fn actions_cmd(name: Option<&str>, output: Output) -> Exit {
     }
     for group in a.exactly_one_of {
         out!("  exactly one of: {}", group.join(", "));
+    }
+    for group in a.at_least_one_of {
+        out!("  at least one of: {}", group.join(", "));
     }
     if !a.outputs.is_empty() {
         out!("outputs:");

@@ -447,7 +447,11 @@ pub fn rule_of(message: &str) -> &'static Rule {
         "IRR0009"
     } else if starts("for_each needs") {
         "IRR0016"
-    } else if has("parameter \"") || has("takes exactly one of") || starts("with must be") {
+    } else if has("parameter \"")
+        || has("takes exactly one of")
+        || has("needs at least one of")
+        || starts("with must be")
+    {
         "IRR0010"
     } else if starts("unknown reference")
         || starts("unknown step")

@@ -45,6 +45,23 @@ pub enum RunStatus {
     Aborted,
 }
 
+impl RunStatus {
+    /// The worse of the two (succeeded < failed < aborted): a fan-out's status over its
+    /// children.
+    pub fn max_severity(self, other: RunStatus) -> RunStatus {
+        let rank = |s: RunStatus| match s {
+            RunStatus::Succeeded => 0,
+            RunStatus::Failed => 1,
+            RunStatus::Aborted => 2,
+        };
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
 /// One step's result, as the summary reports it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StepSummary {

@@ -141,8 +141,12 @@ pub async fn seal(
     artifacts: &[StagedArtifact],
     resources: &[AwsResource],
     journal: &Path,
+    children: &[(irr_forensics::manifest::Target, Sha256Digest)],
 ) -> EvidenceSummary {
-    let location = run_location(&store, &record.case_id, &record.run_id);
+    let mut location = run_location(&store, &record.case_id, &record.run_id);
+    if let Some(t) = &record.target {
+        location = format!("{}/{}", location.trim_end_matches('/'), t.dir());
+    }
     let fail = |error: String| EvidenceSummary {
         location: location.clone(),
         manifest_sha256: None,
@@ -164,19 +168,27 @@ pub async fn seal(
         .map(|i| i.path.clone())
         .chain(conflicts.iter().map(|(a, _)| a.path.clone()))
         .collect();
-    let bundle = match Bundle::resume(
+    let bundle = Bundle::resume(
         store,
         &record.case_id,
         &record.run_id,
         info,
         adopted,
         resources,
-    ) {
+    )
+    .and_then(|b| match &record.target {
+        Some(t) => b.within_parent(t.clone()),
+        None => Ok(b),
+    });
+    let bundle = match bundle {
         Ok(b) => b,
         Err(e) => return fail(e.to_string()),
     };
     for gap in gaps_from_journal(journal) {
         bundle.add_gap(gap);
+    }
+    for (target, manifest_sha256) in children {
+        bundle.add_child(target, *manifest_sha256);
     }
     let meta_of = |art: &StagedArtifact| {
         ItemMeta::new(art.step.clone(), Some(&art.source)).with_attempt(art.attempt)
@@ -296,7 +308,7 @@ async fn adopt_stored<'a>(
     String,
 > {
     let mut conflicts = Vec::new();
-    let prefix = format!("{}/{}/", record.case_id, record.run_id);
+    let prefix = record.bundle_prefix();
     let listed = store.list(&prefix).await.map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for l in listed.iter().filter(|l| l.is_latest && !l.delete_marker) {
@@ -395,6 +407,8 @@ mod tests {
             aws_principal: "arn:aws:iam::123456789012:user/r".into(),
             evidence_owner: None,
             signing_key: None,
+            target: None,
+            fanout: None,
         }
     }
 
@@ -445,6 +459,7 @@ mod tests {
             &arts,
             &[],
             &journal,
+            &[],
         )
         .await;
         assert!(summary.error.is_none(), "{summary:?}");
@@ -495,6 +510,7 @@ mod tests {
             &arts,
             &[],
             &journal,
+            &[],
         )
         .await;
         assert!(summary.manifest_sha256.is_some(), "{summary:?}");

@@ -25,6 +25,8 @@ pub struct Playbook {
     pub inputs: Vec<InputDecl>,
     /// `evidence`.
     pub evidence: EvidenceDecl,
+    /// `targets`: the accounts and regions the run fans out to (`None`: the caller's own).
+    pub targets: Option<crate::targets::TargetsDecl>,
     /// `steps`, in file order.
     pub steps: Vec<Step>,
     /// `finally`, in file order.

@@ -58,6 +58,9 @@ pub struct Plan {
     /// The template context known before the run (inputs, case, run, playbook, aws).
     #[serde(skip)]
     pub context: Value,
+    /// The playbook's `targets:` (the role assumed in each account), if it fans out.
+    #[serde(skip)]
+    pub targets: Option<crate::targets::TargetsDecl>,
 }
 
 /// One step of the plan.
@@ -248,6 +251,7 @@ pub fn plan(
         evidence_location,
         signing_key: playbook.evidence.signing_key.clone(),
         context,
+        targets: playbook.targets.clone(),
     }
 }
 

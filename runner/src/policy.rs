@@ -20,7 +20,9 @@ pub fn policy(plan: &Plan) -> Value {
     // (action, service a role may be passed to) -> resources
     let mut grants: BTreeMap<(String, Option<&'static str>), BTreeSet<String>> = BTreeMap::new();
     let region = known(&plan.context, &["aws", "region"]);
-    let account = known(&plan.context, &["aws", "account_id"]);
+    // A fan-out acts in each target's account and region: the steps' grants name any.
+    let account = known(&plan.context, &["aws", "account_id"]).filter(|_| plan.targets.is_none());
+    let region = region.filter(|_| plan.targets.is_none());
     let case = known(&plan.context, &["case", "id"]);
     let mut add = |perm: &Permission, fill: &dyn Fn(&str) -> Option<String>| {
         let entry = grants
@@ -77,6 +79,34 @@ pub fn policy(plan: &Plan) -> Value {
     if let Some(arn) = kms_key {
         for perm in SIGNING_KMS_PERMISSIONS {
             add(perm, &|name| (name == "key").then(|| arn.to_owned()));
+        }
+    }
+    // A fan-out: the caller assumes the role in each account (and finds the organization's
+    // accounts); the steps' grants are what that role needs there.
+    if let Some(t) = &plan.targets {
+        let roles: BTreeSet<String> = match &t.accounts {
+            crate::targets::AccountSet::Ids(ids) => ids
+                .iter()
+                .map(|a| crate::targets::role_arn("aws", a, &t.role))
+                .collect(),
+            crate::targets::AccountSet::Organization(_) => {
+                BTreeSet::from([crate::targets::role_arn("aws", "*", &t.role)])
+            }
+        };
+        grants
+            .entry(("sts:AssumeRole".to_owned(), None))
+            .or_default()
+            .extend(roles);
+        if matches!(t.accounts, crate::targets::AccountSet::Organization(_)) {
+            for action in [
+                "organizations:ListAccountsForParent",
+                "organizations:ListOrganizationalUnitsForParent",
+            ] {
+                grants
+                    .entry((action.to_owned(), None))
+                    .or_default()
+                    .insert("*".to_owned());
+            }
         }
     }
     // A resource list holding "*" is just "*".

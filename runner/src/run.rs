@@ -63,6 +63,9 @@ pub struct RunRequest {
     /// `--signing-key`: the key that signs the seal (default: the playbook's
     /// `evidence.signing_key`).
     pub signing_key: Option<String>,
+    /// `--targets FILE`: fan out over these accounts and regions (default: the playbook's
+    /// `targets:`; neither: the caller's own account and region).
+    pub targets: Option<crate::targets::TargetsDecl>,
     /// `--finding`: the finding that starts the run, as read, and what the playbook's
     /// trigger maps it to (its inputs are in `inputs` already; its target account and
     /// region are checked against the run's, see [`finding_region`] and [`finding_account`]).
@@ -85,7 +88,7 @@ pub struct RunResult {
 }
 
 impl RunResult {
-    fn early(exit: Exit) -> RunResult {
+    pub(crate) fn early(exit: Exit) -> RunResult {
         RunResult {
             exit,
             run_id: None,
@@ -101,7 +104,7 @@ fn say(json: bool, msg: &str) {
 }
 
 /// [`say`], with the run's secrets masked.
-fn say_masked(json: bool, msg: &str, secrets: &Secrets) {
+pub(crate) fn say_masked(json: bool, msg: &str, secrets: &Secrets) {
     let msg: &str = &secrets.mask_str(msg);
     if json {
         let line = serde_json::json!({"event": "error", "message": msg});
@@ -119,6 +122,16 @@ fn reporter(json: bool) -> Box<dyn Reporter> {
     }
 }
 
+/// Asks `question` on the terminal: `Err` is the refusal to say (not confirmed, or no
+/// terminal to ask on).
+pub(crate) fn ask(question: &str) -> Result<(), &'static str> {
+    match confirm(question) {
+        Some(true) => Ok(()),
+        Some(false) => Err("aborted: not confirmed; nothing was changed"),
+        None => Err("refused: no terminal to confirm on; pass --yes; nothing was changed"),
+    }
+}
+
 /// Asks on the terminal; `None` when there is no terminal to ask on.
 fn confirm(question: &str) -> Option<bool> {
     if !std::io::stdin().is_terminal() {
@@ -133,7 +146,7 @@ fn confirm(question: &str) -> Option<bool> {
 }
 
 /// Why this build cannot run the playbook (a step whose action it cannot run), if so.
-fn unrunnable(pb: &Playbook) -> Option<String> {
+pub(crate) fn unrunnable(pb: &Playbook) -> Option<String> {
     let step = pb
         .all_steps()
         .find(|s| !executor::implemented(s.action.name))?;
@@ -142,7 +155,7 @@ fn unrunnable(pb: &Playbook) -> Option<String> {
 }
 
 /// Who a run that makes no AWS call is.
-fn no_aws_identity() -> aws::Identity {
+pub(crate) fn no_aws_identity() -> aws::Identity {
     aws::Identity {
         account_id: String::new(),
         arn: "none (the playbook makes no AWS call)".to_owned(),
@@ -150,8 +163,8 @@ fn no_aws_identity() -> aws::Identity {
 }
 
 /// Writes a new run's `run.json` (no secret in it: `RunRecord::to_disk`) in its directory.
-fn save_record(state_dir: &Path, record: &RunRecord) -> Result<(), String> {
-    let dir = executor::run_dir(state_dir, &record.run_id);
+pub(crate) fn save_record(state_dir: &Path, record: &RunRecord) -> Result<(), String> {
+    let dir = record.dir(state_dir);
     std::fs::create_dir_all(&dir)
         .and_then(|_| record.write(&dir))
         .map_err(|e| {
@@ -168,7 +181,7 @@ type ChosenSigner = Option<(String, irr_forensics::Signer)>;
 
 /// Opens the run's evidence store (`evidence::open_store`) and loads the key that will sign
 /// its seal (`signing::choose`); `Err` is what to say.
-async fn open_evidence(
+pub(crate) async fn open_evidence(
     location: &str,
     aws: &aws::Aws,
     evidence: &crate::model::EvidenceDecl,
@@ -190,7 +203,7 @@ async fn open_evidence(
 
 /// The AWS connection and who it is, when the run needs AWS; else offline clients.
 /// `offline` is who the run is when it makes no AWS call.
-async fn connect_if(
+pub(crate) async fn connect_if(
     needs_aws: bool,
     opts: &aws::AwsOptions,
     offline: aws::Identity,
@@ -211,7 +224,7 @@ async fn connect_if(
 /// Where the run's evidence goes: `--evidence`, else the playbook's (rendered), else
 /// `STATE_DIR/evidence`; a dry run's under the state directory, since it changes nothing in
 /// AWS, the evidence bucket included.
-fn evidence_location_of(req: &RunRequest, pre_ctx: &Value) -> Result<String, String> {
+pub(crate) fn evidence_location_of(req: &RunRequest, pre_ctx: &Value) -> Result<String, String> {
     Ok(match &req.evidence {
         _ if req.dry_run => absolute(&req.state_dir.join("dry-run-evidence"))
             .display()
@@ -236,7 +249,11 @@ fn evidence_location_of(req: &RunRequest, pre_ctx: &Value) -> Result<String, Str
 
 /// Shows the plan and asks to proceed (`place`: "in account A (REGION) as ARN", or empty when
 /// the run makes no AWS call). `Err` is the refusal to say: nothing was changed.
-fn confirm_plan(the_plan: &plan::Plan, secrets: &Secrets, place: &str) -> Result<(), &'static str> {
+pub(crate) fn confirm_plan(
+    the_plan: &plan::Plan,
+    secrets: &Secrets,
+    place: &str,
+) -> Result<(), &'static str> {
     let changes = the_plan
         .steps
         .iter()
@@ -262,7 +279,8 @@ fn confirm_plan(the_plan: &plan::Plan, secrets: &Secrets, place: &str) -> Result
 
 /// The region a run started by a finding acts in: the one the finding names (its trigger's
 /// `targets.region`) unless `--region` is given; `--region` naming another is refused.
-/// (Until the fan-out, a run acts in one account and region: the finding's.)
+/// (A run started by a finding acts in one account and region, the finding's: it does not
+/// fan out, see [`run`].)
 pub fn finding_region(
     finding: Option<&crate::finding::Triggered>,
     opts: &mut AwsOptions,
@@ -334,8 +352,26 @@ async fn connect_for(
     Ok((aws, identity))
 }
 
-/// `irr run`.
+/// `irr run`: in the caller's account and region, or fanned out over the targets
+/// (`--targets`, else the playbook's `targets:`). A run started by a finding acts in the one
+/// account and region the finding names (`finding_region`, `finding_account`), whatever the
+/// playbook's `targets:` say; `--targets` beside `--finding` is refused.
 pub async fn run(req: RunRequest) -> RunResult {
+    if req.finding.is_some() {
+        if req.targets.is_some() {
+            say(req.json, "error: --finding runs in the one account and region the finding names (the playbook's trigger targets), so it does not fan out over --targets; give one or the other; nothing was changed");
+            return RunResult::early(Exit::Invalid);
+        }
+        return run_here(req).await;
+    }
+    match req.targets.clone().or_else(|| req.playbook.targets.clone()) {
+        Some(decl) => crate::fanout::run(req, decl).await,
+        None => run_here(req).await,
+    }
+}
+
+/// `irr run` in the caller's own account and region.
+async fn run_here(req: RunRequest) -> RunResult {
     let pb = &req.playbook;
     let secrets = Secrets::for_inputs(pb, &req.inputs);
     let say = |json: bool, msg: &str| say_masked(json, msg, &secrets);
@@ -406,9 +442,8 @@ pub async fn run(req: RunRequest) -> RunResult {
         }
     };
     let the_plan = plan::plan(pb, req.inputs.clone(), &ctx);
-    let playbook_dir = key.playbook_dir.clone();
     // NoEcho values known before the run are masked from the plan and the first event on.
-    secrets.extend(&plan::secrets(pb, &the_plan, &playbook_dir));
+    secrets.extend(&plan::secrets(pb, &the_plan, &key.playbook_dir));
     if !req.yes && !req.dry_run {
         let question = if needs_aws {
             format!(
@@ -440,6 +475,8 @@ pub async fn run(req: RunRequest) -> RunResult {
         aws_principal: identity.arn.clone(),
         evidence_owner: evidence_owner.filter(|_| matches!(store, irr_forensics::Store::S3(_))),
         signing_key: signer.as_ref().map(|(k, _)| k.clone()),
+        target: None,
+        fanout: None,
     };
     if let Err(msg) = save_record(&req.state_dir, &record) {
         say(req.json, &msg);
@@ -452,8 +489,9 @@ pub async fn run(req: RunRequest) -> RunResult {
         store,
         req.yes,
         &req.state_dir,
-        (HashMap::new(), HashMap::new()),
-        req.json,
+        HashMap::new(),
+        HashMap::new(),
+        Presentation::of(req.json),
         false,
         secrets,
         signer.map(|(_, s)| s),
@@ -462,22 +500,46 @@ pub async fn run(req: RunRequest) -> RunResult {
     .await
 }
 
+/// How a run's events are shown and its items paced: the reporter (a fan-out child's names
+/// its target) and the limit shared by every child of a fan-out (`--concurrency`).
+pub(crate) struct Presentation {
+    /// Where events go after the journal.
+    pub reporter: Box<dyn Reporter>,
+    /// JSON output (for errors said before the first event).
+    pub json: bool,
+    /// Items at once across the whole run, over every child.
+    pub shared_limit: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+impl Presentation {
+    fn of(json: bool) -> Presentation {
+        Presentation {
+            reporter: reporter(json),
+            json,
+            shared_limit: None,
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
-async fn execute_and_seal(
+pub(crate) async fn execute_and_seal(
     playbook: Playbook,
     record: RunRecord,
     clients: crate::actions::AwsClients,
     store: irr_forensics::Store,
     yes: bool,
     state_dir: &Path,
-    (previous, previous_attempts): (HashMap<String, StepSummary>, HashMap<String, u32>),
-    json: bool,
+    previous: HashMap<String, StepSummary>,
+    previous_attempts: HashMap<String, u32>,
+    shown: Presentation,
     resumed: bool,
     secrets: Secrets,
     signer: Option<irr_forensics::Signer>,
     first_items: Vec<executor::FirstItem>,
 ) -> RunResult {
-    let sink = match executor::open_sink(state_dir, &record.run_id, reporter(json), secrets) {
+    let json = shown.json;
+    let dir = record.dir(state_dir);
+    let sink = match executor::open_sink_at(&dir, shown.reporter, secrets) {
         Ok(s) => s,
         Err(e) => {
             say(json, &format!("error: {e}; nothing was changed"));
@@ -505,12 +567,12 @@ async fn execute_and_seal(
         previous,
         previous_attempts,
         store: Some(store.clone()),
+        shared_limit: shown.shared_limit,
         first_items,
     };
     let interrupted = Arc::new(AtomicBool::new(false));
     let outcome = executor::execute(exec, sink.clone(), interrupted).await;
 
-    let dir = executor::run_dir(state_dir, &run_id);
     // Artifacts and resources of earlier attempts (resume) come back from the journal (none
     // from an unreadable one: the seal then reports the journal itself).
     let journaled = journal::read(&dir.join("journal.jsonl"))
@@ -535,6 +597,7 @@ async fn execute_and_seal(
         &artifacts,
         &resources,
         &dir.join("journal.jsonl"),
+        &[],
     )
     .await;
     if let (Some(signer), Some(spec)) = (&signer, &record.signing_key) {
@@ -662,12 +725,15 @@ pub fn secret_inputs_again(
 /// Journals a note for each call that was in flight when the run stopped, before the resumed
 /// run starts.
 fn note_in_flight(state_dir: &Path, run_id: &str, in_flight: &[String], secrets: &Secrets) {
+    note_in_flight_at(&executor::run_dir(state_dir, run_id), in_flight, secrets);
+}
+
+/// [`note_in_flight`] for the run whose state is in `dir` (a fan-out child's).
+pub(crate) fn note_in_flight_at(dir: &Path, in_flight: &[String], secrets: &Secrets) {
     if in_flight.is_empty() {
         return;
     }
-    if let Ok(sink) =
-        executor::open_sink(state_dir, run_id, Box::new(NullReporter), secrets.clone())
-    {
+    if let Ok(sink) = executor::open_sink_at(dir, Box::new(NullReporter), secrets.clone()) {
         for call in in_flight {
             sink.emit(RunEvent::Note {
                 message: format!("{call} was in flight when the run stopped; its step runs again and reconciles with what AWS shows (case tags, existing resources), so nothing is made twice"),
@@ -727,6 +793,42 @@ fn resume_owner(
     owner.map_err(|e| format!("error: {e}; nothing was changed"))
 }
 
+/// An unfinished run's record (with its secret inputs given again), its journal's state and
+/// its playbook, checked to be the same file; `Err` once what is wrong was said.
+fn reopen(
+    run_id: &str,
+    state_dir: &Path,
+    json: bool,
+    inputs: &[String],
+) -> Result<(RunRecord, journal::RunState, Playbook), Exit> {
+    let (mut record, state) = load_unfinished(run_id, state_dir).map_err(|(exit, msg)| {
+        say(json, &msg);
+        exit
+    })?;
+    let playbook = crate::validate::validate_file(&record.playbook_path).map_err(|problems| {
+        for p in problems {
+            say(json, &p.render(None));
+        }
+        Exit::Invalid
+    })?;
+    if playbook.sha256 != record.playbook_sha256 {
+        say(json, &format!("error: {} changed since run {run_id} started (sha256 {} then, {} now); resume needs the same playbook; nothing was changed", record.playbook_path.display(), record.playbook_sha256, playbook.sha256));
+        return Err(Exit::Invalid);
+    }
+    let env = |var: &str| std::env::var(var).ok();
+    match secret_inputs_again(&playbook, &record, inputs, &env) {
+        Ok(values) => record.inputs.extend(values),
+        Err(e) => {
+            say(
+                json,
+                &format!("error: cannot resume run {run_id}: {e}; nothing was changed"),
+            );
+            return Err(Exit::Invalid);
+        }
+    }
+    Ok((record, state, playbook))
+}
+
 /// `irr resume RUN_ID`. Secret inputs are given again with `inputs` (`--input NAME=VALUE`)
 /// or the environment (`IRR_INPUT_NAME`).
 pub async fn resume(
@@ -738,36 +840,20 @@ pub async fn resume(
     inputs: &[String],
     evidence_owner: Option<String>,
 ) -> RunResult {
-    let (mut record, state) = match load_unfinished(run_id, state_dir) {
+    let (mut record, state, playbook) = match reopen(run_id, state_dir, json, inputs) {
         Ok(r) => r,
-        Err((exit, msg)) => {
-            say(json, &msg);
-            return RunResult::early(exit);
-        }
+        Err(exit) => return RunResult::early(exit),
     };
-    let playbook = match crate::validate::validate_file(&record.playbook_path) {
-        Ok(p) => p,
-        Err(problems) => {
-            for p in problems {
-                say(json, &p.render(None));
+    if record.fanout.is_some() {
+        return match resume_owner(run_id, evidence_owner, &record) {
+            Ok(owner) => {
+                crate::fanout::resume(playbook, record, state_dir, yes, json, aws_opts, owner).await
             }
-            return RunResult::early(Exit::Invalid);
-        }
-    };
-    if playbook.sha256 != record.playbook_sha256 {
-        say(json, &format!("error: {} changed since run {run_id} started (sha256 {} then, {} now); resume needs the same playbook; nothing was changed", record.playbook_path.display(), record.playbook_sha256, playbook.sha256));
-        return RunResult::early(Exit::Invalid);
-    }
-    let env = |var: &str| std::env::var(var).ok();
-    match secret_inputs_again(&playbook, &record, inputs, &env) {
-        Ok(values) => record.inputs.extend(values),
-        Err(e) => {
-            say(
-                json,
-                &format!("error: cannot resume run {run_id}: {e}; nothing was changed"),
-            );
-            return RunResult::early(Exit::Invalid);
-        }
+            Err(msg) => {
+                say(json, &msg);
+                RunResult::early(Exit::Invalid)
+            }
+        };
     }
     let secrets = Secrets::for_inputs(&playbook, &record.inputs);
     let say = |json: bool, msg: &str| say_masked(json, msg, &secrets);
@@ -849,8 +935,9 @@ pub async fn resume(
         store,
         yes,
         state_dir,
-        (previous, previous_attempts),
-        json,
+        previous,
+        previous_attempts,
+        Presentation::of(json),
         true,
         secrets,
         signer.map(|(_, s)| s),
@@ -873,7 +960,7 @@ impl Reporter for NullReporter {
     fn report(&self, _event: &RunEvent) {}
 }
 
-fn absolute(p: &Path) -> PathBuf {
+pub(crate) fn absolute(p: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_owned()
     } else {

@@ -24,7 +24,15 @@ fn type_schema(ty: TypeSpec) -> Value {
         TypeSpec::Arn => {
             json!({"type": "string", "pattern": "^(arn:aws[a-z-]*:.+|.*\\{\\{.*\\}\\}.*)$"})
         }
-        TypeSpec::Cidr | TypeSpec::AccessKeyId | TypeSpec::BucketName => json!({"type": "string"}),
+        TypeSpec::Cidr
+        | TypeSpec::AccessKeyId
+        | TypeSpec::BucketName
+        | TypeSpec::IpAddress
+        | TypeSpec::Timestamp => json!({"type": "string"}),
+        TypeSpec::SecurityGroupId => resource_id("sg"),
+        TypeSpec::VpcId => resource_id("vpc"),
+        TypeSpec::SubnetId => resource_id("subnet"),
+        TypeSpec::ImageId => resource_id("ami"),
         TypeSpec::Duration => {
             json!({"type": "string", "pattern": "^(([0-9]+[smhd])+|.*\\{\\{.*\\}\\}.*)$"})
         }
@@ -37,41 +45,15 @@ fn type_schema(ty: TypeSpec) -> Value {
     }
 }
 
+/// A string that is `PREFIX-` and 8 or 17 hex digits, or holds a template.
+fn resource_id(prefix: &str) -> Value {
+    json!({"type": "string", "pattern": format!("^({prefix}-([0-9a-f]{{8}}|[0-9a-f]{{17}})|.*\\{{\\{{.*\\}}\\}}.*)$")})
+}
+
 /// The schema document (JSON Schema draft 2020-12).
 pub fn schema() -> Value {
     let names: Vec<&str> = catalog::names();
-    let per_action: Vec<Value> = catalog::all()
-        .iter()
-        .map(|a| {
-            let props: serde_json::Map<String, Value> = a
-                .params
-                .iter()
-                .map(|p| {
-                    let mut s = type_schema(p.ty);
-                    if let Value::Object(m) = &mut s {
-                        m.insert("description".into(), json!(p.description));
-                    }
-                    (p.name.to_owned(), s)
-                })
-                .collect();
-            let required: Vec<&str> = a
-                .params
-                .iter()
-                .filter(|p| p.required)
-                .map(|p| p.name)
-                .collect();
-            json!({
-                "if": {"properties": {"action": {"const": a.name}}, "required": ["action"]},
-                "then": {"properties": {"with": {
-                    "type": "object",
-                    "description": a.summary,
-                    "properties": props,
-                    "required": required,
-                    "additionalProperties": false,
-                }}},
-            })
-        })
-        .collect();
+    let per_action = per_action_schemas();
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://irr.dev/schema/irr-v1.json",
@@ -126,6 +108,7 @@ pub fn schema() -> Value {
                     },
                 },
             },
+            "targets": targets_schema(),
             "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/step"}},
             "finally": {"type": "array", "items": {"$ref": "#/$defs/step"}},
             "trigger": trigger_schema(),
@@ -199,4 +182,74 @@ fn trigger_schema() -> Value {
             "targets": targets,
         },
     })
+}
+
+/// The `targets:` section: the accounts and regions a run fans out over.
+fn targets_schema() -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["role"],
+        "description": "fan the steps out over accounts x regions, assuming the role in each",
+        "properties": {
+            "accounts": {"type": "array", "minItems": 1, "uniqueItems": true, "items": {"type": "string", "pattern": "^[0-9]{12}$"}},
+            "organization": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["ous"],
+                "properties": {"ous": {"type": "array", "minItems": 1, "uniqueItems": true, "items": {"type": "string", "pattern": "^ou-[0-9a-z]{4,32}-[0-9a-z]{8,32}$"}}},
+            },
+            "regions": {"type": "array", "minItems": 1, "uniqueItems": true, "items": {"type": "string", "pattern": "^[a-z]{2}(-[a-z]+)+-[1-9][0-9]*$"}},
+            "role": {"type": "string", "pattern": "^[A-Za-z0-9+=,.@_/-]{1,512}$"},
+            "external_id": {"type": "string", "minLength": 2, "maxLength": 1224},
+            "concurrency": {"type": "integer", "minimum": 1, "maximum": crate::targets::MAX_CONCURRENCY},
+        },
+        "oneOf": [{"required": ["accounts"]}, {"required": ["organization"]}],
+    })
+}
+
+/// Per action, the schema of its `with` (its parameters, their types, the required ones).
+fn per_action_schemas() -> Vec<Value> {
+    catalog::all()
+        .iter()
+        .map(|a| {
+            let props: serde_json::Map<String, Value> = a
+                .params
+                .iter()
+                .map(|p| {
+                    let mut s = type_schema(p.ty);
+                    if let Value::Object(m) = &mut s {
+                        m.insert("description".into(), json!(p.description));
+                    }
+                    (p.name.to_owned(), s)
+                })
+                .collect();
+            let required: Vec<&str> = a
+                .params
+                .iter()
+                .filter(|p| p.required)
+                .map(|p| p.name)
+                .collect();
+            let mut with = json!({
+                "type": "object",
+                "description": a.summary,
+                "properties": props,
+                "required": required,
+                "additionalProperties": false,
+            });
+            // A discovery step names at least one criterion of each group.
+            let at_least: Vec<Value> = a
+                .at_least_one_of
+                .iter()
+                .map(|g| json!({"anyOf": g.iter().map(|p| json!({"required": [p]})).collect::<Vec<_>>()}))
+                .collect();
+            if !at_least.is_empty() {
+                with["allOf"] = Value::Array(at_least);
+            }
+            json!({
+                "if": {"properties": {"action": {"const": a.name}}, "required": ["action"]},
+                "then": {"properties": {"with": with}},
+            })
+        })
+        .collect()
 }

@@ -40,6 +40,18 @@ pub enum ValueType {
     Duration,
     /// An IAM policy document (a mapping with `Statement`).
     PolicyDocument,
+    /// An IPv4 or IPv6 address (no prefix length).
+    IpAddress,
+    /// An RFC 3339 date and time with its offset, e.g. `2026-01-31T09:30:00Z`.
+    Timestamp,
+    /// `sg-` and 8 or 17 hex digits.
+    SecurityGroupId,
+    /// `vpc-` and 8 or 17 hex digits.
+    VpcId,
+    /// `subnet-` and 8 or 17 hex digits.
+    SubnetId,
+    /// `ami-` and 8 or 17 hex digits.
+    ImageId,
     /// Anything (e.g. `evidence.capture`'s `content`).
     Any,
 }
@@ -170,6 +182,12 @@ impl ValueType {
             }
             T::BucketName => is_bucket_name(s),
             T::Duration => return parse_duration(s).map(|_| ()),
+            T::IpAddress => s.parse::<std::net::IpAddr>().is_ok(),
+            T::Timestamp => parse_timestamp(s).is_ok(),
+            T::SecurityGroupId => is_resource_id(s, "sg-"),
+            T::VpcId => is_resource_id(s, "vpc-"),
+            T::SubnetId => is_resource_id(s, "subnet-"),
+            T::ImageId => is_resource_id(s, "ami-"),
             _ => true,
         };
         if ok {
@@ -189,6 +207,14 @@ impl ValueType {
             ValueType::Cidr => " (e.g. 10.0.0.0/16 or 2001:db8::/32)",
             ValueType::AccessKeyId => " (20 characters starting AKIA or ASIA)",
             ValueType::BucketName => " (3-63 lowercase letters, digits, dots and hyphens)",
+            ValueType::IpAddress => " (e.g. 10.0.1.25 or 2001:db8::1, without a prefix length)",
+            ValueType::Timestamp => {
+                " (RFC 3339 with its offset, e.g. 2026-01-31T09:30:00Z or 2026-01-31T10:30:00+01:00)"
+            }
+            ValueType::SecurityGroupId => " (\"sg-\" and 8 or 17 hex digits)",
+            ValueType::VpcId => " (\"vpc-\" and 8 or 17 hex digits)",
+            ValueType::SubnetId => " (\"subnet-\" and 8 or 17 hex digits)",
+            ValueType::ImageId => " (\"ami-\" and 8 or 17 hex digits)",
             _ => "",
         }
     }
@@ -212,6 +238,12 @@ impl fmt::Display for ValueType {
             ValueType::BucketName => f.write_str("a bucket name"),
             ValueType::Duration => f.write_str("a duration"),
             ValueType::PolicyDocument => f.write_str("an IAM policy document"),
+            ValueType::IpAddress => f.write_str("an IP address"),
+            ValueType::Timestamp => f.write_str("a timestamp"),
+            ValueType::SecurityGroupId => f.write_str("a security group id"),
+            ValueType::VpcId => f.write_str("a VPC id"),
+            ValueType::SubnetId => f.write_str("a subnet id"),
+            ValueType::ImageId => f.write_str("an image id"),
             ValueType::Any => f.write_str("any value"),
         }
     }
@@ -232,6 +264,8 @@ impl fmt::Display for Plural<'_> {
             write!(f, "mappings{rest}")
         } else if s == "any value" {
             f.write_str("values")
+        } else if s.ends_with('s') {
+            write!(f, "{s}es")
         } else {
             write!(f, "{s}s")
         }
@@ -285,6 +319,12 @@ fn is_bucket_name(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
         && s.as_bytes()[0].is_ascii_alphanumeric()
         && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
+}
+
+/// Parses an RFC 3339 date and time (`2026-01-31T09:30:00Z`, an offset required).
+pub fn parse_timestamp(s: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("\"{s}\" is not an RFC 3339 timestamp: {e}"))
 }
 
 /// Parses `10s`, `5m`, `2h`, `1d` and combinations such as `1h30m`.
@@ -357,6 +397,43 @@ mod tests {
         assert!(ValueType::AccessKeyId
             .check(&json!("AKIAIOSFODNN7EXAMPLE"))
             .is_ok());
+    }
+
+    #[test]
+    fn addresses_times_and_network_ids() {
+        let ip = ValueType::IpAddress;
+        assert!(ip.check(&json!("10.0.1.25")).is_ok());
+        assert!(ip.check(&json!("2001:db8::1")).is_ok());
+        for bad in [
+            "10.0.1",
+            "10.0.1.256",
+            "10.0.0.0/8",
+            "10.0.1.25 ",
+            "host.example.com",
+        ] {
+            let err = ip.check(&json!(bad)).unwrap_err();
+            assert!(err.contains("is not an IP address"), "{bad}: {err}");
+        }
+        let t = ValueType::Timestamp;
+        assert!(t.check(&json!("2026-01-31T09:30:00Z")).is_ok());
+        assert!(t.check(&json!("2026-01-31T10:30:00.5+01:00")).is_ok());
+        assert!(t.check(&json!("2026-01-31T09:30:00")).is_err(), "no offset");
+        assert!(
+            t.check(&json!("2026-02-30T09:30:00Z")).is_err(),
+            "no such day"
+        );
+        assert!(t.check(&json!("yesterday")).is_err());
+        assert!(ValueType::SecurityGroupId
+            .check(&json!("sg-0123abcd"))
+            .is_ok());
+        assert!(ValueType::SecurityGroupId.check(&json!("sg-xyz")).is_err());
+        assert!(ValueType::VpcId
+            .check(&json!("vpc-0123456789abcdef0"))
+            .is_ok());
+        assert!(ValueType::VpcId.check(&json!("subnet-0123abcd")).is_err());
+        assert!(ValueType::SubnetId.check(&json!("subnet-0123abcd")).is_ok());
+        assert!(ValueType::ImageId.check(&json!("ami-12c6146b")).is_ok());
+        assert!(ValueType::ImageId.check(&json!("ami-12c6146")).is_err());
     }
 
     #[test]

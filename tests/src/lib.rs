@@ -212,6 +212,10 @@ impl Recorder for MemoryRecorder {
         None
     }
 
+    fn target(&self) -> Option<irr_forensics::manifest::Target> {
+        None
+    }
+
     fn secret(&self, _value: &str) {}
 }
 

@@ -567,6 +567,7 @@ async fn a_denied_call_is_one_readable_line_and_unverifiable() {
                 nth: None,
                 times: None,
                 latency_ms: None,
+                contains: None,
             }],
             ..Default::default()
         },

@@ -36,6 +36,7 @@ fn spec() -> ProxySpec {
                 nth: None,
                 times: None,
                 latency_ms: None,
+                contains: None,
             })
             .collect(),
         random: Some(RandomFaults {

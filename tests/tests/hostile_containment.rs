@@ -1000,6 +1000,7 @@ async fn a_failed_second_move_is_compensated_and_fails_loudly() {
             nth: Some(2),
             times: Some(1),
             latency_ms: None,
+            contains: None,
         },
     )
     .await;
@@ -1052,6 +1053,7 @@ async fn a_timeout_between_the_two_moves_does_not_leave_it_open() {
             nth: Some(2),
             times: Some(1),
             latency_ms: Some(20_000),
+            contains: None,
         },
     )
     .await;
@@ -1097,6 +1099,7 @@ async fn a_retry_keeps_the_first_attempts_before_state() {
             nth: Some(1),
             times: Some(1),
             latency_ms: None,
+            contains: None,
         },
     )
     .await;

@@ -481,6 +481,7 @@ async fn without_ssm_the_instance_is_still_contained_and_the_gap_recorded() {
             nth: None,
             times: None,
             latency_ms: None,
+            contains: None,
         }],
         ..ProxySpec::default()
     };

@@ -51,6 +51,9 @@ pub struct AwsClients {
     /// irr's copy of EC2's token buckets for this account-region, in front of `ec2`'s HTTP
     /// client (`None` with `IRR_EC2_BUCKETS=off`).
     pub ec2_limiter: Option<std::sync::Arc<crate::ratelimit::Limiter>>,
+    /// `true` with an endpoint override (an emulator on loopback): where an emulator lacks
+    /// what AWS has, an action asks in the form the emulator knows (docs/emulator-notes.md).
+    pub endpoint_override: bool,
     /// Reads batched across a `for_each` step's items ([`ec2::Fleet`]), and the case's
     /// isolation groups per VPC, made once per run.
     pub fleet: std::sync::Arc<ec2::Fleet>,
@@ -61,6 +64,37 @@ impl AwsClients {
     /// `path_style` is set (needed against an emulator on loopback; set exactly when there is
     /// an endpoint override, which also mends moto's EBS listings).
     pub fn from_conf(conf: &aws_config::SdkConfig, path_style: bool) -> Self {
+        AwsClients::from_conf_in(conf, path_style, None)
+    }
+
+    /// [`AwsClients::from_conf`] for one account-region of a fan-out (`partition`:
+    /// `ACCOUNT/REGION`): EC2, IAM and STS get a retry partition of their own, so the SDK's
+    /// retry quota spent on one target's throttling is never another's (irr's own EC2 buckets
+    /// are per client set already).
+    pub fn from_conf_in(
+        conf: &aws_config::SdkConfig,
+        path_style: bool,
+        partition: Option<&str>,
+    ) -> Self {
+        use aws_sdk_ec2::config::retry::RetryPartition;
+        let part =
+            |service: &str| partition.map(|p| RetryPartition::new(format!("irr-{service}-{p}")));
+        let iam = match part("iam") {
+            Some(p) => aws_sdk_iam::Client::from_conf(
+                aws_sdk_iam::config::Builder::from(conf)
+                    .retry_partition(p)
+                    .build(),
+            ),
+            None => aws_sdk_iam::Client::new(conf),
+        };
+        let sts = match part("sts") {
+            Some(p) => aws_sdk_sts::Client::from_conf(
+                aws_sdk_sts::config::Builder::from(conf)
+                    .retry_partition(p)
+                    .build(),
+            ),
+            None => aws_sdk_sts::Client::new(conf),
+        };
         let s3_conf = aws_sdk_s3::config::Builder::from(conf)
             .force_path_style(path_style)
             .build();
@@ -77,25 +111,34 @@ impl AwsClients {
                 let stall = aws_sdk_ec2::config::StalledStreamProtectionConfig::enabled()
                     .upload_enabled(false)
                     .build();
-                aws_sdk_ec2::Client::from_conf(
-                    aws_sdk_ec2::config::Builder::from(conf)
-                        .http_client(crate::ratelimit::LimitedHttpClient::new(
-                            inner,
-                            limiter.clone(),
-                        ))
-                        .stalled_stream_protection(stall)
-                        .build(),
-                )
+                let mut b = aws_sdk_ec2::config::Builder::from(conf)
+                    .http_client(crate::ratelimit::LimitedHttpClient::new(
+                        inner,
+                        limiter.clone(),
+                    ))
+                    .stalled_stream_protection(stall);
+                if let Some(p) = part("ec2") {
+                    b = b.retry_partition(p);
+                }
+                aws_sdk_ec2::Client::from_conf(b.build())
             }
-            None => aws_sdk_ec2::Client::new(conf),
+            None => match part("ec2") {
+                Some(p) => aws_sdk_ec2::Client::from_conf(
+                    aws_sdk_ec2::config::Builder::from(conf)
+                        .retry_partition(p)
+                        .build(),
+                ),
+                None => aws_sdk_ec2::Client::new(conf),
+            },
         };
         AwsClients {
             ec2,
             ec2_limiter,
+            endpoint_override: path_style,
             fleet: std::sync::Arc::default(),
-            iam: aws_sdk_iam::Client::new(conf),
+            iam,
             s3: aws_sdk_s3::Client::from_conf(s3_conf),
-            sts: aws_sdk_sts::Client::new(conf),
+            sts,
             cloudformation: aws_sdk_cloudformation::Client::new(conf),
             autoscaling: aws_sdk_autoscaling::Client::new(conf),
             ebs: {
@@ -247,6 +290,10 @@ pub trait Recorder: Send + Sync {
     /// The account the evidence bucket must belong to (sent as `ExpectedBucketOwner` when the
     /// case's earlier runs are read from S3), when there is one.
     fn evidence_owner(&self) -> Option<String>;
+    /// A fan-out child's account and region: its bundle is the parent run's
+    /// `children/ACCOUNT/REGION/`, and the case's record is read from the same place in
+    /// earlier runs. (No default, as for [`Recorder::captured`].)
+    fn target(&self) -> Option<irr_forensics::manifest::Target>;
     /// A value that must never be written (a `NoEcho` stack parameter): from now on it is
     /// masked wherever the run writes. Must be called before the value is journaled.
     fn secret(&self, value: &str);
@@ -342,6 +389,15 @@ pub struct ActionOutput {
 }
 
 impl ActionCtx {
+    /// This run's bundle in the evidence store: `CASE/RUN/`, or a fan-out child's
+    /// `CASE/RUN/children/ACCOUNT/REGION/`.
+    pub fn bundle_prefix(&self) -> String {
+        match self.recorder.target() {
+            Some(t) => format!("{}/{}/{}/", self.case_id, self.run_id, t.dir()),
+            None => format!("{}/{}/", self.case_id, self.run_id),
+        }
+    }
+
     /// Wraps one mutating AWS call: records the intent (durably) before it, runs it, and
     /// records the outcome (request id or error) after it.
     ///
@@ -465,6 +521,7 @@ pub mod control;
 pub mod ebs;
 pub mod ec2;
 pub mod evidence;
+pub mod glob;
 pub mod iam;
 pub mod record;
 pub mod s3;
@@ -496,6 +553,12 @@ pub trait Action: 'static {
 
     /// Everything else the catalog says about the action.
     const DECLARATION: Declaration;
+
+    /// Groups of parameters of which at least one must be given (`irr validate` refuses a step
+    /// that gives none, at its location): a discovery action with no criterion would match
+    /// everything in the account. The action checks it again at run time, on the rendered
+    /// values.
+    const AT_LEAST_ONE_OF: &'static [&'static [&'static str]] = &[];
 
     /// `true` when the executor runs the action itself (it writes to the run's evidence store
     /// directly: `evidence.capture`); [`Action::run`] is then never called by [`dispatch`].
@@ -567,7 +630,10 @@ pub const fn register<A: Action>() -> Registered {
 }
 
 fn spec_of<A: Action>() -> ActionSpec {
-    ActionSpec::new(&A::DECLARATION, crate::catalog::params_of::<A::Params>())
+    ActionSpec {
+        at_least_one_of: A::AT_LEAST_ONE_OF,
+        ..ActionSpec::new(&A::DECLARATION, crate::catalog::params_of::<A::Params>())
+    }
 }
 
 fn run_erased<A: Action>(ctx: &ActionCtx, params: Value) -> BoxedRun<'_> {
@@ -606,9 +672,11 @@ pub async fn prefetch(action: &str, ctx: &ActionCtx, items: Vec<Value>) -> Resul
 pub static REGISTRY: &[Registered] = &[
     register::<iam::GrantResponderAccess>(),
     register::<iam::RevokeResponderAccess>(),
+    register::<iam::FindAccessKey>(),
     register::<iam::CapturePrincipal>(),
     register::<iam::DeactivateAccessKey>(),
     register::<iam::RevokeSessions>(),
+    register::<ec2::FindInstances>(),
     register::<ec2::CaptureInstanceMetadata>(),
     register::<ec2::ProtectInstance>(),
     register::<ec2::SnapshotVolumes>(),
@@ -618,6 +686,7 @@ pub static REGISTRY: &[Registered] = &[
     register::<evidence::Capture>(),
     register::<cloudformation::DeployStack>(),
     register::<cloudformation::DeleteStack>(),
+    register::<s3::FindBuckets>(),
     register::<s3::CaptureBucketConfig>(),
     register::<s3::BlockPublicAccess>(),
     register::<ebs::HashSnapshots>(),
@@ -897,6 +966,10 @@ pub(crate) mod test_support {
         fn evidence_owner(&self) -> Option<String> {
             None
         }
+
+        fn target(&self) -> Option<irr_forensics::manifest::Target> {
+            None
+        }
         fn secret(&self, _value: &str) {}
     }
 
@@ -984,6 +1057,10 @@ mod tests {
         }
         fn evidence_owner(&self) -> Option<String> {
             self.0.evidence_owner()
+        }
+
+        fn target(&self) -> Option<irr_forensics::manifest::Target> {
+            self.0.target()
         }
         fn secret(&self, value: &str) {
             self.0.secret(value)

@@ -203,6 +203,61 @@ pub async fn isolation_record(ctx: &ActionCtx, instance_id: &str) -> Record {
     record
 }
 
+/// The manifest of `parent`'s child in `target`, checked against the hash the parent lists;
+/// `None` when the parent has no such child (or it does not match: a problem of the record).
+async fn child_manifest(
+    store: &Store,
+    parent: &Manifest,
+    target: &irr_forensics::manifest::Target,
+    record: &mut Record,
+) -> Option<Manifest> {
+    let child = parent
+        .children
+        .iter()
+        .find(|c| c.account == target.account && c.region == target.region)?;
+    let key = format!("{}/{}/{}", parent.case_id, parent.run_id, child.path);
+    let bytes = match store.read(&key, None, LIMIT).await {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            record.problems.push(format!(
+                "{}: listed by its parent but missing",
+                store.describe(&key)
+            ));
+            return None;
+        }
+        Err(e) => {
+            record
+                .problems
+                .push(format!("{}: {e}", store.describe(&key)));
+            return None;
+        }
+    };
+    if Sha256Digest::of(&bytes) != child.manifest_sha256 {
+        record.problems.push(format!(
+            "{}: does not hash to what its parent lists: altered",
+            store.describe(&key)
+        ));
+        return None;
+    }
+    match Manifest::from_slice(&bytes) {
+        Ok(m) if m.target.as_ref() == Some(target) => Some(m),
+        Ok(_) => {
+            record.problems.push(format!(
+                "{}: names another target than where it is stored",
+                store.describe(&key)
+            ));
+            None
+        }
+        Err(e) => {
+            record.problems.push(format!(
+                "{}: unreadable manifest: {e}",
+                store.describe(&key)
+            ));
+            None
+        }
+    }
+}
+
 async fn sealed_runs(ctx: &ActionCtx, location: &str, instance_id: &str, record: &mut Record) {
     let store = match EvidenceLocation::parse(location)
         .map_err(|e| e.to_string())
@@ -233,13 +288,23 @@ async fn sealed_runs(ctx: &ActionCtx, location: &str, instance_id: &str, record:
             return;
         }
     };
-    let mut sealed: Vec<Manifest> = Vec::new();
+    // Each sealed run's manifest and where its items are (a fan-out child reads the same
+    // account-region's child of each earlier run, anchored by the hash its parent lists).
+    let mut sealed: Vec<(Manifest, String)> = Vec::new();
+    let target = ctx.recorder.target();
     for run in runs.iter().filter(|r| r.as_str() != ctx.run_id) {
         let key = format!("{case}/{run}/{MANIFEST_NAME}");
         match store.read(&key, None, LIMIT).await {
             Ok(None) => {} // not sealed: its record is not the case's (yet)
             Ok(Some(bytes)) => match Manifest::from_slice(&bytes) {
-                Ok(m) if &m.case_id == case && &m.run_id == run => sealed.push(m),
+                Ok(m) if &m.case_id == case && &m.run_id == run => match &target {
+                    None => sealed.push((m, format!("{case}/{run}/"))),
+                    Some(t) => {
+                        if let Some(child) = child_manifest(&store, &m, t, record).await {
+                            sealed.push((child, format!("{case}/{run}/{}/", t.dir())));
+                        }
+                    }
+                },
                 Ok(m) => record.problems.push(format!(
                     "{}: names case {} run {}, not where it is stored",
                     store.describe(&key),
@@ -256,8 +321,8 @@ async fn sealed_runs(ctx: &ActionCtx, location: &str, instance_id: &str, record:
                 .push(format!("{}: {e}", store.describe(&key))),
         }
     }
-    sealed.sort_by_key(|m| m.sealed_at);
-    for m in &sealed {
+    sealed.sort_by_key(|(m, _)| m.sealed_at);
+    for (m, prefix) in &sealed {
         let mut items: Vec<_> = m
             .items
             .iter()
@@ -268,7 +333,7 @@ async fn sealed_runs(ctx: &ActionCtx, location: &str, instance_id: &str, record:
             .collect();
         items.sort_by_key(|i| i.captured_at);
         for item in items {
-            let key = format!("{case}/{}/{}", m.run_id, item.path);
+            let key = format!("{prefix}{}", item.path);
             let version = item.s3.as_ref().and_then(|s| s.version_id.as_deref());
             let origin = format!("sealed run {}: {}", m.run_id, item.path);
             let bytes = match store.read(&key, version, LIMIT).await {

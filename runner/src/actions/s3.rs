@@ -13,6 +13,9 @@ use crate::catalog::Declaration;
 
 use super::{aws_error, Action, ActionCtx, ActionError, ActionOutput};
 
+mod find;
+pub use find::*;
+
 /// Parameters of `s3.capture_bucket_config` and `s3.block_public_access`.
 ///
 /// Each field's doc comment is the parameter's description in the catalog.

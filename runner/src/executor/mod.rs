@@ -80,9 +80,35 @@ pub struct RunRecord {
     /// (`--signing-key`, else the playbook's `evidence.signing_key`); never the key itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key: Option<String>,
+    /// A fan-out child's account and region: its state is under
+    /// `STATE_DIR/runs/RUN_ID/children/ACCOUNT/REGION/`, its evidence under the parent run's
+    /// `children/ACCOUNT/REGION/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<irr_forensics::manifest::Target>,
+    /// A fan-out parent's targets, and the role assumed in each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fanout: Option<crate::targets::FanoutRecord>,
 }
 
 impl RunRecord {
+    /// Where this run keeps its state ([`run_dir`]; a fan-out child's under its parent's).
+    pub fn dir(&self, state_dir: &Path) -> PathBuf {
+        let dir = run_dir(state_dir, &self.run_id);
+        match &self.target {
+            Some(t) => dir.join(t.dir()),
+            None => dir,
+        }
+    }
+
+    /// The bundle's prefix in the evidence store: `CASE/RUN/` (a child's
+    /// `CASE/RUN/children/ACCOUNT/REGION/`).
+    pub fn bundle_prefix(&self) -> String {
+        match &self.target {
+            Some(t) => format!("{}/{}/{}/", self.case_id, self.run_id, t.dir()),
+            None => format!("{}/{}/", self.case_id, self.run_id),
+        }
+    }
+
     /// What `run.json` holds: the record without the values of secret inputs.
     pub fn to_disk(&self) -> RunRecord {
         let mut r = self.clone();
@@ -231,6 +257,9 @@ pub struct Execution {
     /// The run's evidence store, opened and checked (actions that write into it directly:
     /// `ssm.capture_volatile`).
     pub store: Option<irr_forensics::Store>,
+    /// A fan-out's limit on `for_each` items at once across all its children
+    /// (`--concurrency`); each item also holds one of its own run's `concurrency`.
+    pub shared_limit: Option<Arc<tokio::sync::Semaphore>>,
     /// Items captured before the first step (the finding that started the run); none on
     /// resume (the journal has them already).
     pub first_items: Vec<FirstItem>,
@@ -268,7 +297,16 @@ pub fn open_sink(
     reporter: Box<dyn Reporter>,
     secrets: Secrets,
 ) -> Result<Arc<Sink>, JournalError> {
-    let dir = run_dir(state_dir, run_id);
+    open_sink_at(&run_dir(state_dir, run_id), reporter, secrets)
+}
+
+/// [`open_sink`] of the run whose state is in `dir` (a fan-out child's: [`RunRecord::dir`]).
+pub fn open_sink_at(
+    dir: &Path,
+    reporter: Box<dyn Reporter>,
+    secrets: Secrets,
+) -> Result<Arc<Sink>, JournalError> {
+    let dir = dir.to_owned();
     std::fs::create_dir_all(&dir).map_err(|source| JournalError::Io {
         path: dir.clone(),
         source,
@@ -283,13 +321,14 @@ pub fn open_sink(
 
 /// Runs the steps, then the finally steps. `interrupted` is set by Ctrl-C.
 pub async fn execute(exec: Execution, sink: Arc<Sink>, interrupted: Arc<AtomicBool>) -> Outcome {
-    let staging = run_dir(&exec.state_dir, &exec.record.run_id).join("evidence");
+    let staging = exec.record.dir(&exec.state_dir).join("evidence");
     let recorder = Arc::new(RunRecorder::open(
         sink.clone(),
         staging,
         exec.record.evidence_location.clone(),
         exec.record.evidence_owner.clone(),
         exec.store.clone(),
+        exec.record.target.clone(),
     ));
     let base_ctx = context(&exec);
     // One Ctrl-C watcher for the whole run, installed before the first step starts, so no
@@ -324,6 +363,7 @@ pub async fn execute(exec: Execution, sink: Arc<Sink>, interrupted: Arc<AtomicBo
             .parent()
             .map(Path::to_owned)
             .unwrap_or_default(),
+        shared_limit: exec.shared_limit.clone(),
     });
     let mut results: HashMap<String, StepSummary> = exec
         .previous
@@ -412,6 +452,7 @@ struct Shared {
     recorder: Arc<RunRecorder>,
     sink: Arc<Sink>,
     playbook_dir: PathBuf,
+    shared_limit: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// The template context: inputs, case, run, playbook, aws; steps are added as they finish.
@@ -701,6 +742,10 @@ async fn run_items(
         let declined = declined.clone();
         let handle = set.spawn(async move {
             let _permit = sem.acquire_owned().await;
+            let _shared = match &shared.shared_limit {
+                Some(limit) => Some(limit.clone().acquire_owned().await),
+                None => None,
+            };
             let r = attempt_loop(&step, &shared, &ictx, Some(i), &declined).await;
             (i, r)
         });
@@ -1021,7 +1066,14 @@ mod tests {
             Secrets::default(),
         )
         .unwrap();
-        let rec = RunRecorder::open(sink, dir.path().join("evidence"), String::new(), None, None);
+        let rec = RunRecorder::open(
+            sink,
+            dir.path().join("evidence"),
+            String::new(),
+            None,
+            None,
+            None,
+        );
         let first = rec.stage("s", 1, "a.json", b"one", "test").unwrap();
         let again = rec.stage("s", 1, "a.json", b"two", "test").unwrap_err();
         assert!(again.to_string().contains("never overwritten"), "{again}");

@@ -92,6 +92,7 @@ pub struct RunRecorder {
     evidence_location: String,
     evidence_owner: Option<String>,
     store: Option<irr_forensics::Store>,
+    target: Option<irr_forensics::manifest::Target>,
     calls: AtomicU64,
     artifacts: Mutex<Vec<StagedArtifact>>,
     resources: Mutex<Vec<AwsResource>>,
@@ -105,6 +106,7 @@ impl RunRecorder {
         evidence_location: String,
         evidence_owner: Option<String>,
         store: Option<irr_forensics::Store>,
+        target: Option<irr_forensics::manifest::Target>,
     ) -> RunRecorder {
         RunRecorder {
             sink,
@@ -112,6 +114,7 @@ impl RunRecorder {
             evidence_location,
             evidence_owner,
             store,
+            target,
             calls: AtomicU64::new(0),
             artifacts: Mutex::new(Vec::new()),
             resources: Mutex::new(Vec::new()),
@@ -455,6 +458,10 @@ impl Recorder for RunRecorder {
         self.evidence_owner.clone()
     }
 
+    fn target(&self) -> Option<irr_forensics::manifest::Target> {
+        self.target.clone()
+    }
+
     fn evidence_store(&self) -> Option<irr_forensics::Store> {
         self.store.clone()
     }
@@ -537,6 +544,10 @@ impl Recorder for AttemptRecorder {
 
     fn evidence_owner(&self) -> Option<String> {
         self.run.evidence_owner()
+    }
+
+    fn target(&self) -> Option<irr_forensics::manifest::Target> {
+        self.run.target()
     }
 
     fn evidence_store(&self) -> Option<irr_forensics::Store> {

@@ -433,6 +433,14 @@ pub fn default_scenario(playbook_path: &Path, name: &str) -> PathBuf {
         .join(format!("{name}.yaml"))
 }
 
+/// The playbook as a drill runs it: in the emulator's one account (its `targets:`, if any,
+/// are not fanned out to).
+fn in_one_account(pb: &crate::model::Playbook) -> crate::model::Playbook {
+    let mut pb = pb.clone();
+    pb.targets = None;
+    pb
+}
+
 /// Runs a drill.
 pub async fn gameday(req: GamedayRequest) -> Exit {
     let scenario_path = req
@@ -510,7 +518,7 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
     };
     let result = run::run(RunRequest {
         playbook_path: req.playbook_path.clone(),
-        playbook: req.playbook.clone(),
+        playbook: in_one_account(&req.playbook),
         inputs: inputs.values,
         defaulted_inputs: inputs.defaulted,
         case_id: case_id.clone(),
@@ -525,6 +533,7 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
         evidence_owner: Some(account.clone()),
         // The playbook's evidence.signing_key, if any, signs the drill's seal too.
         signing_key: None,
+        targets: None,
         finding: None,
     })
     .await;
@@ -543,14 +552,13 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
         kind: target.kind,
         skipped_profiles: &skipped_profiles,
     };
-    let checks = run_checks(&aws.clients, &req, &scenario, &ctx, &result, &drill).await;
     let mut card = scorecard(
         &scenario,
         &req,
         &result,
         &case_id,
         seed_s,
-        checks,
+        run_checks(&aws.clients, &req, &scenario, &ctx, &result, &drill).await,
         target.name.clone(),
     );
     card.evidence_copy = match &evidence_copy {

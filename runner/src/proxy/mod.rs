@@ -25,7 +25,7 @@
 //! head (method, target, headers; never the body, credentials redacted) of every request
 //! ([`FaultProxy::request_log`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -118,6 +118,11 @@ pub struct Rule {
     /// For `latency`: how long, in milliseconds (default 500).
     #[serde(default)]
     pub latency_ms: Option<u64>,
+    /// Only requests whose text (head and body, percent-decoded) contains this match, e.g.
+    /// `role/irr-responder` with an account id for one target's `sts:AssumeRole`, or
+    /// `/us-west-2/` for one region's calls (the signature's credential scope).
+    #[serde(default)]
+    pub contains: Option<String>,
 }
 
 /// The kinds of fault.
@@ -166,7 +171,8 @@ pub struct RandomFaults {
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ThrottleModel {
-    /// EC2's default request token buckets (per account and region; this proxy fronts one).
+    /// EC2's default request token buckets, one set per account and region as EC2 keeps
+    /// them (told apart by the request signature's access key and region).
     Ec2,
 }
 
@@ -416,7 +422,8 @@ struct State {
     random_faults: AtomicU64,
     /// Matches seen so far per rule.
     rule_matches: Mutex<Vec<u64>>,
-    buckets: Mutex<Buckets>,
+    /// EC2's buckets per signing scope (`ACCESS_KEY/REGION`: an account-region).
+    buckets: Mutex<HashMap<String, Buckets>>,
     stats: Mutex<BTreeMap<String, OpStats>>,
     injected: Mutex<Vec<Injected>>,
     log: Mutex<Vec<SeenRequest>>,
@@ -434,7 +441,7 @@ impl FaultProxy {
         let state = Arc::new(State {
             upstream: upstream_addr,
             rule_matches: Mutex::new(vec![0; spec.rules.len()]),
-            buckets: Mutex::new(Buckets::ec2(Instant::now())),
+            buckets: Mutex::default(),
             spec,
             requests: AtomicU64::new(0),
             random_faults: AtomicU64::new(0),
@@ -509,13 +516,29 @@ struct Decision {
 }
 
 impl State {
+    #[cfg(test)]
     fn decide(&self, request: u64, action: &str, meter: Meter) -> Decision {
+        self.decide_for(request, action, meter, "", "")
+    }
+
+    /// The decision for a request whose text (for rules with `contains`) is `text`, signed
+    /// for `scope` (its EC2 buckets).
+    fn decide_for(
+        &self,
+        request: u64,
+        action: &str,
+        meter: Meter,
+        text: &str,
+        scope: &str,
+    ) -> Decision {
         let mut latency = Duration::from_millis(self.spec.latency_ms);
         let mut chosen: Option<(FaultKind, String)> = None;
         {
             let mut seen = self.rule_matches.lock().unwrap();
             for (i, rule) in self.spec.rules.iter().enumerate() {
-                if !matches(&rule.action, action) {
+                if !matches(&rule.action, action)
+                    || rule.contains.as_deref().is_some_and(|c| !text.contains(c))
+                {
                     continue;
                 }
                 seen[i] += 1;
@@ -549,7 +572,14 @@ impl State {
             }
         }
         if chosen.is_none() && self.spec.throttle == Some(ThrottleModel::Ec2) {
-            if let Some(bucket) = self.buckets.lock().unwrap().take(action, meter) {
+            let taken = self
+                .buckets
+                .lock()
+                .unwrap()
+                .entry(scope.to_owned())
+                .or_insert_with(|| Buckets::ec2(Instant::now()))
+                .take(action, meter);
+            if let Some(bucket) = taken {
                 chosen = Some((FaultKind::Throttle, format!("throttle:{bucket}")));
             }
         }
@@ -671,7 +701,15 @@ impl State {
                 client.write_all(&answer).await?;
                 continue;
             }
-            let d = self.decide(n, &call.action(), call.meter);
+            let text = if self.spec.rules.iter().any(|r| r.contains.is_some()) {
+                let raw = String::from_utf8_lossy(&request);
+                percent_encoding::percent_decode_str(&raw)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            } else {
+                String::new()
+            };
+            let d = self.decide_for(n, &call.action(), call.meter, &text, &signing_scope(&head));
             let agent = match d.fault {
                 None => self.ssm_agent_answer(&call).await,
                 Some(_) => None,
@@ -720,6 +758,22 @@ impl State {
             }
         }
     }
+}
+
+/// The request's signing scope, `ACCESS_KEY/REGION` from its SigV4 `Authorization` header
+/// (EC2 meters each account-region apart; one access key stands for one account here), or
+/// empty when unsigned.
+fn signing_scope(head: &str) -> String {
+    let Some(auth) = header(head, "authorization") else {
+        return String::new();
+    };
+    let Some(cred) = auth.split("Credential=").nth(1) else {
+        return String::new();
+    };
+    let mut parts = cred.split(['/', ',']);
+    let key = parts.next().unwrap_or_default();
+    let region = parts.nth(1).unwrap_or_default();
+    format!("{key}/{region}")
 }
 
 /// Whether a response says `Connection: close`.
@@ -940,7 +994,7 @@ mod tests {
         State {
             upstream: "127.0.0.1:1".parse().unwrap(),
             rule_matches: Mutex::new(vec![0; spec.rules.len()]),
-            buckets: Mutex::new(Buckets::ec2(Instant::now())),
+            buckets: Mutex::default(),
             spec,
             requests: AtomicU64::new(0),
             random_faults: AtomicU64::new(0),
@@ -960,6 +1014,7 @@ mod tests {
                     nth: Some(2),
                     times: Some(2),
                     latency_ms: None,
+                    contains: None,
                 },
                 Rule {
                     action: "autoscaling:*".into(),
@@ -967,6 +1022,7 @@ mod tests {
                     nth: None,
                     times: None,
                     latency_ms: None,
+                    contains: None,
                 },
             ],
             ..ProxySpec::default()

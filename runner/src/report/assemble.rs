@@ -84,6 +84,7 @@ pub(crate) fn assemble(record: &RunRecord, journal_path: &Path, read: &LenientRe
         evidence: unsealed_evidence(),
         resources: a.resources,
         notes: a.notes,
+        children: Vec::new(),
     }
 }
 

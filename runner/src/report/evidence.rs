@@ -6,7 +6,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use irr_forensics::{EvidenceLocation, Manifest, ManifestItem, S3Settings, Store, VerifyReport};
+use irr_forensics::{
+    EvidenceLocation, Manifest, ManifestItem, S3Settings, Store, Target, VerifyReport,
+};
 
 use crate::aws::AwsOptions;
 use crate::events::EvidenceSummary;
@@ -79,6 +81,7 @@ pub(crate) fn read_copy_marker(dir: &Path, record: &RunRecord) -> Option<CopyMar
 }
 
 /// What the evidence store said.
+#[derive(Clone)]
 pub(crate) struct EvidenceFound {
     /// The error says the evidence is not as sealed (not merely unreadable).
     not_as_sealed: bool,
@@ -89,6 +92,40 @@ pub(crate) struct EvidenceFound {
     /// `true` when the store holds nothing for the run.
     nothing_stored: bool,
     manifest: Option<Manifest>,
+    /// A fan-out parent's children's manifests, as stored (`None`: unreadable).
+    children: Vec<(Target, Option<Manifest>)>,
+}
+
+impl EvidenceFound {
+    /// What was found for the fan-out child in `target`: its check within the parent's
+    /// verification, and its manifest.
+    pub(crate) fn for_child(&self, target: &Target) -> EvidenceFound {
+        let verify = match &self.verify {
+            Ok(v) => v
+                .children
+                .iter()
+                .find(|c| c.account == target.account && c.region == target.region)
+                .and_then(|c| c.report.as_deref().cloned())
+                .ok_or_else(|| "the parent's manifest does not list this target's run".to_owned()),
+            Err(e) => Err(format!("the parent's evidence: {e}")),
+        };
+        EvidenceFound {
+            not_as_sealed: self.not_as_sealed,
+            copy_of: None,
+            location: self
+                .location
+                .as_ref()
+                .map(|l| format!("{}/{}", l.trim_end_matches('/'), target.dir())),
+            verify,
+            nothing_stored: false,
+            manifest: self
+                .children
+                .iter()
+                .find(|(t, _)| t == target)
+                .and_then(|(_, m)| m.clone()),
+            children: Vec::new(),
+        }
+    }
 }
 
 pub(crate) async fn check_evidence(
@@ -104,6 +141,7 @@ pub(crate) async fn check_evidence(
         verify: Err("no evidence location".to_owned()),
         nothing_stored: false,
         manifest: None,
+        children: Vec::new(),
     };
     let Some(location) = location else {
         return found;
@@ -167,6 +205,14 @@ pub(crate) async fn check_evidence(
             let key = format!("{case}/{run}/{}", irr_forensics::MANIFEST_NAME);
             if let Ok(Some(bytes)) = store.read(&key, None, MANIFEST_LIMIT).await {
                 found.manifest = Manifest::from_slice(&bytes).ok();
+            }
+            for c in found.manifest.iter().flat_map(|m| &m.children) {
+                let key = format!("{case}/{run}/{}", c.path);
+                let m = match store.read(&key, None, MANIFEST_LIMIT).await {
+                    Ok(Some(bytes)) => Manifest::from_slice(&bytes).ok(),
+                    _ => None,
+                };
+                found.children.push((c.target(), m));
             }
         }
     }

@@ -97,6 +97,7 @@ impl Report {
                         (self.html_findings())
                         (self.html_gantt())
                         (self.html_steps())
+                        (self.html_children())
                         (self.html_calls())
                         (self.html_evidence())
                         (self.html_resources())
@@ -602,6 +603,41 @@ impl Report {
                                             Some(true) => (badge("yes", "b-ok")),
                                             Some(false) => (badge("no", "b-bad")),
                                             None => {},
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    } }
+                }
+            }
+        }
+    }
+
+    /// A fan-out's children: one row each, with each one's findings.
+    fn html_children(&self) -> Markup {
+        html! {
+            @if !self.children.is_empty() {
+                section.card #targets {
+                    h2 { "Targets " span.count { (self.children.len()) } }
+                    div.scroll { table {
+                        thead { tr {
+                            th { "Target" } th { "Status" } th { "Steps" } th { "Mutating calls" }
+                            th { "Evidence" } th { "Integrity" } th { "Findings" }
+                        } }
+                        tbody {
+                            @for c in &self.children {
+                                @let (steps, calls) = c.child_line();
+                                tr class=[(!c.integrity_ok).then_some("row-bad")] {
+                                    td.nowrap { b { (c.run.account_id) "/" (c.run.region) } }
+                                    td { (status_badge(&c.run.status)) }
+                                    td { (steps) }
+                                    td { (calls) }
+                                    td { (c.evidence_verdict()) }
+                                    td { @if c.integrity_ok { "OK" } @else { b { "NOT OK" } } }
+                                    td.wrapall {
+                                        @for f in &c.findings {
+                                            div { (f.area) ": " (f.message) }
                                         }
                                     }
                                 }

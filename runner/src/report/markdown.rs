@@ -15,6 +15,7 @@ impl Report {
         self.md_summary(&mut o);
         self.md_findings(&mut o);
         self.md_steps(&mut o);
+        self.md_children(&mut o);
         self.md_calls(&mut o);
         self.md_evidence(&mut o);
         self.md_resources(&mut o);
@@ -155,6 +156,38 @@ impl Report {
                     code(&compact(&s.outputs))
                 }
             );
+        }
+    }
+
+    /// A fan-out's children: one row each, then each one's findings.
+    fn md_children(&self, o: &mut String) {
+        if self.children.is_empty() {
+            return;
+        }
+        let _ = writeln!(o, "\n## Targets\n");
+        o.push_str("| Target | Status | Steps | Mutating calls | Evidence | Integrity |\n| --- | --- | --- | --- | --- | --- |\n");
+        for c in &self.children {
+            let (steps, calls) = c.child_line();
+            let _ = writeln!(
+                o,
+                "| {}/{} | {} | {steps} | {calls} | {} | {} |",
+                md(&c.run.account_id),
+                md(&c.run.region),
+                md(&c.run.status),
+                md(&c.evidence_verdict()),
+                if c.integrity_ok { "OK" } else { "**NOT OK**" }
+            );
+        }
+        for c in self.children.iter().filter(|c| !c.findings.is_empty()) {
+            let _ = writeln!(o, "\n### {}/{}\n", md(&c.run.account_id), md(&c.run.region));
+            for f in &c.findings {
+                let sev = match f.severity {
+                    Severity::Critical => "**CRITICAL**",
+                    Severity::Unverifiable => "**UNVERIFIABLE**",
+                    Severity::Warning => "warning",
+                };
+                let _ = writeln!(o, "- {sev} ({}): {}", md(&f.area), md(&f.message));
+            }
         }
     }
 

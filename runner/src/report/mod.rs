@@ -225,9 +225,37 @@ pub async fn build(
     let mut evidence =
         evidence::check_evidence(location.as_deref(), &record, aws, evidence_owner).await;
     evidence.copy_of = copy.map(|c| (c.copy_of, c.manifest_sha256));
+    for target in record.fanout.iter().flat_map(|f| &f.targets) {
+        if let Some(child) = child_report(&dir.join(target.dir()), &evidence.for_child(target)) {
+            if !child.integrity_ok {
+                let first = child.findings.first().map(|f| f.message.clone());
+                report.findings.push(Finding {
+                    severity: Severity::Critical,
+                    area: format!("target {target}"),
+                    message: first.unwrap_or_else(|| "its record does not hold".to_owned()),
+                });
+            }
+            report.children.push(child);
+        }
+    }
     evidence::attach_evidence(&mut report, &read, &state, evidence);
     findings::finish(&mut report);
     Ok(report)
+}
+
+/// A fan-out child's report, from its folder under the parent's and what the parent's
+/// verification found for it; `None` for a target that never started (unreachable: the
+/// parent's gaps say why).
+fn child_report(dir: &Path, found: &evidence::EvidenceFound) -> Option<Report> {
+    let record: RunRecord =
+        serde_json::from_slice(&std::fs::read(dir.join("run.json")).ok()?).ok()?;
+    let journal_path = dir.join("journal.jsonl");
+    let read = journal::read_lenient(&journal_path);
+    let state = journal::replay(&read.entries);
+    let mut report = assemble::assemble(&record, &journal_path, &read);
+    evidence::attach_evidence(&mut report, &read, &state, found.clone());
+    findings::finish(&mut report);
+    Some(report)
 }
 
 impl Report {

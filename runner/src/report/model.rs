@@ -38,6 +38,10 @@ pub struct Report {
     pub resources: Vec<ResourceReport>,
     /// Notes the run journaled.
     pub notes: Vec<NoteReport>,
+    /// A fan-out's children, one report each (`run.account_id` and `run.region` name the
+    /// target), in the order of the targets; absent for a run that did not fan out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<Report>,
 }
 
 /// The run: what ran, where, as whom, and how it ended.
@@ -487,6 +491,23 @@ impl Report {
     }
 
     /// The evidence's state in a few words (`verified: 3 of 3 items ok`).
+    /// A fan-out child's one-line summary: steps by status, then mutating calls.
+    pub(crate) fn child_line(&self) -> (String, String) {
+        let n = |st: &str| self.steps.iter().filter(|s| s.status == st).count();
+        let steps = format!(
+            "{} ok, {} failed, {} skipped",
+            n("succeeded"),
+            n("failed"),
+            n("skipped")
+        );
+        let failed = self
+            .calls
+            .iter()
+            .filter(|c| c.status != CallStatus::Ok)
+            .count();
+        (steps, format!("{} ({} not ok)", self.calls.len(), failed))
+    }
+
     pub(crate) fn evidence_verdict(&self) -> String {
         let ev = &self.evidence;
         let listed = ev

@@ -32,6 +32,8 @@ fn record(dir: &Path, evidence: &Path) -> RunRecord {
         aws_principal: "arn:aws:iam::123456789012:user/ir".into(),
         evidence_owner: None,
         signing_key: None,
+        target: None,
+        fanout: None,
     }
 }
 

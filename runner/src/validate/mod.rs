@@ -20,12 +20,14 @@ mod references;
 mod resolve;
 mod sections;
 mod step;
+mod targets;
 mod trigger;
 
 pub use resolve::{
     parse_input_value, parse_value, resolve_inputs, resolve_inputs_from, resolve_inputs_given,
     Given, ResolvedInputs,
 };
+pub use targets::targets_file;
 pub use trigger::{split_filter, ARN_RESOURCE};
 
 /// The `apiVersion` this build reads.
@@ -37,6 +39,7 @@ const TOP_KEYS: &[&str] = &[
     "metadata",
     "inputs",
     "evidence",
+    "targets",
     "steps",
     "finally",
     "trigger",
@@ -176,12 +179,7 @@ pub fn check(source: &Source) -> (Option<Playbook>, Vec<Diagnostic>) {
         Ok(root) => root,
         Err(d) => return (None, d),
     };
-    let mut v = Validator {
-        source,
-        problems: Vec::new(),
-        inputs_misplaced: false,
-        renamed_inputs: Vec::new(),
-    };
+    let mut v = Validator::new(source);
     let playbook = v.playbook(&root);
     let mut problems = v.problems;
     problems.sort_by_key(|d| (d.span.line, d.span.column));
@@ -254,7 +252,16 @@ struct StepInfo {
     span: Span,
 }
 
-impl Validator<'_> {
+impl<'a> Validator<'a> {
+    fn new(source: &'a Source) -> Validator<'a> {
+        Validator {
+            source,
+            problems: Vec::new(),
+            inputs_misplaced: false,
+            renamed_inputs: Vec::new(),
+        }
+    }
+
     fn error(&mut self, span: &Span, msg: impl Into<String>) -> &mut Diagnostic {
         self.problems.push(Diagnostic::error(span.clone(), msg));
         self.problems.last_mut().expect("just pushed")
@@ -414,6 +421,7 @@ impl Validator<'_> {
         let (infos, first_pass) = self.first_pass(&step_nodes, &finally_nodes);
 
         let evidence = self.evidence(evidence_node, &inputs, &infos);
+        let targets = root.get("targets").and_then(|n| self.targets(n));
         let trigger = root.get("trigger").and_then(|n| self.trigger(n, &inputs));
 
         let mut steps = Vec::new();
@@ -438,6 +446,7 @@ impl Validator<'_> {
             metadata,
             inputs,
             evidence,
+            targets,
             steps,
             finally,
             trigger,

@@ -365,7 +365,8 @@ impl Validator<'_> {
         with
     }
 
-    /// The action's required parameters and its exactly-one-of groups, against `with`.
+    /// The action's required parameters, its exactly-one-of and its at-least-one-of groups,
+    /// against `with`.
     fn required_params(
         &mut self,
         node: &Node,
@@ -409,6 +410,28 @@ impl Validator<'_> {
                         group.join(", ")
                     ),
                     format!("keep one of: {}", group.join(", ")),
+                );
+            }
+        }
+        for group in action.at_least_one_of {
+            // An empty mapping or nothing (`tags: {}`, `vpc_id:`) narrows nothing.
+            let narrows = |v: &Value| match v {
+                Value::Null => false,
+                Value::Object(m) => !m.is_empty(),
+                _ => true,
+            };
+            if !group
+                .iter()
+                .any(|g| with.get(*g).is_some_and(narrows) || misplaced.contains(g))
+            {
+                self.help(
+                    &anchor,
+                    format!(
+                        "step \"{id_text}\": action {} needs at least one of {}; none was given, so it would match everything in the account",
+                        action.name,
+                        group.join(", ")
+                    ),
+                    format!("say what to find with one or more of: {}", group.join(", ")),
                 );
             }
         }

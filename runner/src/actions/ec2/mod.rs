@@ -34,6 +34,7 @@ use super::{
 };
 
 mod capture;
+mod find;
 mod fleet;
 mod isolate;
 mod protect;
@@ -42,6 +43,7 @@ mod snapshot;
 mod swap;
 mod tag;
 pub use capture::*;
+pub use find::*;
 pub use fleet::{Fleet, Prefetched, VpcGroups, Wants};
 pub use isolate::*;
 pub use protect::*;

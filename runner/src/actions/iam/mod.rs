@@ -20,9 +20,11 @@ use super::{
 };
 
 mod contain;
+mod find;
 mod principal;
 mod responder;
 pub use contain::*;
+pub use find::*;
 pub use principal::*;
 pub use responder::*;
 

@@ -284,7 +284,7 @@ async fn end_earlier(
             cancel(ctx, &cid, id, "an earlier attempt's").await;
         }
     }
-    let prefix = format!("{}/{}/artifacts/{}/", ctx.case_id, ctx.run_id, ctx.step_id);
+    let prefix = format!("{}artifacts/{}/", ctx.bundle_prefix(), ctx.step_id);
     let left = store
         .remote_uploads_under(&prefix)
         .await
@@ -396,7 +396,7 @@ async fn plan(ctx: &ActionCtx, store: &S3Store, w: &Wanted) -> Result<Vec<Object
     let mut objects = Vec::new();
     for (name, part_mib, parts, command) in want {
         let path = ctx.recorder.artifact_path(&ctx.step_id, &name);
-        let key = format!("{}/{}/{path}", ctx.case_id, ctx.run_id);
+        let key = format!("{}{path}", ctx.bundle_prefix());
         let started = store.start_remote_upload(&key).await;
         let upload = match started {
             Ok(u) => u,
