@@ -297,6 +297,16 @@ async fn a_finding_the_trigger_cannot_use_is_refused_and_nothing_changes() {
     // Another region than --region.
     let msg = refused(&finding, &inc, &before, &["--region", "us-west-2"]).await;
     assert!(msg.contains("the finding is in region us-east-1"), "{msg}");
+    // --targets beside --finding: the finding names the one account and region.
+    let targets = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        targets.path(),
+        "accounts: [\"123456789012\"]\nregions: [us-east-1]\nrole: irr-responder\n",
+    )
+    .unwrap();
+    let t = targets.path().to_str().unwrap();
+    let msg = refused(&finding, &inc, &before, &["--targets", t]).await;
+    assert!(msg.contains("does not fan out over --targets"), "{msg}");
     // A type the playbook is not for.
     let probe = finding.replace(
         "UnauthorizedAccess:EC2/SSHBruteForce",
