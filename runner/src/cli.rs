@@ -138,6 +138,11 @@ enum Command {
         /// playbook's `targets:` section (replacing it, if the playbook has one).
         #[arg(long, value_name = "FILE")]
         targets: Option<PathBuf>,
+        /// Start from a finding: a GuardDuty or Security Hub (ASFF) finding, JSON, bare or
+        /// in its EventBridge event. The playbook's trigger maps it onto inputs and the
+        /// account and region to act in; it is the run's first evidence item.
+        #[arg(long, value_name = "FILE")]
+        finding: Option<PathBuf>,
     },
     /// Continue an interrupted run from its journal; finished steps are not repeated.
     Resume {
@@ -296,6 +301,7 @@ pub fn run(cli: Cli) -> Exit {
             evidence_owner,
             signing_key,
             targets,
+            finding,
         } => {
             let targets = match targets.map(|t| targets_file(&t)).transpose() {
                 Ok(t) => t,
@@ -315,7 +321,8 @@ pub fn run(cli: Cli) -> Exit {
                 );
                 return exit_codes::INVALID;
             };
-            let (pb, values) = match load_with_inputs(&file, &inputs, g.output, true) {
+            let loaded = load_with_finding(&file, &inputs, g.output, finding.as_deref());
+            let (pb, values, finding) = match loaded {
                 Ok(x) => x,
                 Err(code) => return code,
             };
@@ -336,6 +343,7 @@ pub fn run(cli: Cli) -> Exit {
                 evidence_owner,
                 signing_key,
                 targets,
+                finding,
             };
             block_on(crate::run::run(req)).exit
         }
@@ -732,6 +740,35 @@ fn load_with_inputs(
     output: Output,
     require_all: bool,
 ) -> Result<(Playbook, validate::ResolvedInputs), Exit> {
+    load_with_given(file, args, output, require_all, None).map(|(pb, inputs, _)| (pb, inputs))
+}
+
+/// [`load_with_inputs`] for `irr run`, with the inputs that `--finding` maps through the
+/// playbook's trigger (`crate::finding`): a finding the trigger cannot use is refused here,
+/// naming what is wrong, before anything changes; an input it maps may not be given again.
+fn load_with_finding(
+    file: &Path,
+    args: &InputArgs,
+    output: Output,
+    finding: Option<&Path>,
+) -> Result<LoadedRun, Exit> {
+    load_with_given(file, args, output, true, finding)
+}
+
+/// A playbook, its inputs and the finding that starts the run.
+type LoadedRun = (
+    Playbook,
+    validate::ResolvedInputs,
+    Option<crate::finding::Triggered>,
+);
+
+fn load_with_given(
+    file: &Path,
+    args: &InputArgs,
+    output: Output,
+    require_all: bool,
+    finding: Option<&Path>,
+) -> Result<LoadedRun, Exit> {
     let src = read_source(file).map_err(|d| {
         report_problems(&[d], &[], output);
         exit_codes::INVALID
@@ -757,16 +794,36 @@ fn load_with_inputs(
             exit_codes::INVALID
         })?),
     };
+    let triggered = match finding {
+        None => None,
+        Some(f) => Some(crate::finding::load(f, &pb).map_err(|e| {
+            let msg = format!("--finding {}: {}", f.display(), e.message);
+            let d = Diagnostic::error(Span::none("irr run"), msg)
+                .with_help("the playbook's trigger: section says which findings it takes and the JSONPath of each input (docs/playbook-reference.md#trigger)");
+            report_problems(&[d], &[], output);
+            exit_codes::INVALID
+        })?),
+    };
+    let given = triggered
+        .as_ref()
+        .map(|t| t.mapped.given())
+        .unwrap_or_default();
     let env = |var: &str| std::env::var(var).ok();
-    let inputs =
-        validate::resolve_inputs_from(&pb, &args.input, inputs_src.as_ref(), require_all, &env)
-            .map_err(|p| {
-                let mut sources = vec![src.clone()];
-                sources.extend(inputs_src.clone());
-                report_problems(&p, &sources, output);
-                exit_codes::INVALID
-            })?;
-    Ok((pb, inputs))
+    let inputs = validate::resolve_inputs_given(
+        &pb,
+        &args.input,
+        inputs_src.as_ref(),
+        &given,
+        require_all,
+        &env,
+    )
+    .map_err(|p| {
+        let mut sources = vec![src.clone()];
+        sources.extend(inputs_src.clone());
+        report_problems(&p, &sources, output);
+        exit_codes::INVALID
+    })?;
+    Ok((pb, inputs, triggered))
 }
 
 /// A case id names folders and tags: letters, digits, `.`, `_` and `-`, at most 64.

@@ -382,6 +382,11 @@ pub const RULES: &[Rule] = &[
         "limit",
         "the file passes a limit of the loader or validator (size, nesting, values, aliases, problems listed)",
     ),
+    rule(
+        "IRR0021",
+        "trigger",
+        "the trigger section is not valid: a finding type, custom action, input or JSONPath",
+    ),
 ];
 
 /// The rule of a diagnostic message. Diagnostics are classified by their wording in this one
@@ -424,6 +429,8 @@ pub fn rule_of(message: &str) -> &'static Rule {
         "IRR0020"
     } else if starts("unknown key") || has(" more unknown keys in ") {
         "IRR0003"
+    } else if starts("trigger") {
+        "IRR0021"
     } else if starts("metadata") {
         "IRR0006"
     } else if starts("evidence.") || starts("evidence name ") {

@@ -439,6 +439,8 @@ async fn child(parent: &Parent, target: Resolved) -> ChildOutcome {
         resumed,
         parent.secrets.clone(),
         None,
+        // A run started by a finding does not fan out (`run::run`): no child has a finding.
+        Vec::new(),
     )
     .await;
     ChildOutcome::Ended {

@@ -18,6 +18,7 @@ pub mod evidence;
 pub mod executor;
 pub mod exit_codes;
 pub mod fanout;
+pub mod finding;
 pub mod gameday;
 pub mod history;
 pub mod journal;

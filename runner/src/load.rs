@@ -397,7 +397,7 @@ pub fn read_file(path: &Path) -> Result<Source, Diagnostic> {
 
 /// Opens for reading without blocking on a FIFO that has no writer, then makes reads
 /// blocking again (a pipe that does have a writer, `<(...)`, is read normally).
-fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
+pub(crate) fn open_nonblocking(path: &Path) -> std::io::Result<std::fs::File> {
     #[cfg(unix)]
     {
         use rustix::fs::OFlags;

@@ -31,6 +31,8 @@ pub struct Playbook {
     pub steps: Vec<Step>,
     /// `finally`, in file order.
     pub finally: Vec<Step>,
+    /// `trigger`: the findings that start it and how they map onto its inputs.
+    pub trigger: Option<Trigger>,
 }
 
 impl Playbook {
@@ -180,4 +182,108 @@ pub struct Step {
     pub is_finally: bool,
     /// Where the step starts in the file.
     pub span: Span,
+}
+
+/// `trigger:`: which findings start the playbook, and how a finding becomes its inputs and
+/// its target (account, region). `irr run --finding FILE` evaluates it (`crate::finding`);
+/// the Step Functions compiler turns the same mapping into its EventBridge rule (one rule per
+/// source, each with that source's paths), which is why each source may carry its own paths.
+#[derive(Clone, Debug)]
+pub struct Trigger {
+    /// `trigger.guardduty`: GuardDuty findings of these types.
+    pub guardduty: Option<GuardDutyTrigger>,
+    /// `trigger.securityhub`: Security Hub (ASFF) findings.
+    pub securityhub: Option<SecurityHubTrigger>,
+    /// `trigger.inputs` and `trigger.targets`: paths shared by every source.
+    pub shared: FindingMapping,
+    /// Where `trigger:` is.
+    pub span: Span,
+}
+
+/// `trigger.guardduty`.
+#[derive(Clone, Debug)]
+pub struct GuardDutyTrigger {
+    /// Finding types (`Type` of the finding, e.g. `UnauthorizedAccess:EC2/SSHBruteForce`),
+    /// matched exactly.
+    pub types: Vec<String>,
+    /// `trigger.guardduty.inputs` / `.targets`: paths for GuardDuty findings only.
+    pub mapping: FindingMapping,
+}
+
+/// `trigger.securityhub`.
+#[derive(Clone, Debug)]
+pub struct SecurityHubTrigger {
+    /// The custom action (its id, the end of `arn:...:action/custom/ID`) whose events start
+    /// the playbook; `None`: any Security Hub finding (imported, or sent by any action).
+    pub custom_action: Option<String>,
+    /// `trigger.securityhub.inputs` / `.targets`: paths for ASFF findings only.
+    pub mapping: FindingMapping,
+}
+
+/// Input and target paths into a finding.
+#[derive(Clone, Debug, Default)]
+pub struct FindingMapping {
+    /// Input name -> path, in file order.
+    pub inputs: Vec<(String, FieldPath)>,
+    /// `targets.account`.
+    pub account: Option<FieldPath>,
+    /// `targets.region`.
+    pub region: Option<FieldPath>,
+}
+
+/// One RFC 9535 JSONPath into the bare finding, optionally followed by `| arn_resource`.
+#[derive(Clone, Debug)]
+pub struct FieldPath {
+    /// As written (the filter included).
+    pub text: String,
+    /// The parsed query.
+    pub query: serde_json_path::JsonPath,
+    /// `| arn_resource`: each value found is an ARN, and the value is its resource id (the
+    /// part after the last `/`, else after the ARN's fifth `:`).
+    pub arn_resource: bool,
+    /// Where it is written.
+    pub span: Span,
+}
+
+impl Trigger {
+    /// The paths that apply to findings of `source`: the source's own, then the shared ones
+    /// (the validator refuses an input or target mapped in both places).
+    pub fn mapping_for(&self, source: FindingSource) -> FindingMapping {
+        let own = match source {
+            FindingSource::GuardDuty => self.guardduty.as_ref().map(|g| &g.mapping),
+            FindingSource::SecurityHub => self.securityhub.as_ref().map(|s| &s.mapping),
+        };
+        let mut out = own.cloned().unwrap_or_default();
+        out.inputs.extend(self.shared.inputs.iter().cloned());
+        out.account = out.account.or_else(|| self.shared.account.clone());
+        out.region = out.region.or_else(|| self.shared.region.clone());
+        out
+    }
+
+    /// Whether findings of `source` start this playbook: its section is present.
+    pub fn takes(&self, source: FindingSource) -> bool {
+        match source {
+            FindingSource::GuardDuty => self.guardduty.is_some(),
+            FindingSource::SecurityHub => self.securityhub.is_some(),
+        }
+    }
+}
+
+/// Where a finding comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FindingSource {
+    /// An Amazon GuardDuty finding.
+    GuardDuty,
+    /// An AWS Security Hub finding (ASFF).
+    SecurityHub,
+}
+
+impl std::fmt::Display for FindingSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FindingSource::GuardDuty => "GuardDuty",
+            FindingSource::SecurityHub => "Security Hub",
+        })
+    }
 }

@@ -66,6 +66,10 @@ pub struct RunRequest {
     /// `--targets FILE`: fan out over these accounts and regions (default: the playbook's
     /// `targets:`; neither: the caller's own account and region).
     pub targets: Option<crate::targets::TargetsDecl>,
+    /// `--finding`: the finding that starts the run, as read, and what the playbook's
+    /// trigger maps it to (its inputs are in `inputs` already; its target account and
+    /// region are checked against the run's, see [`finding_region`] and [`finding_account`]).
+    pub finding: Option<crate::finding::Triggered>,
 }
 
 /// The result of a run, for callers such as `irr gameday`.
@@ -273,9 +277,93 @@ pub(crate) fn confirm_plan(
     }
 }
 
+/// The region a run started by a finding acts in: the one the finding names (its trigger's
+/// `targets.region`) unless `--region` is given; `--region` naming another is refused.
+/// (A run started by a finding acts in one account and region, the finding's: it does not
+/// fan out, see [`run`].)
+pub fn finding_region(
+    finding: Option<&crate::finding::Triggered>,
+    opts: &mut AwsOptions,
+) -> Result<(), String> {
+    let Some(region) = finding.and_then(|f| f.mapped.region.as_ref()) else {
+        return Ok(());
+    };
+    match &opts.region {
+        Some(given) if given != region => Err(format!(
+            "error: the finding is in region {region} (the playbook's trigger targets.region), but --region says {given}; run without --region or with --region {region}; nothing was changed"
+        )),
+        _ => {
+            opts.region = Some(region.clone());
+            Ok(())
+        }
+    }
+}
+
+/// A run started by a finding acts in the account the finding names (its trigger's
+/// `targets.account`): the caller's account, after `--assume-role`, must be that one.
+pub fn finding_account(
+    finding: Option<&crate::finding::Triggered>,
+    caller: &aws::Identity,
+    opts: &AwsOptions,
+) -> Result<(), String> {
+    let Some(account) = finding.and_then(|f| f.mapped.account.as_ref()) else {
+        return Ok(());
+    };
+    if &caller.account_id == account {
+        return Ok(());
+    }
+    let via = match &opts.assume_role {
+        Some(role) => format!(" (after --assume-role {role})"),
+        None => String::new(),
+    };
+    Err(format!(
+        "error: the finding is about account {account} (the playbook's trigger targets.account), but these credentials{via} are for account {} ({}); run with credentials for {account}, or --assume-role arn:aws:iam::{account}:role/ROLE; nothing was changed",
+        caller.account_id, caller.arn
+    ))
+}
+
+/// The finding as the run's first evidence item.
+fn finding_items(finding: Option<&crate::finding::Triggered>) -> Vec<executor::FirstItem> {
+    finding
+        .map(|f| executor::FirstItem {
+            path: crate::finding::EVIDENCE_PATH.to_owned(),
+            step: crate::finding::EVIDENCE_STEP.to_owned(),
+            content: f.bytes.clone(),
+            source: f.evidence_source(),
+        })
+        .into_iter()
+        .collect()
+}
+
+/// Connects (when the run needs AWS, or its finding names a target to check) and checks
+/// the finding's target against who and where the run is; `Err` is what to say.
+async fn connect_for(
+    req: &RunRequest,
+    needs_aws: bool,
+) -> Result<(aws::Aws, aws::Identity), String> {
+    let mut opts = req.aws.clone();
+    finding_region(req.finding.as_ref(), &mut opts)?;
+    let targeted = req
+        .finding
+        .as_ref()
+        .is_some_and(|f| f.mapped.account.is_some() || f.mapped.region.is_some());
+    let (aws, identity) = connect_if(needs_aws || targeted, &opts, no_aws_identity()).await?;
+    finding_account(req.finding.as_ref(), &identity, &opts)?;
+    Ok((aws, identity))
+}
+
 /// `irr run`: in the caller's account and region, or fanned out over the targets
-/// (`--targets`, else the playbook's `targets:`).
+/// (`--targets`, else the playbook's `targets:`). A run started by a finding acts in the one
+/// account and region the finding names (`finding_region`, `finding_account`), whatever the
+/// playbook's `targets:` say; `--targets` beside `--finding` is refused.
 pub async fn run(req: RunRequest) -> RunResult {
+    if req.finding.is_some() {
+        if req.targets.is_some() {
+            say(req.json, "error: --finding runs in the one account and region the finding names (the playbook's trigger targets), so it does not fan out over --targets; give one or the other; nothing was changed");
+            return RunResult::early(Exit::Invalid);
+        }
+        return run_here(req).await;
+    }
     match req.targets.clone().or_else(|| req.playbook.targets.clone()) {
         Some(decl) => crate::fanout::run(req, decl).await,
         None => run_here(req).await,
@@ -299,7 +387,7 @@ async fn run_here(req: RunRequest) -> RunResult {
     let needs_aws = req.create_evidence_bucket
         || aws::playbook_needs_aws(pb, req.evidence.as_deref())
         || key.needs_aws();
-    let (aws, identity) = match connect_if(needs_aws, &req.aws, no_aws_identity()).await {
+    let (aws, identity) = match connect_for(&req, needs_aws).await {
         Ok(c) => c,
         Err(msg) => {
             say(req.json, &msg);
@@ -354,9 +442,8 @@ async fn run_here(req: RunRequest) -> RunResult {
         }
     };
     let the_plan = plan::plan(pb, req.inputs.clone(), &ctx);
-    let playbook_dir = key.playbook_dir.clone();
     // NoEcho values known before the run are masked from the plan and the first event on.
-    secrets.extend(&plan::secrets(pb, &the_plan, &playbook_dir));
+    secrets.extend(&plan::secrets(pb, &the_plan, &key.playbook_dir));
     if !req.yes && !req.dry_run {
         let question = if needs_aws {
             format!(
@@ -408,6 +495,7 @@ async fn run_here(req: RunRequest) -> RunResult {
         false,
         secrets,
         signer.map(|(_, s)| s),
+        finding_items(req.finding.as_ref()),
     )
     .await
 }
@@ -447,6 +535,7 @@ pub(crate) async fn execute_and_seal(
     resumed: bool,
     secrets: Secrets,
     signer: Option<irr_forensics::Signer>,
+    first_items: Vec<executor::FirstItem>,
 ) -> RunResult {
     let json = shown.json;
     let dir = record.dir(state_dir);
@@ -479,6 +568,7 @@ pub(crate) async fn execute_and_seal(
         previous_attempts,
         store: Some(store.clone()),
         shared_limit: shown.shared_limit,
+        first_items,
     };
     let interrupted = Arc::new(AtomicBool::new(false));
     let outcome = executor::execute(exec, sink.clone(), interrupted).await;
@@ -851,6 +941,7 @@ pub async fn resume(
         true,
         secrets,
         signer.map(|(_, s)| s),
+        Vec::new(),
     )
     .await
 }

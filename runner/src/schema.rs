@@ -53,48 +53,7 @@ fn resource_id(prefix: &str) -> Value {
 /// The schema document (JSON Schema draft 2020-12).
 pub fn schema() -> Value {
     let names: Vec<&str> = catalog::names();
-    let per_action: Vec<Value> = catalog::all()
-        .iter()
-        .map(|a| {
-            let props: serde_json::Map<String, Value> = a
-                .params
-                .iter()
-                .map(|p| {
-                    let mut s = type_schema(p.ty);
-                    if let Value::Object(m) = &mut s {
-                        m.insert("description".into(), json!(p.description));
-                    }
-                    (p.name.to_owned(), s)
-                })
-                .collect();
-            let required: Vec<&str> = a
-                .params
-                .iter()
-                .filter(|p| p.required)
-                .map(|p| p.name)
-                .collect();
-            let mut with = json!({
-                "type": "object",
-                "description": a.summary,
-                "properties": props,
-                "required": required,
-                "additionalProperties": false,
-            });
-            // A discovery step names at least one criterion of each group.
-            let at_least: Vec<Value> = a
-                .at_least_one_of
-                .iter()
-                .map(|g| json!({"anyOf": g.iter().map(|p| json!({"required": [p]})).collect::<Vec<_>>()}))
-                .collect();
-            if !at_least.is_empty() {
-                with["allOf"] = Value::Array(at_least);
-            }
-            json!({
-                "if": {"properties": {"action": {"const": a.name}}, "required": ["action"]},
-                "then": {"properties": {"with": with}},
-            })
-        })
-        .collect();
+    let per_action = per_action_schemas();
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://irr.dev/schema/irr-v1.json",
@@ -152,6 +111,7 @@ pub fn schema() -> Value {
             "targets": targets_schema(),
             "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/step"}},
             "finally": {"type": "array", "items": {"$ref": "#/$defs/step"}},
+            "trigger": trigger_schema(),
         },
         "$defs": {
             "step": {
@@ -176,7 +136,55 @@ pub fn schema() -> Value {
     })
 }
 
-/// The `targets:` section: accounts (or the organization's units) x regions, and the role.
+/// The `trigger:` section: which findings start the playbook and the paths into them.
+fn trigger_schema() -> Value {
+    let path = json!({
+        "type": "string",
+        "pattern": "^\\s*\\$",
+        "description": "an RFC 9535 JSONPath into the bare finding, optionally followed by | arn_resource",
+    });
+    let inputs = json!({
+        "type": "object",
+        "propertyNames": {"pattern": "^[a-z_][a-z0-9_]*$"},
+        "additionalProperties": path,
+    });
+    let targets = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {"account": path, "region": path},
+    });
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "description": "which findings start the playbook (irr run --finding, the Step Functions compiler's EventBridge rule) and how they map onto its inputs",
+        "anyOf": [{"required": ["guardduty"]}, {"required": ["securityhub"]}],
+        "properties": {
+            "guardduty": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["types"],
+                "properties": {
+                    "types": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^[A-Za-z0-9]+:[A-Za-z0-9]+/\\S+$"}},
+                    "inputs": inputs,
+                    "targets": targets,
+                },
+            },
+            "securityhub": {
+                "type": ["object", "null"],
+                "additionalProperties": false,
+                "properties": {
+                    "custom_action": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,20}$"},
+                    "inputs": inputs,
+                    "targets": targets,
+                },
+            },
+            "inputs": inputs,
+            "targets": targets,
+        },
+    })
+}
+
+/// The `targets:` section: the accounts and regions a run fans out over.
 fn targets_schema() -> Value {
     json!({
         "type": "object",
@@ -198,4 +206,50 @@ fn targets_schema() -> Value {
         },
         "oneOf": [{"required": ["accounts"]}, {"required": ["organization"]}],
     })
+}
+
+/// Per action, the schema of its `with` (its parameters, their types, the required ones).
+fn per_action_schemas() -> Vec<Value> {
+    catalog::all()
+        .iter()
+        .map(|a| {
+            let props: serde_json::Map<String, Value> = a
+                .params
+                .iter()
+                .map(|p| {
+                    let mut s = type_schema(p.ty);
+                    if let Value::Object(m) = &mut s {
+                        m.insert("description".into(), json!(p.description));
+                    }
+                    (p.name.to_owned(), s)
+                })
+                .collect();
+            let required: Vec<&str> = a
+                .params
+                .iter()
+                .filter(|p| p.required)
+                .map(|p| p.name)
+                .collect();
+            let mut with = json!({
+                "type": "object",
+                "description": a.summary,
+                "properties": props,
+                "required": required,
+                "additionalProperties": false,
+            });
+            // A discovery step names at least one criterion of each group.
+            let at_least: Vec<Value> = a
+                .at_least_one_of
+                .iter()
+                .map(|g| json!({"anyOf": g.iter().map(|p| json!({"required": [p]})).collect::<Vec<_>>()}))
+                .collect();
+            if !at_least.is_empty() {
+                with["allOf"] = Value::Array(at_least);
+            }
+            json!({
+                "if": {"properties": {"action": {"const": a.name}}, "required": ["action"]},
+                "then": {"properties": {"with": with}},
+            })
+        })
+        .collect()
 }

@@ -83,6 +83,8 @@ fn structural_mistakes_fail_the_schema() {
         "param-unknown",
         "param-missing",
         "metadata-name-uppercase",
+        "trigger-unknown-key",
+        "trigger-bad-path",
     ] {
         let doc = as_json(&dir.join(format!("{name}.yaml")));
         assert!(!v.is_valid(&doc), "{name} passes the schema");

@@ -260,6 +260,23 @@ pub struct Execution {
     /// A fan-out's limit on `for_each` items at once across all its children
     /// (`--concurrency`); each item also holds one of its own run's `concurrency`.
     pub shared_limit: Option<Arc<tokio::sync::Semaphore>>,
+    /// Items captured before the first step (the finding that started the run); none on
+    /// resume (the journal has them already).
+    pub first_items: Vec<FirstItem>,
+}
+
+/// An item a run captures before its first step: the finding of `irr run --finding`, kept
+/// exactly as given (masked like every item where it holds a secret input's value).
+#[derive(Clone, Debug)]
+pub struct FirstItem {
+    /// Its path in the bundle (`finding/finding.json`).
+    pub path: String,
+    /// The manifest's `step` for it (`trigger`).
+    pub step: String,
+    /// Its bytes.
+    pub content: Vec<u8>,
+    /// Where it came from.
+    pub source: String,
 }
 
 /// How a run ended.
@@ -354,7 +371,8 @@ pub async fn execute(exec: Execution, sink: Arc<Sink>, interrupted: Arc<AtomicBo
         .filter(|(_, s)| s.status == StepStatus::Succeeded)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let mut aborted = false;
+    // The finding first: a run started by a finding that cannot keep it runs no step.
+    let mut aborted = !stage_first_items(&exec.first_items, &recorder, &sink);
     let declined = Arc::new(AtomicBool::new(false));
     run_graph(
         &exec.playbook.steps,
@@ -406,6 +424,23 @@ pub async fn execute(exec: Execution, sink: Arc<Sink>, interrupted: Arc<AtomicBo
         steps,
         recorder,
     }
+}
+
+/// Stages the run's first items; `false` (and a note) when one could not be captured.
+fn stage_first_items(items: &[FirstItem], recorder: &RunRecorder, sink: &Sink) -> bool {
+    let mut all = true;
+    for item in items {
+        if let Err(e) = recorder.stage_item(item) {
+            all = false;
+            sink.emit(RunEvent::Note {
+                message: format!(
+                    "{} could not be captured ({e}); no step runs, since the run would lack the evidence of what started it",
+                    item.path
+                ),
+            });
+        }
+    }
+    all
 }
 
 struct Shared {

@@ -131,13 +131,45 @@ impl RunRecorder {
         content: &[u8],
         source: &str,
     ) -> Result<StagedArtifact, ActionError> {
+        let name = self.sink.secrets().mask_str(name).into_owned();
+        let rel = artifact_path(step, attempt, &name);
+        self.stage_at(rel, step, attempt, content, source)
+    }
+
+    /// Stages an item that no step's attempt captured at bundle path `rel` (the finding of
+    /// `irr run --finding`, `finding/finding.json`), as [`Self::stage`] does: write-once,
+    /// hashed as written, journaled.
+    pub(super) fn stage_item(
+        &self,
+        item: &super::FirstItem,
+    ) -> Result<StagedArtifact, ActionError> {
+        self.stage_at(
+            item.path.clone(),
+            &item.step,
+            1,
+            &item.content,
+            &item.source,
+        )
+    }
+
+    fn stage_at(
+        &self,
+        rel: String,
+        step: &str,
+        attempt: u32,
+        content: &[u8],
+        source: &str,
+    ) -> Result<StagedArtifact, ActionError> {
         use std::io::Write as _;
         let secrets = self.sink.secrets();
         let content = secrets.mask_bytes(content);
         let content: &[u8] = &content;
         let source = secrets.mask_str(source);
-        let name = secrets.mask_str(name);
-        let (rel, full) = self.staged_path(step, attempt, &name)?;
+        let full = self.staging.join(&rel);
+        if let Some(parent) = full.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| ActionError::Evidence(format!("{rel}: {e}")))?;
+        }
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)

@@ -534,6 +534,7 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
         // The playbook's evidence.signing_key, if any, signs the drill's seal too.
         signing_key: None,
         targets: None,
+        finding: None,
     })
     .await;
 
@@ -551,14 +552,13 @@ pub async fn gameday(req: GamedayRequest) -> Exit {
         kind: target.kind,
         skipped_profiles: &skipped_profiles,
     };
-    let checks = run_checks(&aws.clients, &req, &scenario, &ctx, &result, &drill).await;
     let mut card = scorecard(
         &scenario,
         &req,
         &result,
         &case_id,
         seed_s,
-        checks,
+        run_checks(&aws.clients, &req, &scenario, &ctx, &result, &drill).await,
         target.name.clone(),
     );
     card.evidence_copy = match &evidence_copy {

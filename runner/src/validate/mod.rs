@@ -21,9 +21,14 @@ mod resolve;
 mod sections;
 mod step;
 mod targets;
+mod trigger;
 
-pub use resolve::{parse_input_value, resolve_inputs, resolve_inputs_from, ResolvedInputs};
+pub use resolve::{
+    parse_input_value, parse_value, resolve_inputs, resolve_inputs_from, resolve_inputs_given,
+    Given, ResolvedInputs,
+};
 pub use targets::targets_file;
+pub use trigger::{split_filter, ARN_RESOURCE};
 
 /// The `apiVersion` this build reads.
 pub const API_VERSION: &str = "irr/v1";
@@ -37,6 +42,7 @@ const TOP_KEYS: &[&str] = &[
     "targets",
     "steps",
     "finally",
+    "trigger",
 ];
 const METADATA_KEYS: &[&str] = &["name", "version", "description", "owner", "labels"];
 const INPUT_KEYS: &[&str] = &["type", "description", "default", "items", "secret"];
@@ -416,6 +422,7 @@ impl<'a> Validator<'a> {
 
         let evidence = self.evidence(evidence_node, &inputs, &infos);
         let targets = root.get("targets").and_then(|n| self.targets(n));
+        let trigger = root.get("trigger").and_then(|n| self.trigger(n, &inputs));
 
         let mut steps = Vec::new();
         let mut finally = Vec::new();
@@ -442,6 +449,7 @@ impl<'a> Validator<'a> {
             targets,
             steps,
             finally,
+            trigger,
         })
     }
 

@@ -6,7 +6,14 @@ use super::*;
 /// Checks a value given for an input (from `--input` or an inputs file) against the input's
 /// declaration: parses it by type and checks it.
 pub fn parse_input_value(decl: &InputDecl, raw: &str) -> Result<Value, String> {
-    let v = match &decl.ty {
+    parse_value(&decl.ty, raw)
+}
+
+/// Parses a value given as text (`--input`, an inputs file, a finding's field) by type
+/// `ty` and checks it: integers and booleans from their text, a list from JSON or
+/// comma-separated values.
+pub fn parse_value(ty: &ValueType, raw: &str) -> Result<Value, String> {
+    let v = match ty {
         ValueType::Integer => raw
             .trim()
             .parse::<i64>()
@@ -33,7 +40,7 @@ pub fn parse_input_value(decl: &InputDecl, raw: &str) -> Result<Value, String> {
         }
         _ => Value::String(raw.to_owned()),
     };
-    decl.ty.check(&v)?;
+    ty.check(&v)?;
     Ok(v)
 }
 
@@ -72,12 +79,45 @@ pub fn resolve_inputs_from(
     require_all: bool,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ResolvedInputs, Vec<Diagnostic>> {
+    let none = Given::default();
+    resolve_inputs_given(playbook, pairs, inputs_file, &none, require_all, env)
+}
+
+/// Values that came from elsewhere (a finding, through the playbook's `trigger:`), checked
+/// already, and what to say of one given again (e.g. `mapped from the finding by
+/// trigger.inputs.instance_id ($.Resource.InstanceDetails.InstanceId)`).
+pub type Given = Vec<(String, Value, String)>;
+
+/// [`resolve_inputs_from`], with `given` values set first: an input among them that the
+/// inputs file or an `--input` pair names again is an error (one value, from one place).
+pub fn resolve_inputs_given(
+    playbook: &Playbook,
+    pairs: &[String],
+    inputs_file: Option<&Source>,
+    given: &Given,
+    require_all: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<ResolvedInputs, Vec<Diagnostic>> {
     let mut problems = Vec::new();
     let mut values = serde_json::Map::new();
     if let Some(src) = inputs_file {
         from_inputs_file(playbook, src, &mut values, &mut problems);
     }
     from_pairs(playbook, pairs, &mut values, &mut problems);
+    for (name, value, whence) in given {
+        if values.remove(name).is_some() {
+            problems.push(
+                Diagnostic::error(
+                    Span::none(format!("--input {name}")),
+                    format!("input \"{name}\": given on the command line, but it is {whence}"),
+                )
+                .with_help(format!(
+                    "drop --input {name} (and its line in --inputs), or run without --finding"
+                )),
+            );
+        }
+        values.insert(name.clone(), value.clone());
+    }
     for decl in playbook.inputs.iter().filter(|d| d.secret) {
         if values.contains_key(&decl.name) {
             continue;
