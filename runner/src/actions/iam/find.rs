@@ -53,7 +53,8 @@ impl Action for FindAccessKey {
         permissions: &[
             // A denial is a gap: the account's users are searched instead.
             perm("sts:GetAccessKeyInfo", ANY),
-            perm("iam:ListUsers", &["arn:aws:iam::{account}:user/*"]),
+            // ListUsers takes no resource scoping (IAM evaluates it against `*`).
+            perm("iam:ListUsers", ANY),
             perm("iam:ListAccessKeys", &["arn:aws:iam::{account}:user/*"]),
         ],
         mutating: false,
