@@ -193,7 +193,12 @@ fn read_json(path: &Path) -> Value {
         .unwrap()
 }
 
-fn run_discover_contain(seeded: &Seeded, ip: &str, dir: &Path) -> (String, std::process::Output) {
+fn run_discover_contain(
+    seeded: &Seeded,
+    ip: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> (String, std::process::Output) {
     let case = unique("IR-discover");
     let pb = fixture("discover-contain.yaml");
     let inputs = [
@@ -207,6 +212,7 @@ fn run_discover_contain(seeded: &Seeded, ip: &str, dir: &Path) -> (String, std::
         args.extend(["--input", i.as_str()]);
     }
     args.extend(["--evidence", evidence.to_str().unwrap(), "--output", "json"]);
+    args.extend(extra);
     let out = irr_with(
         &args,
         &dir.join("state"),
@@ -223,8 +229,9 @@ async fn found_by_ip_and_by_tag_then_exactly_those_are_isolated() {
     let ec2 = aws_sdk_ec2::Client::new(&conf);
     let seeded = seed(&ec2).await;
     let dir = tempfile::tempdir().unwrap();
-    let (case, out) =
-        tokio::task::block_in_place(|| run_discover_contain(&seeded, "10.213.1.10", dir.path()));
+    let (case, out) = tokio::task::block_in_place(|| {
+        run_discover_contain(&seeded, "10.213.1.10", dir.path(), &[])
+    });
     let sum = summary(&out);
     assert_eq!(sum["status"], "succeeded", "{}", output_text(&out));
 
@@ -316,7 +323,7 @@ async fn a_templated_address_that_is_not_one_fails_the_step_and_changes_nothing(
     let seeded = seed(&ec2).await;
     let dir = tempfile::tempdir().unwrap();
     let (_, out) =
-        tokio::task::block_in_place(|| run_discover_contain(&seeded, "10.213.1", dir.path()));
+        tokio::task::block_in_place(|| run_discover_contain(&seeded, "10.213.1", dir.path(), &[]));
     let sum = summary(&out);
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let by_ip = step(&sum, "by_ip");
@@ -334,6 +341,35 @@ async fn a_templated_address_that_is_not_one_fails_the_step_and_changes_nothing(
             groups[0] == [seeded.web.clone()] || groups[0] == [seeded.db.clone()],
             "{name} is untouched: {groups:?}"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_finds_the_same_instances_and_changes_nothing() {
+    let conf = sdk_config().await;
+    let ec2 = aws_sdk_ec2::Client::new(&conf);
+    let seeded = seed(&ec2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, out) = tokio::task::block_in_place(|| {
+        run_discover_contain(&seeded, "10.213.1.10", dir.path(), &["--dry-run"])
+    });
+    let sum = summary(&out);
+    assert_eq!(sum["status"], "succeeded", "{}", output_text(&out));
+    // The reads are made in a dry run: the for_each steps get their items.
+    assert_eq!(
+        step(&sum, "by_ip")["outputs"]["instance_ids"],
+        json!([seeded.id("a")])
+    );
+    let isolated = step(&sum, "isolate_by_tag")["outputs"]["original_groups"].clone();
+    assert_eq!(isolated.as_array().map(Vec::len), Some(2), "{isolated:#}");
+    for (name, original) in [
+        ("a", &seeded.web),
+        ("b", &seeded.web),
+        ("c", &seeded.db),
+        ("d", &seeded.db),
+    ] {
+        let groups = interface_groups(&ec2, &seeded.id(name)).await;
+        assert_eq!(groups, vec![vec![original.clone()]], "{name} is untouched");
     }
 }
 
