@@ -193,7 +193,12 @@ fn read_json(path: &Path) -> Value {
         .unwrap()
 }
 
-fn run_discover_contain(seeded: &Seeded, ip: &str, dir: &Path) -> (String, std::process::Output) {
+fn run_discover_contain(
+    seeded: &Seeded,
+    ip: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> (String, std::process::Output) {
     let case = unique("IR-discover");
     let pb = fixture("discover-contain.yaml");
     let inputs = [
@@ -207,6 +212,7 @@ fn run_discover_contain(seeded: &Seeded, ip: &str, dir: &Path) -> (String, std::
         args.extend(["--input", i.as_str()]);
     }
     args.extend(["--evidence", evidence.to_str().unwrap(), "--output", "json"]);
+    args.extend(extra);
     let out = irr_with(
         &args,
         &dir.join("state"),
@@ -223,8 +229,9 @@ async fn found_by_ip_and_by_tag_then_exactly_those_are_isolated() {
     let ec2 = aws_sdk_ec2::Client::new(&conf);
     let seeded = seed(&ec2).await;
     let dir = tempfile::tempdir().unwrap();
-    let (case, out) =
-        tokio::task::block_in_place(|| run_discover_contain(&seeded, "10.213.1.10", dir.path()));
+    let (case, out) = tokio::task::block_in_place(|| {
+        run_discover_contain(&seeded, "10.213.1.10", dir.path(), &[])
+    });
     let sum = summary(&out);
     assert_eq!(sum["status"], "succeeded", "{}", output_text(&out));
 
@@ -316,7 +323,7 @@ async fn a_templated_address_that_is_not_one_fails_the_step_and_changes_nothing(
     let seeded = seed(&ec2).await;
     let dir = tempfile::tempdir().unwrap();
     let (_, out) =
-        tokio::task::block_in_place(|| run_discover_contain(&seeded, "10.213.1", dir.path()));
+        tokio::task::block_in_place(|| run_discover_contain(&seeded, "10.213.1", dir.path(), &[]));
     let sum = summary(&out);
     assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     let by_ip = step(&sum, "by_ip");
@@ -334,6 +341,35 @@ async fn a_templated_address_that_is_not_one_fails_the_step_and_changes_nothing(
             groups[0] == [seeded.web.clone()] || groups[0] == [seeded.db.clone()],
             "{name} is untouched: {groups:?}"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_finds_the_same_instances_and_changes_nothing() {
+    let conf = sdk_config().await;
+    let ec2 = aws_sdk_ec2::Client::new(&conf);
+    let seeded = seed(&ec2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, out) = tokio::task::block_in_place(|| {
+        run_discover_contain(&seeded, "10.213.1.10", dir.path(), &["--dry-run"])
+    });
+    let sum = summary(&out);
+    assert_eq!(sum["status"], "succeeded", "{}", output_text(&out));
+    // The reads are made in a dry run: the for_each steps get their items.
+    assert_eq!(
+        step(&sum, "by_ip")["outputs"]["instance_ids"],
+        json!([seeded.id("a")])
+    );
+    let isolated = step(&sum, "isolate_by_tag")["outputs"]["original_groups"].clone();
+    assert_eq!(isolated.as_array().map(Vec::len), Some(2), "{isolated:#}");
+    for (name, original) in [
+        ("a", &seeded.web),
+        ("b", &seeded.web),
+        ("c", &seeded.db),
+        ("d", &seeded.db),
+    ] {
+        let groups = interface_groups(&ec2, &seeded.id(name)).await;
+        assert_eq!(groups, vec![vec![original.clone()]], "{name} is untouched");
     }
 }
 
@@ -692,4 +728,189 @@ fn a_malformed_address_is_refused_by_validate_at_its_position() {
             && text.contains("item 2 of parameter \"private_ips\" of ec2.find_instances: \"10.0.1\" is not an IP address"),
         "{text}"
     );
+}
+
+// ---- least privilege: the discovery actions need exactly what `irr policy` grants ---------
+
+/// `doc` as moto can evaluate it (every `Resource` widened to `*`: moto matches non-S3
+/// actions against `*` only, see tests/tests/least_privilege.rs), less `without`.
+fn for_moto(doc: &Value, without: Option<&str>) -> Value {
+    let statements: Vec<Value> = doc["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| {
+            let acts: Vec<Value> = s["Action"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a.as_str() != without)
+                .cloned()
+                .collect();
+            (!acts.is_empty()).then(|| json!({"Effect": "Allow", "Action": acts, "Resource": "*"}))
+        })
+        .collect();
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// As the admin of an IAM-enforcing moto: a user with a key (the leak) and an instance
+/// tagged with a new incident. Returns (user, key id, incident tag, instance id).
+async fn seed_leak(conf: &aws_config::SdkConfig) -> (String, String, String, String) {
+    let iam = aws_sdk_iam::Client::new(conf);
+    let ec2 = aws_sdk_ec2::Client::new(conf);
+    let leaky = unique("leaky");
+    iam.create_user().user_name(&leaky).send().await.unwrap();
+    let key = iam
+        .create_access_key()
+        .user_name(&leaky)
+        .send()
+        .await
+        .unwrap()
+        .access_key
+        .unwrap();
+    let incident = unique("incident");
+    let run = ec2
+        .run_instances()
+        .image_id("ami-12c6146b")
+        .min_count(1)
+        .max_count(1)
+        .send()
+        .await
+        .unwrap();
+    let id = run.instances()[0].instance_id().unwrap().to_owned();
+    ec2.create_tags()
+        .resources(&id)
+        .tags(Tag::builder().key("incident").value(&incident).build())
+        .send()
+        .await
+        .unwrap();
+    (leaky, key.access_key_id, incident, id)
+}
+
+/// A run with `action` removed from the policy: it fails naming the action, or (where the
+/// action is optional or unchecked by moto) succeeds as the table says.
+fn judge_removed(action: &str, out: &std::process::Output, leaky: &str) {
+    let sum = summary(out);
+    match action {
+        // moto always allows who-am-I.
+        "sts:GetCallerIdentity" => {
+            assert_eq!(sum["status"], "succeeded", "{}", output_text(out))
+        }
+        // An optional read: a gap, then the users are searched.
+        "sts:GetAccessKeyInfo" => {
+            assert_eq!(sum["status"], "succeeded", "{}", output_text(out));
+            assert_eq!(step(&sum, "owner")["outputs"]["user_name"], leaky);
+            let gaps = sum["gaps"].as_array().cloned().unwrap_or_default();
+            assert!(
+                gaps.iter()
+                    .any(|g| g["what"] == "sts:GetAccessKeyInfo" && g["step"] == "owner"),
+                "the denial is a gap of the run: {sum:#}"
+            );
+        }
+        _ => {
+            assert_eq!(out.status.code(), Some(1), "{action}: {}", output_text(out));
+            let text = output_text(out);
+            let op = action.split(':').nth(1).unwrap();
+            assert!(text.contains(op), "{action} is named: {text}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_needs_exactly_the_generated_policy() {
+    let (emu, admin_conf, admin) = irr_tests::iam_enforcing_emulator_with_admin().await;
+    let iam = aws_sdk_iam::Client::new(&admin_conf);
+    let (leaky, key_id, incident, id) = seed_leak(&admin_conf).await;
+    let pb = fixture("discover-key.yaml");
+    let inputs = [
+        format!("access_key_id={key_id}"),
+        format!("incident_tag={incident}"),
+    ];
+    let with_inputs = |mut args: Vec<String>| {
+        for i in &inputs {
+            args.extend(["--input".to_owned(), i.clone()]);
+        }
+        args
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let irr = |args: &[String], key: &(String, String)| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        irr_with(
+            &args,
+            &dir.path().join("state"),
+            &emu.endpoint(),
+            (&key.0, &key.1),
+            &[],
+        )
+    };
+    let policy_args = with_inputs(vec![
+        "policy".into(),
+        pb.to_str().unwrap().into(),
+        "--case".into(),
+        "IR-policy".into(),
+        "--account-id".into(),
+        "123456789012".into(),
+        "--region".into(),
+        "us-east-1".into(),
+    ]);
+    let out = irr(&policy_args, &admin);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut granted: Vec<String> = doc["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["Action"].as_array().unwrap().clone())
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect();
+    granted.sort();
+    assert_eq!(
+        granted,
+        [
+            "ec2:DescribeInstances",
+            "iam:ListAccessKeys",
+            "iam:ListUsers",
+            "sts:GetAccessKeyInfo",
+            "sts:GetCallerIdentity"
+        ]
+    );
+    let run_as = |without: Option<&str>| {
+        let doc = for_moto(&doc, without);
+        let dir = &dir;
+        let iam = &iam;
+        let irr = &irr;
+        let with_inputs = &with_inputs;
+        let pb = &pb;
+        async move {
+            let user = irr_tests::iam_user_with(iam, &doc).await;
+            let evidence = dir.path().join(unique("evidence"));
+            let args = with_inputs(vec![
+                "run".into(),
+                pb.to_str().unwrap().into(),
+                "--case".into(),
+                unique("IR-lp"),
+                "--yes".into(),
+                "--evidence".into(),
+                evidence.to_str().unwrap().into(),
+                "--output".into(),
+                "json".into(),
+            ]);
+            tokio::task::block_in_place(|| irr(&args, &user))
+        }
+    };
+    let out = run_as(None).await;
+    let sum = summary(&out);
+    assert_eq!(sum["status"], "succeeded", "{}", output_text(&out));
+    assert_eq!(step(&sum, "owner")["outputs"]["user_name"], leaky.as_str());
+    assert_eq!(step(&sum, "find")["outputs"]["instance_ids"], json!([id]));
+    assert!(
+        sum.get("gaps").is_none(),
+        "no gap with the whole policy: {sum:#}"
+    );
+
+    // Each action taken away: the run fails naming it, or says why not.
+    for action in &granted {
+        let out = run_as(Some(action)).await;
+        judge_removed(action, &out, &leaky);
+    }
 }

@@ -44,7 +44,7 @@ pub struct FindInstancesParams {
     pub public_ips: Option<Vec<String>>,
     /// instances carrying every one of these tags, key -> value (`tag:KEY`; `*` and `?` in a value are wildcards, as in EC2's filters)
     pub tags: Option<BTreeMap<String, String>>,
-    /// instances in one of these security groups, on the instance or any of its interfaces (`instance.group-id`)
+    /// instances in one of these security groups (`instance.group-id`)
     #[schemars(extend("x-irr-type" = "security_group_id"))]
     pub security_group_ids: Option<Vec<String>>,
     /// instances in this VPC (`vpc-id`)

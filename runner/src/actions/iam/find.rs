@@ -53,7 +53,8 @@ impl Action for FindAccessKey {
         permissions: &[
             // A denial is a gap: the account's users are searched instead.
             perm("sts:GetAccessKeyInfo", ANY),
-            perm("iam:ListUsers", &["arn:aws:iam::{account}:user/*"]),
+            // ListUsers takes no resource scoping (IAM evaluates it against `*`).
+            perm("iam:ListUsers", ANY),
             perm("iam:ListAccessKeys", &["arn:aws:iam::{account}:user/*"]),
         ],
         mutating: false,
@@ -123,7 +124,24 @@ pub async fn find_access_key(
     if let Some(other) = key_account.as_deref().filter(|a| *a != this_account) {
         return in_another_account(ctx, record, other);
     }
-    let search = search_users(ctx, key_id).await?;
+    if key_id.starts_with("ASIA") {
+        // A session's key is never listed by ListAccessKeys: searching would only cost calls.
+        record["found"] = json!(false);
+        let artifact = ctx.evidence("find-access-key.json", &record, "sts:GetAccessKeyInfo")?;
+        return Err(ActionError::Target(format!(
+            "access key {key_id} (account {}) is a temporary session credential (ASIA), never a user's key: no user owns it; find the session that was issued it in CloudTrail (its AssumeRole, GetSessionToken or GetFederationToken answer names the key) and contain that principal (recorded in {artifact})",
+            key_account.as_deref().unwrap_or(&this_account)
+        )));
+    }
+    let search = match search_users(ctx, key_id).await {
+        Ok(s) => s,
+        Err(e) => {
+            // What was learnt before the search failed is evidence too.
+            record["error"] = json!(e.to_string());
+            ctx.evidence("find-access-key.json", &record, "sts:GetAccessKeyInfo")?;
+            return Err(e);
+        }
+    };
     record["users_listed"] = json!(search.users_listed);
     record["users_searched"] = json!(search.users_searched);
     record["complete"] = json!(!search.capped && search.unreadable_count == 0);
@@ -213,9 +231,6 @@ fn not_found(key_id: &str, account: &str, s: &Search, artifact: &str) -> ActionE
             "; the keys of {} users could not be listed (first: {first})",
             s.unreadable_count
         ));
-    }
-    if key_id.starts_with("ASIA") {
-        msg.push_str("; an ASIA key is a temporary session credential, never a user's key: find the session that was issued it in CloudTrail (its AssumeRole or GetSessionToken answer names the key)");
     }
     msg.push_str(&format!(" (recorded in {artifact})"));
     ActionError::Target(msg)
@@ -411,12 +426,20 @@ mod tests {
     async fn a_key_no_user_holds_fails_the_step_naming_the_search() {
         let ctx = ctx(Arc::new(NullRecorder::default()));
         let p = FindAccessKeyParams {
+            access_key_id: "AKIAZZZZZZZZZZZZZZZZ".into(),
+        };
+        let err = find_access_key(&ctx, p).await.unwrap_err().to_string();
+        assert!(
+            err.contains("belongs to no user of account 111122223333: searched 2 of 2 users"),
+            "{err}"
+        );
+        // A session's key: no search, and where to look instead.
+        let p = FindAccessKeyParams {
             access_key_id: "ASIAZZZZZZZZZZZZZZZZ".into(),
         };
         let err = find_access_key(&ctx, p).await.unwrap_err().to_string();
         assert!(
-            err.contains("belongs to no user of account 111122223333: searched 2 of 2 users")
-                && err.contains("temporary session credential"),
+            err.contains("temporary session credential") && err.contains("CloudTrail"),
             "{err}"
         );
     }

@@ -114,14 +114,14 @@ pub async fn find_buckets(
         ));
     }
     let (names, pages, complete) = list_bucket_names(ctx).await?;
-    let candidates: Vec<String> = names
+    let candidates: Vec<(String, Option<String>)> = names
         .iter()
-        .filter(|n| {
+        .filter(|(n, _)| {
             p.name_pattern
                 .as_deref()
                 .is_none_or(|pat| crate::actions::glob::matches(pat, n))
         })
-        .cloned()
+        .map(|(n, r)| (n.clone(), r.clone()))
         .collect();
     let mut record = json!({
         "criteria": {"name_pattern": p.name_pattern, "tags": tags, "public": p.public},
@@ -142,8 +142,12 @@ pub async fn find_buckets(
             candidates.len()
         )));
     }
+    let regional = regional_contexts(ctx, &candidates);
     let seen: Vec<Seen> = futures::stream::iter(candidates)
-        .map(|name| examine(ctx, name, tags.as_ref(), p.public))
+        .map(|(name, region)| {
+            let ctx = region.as_ref().and_then(|r| regional.get(r)).unwrap_or(ctx);
+            examine(ctx, name, tags.as_ref(), p.public)
+        })
         .buffered(CONCURRENT_READS)
         .collect()
         .await;
@@ -158,6 +162,7 @@ pub async fn find_buckets(
             .map(|s| {
                 json!({
                     "bucket": s.name,
+                    "region": names.get(&s.name).cloned().flatten(),
                     "matched": s.matched,
                     "does_not_match": s.why_not,
                     "tags": s.tags,
@@ -174,10 +179,12 @@ pub async fn find_buckets(
         .with("artifacts", vec![artifact]))
 }
 
-/// Every bucket name `ListBuckets` gives (bounded by [`MAX_PAGES`]), the pages read, and
-/// whether the listing is complete.
-async fn list_bucket_names(ctx: &ActionCtx) -> Result<(Vec<String>, usize, bool), ActionError> {
-    let mut names = Vec::new();
+/// Every bucket `ListBuckets` gives, name -> region where it says (bounded by
+/// [`MAX_PAGES`]), the pages read, and whether the listing is complete.
+async fn list_bucket_names(
+    ctx: &ActionCtx,
+) -> Result<(BTreeMap<String, Option<String>>, usize, bool), ActionError> {
+    let mut names = BTreeMap::new();
     let mut pages = ctx.aws.s3.list_buckets().into_paginator().send();
     let mut n = 0;
     while let Some(page) = pages.next().await {
@@ -186,7 +193,7 @@ async fn list_bucket_names(ctx: &ActionCtx) -> Result<(Vec<String>, usize, bool)
         names.extend(
             page.buckets()
                 .iter()
-                .filter_map(|b| b.name().map(str::to_owned)),
+                .filter_map(|b| Some((b.name()?.to_owned(), b.bucket_region().map(str::to_owned)))),
         );
         if n >= MAX_PAGES && page.continuation_token().is_some() {
             ctx.gap(
@@ -196,9 +203,34 @@ async fn list_bucket_names(ctx: &ActionCtx) -> Result<(Vec<String>, usize, bool)
             return Ok((names, n, false));
         }
     }
-    names.sort();
-    names.dedup();
     Ok((names, n, true))
+}
+
+/// An action context per region of the candidates other than the run's own: S3 answers a
+/// bucket's configuration only in the bucket's region (elsewhere `PermanentRedirect`), and
+/// `ListBuckets` lists every region's buckets.
+fn regional_contexts(
+    ctx: &ActionCtx,
+    candidates: &[(String, Option<String>)],
+) -> BTreeMap<String, ActionCtx> {
+    let own = ctx.aws.s3.config().region().map(|r| r.as_ref().to_owned());
+    let mut out = BTreeMap::new();
+    for region in candidates.iter().filter_map(|(_, r)| r.as_ref()) {
+        if Some(region) == own.as_ref() || out.contains_key(region) {
+            continue;
+        }
+        let conf = ctx
+            .aws
+            .s3
+            .config()
+            .to_builder()
+            .region(aws_config::Region::new(region.clone()))
+            .build();
+        let mut c = ctx.clone();
+        c.aws.s3 = aws_sdk_s3::Client::from_conf(conf);
+        out.insert(region.clone(), c);
+    }
+    out
 }
 
 /// Reads what the criteria need of one bucket and decides whether it matches. Reads that fail
@@ -464,6 +496,25 @@ mod tests {
             assert_eq!(gaps[0].what, "s3:GetPublicAccessBlock (a-open)");
             assert!(gaps[0].error.contains("AccessDenied"), "{:?}", gaps[0]);
         }
+    }
+
+    #[test]
+    fn buckets_of_other_regions_are_read_there() {
+        let ctx = crate::actions::test_support::ctx_with_iam(
+            "IR-1",
+            aws_smithy_mocks::RuleMode::Sequential,
+            &[],
+        );
+        let candidates = [
+            ("a".to_owned(), Some("us-east-1".to_owned())),
+            ("b".to_owned(), Some("eu-west-1".to_owned())),
+            ("c".to_owned(), Some("eu-west-1".to_owned())),
+            ("d".to_owned(), None),
+        ];
+        let regional = regional_contexts(&ctx, &candidates);
+        assert_eq!(regional.keys().collect::<Vec<_>>(), ["eu-west-1"]);
+        let region = regional["eu-west-1"].aws.s3.config().region().cloned();
+        assert_eq!(region.as_ref().map(|r| r.as_ref()), Some("eu-west-1"));
     }
 
     #[tokio::test]
