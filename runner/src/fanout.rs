@@ -64,6 +64,8 @@ struct Parent {
     secrets: Secrets,
     /// Items at once across every child (`--concurrency`).
     items: Arc<Semaphore>,
+    /// What each new child captures before its first step: the finding that started the run.
+    first_items: Vec<executor::FirstItem>,
 }
 
 /// How one target went.
@@ -99,7 +101,8 @@ pub(crate) async fn run(req: RunRequest, decl: TargetsDecl) -> RunResult {
             return RunResult::early(Exit::Invalid);
         }
     };
-    let fanout = match resolve(&decl, &caller, &identity, req.concurrency).await {
+    let only = req.finding.as_ref().map(|f| &f.mapped);
+    let fanout = match resolve(&decl, &caller, &identity, req.concurrency, only).await {
         Ok(f) => f,
         Err(msg) => {
             say(&format!("error: targets: {msg}; nothing was changed"));
@@ -191,6 +194,12 @@ pub(crate) async fn run(req: RunRequest, decl: TargetsDecl) -> RunResult {
         yes: req.yes,
         json: req.json,
         secrets,
+        first_items: req
+            .finding
+            .as_ref()
+            .map(run::finding_item)
+            .into_iter()
+            .collect(),
     };
     go(parent, signer.map(|(_, s)| s), false).await
 }
@@ -266,17 +275,22 @@ pub(crate) async fn resume(
         yes,
         json,
         secrets,
+        // A resumed child has its finding in its journal already.
+        first_items: Vec::new(),
     };
     go(parent, signer.map(|(_, s)| s), true).await
 }
 
 /// The targets, resolved: the organization's accounts looked up, the regions defaulted to
-/// the caller's.
+/// the caller's (or the finding's). With `only` (a finding's account and region), just that
+/// target, which must be among them: a finding never sends irr to an account the playbook
+/// does not name.
 async fn resolve(
     decl: &TargetsDecl,
     caller: &aws::Aws,
     identity: &aws::Identity,
     concurrency: usize,
+    only: Option<&crate::finding::Mapped>,
 ) -> Result<FanoutRecord, String> {
     let accounts = match &decl.accounts {
         AccountSet::Ids(ids) => ids.clone(),
@@ -294,13 +308,22 @@ async fn resolve(
             targets::organization_accounts(&client, ous).await?
         }
     };
-    let regions = if decl.regions.is_empty() {
-        vec![caller.region.clone()]
-    } else {
-        decl.regions.clone()
+    let finding_region = only.and_then(|m| m.region.clone());
+    let regions = match (decl.regions.is_empty(), finding_region) {
+        (true, Some(r)) => vec![r],
+        (true, None) => vec![caller.region.clone()],
+        (false, _) => decl.regions.clone(),
     };
     let partition = targets::partition_of(&identity.arn).to_owned();
-    let resolved = targets::expand(&accounts, &regions, &partition, &decl.role);
+    let mut resolved = targets::expand(&accounts, &regions, &partition, &decl.role);
+    if let Some(m) = only {
+        let account = m.account.as_deref().unwrap_or(identity.account_id.as_str());
+        let region = m.region.as_deref().unwrap_or(caller.region.as_str());
+        resolved.retain(|r| r.target.account == account && r.target.region == region);
+        if resolved.is_empty() {
+            return Err(format!("the finding is about {account}/{region}, which is not among the playbook's targets (accounts x regions); a finding only narrows the targets"));
+        }
+    }
     Ok(FanoutRecord {
         targets: resolved.into_iter().map(|r| r.target).collect(),
         role: decl.role.clone(),
@@ -439,8 +462,13 @@ async fn child(parent: &Parent, target: Resolved) -> ChildOutcome {
         resumed,
         parent.secrets.clone(),
         None,
-        // A run started by a finding does not fan out (`run::run`): no child has a finding.
-        Vec::new(),
+        // The finding that started the run, as the child's first item (a resumed child's
+        // journal has it already).
+        if resumed {
+            Vec::new()
+        } else {
+            parent.first_items.clone()
+        },
     )
     .await;
     ChildOutcome::Ended {

@@ -324,15 +324,17 @@ pub fn finding_account(
 
 /// The finding as the run's first evidence item.
 fn finding_items(finding: Option<&crate::finding::Triggered>) -> Vec<executor::FirstItem> {
-    finding
-        .map(|f| executor::FirstItem {
-            path: crate::finding::EVIDENCE_PATH.to_owned(),
-            step: crate::finding::EVIDENCE_STEP.to_owned(),
-            content: f.bytes.clone(),
-            source: f.evidence_source(),
-        })
-        .into_iter()
-        .collect()
+    finding.map(finding_item).into_iter().collect()
+}
+
+/// The finding as an evidence item (a fan-out's: of the child it narrowed the run to).
+pub(crate) fn finding_item(f: &crate::finding::Triggered) -> executor::FirstItem {
+    executor::FirstItem {
+        path: crate::finding::EVIDENCE_PATH.to_owned(),
+        step: crate::finding::EVIDENCE_STEP.to_owned(),
+        content: f.bytes.clone(),
+        source: f.evidence_source(),
+    }
 }
 
 /// Connects (when the run needs AWS, or its finding names a target to check) and checks
@@ -354,15 +356,19 @@ async fn connect_for(
 
 /// `irr run`: in the caller's account and region, or fanned out over the targets
 /// (`--targets`, else the playbook's `targets:`). A run started by a finding acts in the one
-/// account and region the finding names (`finding_region`, `finding_account`), whatever the
-/// playbook's `targets:` say; `--targets` beside `--finding` is refused.
+/// account and region the finding names: with the playbook's `targets:`, as a fan-out to
+/// that one target (which must be among them, `fanout::run`); without, in the caller's
+/// account (`finding_region`, `finding_account`). `--targets` beside `--finding` is refused.
 pub async fn run(req: RunRequest) -> RunResult {
     if req.finding.is_some() {
         if req.targets.is_some() {
             say(req.json, "error: --finding runs in the one account and region the finding names (the playbook's trigger targets), so it does not fan out over --targets; give one or the other; nothing was changed");
             return RunResult::early(Exit::Invalid);
         }
-        return run_here(req).await;
+        return match req.playbook.targets.clone() {
+            Some(decl) => crate::fanout::run(req, decl).await,
+            None => run_here(req).await,
+        };
     }
     match req.targets.clone().or_else(|| req.playbook.targets.clone()) {
         Some(decl) => crate::fanout::run(req, decl).await,

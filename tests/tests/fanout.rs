@@ -656,3 +656,90 @@ async fn a_fan_out_keeps_its_evidence_in_the_callers_bucket() {
     assert_eq!(v.status.code(), Some(0), "{vt}");
     assert!(vt.contains("children: 2 ok of 2"), "{vt}");
 }
+
+/// A GuardDuty finding about an instance in 222222222222/us-west-2 starts a playbook whose
+/// targets are two accounts x two regions: the run narrows to that one target (a child run
+/// through its role), contains the instance there, and keeps the finding as that child's
+/// first item. A finding about an account the playbook does not name is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finding_narrows_a_fan_out_to_the_account_and_region_it_names() {
+    let emu = PrivateEmulator::start(&[]);
+    let endpoint = emu.endpoint();
+    let s = seed_incident(&endpoint, "222222222222", "us-west-2", "none").await;
+    let inc = &s.fleet[0];
+    let template = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/findings/guardduty-ssh-bruteforce.json"),
+    )
+    .unwrap();
+    let finding = |account: &str| {
+        template
+            .replace("i-99999999", &inc.instance_id)
+            .replace(
+                "\"AccountId\": \"123456789012\"",
+                &format!("\"AccountId\": \"{account}\""),
+            )
+            .replace("\"Region\": \"us-east-1\"", "\"Region\": \"us-west-2\"")
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (state, evidence) = (dir.path().join("state"), dir.path().join("evidence"));
+    let file = dir.path().join("finding.json");
+    let pb = fixture("fanout-finding.yaml");
+    let run = |state: &Path| {
+        irr_with(
+            &[
+                "run",
+                pb.to_str().unwrap(),
+                "--case",
+                "IR-FIND",
+                "--yes",
+                "--output",
+                "json",
+                "--evidence",
+                evidence.to_str().unwrap(),
+                "--finding",
+                file.to_str().unwrap(),
+            ],
+            state,
+            &endpoint,
+            ("testing", "testing"),
+            &[],
+        )
+    };
+    // An account the playbook does not name: refused before anything is done.
+    std::fs::write(&file, finding("999999999999")).unwrap();
+    let refused = tokio::task::block_in_place(|| run(&state));
+    let rt = output_text(&refused);
+    assert_eq!(refused.status.code(), Some(2), "{rt}");
+    assert!(
+        rt.contains("999999999999/us-west-2") && rt.contains("not among"),
+        "{rt}"
+    );
+    assert!(!state.join("runs").exists(), "no run was started");
+
+    std::fs::write(&file, finding("222222222222")).unwrap();
+    let out = tokio::task::block_in_place(|| run(&state));
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let last = json_lines(&out).pop().unwrap();
+    let steps = last["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{last:#}");
+    assert_eq!(steps[0]["id"], "222222222222/us-west-2");
+    let c = contained(&s.ec2, &s.iam, inc, "IR-FIND").await;
+    assert_eq!(c, Contained::expected(2), "{}", inc.instance_id);
+    let run_id = last["run_id"].as_str().unwrap();
+    let child = evidence
+        .join("IR-FIND")
+        .join(run_id)
+        .join("children/222222222222/us-west-2");
+    let m = read_json(&child.join("manifest.json"));
+    let item = m["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["path"] == "finding/finding.json")
+        .unwrap_or_else(|| panic!("{m:#}"));
+    assert_eq!(item["step"], "trigger");
+    let kept = std::fs::read(child.join("finding/finding.json")).unwrap();
+    assert_eq!(kept, std::fs::read(&file).unwrap(), "kept exactly as given");
+}
