@@ -387,6 +387,11 @@ pub const RULES: &[Rule] = &[
         "trigger",
         "the trigger section is not valid: a finding type, custom action, input or JSONPath",
     ),
+    rule(
+        "IRR0022",
+        "targets",
+        "the targets section (or --targets file) is not valid: an account, unit, region, role, external id or concurrency",
+    ),
 ];
 
 /// The rule of a diagnostic message. Diagnostics are classified by their wording in this one
@@ -431,6 +436,8 @@ pub fn rule_of(message: &str) -> &'static Rule {
         "IRR0003"
     } else if starts("trigger") {
         "IRR0021"
+    } else if starts("targets") || (starts("account ") && has(" is written as a number")) {
+        "IRR0022"
     } else if starts("metadata") {
         "IRR0006"
     } else if starts("evidence.") || starts("evidence name ") {
