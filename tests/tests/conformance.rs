@@ -15,6 +15,10 @@
 //!   scorecard; here an assertion that LocalStack still refuses, so the skip goes when it
 //!   stops).
 //!
+//! - a fan-out (issue 14) runs on both: LocalStack, like moto, keeps each account's state
+//!   apart for the credentials of a role assumed in it (its STS is moto's), so the same
+//!   targets file contains an incident in two accounts x two regions on each.
+//!
 //! Endpoints: moto as in every suite (`IRR_TEST_ENDPOINT` or a private server), LocalStack
 //! from `IRR_TEST_LOCALSTACK_ENDPOINT` or a private one (`scripts/ensure-localstack`).
 
@@ -64,6 +68,7 @@ on_both!(
     ec2_drill,
     credential_drill,
     s3_drill,
+    fan_out_across_accounts_and_regions,
 );
 
 /// `irr ARGS` against the emulator of that kind (us-east-1, dummy credentials).
@@ -821,4 +826,136 @@ async fn s3_drill(kind: EmulatorKind) {
         target.contains("started for this drill") && target.contains(kind.as_str()),
         "{target}"
     );
+}
+
+/// The emulator as `account` sees it in `region`, through the role the fan-out assumes.
+async fn assumed_conf(endpoint: &str, account: &str, region: &str) -> aws_config::SdkConfig {
+    let caller = irr_tests::sdk_config_for(endpoint, ("testing", "testing")).await;
+    let creds = aws_sdk_sts::Client::new(&caller)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/irr-responder"))
+        .role_session_name("irr-conformance")
+        .send()
+        .await
+        .unwrap()
+        .credentials
+        .unwrap();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(region.to_owned()))
+        .credentials_provider(aws_sdk_sts::config::Credentials::new(
+            creds.access_key_id(),
+            creds.secret_access_key(),
+            Some(creds.session_token().to_owned()),
+            None,
+            "irr-conformance-assumed",
+        ))
+        .load()
+        .await
+}
+
+/// One `irr run --targets` over two accounts x two regions (`fanout-containment.yaml`: find by
+/// the incident's tag, protect, snapshot, isolate): each account-region is a child run that
+/// contains its own instance, asserted through that account's own role, and the parent bundle
+/// verifies with its four children. The tag is this run's own, so nothing else on the shared
+/// emulator is found.
+async fn fan_out_across_accounts_and_regions(kind: EmulatorKind) {
+    const ACCOUNTS: [&str; 2] = ["555555555555", "666666666666"];
+    const REGIONS: [&str; 2] = ["us-east-1", "us-west-2"];
+    let endpoint = endpoint_of(kind);
+    let tag = unique("IR-conf-fan");
+    let mut seeded = Vec::new();
+    for a in ACCOUNTS {
+        for r in REGIONS {
+            let conf = assumed_conf(&endpoint, a, r).await;
+            let (ec2, iam) = (
+                aws_sdk_ec2::Client::new(&conf),
+                aws_sdk_iam::Client::new(&conf),
+            );
+            let inc = compromised_instance_on(kind, &ec2, &iam).await;
+            ec2.create_tags()
+                .resources(&inc.instance_id)
+                .tags(
+                    aws_sdk_ec2::types::Tag::builder()
+                        .key("incident")
+                        .value(&tag)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+            seeded.push((a, r, ec2, iam, inc));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (state, evidence) = (dir.path().join("state"), dir.path().join("evidence"));
+    let targets = dir.path().join("targets.yaml");
+    std::fs::write(
+        &targets,
+        format!(
+            "accounts: [\"{}\", \"{}\"]\nregions: [{}]\nrole: irr-responder\nconcurrency: 2\n",
+            ACCOUNTS[0],
+            ACCOUNTS[1],
+            REGIONS.join(", ")
+        ),
+    )
+    .unwrap();
+    let pb = irr_tests::fixture("fanout-containment.yaml");
+    let case = unique("IR-conf-fan");
+    let input = format!("incident_tag={tag}");
+    let out = tokio::task::block_in_place(|| {
+        irr(
+            kind,
+            &[
+                "run",
+                pb.to_str().unwrap(),
+                "--case",
+                &case,
+                "--yes",
+                "--output",
+                "json",
+                "--evidence",
+                evidence.to_str().unwrap(),
+                "--targets",
+                targets.to_str().unwrap(),
+                "--input",
+                &input,
+            ],
+            &state,
+        )
+    });
+    let text = output_text(&out);
+    assert!(out.status.success(), "on {}: {text}", kind.as_str());
+    let last = json_lines(&out).pop().expect("a summary");
+    assert_eq!(last["status"], "succeeded", "{last:#}");
+    for (a, r, ec2, iam, inc) in &seeded {
+        assert_eq!(
+            contained(ec2, iam, inc, &case).await,
+            Contained::expected(inc.volumes.len()),
+            "{a}/{r} {} on {}",
+            inc.instance_id,
+            kind.as_str()
+        );
+    }
+    let run_dir = evidence.join(&case).join(last["run_id"].as_str().unwrap());
+    for a in ACCOUNTS {
+        for r in REGIONS {
+            let child = run_dir.join("children").join(a).join(r);
+            assert!(
+                child.join("manifest.json").is_file() && child.join("SHA256SUMS").is_file(),
+                "{} sealed",
+                child.display()
+            );
+        }
+    }
+    let verify = tokio::task::block_in_place(|| {
+        irr(
+            kind,
+            &["evidence", "verify", run_dir.to_str().unwrap()],
+            &state,
+        )
+    });
+    let v = output_text(&verify);
+    assert_eq!(verify.status.code(), Some(0), "{v}");
+    assert!(v.contains("children: 4 ok of 4"), "{v}");
 }
