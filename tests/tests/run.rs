@@ -82,9 +82,29 @@ async fn run_contains_the_instance_and_seals_verifiable_evidence() {
         "the summary is the last line"
     );
     assert_eq!(last["status"], "succeeded");
-    // The shipped playbook's nine steps, the optional volatile capture among them.
+    // The shipped playbook's ten steps, the optional volatile capture among them.
     let steps = last["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 9, "{steps:?}");
+    assert_eq!(steps.len(), 10, "{steps:?}");
+    // Isolation does not wait for the snapshots to complete: the snapshots are waited for
+    // after it, and they are the snapshot step's own (found by the case tag, none made twice).
+    let step = |id: &str| steps.iter().find(|s| s["id"] == id).unwrap();
+    let (taken, completed) = (step("snapshot"), step("snapshots-completed"));
+    assert_eq!(
+        taken["outputs"]["snapshot_ids"], completed["outputs"]["snapshot_ids"],
+        "{steps:?}"
+    );
+    let started = |id: &str| {
+        events
+            .iter()
+            .position(|e| e["event"] == "step_started" && e["step"] == id)
+            .unwrap()
+    };
+    let isolate_finished = events
+        .iter()
+        .position(|e| e["event"] == "step_finished" && e["id"] == "isolate")
+        .unwrap_or_else(|| panic!("isolate finished: {events:?}"));
+    assert!(started("isolate") < started("snapshots-completed"));
+    assert!(isolate_finished < started("snapshots-completed"));
     assert!(steps.iter().any(|s| s["id"] == "volatile"), "{steps:?}");
     assert!(events.iter().any(|e| e["event"] == "evidence_captured"));
     assert_eq!(
