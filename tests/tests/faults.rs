@@ -166,3 +166,137 @@ async fn containment_survives_throttling_errors_drops_and_latency() {
     }
     eprintln!("{} requests, faults:\n{log}", proxy.requests());
 }
+
+/// Snapshots that stay `pending` (as AWS's do for minutes to hours; moto completes them at
+/// once): the proxy says so in the answers to `CreateSnapshots` and the first
+/// `DescribeSnapshots`. The shipped playbook isolates the instance while they are pending (the
+/// snapshot step records them `pending`), then its `snapshots-completed` step waits for the
+/// same snapshots (its wait loop polls until they are `completed`); none is made twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolation_does_not_wait_for_pending_snapshots() {
+    let conf = irr_tests::sdk_config().await;
+    let ec2 = aws_sdk_ec2::Client::new(&conf);
+    let iam = aws_sdk_iam::Client::new(&conf);
+    let inc = compromised_instance(&ec2, &iam).await;
+    let pending = |action: &str, times: u64| Rule {
+        action: action.to_owned(),
+        fault: FaultKind::SnapshotPending,
+        nth: None,
+        times: Some(times),
+        latency_ms: None,
+        contains: None,
+    };
+    let spec = ProxySpec {
+        rules: vec![
+            pending("ec2:CreateSnapshots", 1),
+            pending("ec2:DescribeSnapshots", 4),
+        ],
+        ..ProxySpec::default()
+    };
+    let proxy = FaultProxy::start(&irr_tests::endpoint(), spec)
+        .await
+        .expect("proxy");
+    let url = proxy.url().to_owned();
+    let case = unique("IR-pending");
+    let dir = tempfile::tempdir().unwrap();
+    let (state, evidence) = (dir.path().join("state"), dir.path().join("evidence"));
+    let pb = playbook("ec2-instance-compromise.yaml");
+    let input = format!("instance_id={}", inc.instance_id);
+    let out = tokio::task::block_in_place(|| {
+        irr_with(
+            &[
+                "run",
+                pb.to_str().unwrap(),
+                "--case",
+                &case,
+                "--input",
+                &input,
+                // The emulator needs a size for the clean room's restored volumes.
+                "--input",
+                "clean_room_volume_size=8",
+                "--yes",
+                "--evidence",
+                evidence.to_str().unwrap(),
+                "--output",
+                "json",
+            ],
+            &state,
+            &url,
+            ("testing", "testing"),
+            &[],
+        )
+    });
+    contained_ok(&out).unwrap_or_else(|e| panic!("{e}\n{}", output_text(&out)));
+    let events = json_lines(&out);
+    let last = events.last().unwrap();
+    let position = |event: &str, key: &str, id: &str| {
+        events
+            .iter()
+            .position(|e| e["event"] == event && e[key] == id)
+            .unwrap_or_else(|| panic!("no {event} of {id}: {}", output_text(&out)))
+    };
+    assert!(
+        position("step_finished", "id", "isolate")
+            < position("step_started", "step", "snapshots-completed"),
+        "isolated before the snapshots completed"
+    );
+    let run_dir = evidence.join(&case).join(last["run_id"].as_str().unwrap());
+    let states = |step: &str| -> Vec<String> {
+        let path = run_dir.join("artifacts").join(step).join("snapshots.json");
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        v["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["state"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        states("snapshot"),
+        vec!["pending"; inc.volumes.len()],
+        "the snapshot step did not wait"
+    );
+    assert_eq!(
+        states("snapshots-completed"),
+        vec!["completed"; inc.volumes.len()],
+        "the later step waited until they were completed"
+    );
+    let step = |id: &str| {
+        last["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let waited = step("snapshots-completed");
+    let secs = |v: &serde_json::Value| {
+        epoch_secs(v.as_str().unwrap_or_else(|| panic!("a time: {waited:#}")))
+    };
+    assert!(
+        secs(&waited["finished_at"]) - secs(&waited["started_at"]) >= 1.9,
+        "its wait loop polled again after 2 s: {waited:#}"
+    );
+    assert_eq!(
+        step("snapshot")["outputs"]["snapshot_ids"],
+        waited["outputs"]["snapshot_ids"]
+    );
+    assert_eq!(
+        step("clean-room")["status"],
+        "succeeded",
+        "restored from the completed snapshots"
+    );
+    assert_eq!(
+        contained(&ec2, &iam, &inc, &case).await,
+        Contained::expected(inc.volumes.len()),
+        "contained, one snapshot per volume"
+    );
+}
+
+/// Seconds since the epoch of an RFC 3339 time (`2026-12-04T02:56:57.721Z`).
+fn epoch_secs(t: &str) -> f64 {
+    let parsed = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{t}: {e}"));
+    parsed.unix_timestamp_nanos() as f64 / 1e9
+}

@@ -57,6 +57,11 @@ pub(super) fn chaos_outcomes(
                     && s.error.as_deref().is_some_and(|e| e.contains(&action))
             });
             let (outcome, detail) = match (gap, failed_step, failed_call) {
+                (None, None, _) if fault == crate::proxy::FaultKind::SnapshotPending => (
+                    "waited",
+                    "the snapshots were said pending; the run waited until they were completed"
+                        .to_owned(),
+                ),
                 (Some(g), _, _) => ("recorded a gap", format!("step {}: {}", g.step, g.what)),
                 (None, Some(s), _) => (
                     "failed safe",

@@ -141,6 +141,10 @@ pub enum FaultKind {
     DropAfter,
     /// A delay before forwarding.
     Latency,
+    /// The request is processed, and every snapshot its EC2 answer says is `completed` is
+    /// said to be `pending` (`DescribeSnapshots`, `CreateSnapshot(s)`): a snapshot still
+    /// being copied, as AWS answers for minutes to hours (moto completes them at once).
+    SnapshotPending,
 }
 
 impl FaultKind {
@@ -730,7 +734,8 @@ impl State {
                 )),
                 Some(FaultKind::Deny) => Some(call.deny_answer()),
                 Some(FaultKind::DropBefore) => return Ok(()),
-                Some(FaultKind::DropAfter | FaultKind::Latency) | None => None,
+                Some(FaultKind::DropAfter | FaultKind::Latency | FaultKind::SnapshotPending)
+                | None => None,
             };
             if let Some(answer) = canned {
                 client.write_all(&answer).await?;
@@ -751,6 +756,9 @@ impl State {
             }
             if d.fault == Some(FaultKind::DropAfter) {
                 return Ok(()); // processed upstream; the answer is lost
+            }
+            if d.fault == Some(FaultKind::SnapshotPending) {
+                response = snapshots_pending(&response);
             }
             client.write_all(&response).await?;
             if closes(&response) {
@@ -774,6 +782,41 @@ fn signing_scope(head: &str) -> String {
     let key = parts.next().unwrap_or_default();
     let region = parts.nth(1).unwrap_or_default();
     format!("{key}/{region}")
+}
+
+/// `response` with every snapshot state `completed` turned `pending` (EC2's XML names the
+/// state `status` in `DescribeSnapshots` and `state` in `CreateSnapshots`) and its
+/// `Content-Length` set to the new body's length. A response it cannot split is kept as is.
+fn snapshots_pending(response: &[u8]) -> Vec<u8> {
+    let Some(at) = response.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return response.to_vec();
+    };
+    let (head, body) = (&response[..at], &response[at + 4..]);
+    let Ok(text) = std::str::from_utf8(body) else {
+        return response.to_vec();
+    };
+    let body = text
+        .replace("<status>completed</status>", "<status>pending</status>")
+        .replace("<state>completed</state>", "<state>pending</state>");
+    let head = String::from_utf8_lossy(head);
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return response.to_vec();
+    }
+    let mut out = String::new();
+    for line in head.split("\r\n") {
+        if line.to_ascii_lowercase().starts_with("content-length:") {
+            out.push_str(&format!("Content-Length: {}", body.len()));
+        } else {
+            out.push_str(line);
+        }
+        out.push_str("\r\n");
+    }
+    out.push_str("\r\n");
+    out.push_str(&body);
+    out.into_bytes()
 }
 
 /// Whether a response says `Connection: close`.
@@ -904,6 +947,30 @@ fn mix(mut z: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn snapshot_pending_rewrites_the_states_and_the_length() {
+        let body = "<r><snapshotSet><item><snapshotId>snap-1</snapshotId><status>completed</status></item><item><state>completed</state></item></snapshotSet></r>";
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let out = String::from_utf8(super::snapshots_pending(response.as_bytes())).unwrap();
+        let (head, new_body) = out.split_once("\r\n\r\n").unwrap();
+        assert!(new_body.contains("<status>pending</status>"), "{out}");
+        assert!(new_body.contains("<state>pending</state>"), "{out}");
+        assert!(!new_body.contains("completed"), "{out}");
+        assert!(
+            head.contains(&format!("Content-Length: {}", new_body.len())),
+            "{out}"
+        );
+        let chunked =
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+        assert_eq!(
+            super::snapshots_pending(chunked.as_bytes()),
+            chunked.as_bytes()
+        );
+    }
+
     use super::*;
 
     fn ec2_request(action: &str, extra: &str) -> Vec<u8> {
