@@ -36,28 +36,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 /// The emulator as `account` sees it through the role, in `region`.
 async fn account_conf(endpoint: &str, account: &str, region: &str) -> aws_config::SdkConfig {
-    let caller = irr_tests::sdk_config_for(endpoint, ("testing", "testing")).await;
-    let creds = aws_sdk_sts::Client::new(&caller)
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/{ROLE}"))
-        .role_session_name("irr-bench")
-        .send()
-        .await
-        .unwrap()
-        .credentials
-        .unwrap();
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new(region.to_owned()))
-        .credentials_provider(aws_sdk_sts::config::Credentials::new(
-            creds.access_key_id(),
-            creds.secret_access_key(),
-            Some(creds.session_token().to_owned()),
-            None,
-            "irr-bench",
-        ))
-        .load()
-        .await
+    irr_tests::assumed_role_config(endpoint, account, ROLE, region).await
 }
 
 struct Place {

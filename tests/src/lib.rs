@@ -809,6 +809,40 @@ impl PrivateEmulator {
     }
 }
 
+/// The emulator as `account` sees it in `region`: the credentials of
+/// `arn:aws:iam::ACCOUNT:role/ROLE`, assumed with the default test keys (moto and LocalStack
+/// keep each account's state apart behind them; the fan-out tests and benchmark seed and read
+/// each account this way).
+pub async fn assumed_role_config(
+    endpoint: &str,
+    account: &str,
+    role: &str,
+    region: &str,
+) -> aws_config::SdkConfig {
+    let caller = sdk_config_for(endpoint, ("testing", "testing")).await;
+    let creds = aws_sdk_sts::Client::new(&caller)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/{role}"))
+        .role_session_name("irr-tests")
+        .send()
+        .await
+        .unwrap()
+        .credentials
+        .unwrap();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(region.to_owned()))
+        .credentials_provider(aws_sdk_sts::config::Credentials::new(
+            creds.access_key_id(),
+            creds.secret_access_key(),
+            Some(creds.session_token().to_owned()),
+            None,
+            "irr-tests-assumed",
+        ))
+        .load()
+        .await
+}
+
 /// An SDK configuration for an endpoint and an access key, region us-east-1.
 pub async fn sdk_config_for(endpoint: &str, key: (&str, &str)) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())

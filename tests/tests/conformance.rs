@@ -828,32 +828,6 @@ async fn s3_drill(kind: EmulatorKind) {
     );
 }
 
-/// The emulator as `account` sees it in `region`, through the role the fan-out assumes.
-async fn assumed_conf(endpoint: &str, account: &str, region: &str) -> aws_config::SdkConfig {
-    let caller = irr_tests::sdk_config_for(endpoint, ("testing", "testing")).await;
-    let creds = aws_sdk_sts::Client::new(&caller)
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/irr-responder"))
-        .role_session_name("irr-conformance")
-        .send()
-        .await
-        .unwrap()
-        .credentials
-        .unwrap();
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new(region.to_owned()))
-        .credentials_provider(aws_sdk_sts::config::Credentials::new(
-            creds.access_key_id(),
-            creds.secret_access_key(),
-            Some(creds.session_token().to_owned()),
-            None,
-            "irr-conformance-assumed",
-        ))
-        .load()
-        .await
-}
-
 /// One `irr run --targets` over two accounts x two regions (`fanout-containment.yaml`: find by
 /// the incident's tag, protect, snapshot, isolate): each account-region is a child run that
 /// contains its own instance, asserted through that account's own role, and the parent bundle
@@ -867,7 +841,7 @@ async fn fan_out_across_accounts_and_regions(kind: EmulatorKind) {
     let mut seeded = Vec::new();
     for a in ACCOUNTS {
         for r in REGIONS {
-            let conf = assumed_conf(&endpoint, a, r).await;
+            let conf = irr_tests::assumed_role_config(&endpoint, a, "irr-responder", r).await;
             let (ec2, iam) = (
                 aws_sdk_ec2::Client::new(&conf),
                 aws_sdk_iam::Client::new(&conf),

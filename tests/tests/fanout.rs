@@ -31,29 +31,7 @@ async fn account_conf(endpoint: &str, account: &str) -> aws_config::SdkConfig {
 
 /// [`account_conf`] in `region`.
 async fn account_conf_in(endpoint: &str, account: &str, region: &str) -> aws_config::SdkConfig {
-    let caller = irr_tests::sdk_config_for(endpoint, ("testing", "testing")).await;
-    let sts = aws_sdk_sts::Client::new(&caller);
-    let creds = sts
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/{ROLE}"))
-        .role_session_name("irr-tests")
-        .send()
-        .await
-        .unwrap()
-        .credentials
-        .unwrap();
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new(region.to_owned()))
-        .credentials_provider(aws_sdk_sts::config::Credentials::new(
-            creds.access_key_id(),
-            creds.secret_access_key(),
-            Some(creds.session_token().to_owned()),
-            None,
-            "irr-tests-assumed",
-        ))
-        .load()
-        .await
+    irr_tests::assumed_role_config(endpoint, account, ROLE, region).await
 }
 
 /// A user `web-deploy` in the account, with one access key.
