@@ -10,7 +10,9 @@
 //! - **rules**: for calls matching `service:Operation` (or `service:*`, or `*`), from the
 //!   Nth match on, a number of times (or always): throttle, answer 500, deny (403
 //!   `AccessDenied`/`UnauthorizedOperation`), drop the connection before forwarding, forward
-//!   and then drop the answer (AWS did the work, the client never hears), or add latency;
+//!   and then drop the answer (AWS did the work, the client never hears), add latency, or
+//!   forward and say the answer's completed snapshots are still pending (as AWS's are while
+//!   it copies them);
 //! - **random faults**: one request in `one_in`, chosen by a seeded generator in arrival
 //!   order, cycling through the fault kinds so a short run still sees each;
 //! - **latency**: a fixed delay before every forwarded call (AWS's round trip);
