@@ -48,38 +48,35 @@ fn spec() -> ProxySpec {
     }
 }
 
-async fn run_containment(
-    endpoint: String,
-    instance_id: String,
-    case: String,
+/// `irr run` of the shipped EC2 playbook on `instance_id` through `endpoint`, evidence into
+/// `evidence`, with `extra` arguments after the playbook's inputs.
+fn run_containment(
+    endpoint: &str,
+    instance_id: &str,
+    case: &str,
+    evidence: &std::path::Path,
+    extra: &[&str],
 ) -> std::process::Output {
-    tokio::task::spawn_blocking(move || {
-        let state = tempfile::tempdir().unwrap();
-        let evidence = tempfile::tempdir().unwrap();
-        let pb = playbook("ec2-instance-compromise.yaml");
-        let input = format!("instance_id={instance_id}");
-        irr_with(
-            &[
-                "run",
-                pb.to_str().unwrap(),
-                "--case",
-                &case,
-                "--input",
-                &input,
-                "--yes",
-                "--evidence",
-                evidence.path().to_str().unwrap(),
-                "--output",
-                "json",
-            ],
-            state.path(),
-            &endpoint,
-            ("testing", "testing"),
-            &[],
-        )
+    let state = tempfile::tempdir().unwrap();
+    let pb = playbook("ec2-instance-compromise.yaml");
+    let input = format!("instance_id={instance_id}");
+    let mut args = vec![
+        "run",
+        pb.to_str().unwrap(),
+        "--case",
+        case,
+        "--input",
+        &input,
+        "--yes",
+        "--evidence",
+        evidence.to_str().unwrap(),
+        "--output",
+        "json",
+    ];
+    args.extend(extra);
+    tokio::task::block_in_place(|| {
+        irr_with(&args, state.path(), endpoint, ("testing", "testing"), &[])
     })
-    .await
-    .unwrap()
 }
 
 /// The CloudFormation clean room is judged by its own tests (it is being built, and moto's
@@ -114,12 +111,14 @@ async fn containment_survives_throttling_errors_drops_and_latency() {
     // The unfaulted reference.
     let plain = compromised_instance(&ec2, &iam).await;
     let plain_case = unique("IR-plain");
+    let evidence = tempfile::tempdir().unwrap();
     let out = run_containment(
-        irr_tests::endpoint(),
-        plain.instance_id.clone(),
-        plain_case.clone(),
-    )
-    .await;
+        &irr_tests::endpoint(),
+        &plain.instance_id,
+        &plain_case,
+        evidence.path(),
+        &[],
+    );
     contained_ok(&out).unwrap_or_else(|e| panic!("the unfaulted run failed: {e}"));
     let reference = contained(&ec2, &iam, &plain, &plain_case).await;
     assert_eq!(reference, Contained::expected(plain.volumes.len()));
@@ -130,12 +129,8 @@ async fn containment_survives_throttling_errors_drops_and_latency() {
         .expect("proxy");
     let inc = compromised_instance(&ec2, &iam).await;
     let case = unique("IR-faults");
-    let out = run_containment(
-        proxy.url().to_owned(),
-        inc.instance_id.clone(),
-        case.clone(),
-    )
-    .await;
+    let evidence = tempfile::tempdir().unwrap();
+    let out = run_containment(proxy.url(), &inc.instance_id, &case, evidence.path(), &[]);
     let injected = proxy.injected();
     let log = injected
         .iter()
@@ -196,36 +191,17 @@ async fn isolation_does_not_wait_for_pending_snapshots() {
     let proxy = FaultProxy::start(&irr_tests::endpoint(), spec)
         .await
         .expect("proxy");
-    let url = proxy.url().to_owned();
     let case = unique("IR-pending");
     let dir = tempfile::tempdir().unwrap();
-    let (state, evidence) = (dir.path().join("state"), dir.path().join("evidence"));
-    let pb = playbook("ec2-instance-compromise.yaml");
-    let input = format!("instance_id={}", inc.instance_id);
-    let out = tokio::task::block_in_place(|| {
-        irr_with(
-            &[
-                "run",
-                pb.to_str().unwrap(),
-                "--case",
-                &case,
-                "--input",
-                &input,
-                // The emulator needs a size for the clean room's restored volumes.
-                "--input",
-                "clean_room_volume_size=8",
-                "--yes",
-                "--evidence",
-                evidence.to_str().unwrap(),
-                "--output",
-                "json",
-            ],
-            &state,
-            &url,
-            ("testing", "testing"),
-            &[],
-        )
-    });
+    let evidence = dir.path().join("evidence");
+    // The emulator needs a size for the clean room's restored volumes.
+    let out = run_containment(
+        proxy.url(),
+        &inc.instance_id,
+        &case,
+        &evidence,
+        &["--input", "clean_room_volume_size=8"],
+    );
     contained_ok(&out).unwrap_or_else(|e| panic!("{e}\n{}", output_text(&out)));
     let events = json_lines(&out);
     let last = events.last().unwrap();
