@@ -121,6 +121,11 @@ pub struct Collector {
     pub aws_principal: Option<String>,
     /// The host name of the machine that ran the collection.
     pub host: String,
+    /// The AWS Step Functions execution whose history and objects were collected (`irr
+    /// evidence seal --execution`): the run was executed by that state machine, and this
+    /// collector read it back and sealed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_arn: Option<String>,
 }
 
 impl Collector {
@@ -130,6 +135,7 @@ impl Collector {
             tool: tool.into(),
             aws_principal,
             host: host_name(),
+            execution_arn: None,
         }
     }
 }
@@ -503,6 +509,7 @@ mod tests {
                 tool: "irr 0.1.0".into(),
                 aws_principal: Some("arn:aws:iam::123456789012:user/ir".into()),
                 host: "ws-1".into(),
+                execution_arn: None,
             },
             started_at: t,
             sealed_at: t,

@@ -244,6 +244,22 @@ enum EvidenceCommand {
         #[arg(long, value_name = "KEY")]
         signing_key: String,
     },
+    /// Seal a Step Functions execution of a compiled playbook as a run: its history becomes
+    /// the run's journal (STATE_DIR/runs/EXECUTION_NAME/), the evidence objects it wrote are
+    /// checked against S3's checksums and sealed with it, as `irr run` seals.
+    Seal {
+        /// The execution: arn:aws:states:REGION:ACCOUNT:execution:STATE_MACHINE:NAME.
+        #[arg(long, value_name = "ARN")]
+        execution: String,
+        /// Where to seal: s3://bucket/prefix or a local directory (default: the bucket and
+        /// prefix the execution wrote its evidence objects under).
+        #[arg(long, value_name = "LOCATION")]
+        evidence: Option<String>,
+        /// The account that must own the S3 buckets read and written (12 digits; default: the
+        /// caller's account), sent as ExpectedBucketOwner.
+        #[arg(long, value_name = "ACCOUNT", value_parser = parse_account_id)]
+        evidence_owner: Option<String>,
+    },
 }
 
 /// `--input`, `--inputs` and `--case`.
@@ -477,7 +493,7 @@ fn parse_account_id(s: &str) -> Result<String, String> {
     irr_forensics::check_account_id(s).map(|()| s.to_owned())
 }
 
-/// `irr evidence verify` and `irr evidence sign`.
+/// `irr evidence verify`, `irr evidence sign` and `irr evidence seal`.
 fn evidence_cmd(command: EvidenceCommand, g: &GlobalArgs) -> Exit {
     match command {
         EvidenceCommand::Verify {
@@ -501,6 +517,18 @@ fn evidence_cmd(command: EvidenceCommand, g: &GlobalArgs) -> Exit {
             &aws_options(g, None),
             g.output == Output::Json,
         ),
+        EvidenceCommand::Seal {
+            execution,
+            evidence,
+            evidence_owner,
+        } => crate::execution::command(crate::execution::SealRequest {
+            execution_arn: execution,
+            evidence,
+            evidence_owner,
+            state_dir: g.state_dir.clone(),
+            json: g.output == Output::Json,
+            aws: aws_options(g, None),
+        }),
     }
 }
 

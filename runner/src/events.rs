@@ -63,7 +63,7 @@ impl RunStatus {
 }
 
 /// One step's result, as the summary reports it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepSummary {
     /// Step id.
     pub id: String,

@@ -143,6 +143,45 @@ pub async fn seal(
     journal: &Path,
     children: &[(irr_forensics::manifest::Target, Sha256Digest)],
 ) -> EvidenceSummary {
+    let info = run_info(playbook, record);
+    let staged = Staged {
+        dir: staging,
+        artifacts,
+        resources,
+        journal,
+    };
+    seal_run(store, info, record, &staged, children).await
+}
+
+/// What a run left to seal: its staged artifacts (under `dir`), resources and journal.
+#[derive(Clone, Copy)]
+pub struct Staged<'a> {
+    /// Where the artifacts are staged (`STATE_DIR/runs/RUN_ID/evidence/`).
+    pub dir: &'a Path,
+    /// The artifacts, as journaled.
+    pub artifacts: &'a [StagedArtifact],
+    /// The resources for the manifest's `aws_resources`.
+    pub resources: &'a [AwsResource],
+    /// The run's journal.
+    pub journal: &'a Path,
+}
+
+/// [`seal`] with the manifest's run part given (`info`): a run that no playbook of this
+/// process ran, such as a sealed Step Functions execution (`crate::execution`), whose
+/// playbook is known only by name, version and hash and whose collector names the execution.
+pub async fn seal_run(
+    store: Store,
+    info: RunInfo,
+    record: &RunRecord,
+    staged: &Staged<'_>,
+    children: &[(irr_forensics::manifest::Target, Sha256Digest)],
+) -> EvidenceSummary {
+    let Staged {
+        dir: staging,
+        artifacts,
+        resources,
+        journal,
+    } = *staged;
     let mut location = run_location(&store, &record.case_id, &record.run_id);
     if let Some(t) = &record.target {
         location = format!("{}/{}", location.trim_end_matches('/'), t.dir());
@@ -155,7 +194,6 @@ pub async fn seal(
         signed_by: None,
         signature_error: None,
     };
-    let info = run_info(playbook, record);
     let resources = manifest_resources(resources);
     // A seal interrupted by a crash may have stored some items already: adopt those whose
     // bytes are the staged ones, so the manifest lists them (the store never overwrites).
@@ -409,6 +447,7 @@ mod tests {
             signing_key: None,
             target: None,
             fanout: None,
+            execution: None,
         }
     }
 

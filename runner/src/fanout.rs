@@ -175,8 +175,8 @@ pub(crate) async fn run(req: RunRequest, decl: TargetsDecl) -> RunResult {
         aws_principal: identity.arn.clone(),
         evidence_owner: owner.filter(|_| matches!(store, irr_forensics::Store::S3(_))),
         signing_key: signer.as_ref().map(|(k, _)| k.clone()),
-        target: None,
         fanout: Some(fanout.clone()),
+        ..RunRecord::default()
     };
     if let Err(msg) = run::save_record(&req.state_dir, &record) {
         say(&msg);

@@ -15,6 +15,7 @@ pub mod diagnostic;
 pub mod emulator;
 pub mod events;
 pub mod evidence;
+pub mod execution;
 pub mod executor;
 pub mod exit_codes;
 pub mod fanout;

@@ -481,8 +481,7 @@ async fn run_here(req: RunRequest) -> RunResult {
         aws_principal: identity.arn.clone(),
         evidence_owner: evidence_owner.filter(|_| matches!(store, irr_forensics::Store::S3(_))),
         signing_key: signer.as_ref().map(|(k, _)| k.clone()),
-        target: None,
-        fanout: None,
+        ..RunRecord::default()
     };
     if let Err(msg) = save_record(&req.state_dir, &record) {
         say(req.json, &msg);
@@ -765,6 +764,9 @@ fn load_unfinished(
                 format!("error: no run {run_id} in {}: {e}", state_dir.display()),
             )
         })?;
+    if let Some(arn) = &record.execution {
+        return Err((Exit::Invalid, format!("error: run {run_id} is the Step Functions execution {arn}, which irr read back and sealed; it is not resumed here (an interrupted seal is finished by `irr evidence seal --execution {arn}`); nothing was changed")));
+    }
     let entries = journal::read(&dir.join("journal.jsonl"))
         .map_err(|e| (Exit::Invalid, format!("error: {e}; nothing was changed")))?;
     let state = journal::replay(&entries);

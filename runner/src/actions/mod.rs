@@ -48,6 +48,8 @@ pub struct AwsClients {
     pub ebs_quota: std::sync::Arc<ebs::Quota>,
     /// Systems Manager (Run Command on a managed instance: `ssm.capture_volatile`).
     pub ssm: OnFirstUse<aws_sdk_ssm::Client>,
+    /// Step Functions (reading an execution's history: `irr evidence seal --execution`).
+    pub sfn: OnFirstUse<aws_sdk_sfn::Client>,
     /// irr's copy of EC2's token buckets for this account-region, in front of `ec2`'s HTTP
     /// client (`None` with `IRR_EC2_BUCKETS=off`).
     pub ec2_limiter: Option<std::sync::Arc<crate::ratelimit::Limiter>>,
@@ -150,12 +152,17 @@ impl AwsClients {
                 let conf = conf.clone();
                 OnFirstUse::new(move || aws_sdk_ssm::Client::new(&conf))
             },
+            sfn: {
+                let conf = conf.clone();
+                OnFirstUse::new(move || aws_sdk_sfn::Client::new(&conf))
+            },
         }
     }
 }
 
 /// A client built on its first use: the services only some playbooks call (the EBS direct
-/// APIs, SSM) cost a run that never calls them nothing (no memory, no start-up work).
+/// APIs, SSM) or only one command uses (Step Functions) cost a run that never calls them
+/// nothing (no memory, no start-up work).
 #[derive(Clone)]
 pub struct OnFirstUse<T> {
     cell: Arc<std::sync::OnceLock<T>>,

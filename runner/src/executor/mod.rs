@@ -35,7 +35,7 @@ use recorder::AttemptRecorder;
 pub use recorder::{artifact_path, attempt_of, redact, RunRecorder, StagedArtifact};
 
 /// What a run is: stored as `run.json` beside the journal so `irr resume` can continue it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct RunRecord {
     /// Run id.
     pub run_id: String,
@@ -88,6 +88,10 @@ pub struct RunRecord {
     /// A fan-out parent's targets, and the role assumed in each.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fanout: Option<crate::targets::FanoutRecord>,
+    /// The Step Functions execution this run is (`irr evidence seal --execution`): its ARN.
+    /// Such a run was executed by a state machine, not by irr, and is never resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<String>,
 }
 
 impl RunRecord {

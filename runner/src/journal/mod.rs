@@ -137,6 +137,13 @@ impl Journal {
 
     /// Appends one event, durably (written and fsynced before returning). Returns its `seq`.
     pub fn append(&self, event: &RunEvent) -> Result<u64, JournalError> {
+        self.append_at(event, &irr_forensics::clock::now_rfc3339())
+    }
+
+    /// [`Journal::append`] with the time the event happened, when that is not now: a Step
+    /// Functions execution's history, translated after the execution ended
+    /// (`crate::execution`), keeps the times AWS recorded.
+    pub fn append_at(&self, event: &RunEvent, ts: &str) -> Result<u64, JournalError> {
         let io = |source| JournalError::Io {
             path: self.path.clone(),
             source,
@@ -146,7 +153,7 @@ impl Journal {
             let seq = st.seq + 1;
             let mut entry = json!({
                 "seq": seq,
-                "ts": irr_forensics::clock::now_rfc3339(),
+                "ts": ts,
                 "prev_sha256": st.last_hash,
             });
             if let (Value::Object(m), Ok(Value::Object(ev))) =

@@ -462,6 +462,9 @@ impl Report {
                 .collect::<Vec<_>>()
                 .join(" · ");
             kv.push(("Sealed by", html! { (by) }));
+            if let Some(arn) = field("execution_arn") {
+                kv.push(("Step Functions execution", mono(arn)));
+            }
         }
         if matches!(
             ev.status,

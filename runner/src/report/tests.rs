@@ -34,6 +34,7 @@ fn record(dir: &Path, evidence: &Path) -> RunRecord {
         signing_key: None,
         target: None,
         fanout: None,
+        execution: None,
     }
 }
 
