@@ -261,7 +261,7 @@ fn from_event(event: &Value) -> Result<Finding, Problem> {
                     kind_of(detail)
                 )));
             }
-            bare(detail.clone(), Some(detail_type), None)
+            bare(pascal_case(detail.clone()), Some(detail_type), None)
         }
         (
             "aws.securityhub",
@@ -303,6 +303,35 @@ fn exactly_one<'v>(list: &'v Value, what: &str) -> Result<&'v Value, String> {
             kind_of(list)
         )),
     }
+}
+
+/// A GuardDuty finding as EventBridge writes it (camelCase: `resource.instanceDetails.
+/// instanceId`) in the API's PascalCase (`Resource.InstanceDetails.InstanceId`), which the
+/// playbooks' paths name: each key's first letter upper-cased, at every depth. A finding
+/// already in PascalCase (it has `Type`) is left as it is.
+fn pascal_case(detail: Value) -> Value {
+    fn keys(v: Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.into_iter()
+                    .map(|(k, v)| {
+                        let mut c = k.chars();
+                        let k = match c.next() {
+                            Some(f) => f.to_ascii_uppercase().to_string() + c.as_str(),
+                            None => k,
+                        };
+                        (k, keys(v))
+                    })
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.into_iter().map(keys).collect()),
+            other => other,
+        }
+    }
+    if detail.get("Type").is_some() || detail.get("type").is_none() {
+        return detail;
+    }
+    keys(detail)
 }
 
 /// A bare finding: which source its shape is.

@@ -65,6 +65,33 @@ fn a_guardduty_finding_in_its_eventbridge_event_maps_the_same() {
 }
 
 #[test]
+fn a_guardduty_event_as_eventbridge_writes_it_in_camel_case_maps_the_same() {
+    let bare = mapped(&ec2(), GUARDDUTY).unwrap();
+    fn camel(v: Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.into_iter()
+                    .map(|(k, v)| {
+                        let mut c = k.chars();
+                        let f = c.next().unwrap().to_ascii_lowercase();
+                        (f.to_string() + c.as_str(), camel(v))
+                    })
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.into_iter().map(camel).collect()),
+            o => o,
+        }
+    }
+    let detail = camel(serde_json::from_str(GUARDDUTY).unwrap());
+    assert!(detail.get("type").is_some() && detail.get("Type").is_none());
+    let event = guardduty_event(&detail.to_string());
+    let from_event = mapped(&ec2(), &event).unwrap();
+    assert_eq!(from_event.inputs, bare.inputs);
+    assert_eq!(from_event.account, bare.account);
+    assert_eq!(from_event.finding_type, bare.finding_type);
+}
+
+#[test]
 fn an_asff_finding_bare_and_wrapped_maps_through_arn_resource() {
     let m = mapped(&ec2(), ASFF).unwrap();
     assert_eq!(m.source, FindingSource::SecurityHub);
