@@ -59,6 +59,13 @@ pub struct GlobalArgs {
     pub verbose: bool,
 }
 
+/// What `irr compile` compiles to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CompileTarget {
+    /// An Amazon States Language state machine and its CloudFormation stack.
+    StepFunctions,
+}
+
 /// Output formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -94,6 +101,46 @@ enum Command {
         /// Scope resources to this account.
         #[arg(long)]
         account_id: Option<String>,
+    },
+    /// Compile the playbook into an AWS Step Functions state machine and the CloudFormation
+    /// stack that runs it (docs/step-functions.md).
+    Compile {
+        /// Playbook file.
+        file: PathBuf,
+        /// What to compile to.
+        #[arg(long, value_enum)]
+        target: CompileTarget,
+        /// Folder to write state-machine.asl.json and stack.yaml into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// An input fixed in the definition, NAME=VALUE (repeatable); the others come from
+        /// each execution's input.
+        #[arg(long = "input", value_name = "NAME=VALUE")]
+        input: Vec<String>,
+    },
+    /// Create or update the CloudFormation stack `irr compile` wrote into DIR.
+    Deploy {
+        /// The folder `irr compile` wrote (its stack.yaml).
+        dir: PathBuf,
+        /// The stack's name (also the state machine's).
+        #[arg(long, value_name = "NAME")]
+        stack_name: String,
+        /// A stack parameter, KEY=VALUE (repeatable); EvidenceBucket is required.
+        #[arg(long = "parameter", value_name = "KEY=VALUE")]
+        parameter: Vec<String>,
+    },
+    /// Answer a Step Functions approval (a compiled control.approve step) with the task
+    /// token its message carries.
+    #[command(group(clap::ArgGroup::new("answer").required(true).args(["yes", "no"])))]
+    Approve {
+        /// The task token from the approval message.
+        token: String,
+        /// Approve: the execution goes on.
+        #[arg(long)]
+        yes: bool,
+        /// Decline: the step fails, and the run with it (its finally steps still run).
+        #[arg(long)]
+        no: bool,
     },
     /// The action catalog: parameters, outputs, IAM actions, whether it can be undone.
     Actions {
@@ -302,6 +349,9 @@ pub fn run(cli: Cli) -> Exit {
             account_id,
         } => policy_cmd(&file, &inputs, account_id, g),
         Command::Actions { name } => actions_cmd(name.as_deref(), g.output),
+        c @ (Command::Compile { .. } | Command::Deploy { .. } | Command::Approve { .. }) => {
+            step_functions_cmd(c, g)
+        }
         Command::Schema => {
             out!("{}", pretty(&crate::schema::schema()));
             exit_codes::SUCCESS
@@ -371,26 +421,7 @@ pub fn run(cli: Cli) -> Exit {
             evidence_owner,
         } => resume_cmd(&run_id, yes, assume_role, &input, evidence_owner, g),
         Command::Evidence { command } => evidence_cmd(command, g),
-        Command::Report {
-            run_id,
-            format,
-            out,
-            evidence_owner,
-        } => {
-            let format = format.unwrap_or(match g.output {
-                Output::Json => crate::report::Format::Json,
-                Output::Text | Output::Sarif => crate::report::Format::Md,
-            });
-            let aws = aws_options(g, None);
-            crate::report::command(
-                &run_id,
-                format,
-                out.as_deref(),
-                &g.state_dir,
-                aws,
-                evidence_owner,
-            )
-        }
+        c @ Command::Report { .. } => report_cmd(c, g),
         Command::History { playbook } => {
             crate::history::command(&g.state_dir, playbook.as_deref(), g.output == Output::Json)
         }
@@ -685,7 +716,7 @@ fn targets_file(
     crate::validate::targets_file(&source).map_err(|p| (p, vec![source]))
 }
 
-fn report_problems(problems: &[Diagnostic], sources: &[Source], output: Output) {
+pub(crate) fn report_problems(problems: &[Diagnostic], sources: &[Source], output: Output) {
     match output {
         Output::Json => {
             let list: Vec<Value> = problems.iter().map(Diagnostic::to_json).collect();
@@ -898,6 +929,70 @@ fn plan_cmd(file: &Path, args: &InputArgs, g: &GlobalArgs) -> Exit {
         }
     }
     exit_codes::SUCCESS
+}
+
+/// `irr report RUN_ID`.
+fn report_cmd(c: Command, g: &GlobalArgs) -> Exit {
+    let Command::Report {
+        run_id,
+        format,
+        out,
+        evidence_owner,
+    } = c
+    else {
+        unreachable!("only report comes here")
+    };
+
+    let format = format.unwrap_or(match g.output {
+        Output::Json => crate::report::Format::Json,
+        Output::Text | Output::Sarif => crate::report::Format::Md,
+    });
+    let aws = aws_options(g, None);
+    crate::report::command(
+        &run_id,
+        format,
+        out.as_deref(),
+        &g.state_dir,
+        aws,
+        evidence_owner,
+    )
+}
+
+/// `irr compile` and `irr deploy` (`crate::compile::command`).
+fn step_functions_cmd(c: Command, g: &GlobalArgs) -> Exit {
+    match c {
+        Command::Compile {
+            file,
+            target: CompileTarget::StepFunctions,
+            out,
+            input,
+        } => {
+            let args = InputArgs {
+                input,
+                inputs_file: None,
+                case: None,
+            };
+            match load_with_inputs(&file, &args, g.output, false) {
+                Ok((pb, inputs)) => crate::compile::command::compile(&pb, inputs, &out, g.output),
+                Err(code) => code,
+            }
+        }
+        Command::Deploy {
+            dir,
+            stack_name,
+            parameter,
+        } => crate::compile::command::deploy(
+            &dir,
+            &stack_name,
+            &parameter,
+            &aws_options(g, None),
+            g.output,
+        ),
+        Command::Approve { token, yes, .. } => {
+            crate::compile::command::approve(&token, yes, &aws_options(g, None), g.output)
+        }
+        _ => unreachable!("only compile, deploy and approve come here"),
+    }
 }
 
 fn policy_cmd(file: &Path, args: &InputArgs, account_id: Option<String>, g: &GlobalArgs) -> Exit {

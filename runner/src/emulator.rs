@@ -53,6 +53,7 @@ pub const LOCALSTACK_SERVICES: &[&str] = &[
     "kms",
     "logs",
     "events",
+    "sns",
 ];
 
 /// A running emulator, stopped when dropped.

@@ -11,6 +11,7 @@ pub mod actions;
 pub mod aws;
 pub mod catalog;
 pub mod cli;
+pub mod compile;
 pub mod diagnostic;
 pub mod emulator;
 pub mod events;

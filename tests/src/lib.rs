@@ -13,6 +13,7 @@
 use std::sync::OnceLock;
 
 pub mod ebs;
+pub mod sfn;
 
 use irr_runner::emulator::{Emulator, EmulatorKind};
 

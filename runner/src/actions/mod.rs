@@ -545,11 +545,10 @@ pub const TAG_RUN: &str = "irr:run";
 /// `irr actions`, `irr plan`, `irr policy`, the validator and [`dispatch`] are all derived from
 /// the impls listed in [`REGISTRY`].
 ///
-/// Two hooks are reserved for coming uses; their defaults say "not supported", so an action
-/// that does not override them keeps working as it does:
-/// - [`Action::prefetch`]: batch one action's AWS reads across many `for_each` items before
-///   they run (e.g. one `DescribeInstances` for all instances);
-/// - [`Action::step_functions`]: translate a step of this action into Step Functions states.
+/// One hook has a default that changes nothing: [`Action::prefetch`] batches one action's AWS
+/// reads across many `for_each` items before they run (e.g. one `DescribeInstances` for all
+/// instances). The Step Functions translation of an action is not here: it works on the step's
+/// templates, not on rendered parameters (`crate::compile`).
 pub trait Action: 'static {
     /// The typed parameters (`with`): one struct with a doc comment per field (the parameter's
     /// description), `#[serde(deny_unknown_fields)]`, irr's richer types as
@@ -589,14 +588,6 @@ pub trait Action: 'static {
     ) -> impl Future<Output = Result<(), ActionError>> + Send {
         let _ = (ctx, items);
         async { Ok(()) }
-    }
-
-    /// Reserved (engine issue): the Step Functions states that do what one step of this
-    /// action does, as Amazon States Language JSON. The default, `None`, means there is no
-    /// faithful translation (the step must run in `irr` itself). Not called yet.
-    fn step_functions(params: &Self::Params) -> Option<Value> {
-        let _ = params;
-        None
     }
 }
 

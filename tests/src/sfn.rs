@@ -1,0 +1,170 @@
+//! Step Functions on LocalStack: the state machines `irr compile` writes, created and run
+//! there (its interpreter's `aws-sdk:*` tasks change its own EC2 and S3).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::types::{
+    DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode,
+    ObjectLockRule,
+};
+use irr_runner::actions::AwsClients;
+use irr_runner::emulator::EmulatorKind;
+use serde_json::Value;
+
+use crate::{endpoint_of, irr_with, output_text, sdk_config_of, unique};
+
+/// The role tasks run as (LocalStack's community edition enforces no IAM).
+pub const ROLE: &str = "arn:aws:iam::000000000000:role/irr-sfn-tests";
+
+/// Clients on LocalStack.
+pub async fn clients() -> AwsClients {
+    AwsClients::from_conf(&sdk_config_of(EmulatorKind::Localstack).await, true)
+}
+
+/// A new bucket with Object Lock and a default retention (GOVERNANCE, 1 day), as the
+/// compiled stack's evidence bucket must be.
+pub async fn evidence_bucket(c: &AwsClients) -> String {
+    let bucket = unique("irr-sfn-ev").to_lowercase();
+    c.s3.create_bucket()
+        .bucket(&bucket)
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .unwrap();
+    let rule = ObjectLockRule::builder()
+        .default_retention(
+            DefaultRetention::builder()
+                .mode(ObjectLockRetentionMode::Governance)
+                .days(1)
+                .build(),
+        )
+        .build();
+    c.s3.put_object_lock_configuration()
+        .bucket(&bucket)
+        .object_lock_configuration(
+            ObjectLockConfiguration::builder()
+                .object_lock_enabled(ObjectLockEnabled::Enabled)
+                .rule(rule)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    bucket
+}
+
+/// `irr compile PLAYBOOK --target step-functions --out DIR [--input ...]`; the definition.
+pub fn compile(playbook: &Path, out: &Path, inputs: &[&str]) -> Value {
+    let mut args = vec![
+        "compile".to_owned(),
+        playbook.display().to_string(),
+        "--target".into(),
+        "step-functions".into(),
+        "--out".into(),
+        out.display().to_string(),
+    ];
+    for i in inputs {
+        args.extend(["--input".to_owned(), (*i).to_owned()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = irr_with(
+        &args,
+        out,
+        &endpoint_of(EmulatorKind::Localstack),
+        ("testing", "testing"),
+        &[],
+    );
+    assert!(o.status.success(), "irr compile: {}", output_text(&o));
+    let text = std::fs::read_to_string(out.join("state-machine.asl.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Creates a state machine of the compiled definition, its placeholders filled in as the
+/// stack's `DefinitionSubstitutions` would; its ARN.
+pub async fn create_machine(c: &AwsClients, definition: &Value, bucket: &str) -> String {
+    create_machine_with(c, definition, bucket, &[]).await
+}
+
+/// [`create_machine`] with more placeholders filled in (e.g. `ApprovalTopicArn`).
+pub async fn create_machine_with(
+    c: &AwsClients,
+    definition: &Value,
+    bucket: &str,
+    more: &[(&str, &str)],
+) -> String {
+    let mut values = vec![
+        ("EvidenceBucket", bucket),
+        ("EvidencePrefix", "cases"),
+        ("TargetRoleArn", ROLE),
+    ];
+    values.extend_from_slice(more);
+    let text = irr_runner::compile::substitute(definition, &values);
+    c.sfn
+        .create_state_machine()
+        .name(unique("irr-compiled"))
+        .definition(text)
+        .role_arn(ROLE)
+        .send()
+        .await
+        .unwrap()
+        .state_machine_arn()
+        .to_owned()
+}
+
+/// Starts an execution named `name` with `input`; its ARN.
+pub async fn start(c: &AwsClients, machine: &str, name: &str, input: &Value) -> String {
+    c.sfn
+        .start_execution()
+        .state_machine_arn(machine)
+        .name(name)
+        .input(input.to_string())
+        .send()
+        .await
+        .unwrap()
+        .execution_arn()
+        .to_owned()
+}
+
+/// Waits (at most `limit`) until the execution has ended; its status and output.
+pub async fn ended(c: &AwsClients, arn: &str, limit: Duration) -> (String, Option<Value>) {
+    let t0 = Instant::now();
+    loop {
+        let d = c
+            .sfn
+            .describe_execution()
+            .execution_arn(arn)
+            .send()
+            .await
+            .unwrap();
+        let status = d.status().as_str().to_owned();
+        if status != "RUNNING" {
+            let out = d.output().and_then(|o| serde_json::from_str(o).ok());
+            return (status, out);
+        }
+        assert!(t0.elapsed() < limit, "{arn} still running after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Every event of the execution's history (paginated).
+pub async fn history(c: &AwsClients, arn: &str) -> Vec<aws_sdk_sfn::types::HistoryEvent> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = c
+            .sfn
+            .get_execution_history()
+            .execution_arn(arn)
+            .max_results(1000)
+            .set_next_token(token)
+            .send()
+            .await
+            .unwrap();
+        out.extend(page.events().iter().cloned());
+        token = page.next_token().map(str::to_owned);
+        if token.is_none() {
+            return out;
+        }
+    }
+}
