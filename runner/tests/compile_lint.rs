@@ -101,7 +101,6 @@ fn every_compiled_definition_and_stack_passes_the_linters() {
                         "grant's outputs",
                         "iam.grant_responder_access",
                         "ssm.capture_volatile",
-                        "trigger filter",
                     ],
                     "{problems:#?}"
                 );

@@ -524,7 +524,10 @@ async fn a_security_hub_finding_is_mapped_and_two_are_refused() {
     let finding = json!({
         "SchemaVersion": "2018-10-08", "Id": "f-1", "AwsAccountId": "000000000000", "Region": "us-east-1",
         "ProductArn": "arn:aws:securityhub:us-east-1::product/aws/guardduty",
-        "Resources": [{"Type": "AwsEc2Instance", "Id": format!("arn:aws:ec2:us-east-1:000000000000:instance/{}", inc.instance_id)}],
+        "Resources": [
+            {"Type": "AwsAccount", "Id": "AWS::::Account:000000000000"},
+            {"Type": "AwsEc2Instance", "Id": format!("arn:aws:ec2:us-east-1:000000000000:instance/{}", inc.instance_id)},
+        ],
     });
     let two = start(
         &c,
@@ -548,6 +551,23 @@ async fn a_security_hub_finding_is_mapped_and_two_are_refused() {
         "nothing changed"
     );
 
+    // A finding with no EC2 instance among its resources maps to nothing: refused.
+    let mut no_instance = finding.clone();
+    no_instance["Resources"] = json!([{"Type": "AwsAccount", "Id": "AWS::::Account:000000000000"}]);
+    let none = start(
+        &c,
+        &machine,
+        &unique("x"),
+        &json!({"case_id": "sh-0", "source": "securityhub", "findings": [no_instance]}),
+    )
+    .await;
+    assert_eq!(ended(&c, &none, Duration::from_secs(60)).await.0, "FAILED");
+    let failed = history(&c, &none)
+        .await
+        .into_iter()
+        .find_map(|e| e.execution_failed_event_details().cloned())
+        .unwrap();
+    assert_eq!(failed.error(), Some("irr.InvalidInput"));
     let case = unique("sh");
     let one = start(
         &c,

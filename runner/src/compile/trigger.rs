@@ -130,6 +130,119 @@ fn path(fp: &FieldPath, camel: bool) -> Result<String, String> {
     Ok(out)
 }
 
+/// A path with one filter, `$.LIST[?@.FIELD == 'VALUE'].TAIL` (or `[?(@.FIELD == 'VALUE')]`),
+/// as (the list's state path, FIELD, VALUE, TAIL); `None` when the path has no filter.
+fn filter_path(
+    fp: &FieldPath,
+    camel: bool,
+) -> Option<Result<(String, String, String, String), String>> {
+    let text = fp.text.split('|').next().unwrap_or_default().trim();
+    let open = text.find("[?")?;
+    let close = text[open..].find(']').map(|c| open + c)?;
+    let cond = text[open + 2..close]
+        .trim()
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+        .trim();
+    let tail = &text[close + 1..];
+    let parsed = (|| {
+        let (lhs, rhs) = cond.split_once("==")?;
+        let field = lhs.trim().strip_prefix("@.")?;
+        let value = rhs.trim().strip_prefix('\'')?.strip_suffix('\'')?;
+        let tail = tail.strip_prefix('.')?;
+        let plain =
+            |x: &str| !x.is_empty() && x.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        (plain(field) && plain(tail) && !value.contains(['\'', '\\', '{', '}']))
+            .then(|| (field.to_owned(), value.to_owned(), tail.to_owned()))
+    })();
+    let Some((field, value, tail)) = parsed else {
+        return Some(Err(format!(
+            "\"{text}\": a filter translates only as [?@.FIELD == 'VALUE'].FIELD"
+        )));
+    };
+    let list = FieldPath {
+        text: text[..open].to_owned(),
+        ..fp.clone()
+    };
+    let camel_of = |x: &str| {
+        if camel {
+            let mut c = x.chars();
+            c.next()
+                .map(|f| f.to_ascii_lowercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        } else {
+            x.to_owned()
+        }
+    };
+    Some(path(&list, camel).map(|base| (base, camel_of(&field), value, camel_of(&tail))))
+}
+
+/// The states that find the one element of a list whose FIELD is VALUE and put its TAIL at
+/// `$.m_NAME.value.v` (an inline Map, each element a Choice: a JSONPath filter's answer for
+/// one match is a bare value on some interpreters, a list on others); none, or two
+/// different ones, is an invalid input, as `irr run --finding` refuses them. Returns the
+/// first state's name.
+#[allow(clippy::too_many_arguments)]
+fn filter_states(
+    s: &mut Map<String, Value>,
+    name: &str,
+    label: &str,
+    (list, field, value, tail): &(String, String, String, String),
+    invalid: &str,
+    next: &str,
+) -> String {
+    let n = |x: &str| format!("irr: finding {name} ({label}) {x}");
+    let m = format!("$.m_{name}");
+    s.insert(n("each"), json!({
+        "Type": "Map",
+        "ItemsPath": list,
+        "ItemSelector": {"t.$": format!("$$.Map.Item.Value.{field}"), "v.$": format!("$$.Map.Item.Value.{tail}")},
+        "ItemProcessor": {
+            "ProcessorConfig": {"Mode": "INLINE"},
+            "StartAt": n("matches?"),
+            "States": {
+                n("matches?"): {"Type": "Choice", "Choices": [{"Variable": "$.t", "StringEquals": value, "Next": n("match")}], "Default": n("no match")},
+                n("match"): {"Type": "Pass", "OutputPath": "$.v", "End": true},
+                n("no match"): {"Type": "Pass", "Result": "", "End": true},
+            }
+        },
+        "ResultPath": format!("{m}.all"),
+        "Next": n("distinct"),
+    }));
+    s.insert(
+        n("distinct"),
+        json!({"Type": "Pass", "Parameters": {
+        "u.$": format!("States.ArrayUnique({m}.all)"),
+        "n.$": format!("States.ArrayLength(States.ArrayUnique({m}.all))"),
+    }, "ResultPath": m, "Next": n("how many")}),
+    );
+    s.insert(
+        n("how many"),
+        json!({"Type": "Choice", "Choices": [
+        {"Variable": format!("{m}.n"), "NumericEquals": 1, "Next": n("one")},
+        {"Variable": format!("{m}.n"), "NumericEquals": 2, "Next": n("two")},
+    ], "Default": invalid}),
+    );
+    s.insert(n("one"), json!({"Type": "Pass", "Parameters": {"v.$": format!("States.ArrayGetItem({m}.u, 0)")}, "ResultPath": format!("{m}.value"), "Next": n("found")}));
+    s.insert(n("two"), json!({"Type": "Pass", "Parameters": {"a.$": format!("States.ArrayGetItem({m}.u, 0)"), "b.$": format!("States.ArrayGetItem({m}.u, 1)")}, "ResultPath": format!("{m}.pair"), "Next": n("which")}));
+    s.insert(
+        n("which"),
+        json!({"Type": "Choice", "Choices": [
+        {"Variable": format!("{m}.pair.a"), "StringEquals": "", "Next": n("second")},
+        {"Variable": format!("{m}.pair.b"), "StringEquals": "", "Next": n("first")},
+    ], "Default": invalid}),
+    );
+    s.insert(n("second"), json!({"Type": "Pass", "Parameters": {"v.$": format!("{m}.pair.b")}, "ResultPath": format!("{m}.value"), "Next": n("found")}));
+    s.insert(n("first"), json!({"Type": "Pass", "Parameters": {"v.$": format!("{m}.pair.a")}, "ResultPath": format!("{m}.value"), "Next": n("found")}));
+    s.insert(
+        n("found"),
+        json!({"Type": "Choice", "Choices": [
+        {"Variable": format!("{m}.value.v"), "StringEquals": "", "Next": invalid},
+    ], "Default": next}),
+    );
+    n("each")
+}
+
 /// The states that take a finding (`$.finding` or `$.findings` present) to the usual input
 /// (`case_id`, `inputs`, `target`) and go on to `next`; `invalid` refuses an input.
 pub fn states(
@@ -166,8 +279,17 @@ pub fn states(
         let mapping = t.mapping_for(source);
         let mut inputs = Map::new();
         let mut arn_inputs = Vec::new();
+        let mut filters = Vec::new();
         for (name, fp) in &mapping.inputs {
-            match path(fp, camel) {
+            let found = match filter_path(fp, camel) {
+                None => path(fp, camel),
+                Some(Ok(f)) => {
+                    filters.push((name.clone(), f));
+                    Ok(format!("$.m_{name}.value.v"))
+                }
+                Some(Err(m)) => Err(m),
+            };
+            match found {
                 Ok(p) if fp.arn_resource => {
                     let split = format!("States.StringSplit({p}, '/')");
                     inputs.insert(format!("{name}.$"), json!(format!("States.ArrayGetItem({split}, States.MathAdd(States.ArrayLength({split}), -1))")));
@@ -219,7 +341,25 @@ pub fn states(
                 json!({"Type": "Choice", "Choices": rules, "Default": after_map}),
             );
         }
-        s.insert(map_state, pass);
+        s.insert(map_state.clone(), pass);
+        // The filters' states come first, each going on to the next, the last to the mapping.
+        let mut first = map_state;
+        for (name, f) in filters.iter().rev() {
+            first = filter_states(&mut s, name, label, f, invalid, &first);
+        }
+        let after_findings = if source == FindingSource::SecurityHub {
+            "irr: the Security Hub finding"
+        } else {
+            ""
+        };
+        match s.get_mut(after_findings) {
+            Some(st) => st["Next"] = json!(first),
+            None => {
+                if let Some(r) = routes.last_mut() {
+                    r["Next"] = json!(first);
+                }
+            }
+        }
     }
     s.insert(
         "irr: finding".into(),
@@ -258,5 +398,17 @@ mod tests {
         );
         assert!(path(&fp("$.Resources[?@.Type == 'AwsEc2Instance'].Id"), false).is_err());
         assert!(path(&fp("$.Resources[*].Id"), false).is_err());
+        let (list, field, value, tail) =
+            filter_path(&fp("$.Resources[?@.Type == 'AwsEc2Instance'].Id"), false)
+                .unwrap()
+                .unwrap();
+        assert_eq!(
+            (list.as_str(), field.as_str(), value.as_str(), tail.as_str()),
+            ("$.finding.Resources", "Type", "AwsEc2Instance", "Id")
+        );
+        assert!(filter_path(&fp("$.Resources[0].Id"), false).is_none());
+        assert!(filter_path(&fp("$.Resources[?@.Type != 'x'].Id"), false)
+            .unwrap()
+            .is_err());
     }
 }
