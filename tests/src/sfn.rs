@@ -1,6 +1,7 @@
 //! Step Functions on LocalStack: the state machines `irr compile` writes, created and run
 //! there (its interpreter's `aws-sdk:*` tasks change its own EC2 and S3).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -8,9 +9,11 @@ use aws_sdk_s3::types::{
     DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode,
     ObjectLockRule,
 };
+use base64::Engine as _;
 use irr_runner::actions::AwsClients;
 use irr_runner::emulator::EmulatorKind;
 use serde_json::Value;
+use sha2::Digest as _;
 
 use crate::{endpoint_of, irr_with, output_text, sdk_config_of, unique};
 
@@ -167,4 +170,58 @@ pub async fn history(c: &AwsClients, arn: &str) -> Vec<aws_sdk_sfn::types::Histo
             return out;
         }
     }
+}
+
+/// The evidence objects under `cases/CASE/EXECUTION/artifacts/`: path -> bytes, each checked
+/// against the SHA-256 S3 computed when it was written and kept under Object Lock.
+pub async fn evidence_objects(
+    c: &AwsClients,
+    bucket: &str,
+    case: &str,
+    execution: &str,
+) -> BTreeMap<String, Vec<u8>> {
+    let prefix = format!("cases/{case}/{execution}/artifacts/");
+    let listed =
+        c.s3.list_objects_v2()
+            .bucket(bucket)
+            .prefix(&prefix)
+            .send()
+            .await
+            .unwrap();
+    let mut out = BTreeMap::new();
+    for o in listed.contents() {
+        let key = o.key().unwrap();
+        let got =
+            c.s3.get_object()
+                .bucket(bucket)
+                .key(key)
+                .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+                .send()
+                .await
+                .unwrap();
+        let stored = got
+            .checksum_sha256()
+            .expect("S3 holds a SHA-256")
+            .to_owned();
+        let bytes = got.body.collect().await.unwrap().into_bytes().to_vec();
+        let digest = sha2::Sha256::digest(&bytes);
+        assert_eq!(
+            base64::engine::general_purpose::STANDARD.encode(digest),
+            stored,
+            "{key}: bytes and S3's SHA-256 agree"
+        );
+        let retention =
+            c.s3.get_object_retention()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+        assert!(
+            retention.retention().is_some(),
+            "{key} is under Object Lock"
+        );
+        out.insert(key.trim_start_matches(&prefix).to_owned(), bytes);
+    }
+    out
 }

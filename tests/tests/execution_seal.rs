@@ -18,13 +18,10 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::types::{
-    DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetentionMode,
-    ObjectLockRule,
-};
 use irr_runner::actions::AwsClients;
 use irr_runner::emulator::EmulatorKind;
-use irr_tests::{endpoint_of, irr_with, json_lines, output_text, sdk_config_of, unique};
+use irr_tests::sfn::{clients, evidence_bucket};
+use irr_tests::{endpoint_of, irr_with, json_lines, output_text, unique};
 use serde_json::{json, Value};
 use sha2::Digest as _;
 
@@ -38,41 +35,6 @@ fn irr(args: &[&str], state: &Path) -> Output {
         ("testing", "testing"),
         &[],
     )
-}
-
-async fn clients() -> AwsClients {
-    AwsClients::from_conf(&sdk_config_of(EmulatorKind::Localstack).await, true)
-}
-
-/// A bucket with Object Lock and a default retention (GOVERNANCE, 1 day).
-async fn evidence_bucket(c: &AwsClients) -> String {
-    let bucket = unique("irr-sfn-ev").to_lowercase();
-    c.s3.create_bucket()
-        .bucket(&bucket)
-        .object_lock_enabled_for_bucket(true)
-        .send()
-        .await
-        .unwrap();
-    let rule = ObjectLockRule::builder()
-        .default_retention(
-            DefaultRetention::builder()
-                .mode(ObjectLockRetentionMode::Governance)
-                .days(1)
-                .build(),
-        )
-        .build();
-    c.s3.put_object_lock_configuration()
-        .bucket(&bucket)
-        .object_lock_configuration(
-            ObjectLockConfiguration::builder()
-                .object_lock_enabled(ObjectLockEnabled::Enabled)
-                .rule(rule)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    bucket
 }
 
 /// The playbook a definition names, and its hash.

@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
-use base64::Engine as _;
 use irr_runner::emulator::EmulatorKind;
-use irr_tests::sfn::{clients, compile, create_machine, ended, evidence_bucket, history, start};
+use irr_tests::sfn::{
+    clients, compile, create_machine, ended, evidence_bucket, evidence_objects, history, start,
+};
 use irr_tests::{add_second_interface, compromised_instance_on, contained, unique, Contained};
 use serde_json::{json, Value};
-use sha2::Digest as _;
 
 fn compile_fixture(name: &str) -> (tempfile::TempDir, Value) {
     let dir = tempfile::tempdir().unwrap();
@@ -22,60 +22,6 @@ fn compile_fixture(name: &str) -> (tempfile::TempDir, Value) {
         .join(name);
     let definition = compile(&path, dir.path(), &[]);
     (dir, definition)
-}
-
-/// The evidence objects under `cases/CASE/EXECUTION/artifacts/`: path -> bytes, each checked
-/// against the SHA-256 S3 computed when it was written and kept under Object Lock.
-async fn evidence_objects(
-    c: &irr_runner::actions::AwsClients,
-    bucket: &str,
-    case: &str,
-    execution: &str,
-) -> BTreeMap<String, Vec<u8>> {
-    let prefix = format!("cases/{case}/{execution}/artifacts/");
-    let listed =
-        c.s3.list_objects_v2()
-            .bucket(bucket)
-            .prefix(&prefix)
-            .send()
-            .await
-            .unwrap();
-    let mut out = BTreeMap::new();
-    for o in listed.contents() {
-        let key = o.key().unwrap();
-        let got =
-            c.s3.get_object()
-                .bucket(bucket)
-                .key(key)
-                .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
-                .send()
-                .await
-                .unwrap();
-        let stored = got
-            .checksum_sha256()
-            .expect("S3 holds a SHA-256")
-            .to_owned();
-        let bytes = got.body.collect().await.unwrap().into_bytes().to_vec();
-        let digest = sha2::Sha256::digest(&bytes);
-        assert_eq!(
-            base64::engine::general_purpose::STANDARD.encode(digest),
-            stored,
-            "{key}: bytes and S3's SHA-256 agree"
-        );
-        let retention =
-            c.s3.get_object_retention()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .unwrap();
-        assert!(
-            retention.retention().is_some(),
-            "{key} is under Object Lock"
-        );
-        out.insert(key.trim_start_matches(&prefix).to_owned(), bytes);
-    }
-    out
 }
 
 /// `irr evidence seal --execution` on the ended execution, then `irr evidence verify` and

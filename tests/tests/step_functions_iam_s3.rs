@@ -14,13 +14,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use base64::Engine as _;
 use irr_runner::actions::AwsClients;
 use irr_runner::emulator::EmulatorKind;
-use irr_tests::sfn::{clients, compile, create_machine, ended, evidence_bucket, history, start};
+use irr_tests::sfn::{
+    clients, compile, create_machine, ended, evidence_bucket, evidence_objects, history, start,
+};
 use irr_tests::{assumed_role_config, endpoint_of, playbook, unique};
 use serde_json::{json, Value};
-use sha2::Digest as _;
 
 /// The incident's account: not LocalStack's default one, where the machine and its
 /// evidence bucket are.
@@ -36,59 +36,6 @@ async fn target_clients() -> AwsClients {
     )
     .await;
     AwsClients::from_conf(&conf, true)
-}
-
-/// The evidence objects under `cases/CASE/EXECUTION/artifacts/`: path -> bytes, each checked
-/// against the SHA-256 S3 computed when it was written and kept under Object Lock.
-async fn evidence_objects(
-    c: &AwsClients,
-    bucket: &str,
-    case: &str,
-    execution: &str,
-) -> BTreeMap<String, Vec<u8>> {
-    let prefix = format!("cases/{case}/{execution}/artifacts/");
-    let listed =
-        c.s3.list_objects_v2()
-            .bucket(bucket)
-            .prefix(&prefix)
-            .send()
-            .await
-            .unwrap();
-    let mut out = BTreeMap::new();
-    for o in listed.contents() {
-        let key = o.key().unwrap();
-        let got =
-            c.s3.get_object()
-                .bucket(bucket)
-                .key(key)
-                .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
-                .send()
-                .await
-                .unwrap();
-        let stored = got
-            .checksum_sha256()
-            .expect("S3 holds a SHA-256")
-            .to_owned();
-        let bytes = got.body.collect().await.unwrap().into_bytes().to_vec();
-        assert_eq!(
-            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&bytes)),
-            stored,
-            "{key}: bytes and S3's SHA-256 agree"
-        );
-        let retention =
-            c.s3.get_object_retention()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .unwrap();
-        assert!(
-            retention.retention().is_some(),
-            "{key} is under Object Lock"
-        );
-        out.insert(key.trim_start_matches(&prefix).to_owned(), bytes);
-    }
-    out
 }
 
 fn object(objects: &BTreeMap<String, Vec<u8>>, path: &str) -> Value {
