@@ -142,10 +142,12 @@ impl Emulator {
         let port = free_port().map_err(|e| EmulatorError::LocalStack(e.to_string()))?;
         // The same settings as scripts/start-localstack: loopback only, no DNS server, no
         // certificate download, no usage events; its data lives in a temporary directory that
-        // the supervisor removes once LocalStack has stopped.
+        // the supervisor removes once LocalStack has stopped. Through `irr_localstack` (JSONata
+        // without a JVM download) where scripts/ensure-localstack has installed it.
         let script = format!(
             "d=$(mktemp -d \"${{TMPDIR:-/tmp}}/irr-localstack-{port}.XXXXXX\") || exit 1; \
-             LOCALSTACK_VOLUME_DIR=\"$d\" \"$IRR_LS_PYTHON\" -m localstack.runtime.main & \
+             e=irr_localstack; \"$IRR_LS_PYTHON\" -c 'import irr_localstack' 2>/dev/null || e=localstack.runtime.main; \
+             LOCALSTACK_VOLUME_DIR=\"$d\" \"$IRR_LS_PYTHON\" -m $e & \
              m=$!; trap 'kill $m 2>/dev/null; wait $m; rm -rf \"$d\"' EXIT; trap 'exit' TERM INT; \
              while kill -0 {parent} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 1; done",
             parent = std::process::id()

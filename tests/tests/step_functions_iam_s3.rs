@@ -632,3 +632,201 @@ async fn a_compiled_role_playbook_records_revokes_and_deletes_the_case_role() {
     );
     assert!(t.iam.get_role().role_name(&other).send().await.is_ok());
 }
+
+/// A playbook granting responder access, as the shipped EC2 playbook's `grant` step.
+const GRANT_PLAYBOOK: &str = "apiVersion: irr/v1
+kind: Playbook
+metadata: {name: grant, version: 1.0.0}
+inputs:
+  responders: {type: list, items: arn, default: []}
+  access_duration: {type: duration, default: 4h}
+steps:
+  - id: grant
+    action: iam.grant_responder_access
+    with:
+      principals: \"{{inputs.responders}}\"
+      duration: \"{{inputs.access_duration}}\"
+";
+
+/// The role's trust policy, decoded (URL-encoded on AWS, plain on LocalStack).
+async fn trust_of(iam: &aws_sdk_iam::Client, role: &str) -> (Value, i32, BTreeMap<String, String>) {
+    let r = iam.get_role().role_name(role).send().await.unwrap();
+    let r = r.role().unwrap();
+    let doc = r.assume_role_policy_document().unwrap();
+    let doc = percent_encoding::percent_decode_str(doc)
+        .decode_utf8()
+        .unwrap()
+        .into_owned();
+    let tags = r
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+        .collect();
+    (
+        serde_json::from_str(&doc).unwrap(),
+        r.max_session_duration().unwrap_or_default(),
+        tags,
+    )
+}
+
+/// When the execution's `grant: expiry` state was entered.
+async fn grant_entered(c: &AwsClients, arn: &str) -> time::OffsetDateTime {
+    let events = history(c, arn).await;
+    let i = events
+        .iter()
+        .position(|e| {
+            e.state_entered_event_details()
+                .is_some_and(|d| d.name() == "grant: expiry")
+        })
+        .expect("grant: expiry entered");
+    let t = events[i].timestamp();
+    time::OffsetDateTime::from_unix_timestamp_nanos(t.as_nanos()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compiled_grant_creates_a_time_bounded_role_reuses_it_and_refuses_bad_durations() {
+    let c = clients().await;
+    let t = target_clients().await;
+    let case = unique("IR-sfn-grant");
+    let role = format!("irr-responder-{case}");
+    let bucket = evidence_bucket(&c).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grant.yaml");
+    std::fs::write(&path, GRANT_PLAYBOOK).unwrap();
+    let definition = compile(&path, dir.path(), &[]);
+    let machine = create_machine(&c, &definition, &bucket).await;
+    let alice = format!("arn:aws:iam::{TARGET}:user/alice");
+
+    // Named principals, 1h30m: a new role, trusted with MFA until the grant's time + 90 min.
+    let (name, arn, output) = execute(
+        &c,
+        &machine,
+        &case,
+        json!({"responders": [alice], "access_duration": "1h30m"}),
+    )
+    .await;
+    let out = &output["steps"]["grant"];
+    assert_eq!(out["status"], "succeeded", "{output:#}");
+    let expires = out["outputs"]["expires_at"].as_str().unwrap().to_owned();
+    assert_eq!(out["outputs"]["role_name"], role);
+    let lead = rfc3339(&expires) - grant_entered(&c, &arn).await;
+    assert!(
+        (5399..=5401).contains(&lead.whole_seconds()),
+        "expires {expires}: {lead} after the grant"
+    );
+    let (trust, max_session, tags) = trust_of(&t.iam, &role).await;
+    let st = &trust["Statement"][0];
+    assert_eq!(st["Principal"]["AWS"], json!([alice]), "{trust:#}");
+    assert_eq!(st["Action"], "sts:AssumeRole");
+    assert_eq!(
+        st["Condition"]["Bool"]["aws:MultiFactorAuthPresent"],
+        "true"
+    );
+    assert_eq!(st["Condition"]["DateLessThan"]["aws:CurrentTime"], expires);
+    assert_eq!(max_session, 5400);
+    assert_eq!(tags.get("irr:case"), Some(&case));
+    assert_eq!(tags.get("irr:run"), Some(&name));
+    assert_eq!(tags.get("irr:expires-at"), Some(&expires));
+    let created = t.iam.get_role().role_name(&role).send().await.unwrap();
+    assert_eq!(
+        out["outputs"]["role_arn"],
+        created.role().unwrap().arn(),
+        "{output:#}"
+    );
+    let policy = t
+        .iam
+        .get_role_policy()
+        .role_name(&role)
+        .policy_name("irr-responder")
+        .send()
+        .await
+        .unwrap();
+    let doc = percent_encoding::percent_decode_str(policy.policy_document())
+        .decode_utf8()
+        .unwrap()
+        .into_owned();
+    assert_eq!(
+        serde_json::from_str::<Value>(&doc).unwrap(),
+        irr_runner::actions::iam::default_responder_policy()
+    );
+    let objects = evidence_objects(&c, &bucket, &case, &name).await;
+    let before = object(&objects, "grant/responder-role-before.json");
+    assert_eq!(before["existing"], Value::Null, "{before:#}");
+    assert_eq!(before["trust_policy"], trust);
+    assert_eq!(before["max_session_duration"], 5400);
+    assert_eq!(before["expires_at"], expires);
+
+    // No principal, 20m: the same role reused, now trusting the account, for an hour's sessions.
+    let (name, _, output) = execute(&c, &machine, &case, json!({"access_duration": "20m"})).await;
+    assert_eq!(
+        output["steps"]["grant"]["status"], "succeeded",
+        "{output:#}"
+    );
+    let expires2 = output["steps"]["grant"]["outputs"]["expires_at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (trust2, max_session2, tags2) = trust_of(&t.iam, &role).await;
+    let st = &trust2["Statement"][0];
+    assert_eq!(
+        st["Principal"]["AWS"],
+        json!([format!("arn:aws:iam::{TARGET}:root")]),
+        "{trust2:#}"
+    );
+    assert_eq!(st["Condition"]["DateLessThan"]["aws:CurrentTime"], expires2);
+    assert_eq!(max_session2, 3600);
+    assert_eq!(tags2.get("irr:expires-at"), Some(&expires2));
+    let objects = evidence_objects(&c, &bucket, &case, &name).await;
+    let before = object(&objects, "grant/responder-role-before.json");
+    assert_eq!(before["existing"]["RoleName"], role, "{before:#}");
+
+    // 10 minutes is under the CLI's 15-minute floor: refused before anything changes.
+    refused_grant(&c, &t, &machine, &case, &role, &trust2).await;
+}
+
+/// A grant of 10 minutes (under the CLI's 15-minute floor) fails `irr.InvalidParams` before
+/// any IAM call, and the role keeps its trust policy `trust`.
+async fn refused_grant(
+    c: &AwsClients,
+    t: &AwsClients,
+    machine: &str,
+    case: &str,
+    role: &str,
+    trust: &Value,
+) {
+    let input = json!({"case_id": case, "inputs": {"access_duration": "10m"}, "target": {"account": TARGET}});
+    let arn = start(c, machine, &unique("x"), &input).await;
+    let (status, _) = ended(c, &arn, Duration::from_secs(180)).await;
+    assert_eq!(status, "FAILED");
+    assert!(
+        scheduled(c, &arn)
+            .await
+            .iter()
+            .all(|s| !s.starts_with("iam:")),
+        "an IAM call after invalid parameters"
+    );
+    let events = history(c, &arn).await;
+    let failed = events
+        .iter()
+        .find_map(|e| e.execution_failed_event_details())
+        .unwrap();
+    let (trust3, _, _) = trust_of(&t.iam, role).await;
+    assert_eq!(&trust3, trust, "the role changed after a refused grant");
+    let last: Value = events
+        .iter()
+        .rev()
+        .find_map(|e| e.state_exited_event_details().and_then(|d| d.output()))
+        .map(|o| serde_json::from_str(o).unwrap())
+        .unwrap();
+    assert_eq!(
+        last["steps"]["grant"]["error"], "irr.InvalidParams",
+        "{last:#} {failed:?}"
+    );
+    assert!(
+        last["steps"]["grant"]["cause"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("between 15m and 7d"),
+        "{last:#}"
+    );
+}

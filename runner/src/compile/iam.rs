@@ -76,14 +76,14 @@ fn principal(p: &Params) -> Result<Principal<'_>, Refusal> {
 }
 
 /// The rule "the error caught at `path` is IAM's NoSuchEntity".
-fn no_such_entity(path: &str) -> Value {
+pub(super) fn no_such_entity(path: &str) -> Value {
     json!({"Variable": format!("{path}.Error"), "StringMatches": NO_SUCH_ENTITY})
 }
 
 /// A task `Retry` on IAM's transient errors (each code as `Iam.CODEException` and
 /// `IAM.CODEException`), doubling from 1 s to 16 s for about a minute: the CLI's
 /// `retry_transient`.
-fn transient_retry(codes: &[&str]) -> Value {
+pub(super) fn transient_retry(codes: &[&str]) -> Value {
     let names: Vec<String> = codes
         .iter()
         .flat_map(|c| [format!("Iam.{c}Exception"), format!("IAM.{c}Exception")])
@@ -827,7 +827,7 @@ pub fn revoke_responder(id: &str, p: &Params, c: &Calls) -> Result<Translated, R
     let mut record_gone = c.evidence("responder-role-before.json", "$.r.before");
     record_gone["Next"] = json!(n("outputs"));
     seq.push(n("record no role"), record_gone);
-    case_check(&mut seq, id);
+    case_check(&mut seq, id, &n("inline policies"));
     attachments(&mut seq, id, c, who);
     let mut before = params(&[("role_name", role)]);
     before["existing.$"] = json!("$.r.role.role");
@@ -865,8 +865,9 @@ pub fn revoke_responder(id: &str, p: &Params, c: &Calls) -> Result<Translated, R
     })
 }
 
-/// Refuses a role without this case's `irr:case` tag (another case's, or not made by irr).
-fn case_check(seq: &mut Seq, id: &str) {
+/// Refuses a role (its `GetRole` answer at `$.r.role.role`) without this case's `irr:case`
+/// tag (another case's, or not made by irr); goes on to `next`.
+pub(super) fn case_check(seq: &mut Seq, id: &str, next: &str) {
     let n = |s: &str| format!("{id}: {s}");
     let not_irr = n("not made by irr");
     seq.push(
@@ -895,7 +896,7 @@ fn case_check(seq: &mut Seq, id: &str) {
         n("same case"),
         choice(
             json!({"Variable": "$.r.case_tag.v.Value", "StringEqualsPath": "$.case_id"}),
-            &n("inline policies"),
+            next,
             &n("another case's role"),
         ),
     );

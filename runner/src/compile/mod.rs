@@ -17,6 +17,7 @@ mod control;
 pub mod deploy;
 mod ec2;
 pub mod expr;
+mod grant;
 mod iam;
 mod isolate;
 mod s3;
@@ -179,7 +180,6 @@ pub struct Translated {
 /// Why each action of the catalog that is not translated is refused (docs/step-functions.md).
 fn untranslated(action: &str) -> &'static str {
     match action {
-        "iam.grant_responder_access" => "its trust policy expires at the run's start plus a duration, and a state machine has no date arithmetic to write that time",
         "ssm.capture_volatile" => "it streams live-response output and a memory image through the SSM agent into S3 under a time budget, with gaps for what is missing: not yet translated",
         "cloudformation.deploy_stack" => "its template is rendered with Handlebars at run time, which a state machine cannot do",
         _ => "it has no Step Functions translation yet",
@@ -198,6 +198,7 @@ fn translate(step: &Step, p: &Params, c: &Calls) -> Result<Translated, Refusal> 
         "iam.capture_principal" => iam::capture(id, p, c),
         "iam.deactivate_access_key" => iam::deactivate_key(id, p, c),
         "iam.revoke_sessions" => iam::revoke_sessions(id, p, c),
+        "iam.grant_responder_access" => grant::grant(id, p, c),
         "iam.revoke_responder_access" => iam::revoke_responder(id, p, c),
         "s3.capture_bucket_config" => s3::capture(id, p, c),
         "s3.block_public_access" => s3::block_public_access(id, p, c),

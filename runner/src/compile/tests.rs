@@ -132,12 +132,12 @@ fn the_two_step_swap_compensates_and_never_fails_an_iteration() {
 #[test]
 fn untranslated_actions_and_templates_are_refused_with_their_location() {
     let pb = playbook(
-        "apiVersion: irr/v1\nkind: Playbook\nmetadata: {name: x, version: 1.0.0}\ninputs:\n  instance_id: {type: instance_id}\n  flag: {type: boolean, default: true}\nsteps:\n  - id: grant\n    action: iam.grant_responder_access\n    with:\n      principals: []\n  - id: snap\n    action: ec2.snapshot_volumes\n    with:\n      instance_id: \"{{inputs.instance_id}}\"\n      wait: \"{{inputs.flag}}\"\n",
+        "apiVersion: irr/v1\nkind: Playbook\nmetadata: {name: x, version: 1.0.0}\ninputs:\n  instance_id: {type: instance_id}\n  flag: {type: boolean, default: true}\nsteps:\n  - id: grant\n    action: ssm.capture_volatile\n    with:\n      instance_id: i-0123456789abcdef0\n  - id: snap\n    action: ec2.snapshot_volumes\n    with:\n      instance_id: \"{{inputs.instance_id}}\"\n      wait: \"{{inputs.flag}}\"\n",
     );
     let err = compile(&pb, Map::new()).expect_err("refused");
     assert_eq!(err.len(), 2, "{err:?}");
     assert!(
-        err[0].message.contains("iam.grant_responder_access"),
+        err[0].message.contains("ssm.capture_volatile"),
         "{}",
         err[0].message
     );
@@ -484,21 +484,62 @@ fn role_principals_and_the_responder_role_compile() {
 }
 
 #[test]
-fn the_responder_role_of_an_untranslated_grant_is_refused() {
+fn the_grant_computes_its_expiry_in_one_jsonata_state_and_the_revoke_reads_its_role() {
     let path = format!(
         "{}/../playbooks/ec2-instance-compromise.yaml",
         env!("CARGO_MANIFEST_DIR")
     );
     let pb = playbook(&std::fs::read_to_string(path).unwrap());
     let err = compile(&pb, Map::new()).expect_err("refused");
-    let revoke = err
-        .iter()
-        .find(|d| d.message.contains("step \"revoke-access\""))
-        .expect("revoke-access refused");
     assert!(
-        revoke.message.contains("parameter \"role_name\"")
-            && revoke.message.contains("step \"grant\""),
-        "{}",
-        revoke.message
+        err.iter()
+            .all(|d| d.message.contains("ssm.capture_volatile")
+                || d.message.contains("cloudformation.deploy_stack")),
+        "{err:#?}"
+    );
+    let c = compile(
+        &playbook("apiVersion: irr/v1\nkind: Playbook\nmetadata: {name: x, version: 1.0.0}\ninputs:\n  responders: {type: list, items: arn, default: []}\nsteps:\n  - id: grant\n    action: iam.grant_responder_access\n    with:\n      principals: \"{{inputs.responders}}\"\nfinally:\n  - id: revoke-access\n    action: iam.revoke_responder_access\n    with:\n      role_name: \"{{steps.grant.outputs.role_name}}\"\n"),
+        Map::new(),
+    )
+    .expect("compiles");
+    check_links(states(&c), c.definition["StartAt"].as_str().unwrap());
+    let mut all = Vec::new();
+    all_states(states(&c), &mut all);
+    let expiry = state(&all, "grant: expiry");
+    assert_eq!(expiry["QueryLanguage"], "JSONata");
+    let e = expiry["Output"].as_str().unwrap();
+    assert!(e.starts_with("{% ") && e.ends_with(" %}"), "{e}");
+    for part in [
+        "$states.context.State.EnteredTime",
+        "aws:CurrentTime",
+        "aws:MultiFactorAuthPresent",
+        "604800",
+        "900",
+    ] {
+        assert!(e.contains(part), "{part} in {e}");
+    }
+    // Every other state is JSONPath (the machine's default).
+    let jsonata: Vec<&String> = all
+        .iter()
+        .filter(|(_, s)| s.get("QueryLanguage").is_some())
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(jsonata, ["grant: expiry"]);
+    let create = state(&all, "grant: create role");
+    assert_eq!(
+        create["Resource"],
+        "arn:aws:states:::aws-sdk:iam:createRole"
+    );
+    assert_eq!(create["Credentials"]["RoleArn.$"], "$.target.role_arn");
+    assert_eq!(create["Catch"][0]["Next"], "grant: role not created");
+    let put = state(&all, "grant: responder policy");
+    assert!(put["Retry"][0]["ErrorEquals"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("IAM.NoSuchEntityException")));
+    let revoke = state(&all, "revoke-access: role");
+    assert_eq!(
+        revoke["Parameters"]["RoleName.$"],
+        "$.steps['grant'].outputs['role_name']"
     );
 }
