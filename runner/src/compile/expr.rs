@@ -66,6 +66,8 @@ pub struct Scope {
     /// Steps whose outputs the compiled machine holds, each with the output names it holds
     /// exactly as the CLI's (other outputs are refused when referenced).
     pub outputs: std::collections::BTreeMap<String, Vec<&'static str>>,
+    /// The playbook's directory (templates are read relative to it).
+    pub dir: Option<std::path::PathBuf>,
 }
 
 /// JSONPath of a step's entry in the state (`$.steps['ID']`).

@@ -35,7 +35,7 @@ fn expiry_expression() -> String {
   $name := $exists($g.role_name) and $g.role_name != null ? $g.role_name : $default;
   $clean := $type($name) = 'string' ? $substring($replace($name, /[^A-Za-z0-9+=,.@_-]/, '-'), 0, 64) : '';
   $listed := $type($g.principals) = 'array' ? $g.principals : null;
-  $bad := $filter($listed, function($p) { $type($p) != 'string' or $substring($p, 0, 4) != 'arn:' });
+  $bad := $filter($listed, function($p) { $type($p) = 'string' ? $substring($p, 0, 4) != 'arn:' : true });
   $caller := $states.input.r.caller;
   $root := $exists($caller.arn) ? 'arn:' & $split($caller.arn, ':')[1] & ':iam::' & $caller.account & ':root' : null;
   $principals := $count($listed) > 0 ? $listed : [$root];

@@ -12,12 +12,15 @@
 //! docs/step-functions.md is the reference; `crate::execution` seals an execution.
 
 mod asl;
+mod cfn;
+mod cfn_flow;
 pub mod command;
 mod control;
 pub mod deploy;
 mod ec2;
 pub mod expr;
 mod grant;
+pub mod hbs;
 mod iam;
 mod isolate;
 mod s3;
@@ -180,8 +183,7 @@ pub struct Translated {
 /// Why each action of the catalog that is not translated is refused (docs/step-functions.md).
 fn untranslated(action: &str) -> &'static str {
     match action {
-        "ssm.capture_volatile" => "it streams live-response output and a memory image through the SSM agent into S3 under a time budget, with gaps for what is missing: not yet translated",
-        "cloudformation.deploy_stack" => "its template is rendered with Handlebars at run time, which a state machine cannot do",
+        "ssm.capture_volatile" => "the instance uploads through presigned S3 URLs that irr signs, so that no credential reaches it, and a state machine cannot sign (no HMAC, no secret key); every way around that changes the trust model (docs/step-functions.md, \"Actions\")",
         _ => "it has no Step Functions translation yet",
     }
 }
@@ -201,6 +203,7 @@ fn translate(step: &Step, p: &Params, c: &Calls) -> Result<Translated, Refusal> 
         "iam.grant_responder_access" => grant::grant(id, p, c),
         "iam.revoke_responder_access" => iam::revoke_responder(id, p, c),
         "s3.capture_bucket_config" => s3::capture(id, p, c),
+        "cloudformation.deploy_stack" => cfn::deploy(id, p, c),
         "s3.block_public_access" => s3::block_public_access(id, p, c),
         other => {
             return Err(Refusal {
@@ -224,6 +227,9 @@ pub fn compile(pb: &Playbook, fixed: Map<String, Value>) -> Result<Compiled, Vec
         root,
         scope: Scope {
             fixed,
+            dir: std::path::Path::new(pb.source.name())
+                .parent()
+                .map(Into::into),
             ..Scope::default()
         },
         states: Map::new(),

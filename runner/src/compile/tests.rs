@@ -489,12 +489,11 @@ fn the_grant_computes_its_expiry_in_one_jsonata_state_and_the_revoke_reads_its_r
         "{}/../playbooks/ec2-instance-compromise.yaml",
         env!("CARGO_MANIFEST_DIR")
     );
-    let pb = playbook(&std::fs::read_to_string(path).unwrap());
+    let text = std::fs::read_to_string(&path).unwrap();
+    let pb = crate::validate::validate(&crate::diagnostic::Source::new(path, text)).unwrap();
     let err = compile(&pb, Map::new()).expect_err("refused");
     assert!(
-        err.iter()
-            .all(|d| d.message.contains("ssm.capture_volatile")
-                || d.message.contains("cloudformation.deploy_stack")),
+        err.len() == 1 && err[0].message.contains("ssm.capture_volatile"),
         "{err:#?}"
     );
     let c = compile(
@@ -541,5 +540,80 @@ fn the_grant_computes_its_expiry_in_one_jsonata_state_and_the_revoke_reads_its_r
     assert_eq!(
         revoke["Parameters"]["RoleName.$"],
         "$.steps['grant'].outputs['role_name']"
+    );
+}
+
+#[test]
+fn a_template_becomes_one_jsonata_expression_or_is_refused_with_what_has_no_translation() {
+    use super::hbs::expression;
+    let e = expression(
+        "a {{case.id}} {{#each params.ids}}{{#unless @first}}, {{/unless}}{{@index}}={{this}}{{/each}} !Sub \"${Bucket}\"",
+        "$ctx",
+    )
+    .unwrap();
+    assert!(e.contains("$join($map("), "{e}");
+    assert!(e.contains("$irrRoot := $ctx;"), "{e}");
+    // `${` never reaches the definition (DefinitionSubstitutions would replace it).
+    assert!(!e.contains("${"), "{e}");
+    assert!(e.contains(r"$\u007bBucket}"), "{e}");
+    for (t, why) in [
+        ("{{lookup params.a 0}}", "helper"),
+        ("{{> part}}", "partials"),
+        ("{{#with params}}x{{/with}}", "#with"),
+        ("{{#each params.ids as |i|}}{{i}}{{/each}}", "arguments"),
+        ("{{@index}}", "outside"),
+        ("{{irr-template-error: x :irr-template-error}}", "marks"),
+        ("{{#each", "parse"),
+    ] {
+        let err = expression(t, "$ctx").expect_err(t);
+        assert!(err.contains(why), "{t}: {err}");
+    }
+}
+
+#[test]
+fn a_deploy_step_compiles_with_its_template_read_when_compiling() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("t.yaml"),
+        "Resources:\n  T: {Type: AWS::SNS::Topic, Properties: {TopicName: \"{{case.id}}\"}}\n",
+    )
+    .unwrap();
+    let text = "apiVersion: irr/v1\nkind: Playbook\nmetadata: {name: x, version: 1.0.0}\nsteps:\n  - id: room\n    action: cloudformation.deploy_stack\n    with:\n      stack_name: \"room-{{case.id}}\"\n      template: t.yaml\n";
+    let path = dir.path().join("p.yaml");
+    let pb = crate::validate::validate(&crate::diagnostic::Source::new(
+        path.display().to_string(),
+        text.to_owned(),
+    ))
+    .unwrap();
+    let c = compile(&pb, Map::new()).expect("compiles");
+    check_links(states(&c), c.definition["StartAt"].as_str().unwrap());
+    let mut all = Vec::new();
+    all_states(states(&c), &mut all);
+    let render = state(&all, "room: render");
+    assert_eq!(render["QueryLanguage"], "JSONata");
+    assert!(render["Output"].as_str().unwrap().contains("TopicName"));
+    let create = state(&all, "room: create");
+    assert_eq!(
+        create["Resource"],
+        "arn:aws:states:::aws-sdk:cloudformation:createStack"
+    );
+    assert_eq!(create["Parameters"]["OnFailure"], "ROLLBACK");
+    assert_eq!(create["Credentials"]["RoleArn.$"], "$.target.role_arn");
+    assert_eq!(create["Catch"][0]["Next"], "room: left behind");
+    for s in ["room: settle: wait", "room: replace: wait"] {
+        assert_eq!(state(&all, s)["SecondsPath"], "$.r.w.wait");
+    }
+    // A template named at run time cannot be read when compiling.
+    let templated = text.replace("template: t.yaml", "template: \"{{case.id}}.yaml\"");
+    let pb = crate::validate::validate(&crate::diagnostic::Source::new(
+        path.display().to_string(),
+        templated,
+    ))
+    .unwrap();
+    let err = compile(&pb, Map::new()).expect_err("refused");
+    assert!(
+        err[0].message.contains("parameter \"template\""),
+        "{}",
+        err[0].message
     );
 }
