@@ -25,8 +25,8 @@ pub async fn clients() -> AwsClients {
     AwsClients::from_conf(&sdk_config_of(EmulatorKind::Localstack).await, true)
 }
 
-/// A new bucket with Object Lock and a default retention (GOVERNANCE, 1 day), as the
-/// compiled stack's evidence bucket must be.
+/// A new bucket with Object Lock and a default retention (GOVERNANCE, 1 day) that the
+/// compiled writes must not rely on: they set the playbook's own.
 pub async fn evidence_bucket(c: &AwsClients) -> String {
     let bucket = unique("irr-sfn-ev").to_lowercase();
     c.s3.create_bucket()
@@ -217,10 +217,21 @@ pub async fn evidence_objects(
                 .send()
                 .await
                 .unwrap();
-        assert!(
-            retention.retention().is_some(),
-            "{key} is under Object Lock"
+        // Locked as the playbook says (these playbooks: 90 days, governance), counted from
+        // the write, not by the bucket's 1-day default.
+        let r = retention.retention().expect("under Object Lock");
+        assert_eq!(
+            r.mode(),
+            Some(&aws_sdk_s3::types::ObjectLockRetentionMode::Governance),
+            "{key}"
         );
+        let until = r.retain_until_date().expect("a retain-until date").secs();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let days = (until - now) as f64 / 86_400.0;
+        assert!((89.9..=90.0).contains(&days), "{key}: retained {days} days");
         out.insert(key.trim_start_matches(&prefix).to_owned(), bytes);
     }
     out

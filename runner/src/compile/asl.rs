@@ -63,6 +63,29 @@ impl Seq {
 pub struct Calls {
     /// `TimeoutSeconds` of each task (the step's `timeout`).
     pub timeout: Option<u64>,
+    /// The playbook's Object Lock retention of each evidence object (`evidence:`).
+    pub retention: Retention,
+}
+
+/// Object Lock retention of evidence objects, as the CLI writes them: `mode` (`GOVERNANCE`,
+/// `COMPLIANCE`) until `days` after each object is written.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    pub mode: &'static str,
+    pub days: u32,
+}
+
+impl Retention {
+    /// The retention `evidence:` declares.
+    pub fn of(decl: &crate::model::EvidenceDecl) -> Retention {
+        Retention {
+            mode: match decl.lock_mode {
+                crate::model::LockMode::Governance => "GOVERNANCE",
+                crate::model::LockMode::Compliance => "COMPLIANCE",
+            },
+            days: decl.retention_days,
+        }
+    }
 }
 
 impl Calls {
@@ -122,25 +145,51 @@ impl Calls {
         t
     }
 
-    /// Writes the JSON at `body` (a path) as the evidence item `NAME` of this step's attempt:
-    /// `PREFIX/CASE/EXECUTION/artifacts/...`, the folder [`attempt_dir`] put at `$.r.dir`,
-    /// with S3 computing its SHA-256 (`ChecksumAlgorithm`), under the bucket's Object Lock
-    /// default retention.
+    /// Writes the JSON at `body` (a path, `$.a.b`) as the evidence item `NAME` of this
+    /// step's attempt: `PREFIX/CASE/EXECUTION/artifacts/...`, the folder [`attempt_dir`] put
+    /// at `$.r.dir`, with S3 computing its SHA-256 (`ChecksumAlgorithm`), under the playbook's
+    /// Object Lock retention counted from the write (the state's `EnteredTime`), as the CLI
+    /// writes each object. A JSONata state (JSONPath has no date arithmetic) whose output is
+    /// its input.
     pub fn evidence(&self, name: &str, body: &str) -> Value {
-        let mut t = self.task(
-            "s3:putObject",
-            json!({
-                "Bucket.$": "$.evidence.bucket",
-                "Key.$": format!("States.Format('{{}}/{name}', $.r.dir)"),
+        let body = body
+            .strip_prefix("$.")
+            .unwrap_or_else(|| panic!("an evidence body is a path: {body}"));
+        assert!(
+            body.split('.')
+                .all(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')),
+            "an evidence body is a plain path: {body}"
+        );
+        assert!(
+            !name.contains(['\'', '\\']),
+            "an evidence name has no quote: {name}"
+        );
+        let ms = u64::from(self.retention.days) * 86_400_000;
+        let mut t = json!({
+            "Type": "Task",
+            "QueryLanguage": "JSONata",
+            "Resource": "arn:aws:states:::aws-sdk:s3:putObject",
+            "Arguments": {
+                "Bucket": "{% $states.input.evidence.bucket %}",
+                "Key": format!("{{% $states.input.r.dir & '/{name}' %}}"),
                 // The JSON itself: the integration serialises it (States.JsonToString cannot
                 // serialise an SDK answer's timestamps on LocalStack).
-                "Body.$": body,
+                "Body": format!("{{% $states.input.{body} %}}"),
                 "ChecksumAlgorithm": "SHA256",
                 "ContentType": "application/json",
-            }),
-        );
-        // Its answer (version, S3's SHA-256) is in the history, where the seal reads it.
-        t["ResultPath"] = Value::Null;
+                // Never over an object already there, as the CLI writes.
+                "IfNoneMatch": "*",
+                "ObjectLockMode": self.retention.mode,
+                "ObjectLockRetainUntilDate": format!(
+                    "{{% $fromMillis($toMillis($states.context.State.EnteredTime) + {ms}, '[Y0001]-[M01]-[D01]T[H01]:[m01]:[s01]Z') %}}"
+                ),
+            },
+            // Its answer (version, S3's SHA-256) is in the history, where the seal reads it.
+            "Output": "{% $states.input %}",
+        });
+        if let Some(s) = self.timeout {
+            t["TimeoutSeconds"] = json!(s);
+        }
         t
     }
 }

@@ -36,7 +36,7 @@ use crate::diagnostic::{Diagnostic, Span};
 use crate::load::Node;
 use crate::model::{OnFailure, Playbook, Step};
 use crate::types::ValueType;
-use asl::{choice, present, set_const, Branch, Calls, Seq};
+use asl::{choice, present, set_const, Branch, Calls, Retention, Seq};
 
 /// `for_each` items at once: the CLI's default `--concurrency`.
 const MAP_CONCURRENCY: u64 = 32;
@@ -356,7 +356,10 @@ impl Compiler<'_> {
                     continue;
                 }
                 let p = Params::new(step, self.scope.clone());
-                let calls = Calls { timeout: None };
+                let calls = Calls {
+                    timeout: None,
+                    retention: Retention::of(&self.pb.evidence),
+                };
                 if let Ok(t) = translate(step, &p, &calls) {
                     self.scope.outputs.insert(step.id.clone(), t.outputs);
                 }
@@ -685,6 +688,7 @@ impl Compiler<'_> {
         let me = expr::step_path(id);
         let calls = Calls {
             timeout: step.timeout.map(|d| d.as_secs().max(1)),
+            retention: Retention::of(&self.pb.evidence),
         };
         let mut scope = self.scope.clone();
         scope.in_map = step.for_each.is_some();

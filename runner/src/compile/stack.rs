@@ -18,7 +18,7 @@ pub fn stack(pb: &Playbook, definition: &Value) -> String {
     let machine_arn = "arn:${AWS::Partition}:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}";
     let mut statements = policy["Statement"].as_array().cloned().unwrap_or_default();
     statements.extend([
-        json!({"Sid": "EvidenceObjects", "Effect": "Allow", "Action": ["s3:PutObject"],
+        json!({"Sid": "EvidenceObjects", "Effect": "Allow", "Action": ["s3:PutObject", "s3:PutObjectRetention"],
                "Resource": {"Fn::Sub": "arn:${AWS::Partition}:s3:::${EvidenceBucket}/${EvidencePrefix}/*"}}),
         json!({"Sid": "TargetAccounts", "Effect": "Allow", "Action": ["sts:AssumeRole"],
                "Resource": [{"Fn::Sub": format!("arn:${{AWS::Partition}}:iam::*:role/{role_name}")}, {"Fn::Sub": own_role}]}),
@@ -93,7 +93,7 @@ pub fn stack(pb: &Playbook, definition: &Value) -> String {
         "Parameters": {
             "EvidenceBucket": {
                 "Type": "String",
-                "Description": "The evidence bucket (S3 Object Lock with a default retention): every step's before-state is written to it",
+                "Description": "The evidence bucket (versioning and S3 Object Lock): every step's before-state is written to it, locked for the playbook's retention",
                 "AllowedPattern": "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
             },
             "EvidencePrefix": {

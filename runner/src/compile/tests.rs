@@ -253,7 +253,19 @@ fn assert_credentials(all: &[(String, Value)]) {
         };
         if resource.ends_with(":s3:putObject") {
             assert!(s.get("Credentials").is_none(), "{name}: evidence write");
-            assert_eq!(s["Parameters"]["Bucket.$"], "$.evidence.bucket", "{name}");
+            assert_eq!(
+                s["Arguments"]["Bucket"], "{% $states.input.evidence.bucket %}",
+                "{name}"
+            );
+            // Locked as the CLI locks each object: the playbook's mode, from the write.
+            assert_eq!(s["Arguments"]["ObjectLockMode"], "GOVERNANCE", "{name}");
+            assert!(
+                s["Arguments"]["ObjectLockRetainUntilDate"]
+                    .as_str()
+                    .unwrap()
+                    .contains("EnteredTime) + 7776000000,"),
+                "{name}: 90 days"
+            );
         } else {
             calls += 1;
             assert_eq!(
@@ -304,7 +316,7 @@ fn the_credential_playbook_compiles_its_iam_actions_call_for_call() {
         "access-keys.json",
     ] {
         assert!(
-            all.iter().any(|(_, s)| s["Parameters"]["Key.$"]
+            all.iter().any(|(_, s)| s["Arguments"]["Key"]
                 .as_str()
                 .is_some_and(|k| k.contains(item))),
             "{item} recorded"
@@ -517,10 +529,11 @@ fn the_grant_computes_its_expiry_in_one_jsonata_state_and_the_revoke_reads_its_r
     ] {
         assert!(e.contains(part), "{part} in {e}");
     }
-    // Every other state is JSONPath (the machine's default).
+    // Every other state is JSONPath (the machine's default), but the evidence writes.
     let jsonata: Vec<&String> = all
         .iter()
         .filter(|(_, s)| s.get("QueryLanguage").is_some())
+        .filter(|(_, s)| s["Resource"] != "arn:aws:states:::aws-sdk:s3:putObject")
         .map(|(n, _)| n)
         .collect();
     assert_eq!(jsonata, ["grant: expiry"]);
@@ -616,4 +629,36 @@ fn a_deploy_step_compiles_with_its_template_read_when_compiling() {
         "{}",
         err[0].message
     );
+}
+
+#[test]
+fn every_evidence_write_is_locked_as_the_playbooks_evidence_section_says() {
+    let text = include_str!("../../tests/fixtures/compile/contain.yaml");
+    let text = text.replacen(
+        "\nsteps:",
+        "\nevidence:\n  retention_days: 7\n  lock_mode: compliance\nsteps:",
+        1,
+    );
+    let c = compile(&playbook(&text), Map::new()).expect("compiles");
+    let mut all = Vec::new();
+    all_states(states(&c), &mut all);
+    let writes: Vec<&Value> = all
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| s["Resource"] == "arn:aws:states:::aws-sdk:s3:putObject")
+        .collect();
+    assert!(writes.len() > 3, "{}", writes.len());
+    for w in writes {
+        let a = &w["Arguments"];
+        assert_eq!(a["ObjectLockMode"], "COMPLIANCE", "{w:#}");
+        assert_eq!(
+            a["ObjectLockRetainUntilDate"],
+            "{% $fromMillis($toMillis($states.context.State.EnteredTime) + 604800000, '[Y0001]-[M01]-[D01]T[H01]:[m01]:[s01]Z') %}"
+        );
+        assert_eq!(a["ChecksumAlgorithm"], "SHA256");
+        // The state passes its input on: the answer is in the history only.
+        assert_eq!(w["Output"], "{% $states.input %}");
+    }
+    let role = c.stack.as_str();
+    assert!(role.contains("s3:PutObjectRetention"), "{role}");
 }
