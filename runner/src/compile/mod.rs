@@ -750,11 +750,25 @@ impl Compiler<'_> {
                 "$.r.list".to_owned()
             }
         };
+        // Inline up to 40 items known when compiling; a run-time list may be longer than an
+        // inline Map's history allows, so it runs as child executions. Their results are
+        // collected into the state (256 KiB at most), so each keeps only its status: an
+        // item's outputs, error and cause stay in its child execution's history, which the
+        // seal reads.
+        let distributed = list.as_array().map(Vec::len).is_none_or(|k| k > 40);
+        let (done, failed) = if distributed {
+            (json!({"status": "succeeded"}), json!({"status": "failed"}))
+        } else {
+            (
+                json!({"status": "succeeded", "outputs.$": "$[0]"}),
+                json!({"status": "failed", "error.$": "$.error.Error", "cause.$": "$.error.Cause"}),
+            )
+        };
         let mut item = Seq::default();
         item.push(n("item"), json!({
             "Type": "Parallel",
             "Branches": [t.branch.to_json()],
-            "ResultSelector": {"status": "succeeded", "outputs.$": "$[0]"},
+            "ResultSelector": done,
             "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": n("item attempt failed")}],
             "End": true,
         }));
@@ -771,12 +785,12 @@ impl Compiler<'_> {
             n("item pause"),
             json!({"Type": "Wait", "Seconds": RETRY_PAUSE_SECONDS, "Next": n("item")}),
         );
-        item.push(n("item failed"), json!({"Type": "Pass", "Parameters": {"status": "failed", "error.$": "$.error.Error", "cause.$": "$.error.Cause"}, "End": true}));
+        item.push(
+            n("item failed"),
+            json!({"Type": "Pass", "Parameters": failed, "End": true}),
+        );
         let mut processor = item.finish().to_json();
-        // Inline up to 40 items known when compiling; a run-time list may be longer than an
-        // inline Map's history allows, so it runs as child executions.
-        let known = list.as_array().map(Vec::len);
-        processor["ProcessorConfig"] = if known.is_none_or(|k| k > 40) {
+        processor["ProcessorConfig"] = if distributed {
             json!({"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"})
         } else {
             json!({"Mode": "INLINE"})

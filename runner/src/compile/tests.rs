@@ -662,3 +662,47 @@ fn every_evidence_write_is_locked_as_the_playbooks_evidence_section_says() {
     let role = c.stack.as_str();
     assert!(role.contains("s3:PutObjectRetention"), "{role}");
 }
+
+#[test]
+fn a_distributed_maps_items_keep_only_their_status_in_the_state() {
+    let text = include_str!("../../tests/fixtures/compile/contain-fleet.yaml");
+    let c = compile(&playbook(text), Map::new()).expect("compiles");
+    let mut all = Vec::new();
+    all_states(states(&c), &mut all);
+    let maps: Vec<&Value> = all
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| s["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED")
+        .collect();
+    assert_eq!(maps.len(), 3, "protect, snapshot, isolate");
+    for m in maps {
+        let p = m["ItemProcessor"]["States"].as_object().unwrap();
+        let (done, failed) = p
+            .iter()
+            .fold((None, None), |(d, f), (name, s)| match name.as_str() {
+                n if n.ends_with(": item") => (Some(&s["ResultSelector"]), f),
+                n if n.ends_with(": item failed") => (d, Some(&s["Parameters"])),
+                _ => (d, f),
+            });
+        assert_eq!(done, Some(&json!({"status": "succeeded"})));
+        assert_eq!(failed, Some(&json!({"status": "failed"})));
+        // 1,000 items (the most the seal reads of a map run), all failed, in each of the
+        // three steps, fit the 256 KiB state with the ids given, with room to spare.
+        let item = json!({"status": "failed"});
+        let ids = vec!["i-0123456789abcdef0"; 1000];
+        let state = json!({"inputs": {"instance_ids": ids},
+            "steps": {"a": {"items": vec![item.clone(); 1000]}, "b": {"items": vec![item.clone(); 1000]}, "c": {"items": vec![item; 1000]}}});
+        assert!(state.to_string().len() < 128 * 1024);
+    }
+    // An inline map (a list written in the playbook) keeps each item's outputs.
+    let inline = fixture_inline_map();
+    assert!(inline.contains("\"outputs.$\":\"$[0]\""), "{inline}");
+}
+
+/// A compiled playbook whose `for_each` is a short literal list (an inline `Map`), as text.
+fn fixture_inline_map() -> String {
+    let text = "apiVersion: irr/v1\nkind: Playbook\nmetadata: {name: x, version: 1.0.0}\nsteps:\n  - id: protect\n    action: ec2.protect_instance\n    for_each: [i-0123456789abcdef0, i-0123456789abcdef1]\n    with:\n      instance_id: \"{{item}}\"\n";
+    let c = compile(&playbook(text), Map::new()).expect("compiles");
+    assert!(c.definition.to_string().contains("\"INLINE\""));
+    c.definition.to_string()
+}
