@@ -186,8 +186,8 @@ pub fn deploy(id: &str, p: &Params, c: &Calls) -> Result<Translated, Refusal> {
         }
     };
     let dir = p.scope.dir.clone().unwrap_or_default();
-    let text = std::fs::read_to_string(dir.join(&template))
-        .map_err(|e| Refusal::param("template", &format!("`{template}` cannot be read: {e}")))?;
+    let text = crate::actions::cloudformation::read_template(&dir, &template)
+        .map_err(|m| Refusal::param("template", &m))?;
     let context = "{'case': {'id': $s.case_id}, 'run': {'id': $states.context.Execution.Name}, 'params': $type($g.parameters) = 'object' ? $g.parameters : {}}";
     let body = super::hbs::expression(&text, context)
         .map_err(|m| Refusal::param("template", &format!("`{template}`: {m}")))?;

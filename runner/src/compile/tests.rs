@@ -629,6 +629,21 @@ fn a_deploy_step_compiles_with_its_template_read_when_compiling() {
         "{}",
         err[0].message
     );
+    // A file outside the playbook's folder is never read into the definition.
+    let outside = text.replace("template: t.yaml", "template: ../t.yaml");
+    let pb = crate::validate::validate(&crate::diagnostic::Source::new(
+        path.display().to_string(),
+        outside,
+    ))
+    .unwrap();
+    let err = compile(&pb, Map::new()).expect_err("refused");
+    assert!(
+        err[0]
+            .message
+            .contains("relative path inside the playbook's folder"),
+        "{}",
+        err[0].message
+    );
 }
 
 #[test]

@@ -11,7 +11,7 @@ pub struct DeployParams {
     /// the stack; characters outside [A-Za-z0-9-] become `-`
     // Sanitised with `stack_name`.
     pub stack_name: String,
-    /// path relative to the playbook; rendered with Handlebars (strict) against {case: {id}, run: {id}, params}
+    /// a file inside the playbook's folder (a relative path: no `..`, no symbolic link out of it; at most 2 MiB); rendered with Handlebars (strict) against {case: {id}, run: {id}, params}
     pub template: String,
     /// stack parameters (a declared NAME or its UpperCamelCase form; lists comma-joined), also `params` for Handlebars
     pub parameters: Option<Map<String, Value>>,

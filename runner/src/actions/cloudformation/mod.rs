@@ -2,8 +2,8 @@
 //! clean room, `playbooks/templates/forensic-clean-room.yaml`), and delete it.
 //!
 //! ## Rendering
-//! The template file (a path relative to the playbook's directory, [`ActionCtx::playbook_dir`])
-//! is rendered with Handlebars in strict mode (a reference to anything missing is an error),
+//! The template file (a path relative to the playbook's directory, [`ActionCtx::playbook_dir`],
+//! that stays inside it: [`read_template`]) is rendered with Handlebars in strict mode (a reference to anything missing is an error),
 //! without HTML escaping, against this context:
 //!
 //! ```json
@@ -111,7 +111,44 @@ pub fn render(
         .map_err(|e| ActionError::Params(format!("template: {e}")))
 }
 
-/// Reads the template file `template` (relative to `playbook_dir`) and renders it.
+/// Reads the template file `template`: a relative path inside `playbook_dir` (no absolute
+/// path, no `..`, no symbolic link leading out of it), a regular file of at most
+/// [`crate::load::MAX_FILE_BYTES`] of UTF-8, read without blocking on a FIFO. A playbook is
+/// hostile input: its template must not be a way to read, render and send to AWS (or write
+/// into a compiled state machine) any file the responder's machine holds.
+pub fn read_template(playbook_dir: &Path, template: &str) -> Result<String, String> {
+    use std::path::Component;
+    let fail = |why: &str| format!("template `{template}`: {why}");
+    let rel = Path::new(template);
+    if template.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(fail(
+            "must be a relative path inside the playbook's folder (no `/` at the start, no `.` or `..`)",
+        ));
+    }
+    let dir = if playbook_dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        playbook_dir
+    };
+    let path = dir.join(rel);
+    let (Ok(real_dir), Ok(real)) = (dir.canonicalize(), path.canonicalize()) else {
+        return Err(fail(&format!("cannot be read ({})", path.display())));
+    };
+    if !real.starts_with(&real_dir) {
+        return Err(fail(&format!(
+            "leads out of the playbook's folder (to {}) through a symbolic link",
+            real.display()
+        )));
+    }
+    if !std::fs::metadata(&real).is_ok_and(|m| m.is_file()) {
+        return Err(fail("is not a regular file"));
+    }
+    crate::load::read_file(&real)
+        .map(|src| src.text().to_owned())
+        .map_err(|d| fail(&d.message))
+}
+
+/// Reads the template file `template` ([`read_template`]) and renders it.
 pub fn render_file(
     playbook_dir: &Path,
     template: &str,
@@ -119,10 +156,7 @@ pub fn render_file(
     run_id: &str,
     params: &Map<String, Value>,
 ) -> Result<String, ActionError> {
-    let path = playbook_dir.join(template);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        ActionError::Params(format!("template `{template}` ({}): {e}", path.display()))
-    })?;
+    let text = read_template(playbook_dir, template).map_err(ActionError::Params)?;
     render(&text, case_id, run_id, params).map_err(|e| match e {
         ActionError::Params(m) => ActionError::Params(format!("`{template}`: {m}")),
         other => other,
@@ -1017,5 +1051,55 @@ mod tests {
                 .contains("Vpc (AWS::EC2::VPC): The vpc has dependencies"),
             "{e}"
         );
+    }
+
+    /// A playbook's template is read only from inside its folder, as a bounded regular file.
+    #[test]
+    fn a_template_outside_the_playbooks_folder_or_not_a_file_is_refused() {
+        let dir = template_dir();
+        let d = dir.path();
+        assert!(read_template(d, "t.yaml")
+            .unwrap()
+            .contains("AWS::EC2::VPC"));
+        std::fs::create_dir(d.join("sub")).unwrap();
+        std::fs::write(d.join("sub/u.yaml"), "Resources: {}\n").unwrap();
+        assert_eq!(read_template(d, "sub/u.yaml").unwrap(), "Resources: {}\n");
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "key = s3cr3t\n").unwrap();
+        let refused = |name: &str, why: &str| {
+            let e = read_template(d, name).unwrap_err();
+            assert!(e.contains(why), "{name}: {e}");
+            assert!(!e.contains("s3cr3t"), "{e}");
+        };
+        refused(
+            outside.path().join("secret").to_str().unwrap(),
+            "relative path inside",
+        );
+        refused("../secret", "relative path inside");
+        refused("sub/../t.yaml", "relative path inside");
+        refused("./t.yaml", "relative path inside");
+        refused("", "relative path inside");
+        std::os::unix::fs::symlink(outside.path().join("secret"), d.join("link.yaml")).unwrap();
+        refused("link.yaml", "leads out of the playbook's folder");
+        refused("sub", "not a regular file");
+        refused("missing.yaml", "cannot be read");
+        // A FIFO is refused at once, never opened (it would block).
+        let fifo = d.join("fifo.yaml");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        refused("fifo.yaml", "not a regular file");
+        // Bounded: larger than a playbook may be.
+        std::fs::write(
+            d.join("big.yaml"),
+            vec![b'#'; crate::load::MAX_FILE_BYTES as usize + 1],
+        )
+        .unwrap();
+        refused("big.yaml", "larger than");
     }
 }
