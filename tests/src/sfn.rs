@@ -236,3 +236,27 @@ pub async fn evidence_objects(
     }
     out
 }
+
+/// `irr evidence seal --execution` on the ended execution, then `irr evidence verify` and
+/// `irr report` on the sealed run, as on a CLI run; the verified items and the report.
+pub fn seal_and_verify(arn: &str, bucket: &str, case: &str, name: &str) -> (Value, Value) {
+    let state = tempfile::tempdir().unwrap();
+    let irr = |args: &[&str]| {
+        let o = irr_with(
+            args,
+            state.path(),
+            &endpoint_of(EmulatorKind::Localstack),
+            ("testing", "testing"),
+            &[],
+        );
+        assert!(o.status.success(), "irr {args:?}: {}", output_text(&o));
+        serde_json::from_slice::<Value>(&o.stdout).unwrap_or(Value::Null)
+    };
+    irr(&["evidence", "seal", "--execution", arn]);
+    let location = format!("s3://{bucket}/cases/{case}/{name}");
+    let verified = irr(&["--output", "json", "evidence", "verify", &location]);
+    assert_eq!(verified["status"], "ok", "{verified:#}");
+    let report = irr(&["report", name, "--format", "json"]);
+    assert_eq!(report["integrity_ok"], true, "{:#}", report["findings"]);
+    (verified, report)
+}

@@ -10,7 +10,8 @@ use std::time::Duration;
 use aws_sdk_ec2::types::Filter;
 use irr_runner::emulator::EmulatorKind;
 use irr_tests::sfn::{
-    clients, compile, create_machine, ended, evidence_bucket, evidence_objects, history, start,
+    clients, compile, create_machine, ended, evidence_bucket, evidence_objects, history,
+    seal_and_verify, start,
 };
 use irr_tests::{add_second_interface, compromised_instance_on, contained, unique, Contained};
 use serde_json::{json, Value};
@@ -22,34 +23,6 @@ fn compile_fixture(name: &str) -> (tempfile::TempDir, Value) {
         .join(name);
     let definition = compile(&path, dir.path(), &[]);
     (dir, definition)
-}
-
-/// `irr evidence seal --execution` on the ended execution, then `irr evidence verify` and
-/// `irr report` on the sealed run, as on a CLI run; the verified items and the report.
-fn seal_and_verify(arn: &str, bucket: &str, case: &str, name: &str) -> (Value, Value) {
-    let state = tempfile::tempdir().unwrap();
-    let irr = |args: &[&str]| {
-        let o = irr_tests::irr_with(
-            args,
-            state.path(),
-            &irr_tests::endpoint_of(EmulatorKind::Localstack),
-            ("testing", "testing"),
-            &[],
-        );
-        assert!(
-            o.status.success(),
-            "irr {args:?}: {}",
-            irr_tests::output_text(&o)
-        );
-        serde_json::from_slice::<Value>(&o.stdout).unwrap_or(Value::Null)
-    };
-    irr(&["evidence", "seal", "--execution", arn]);
-    let location = format!("s3://{bucket}/cases/{case}/{name}");
-    let verified = irr(&["--output", "json", "evidence", "verify", &location]);
-    assert_eq!(verified["status"], "ok", "{verified:#}");
-    let report = irr(&["report", name, "--format", "json"]);
-    assert_eq!(report["integrity_ok"], true, "{:#}", report["findings"]);
-    (verified, report)
 }
 
 /// The execution sealed as a run: every evidence object verified, the steps and the calls in

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use irr_runner::actions::AwsClients;
 use irr_tests::sfn::{
-    clients, compile, create_machine, ended, evidence_bucket, evidence_objects, history, start,
+    clients, compile, create_machine, ended, evidence_bucket, evidence_objects, history,
+    seal_and_verify, start,
 };
 use irr_tests::unique;
 use serde_json::{json, Value};
@@ -552,26 +553,7 @@ fn assert_sealed(
     name: &str,
     objects: &BTreeMap<String, Vec<u8>>,
 ) {
-    let state = tempfile::tempdir().unwrap();
-    let irr = |args: &[&str]| {
-        let o = irr_tests::irr_with(
-            args,
-            state.path(),
-            &irr_tests::endpoint_of(irr_runner::emulator::EmulatorKind::Localstack),
-            ("testing", "testing"),
-            &[],
-        );
-        assert!(
-            o.status.success(),
-            "irr {args:?}: {}",
-            irr_tests::output_text(&o)
-        );
-        serde_json::from_slice::<Value>(&o.stdout).unwrap_or(Value::Null)
-    };
-    irr(&["evidence", "seal", "--execution", arn]);
-    let location = format!("s3://{bucket}/cases/{case}/{name}");
-    let verified = irr(&["--output", "json", "evidence", "verify", &location]);
-    assert_eq!(verified["status"], "ok", "{verified:#}");
+    let (verified, report) = seal_and_verify(arn, bucket, case, name);
     let items: Vec<&str> = verified["items"]
         .as_array()
         .unwrap()
@@ -585,8 +567,6 @@ fn assert_sealed(
             "{item}: {items:?}"
         );
     }
-    let report = irr(&["report", name, "--format", "json"]);
-    assert_eq!(report["integrity_ok"], true, "{:#}", report["findings"]);
     assert_eq!(report["run"]["status"], "succeeded");
 }
 

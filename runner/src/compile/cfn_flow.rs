@@ -10,6 +10,17 @@ use serde_json::{json, Value};
 use super::asl::{choice, fail_with, set_const, Calls, Seq};
 use super::cfn::set;
 
+/// The pause of a wait loop: `wait` for the `$.r.w.wait` seconds the assessment computed,
+/// then `longer` makes its next delay (`$.r.w.next`) the current one and goes back to
+/// `describe`.
+fn back_off(seq: &mut Seq, wait: &str, longer: &str, describe: &str) {
+    seq.push(wait, json!({"Type": "Wait", "SecondsPath": "$.r.w.wait"}));
+    seq.push(
+        longer,
+        json!({"Type": "Pass", "InputPath": "$.r.w.next", "ResultPath": "$.r.delay", "Next": describe}),
+    );
+}
+
 /// Where a missing stack's error says so (`ValidationError`, "... does not exist").
 const MISSING: &str = "*does not exist*";
 
@@ -218,13 +229,12 @@ fn settle(seq: &mut Seq, id: &str, c: &Calls) {
             {"Variable": "$.r.w.usable", "BooleanEquals": true, "Next": n("complete")},
         ], "Default": n("roll back")}),
     );
-    seq.push(
-        n("settle: wait"),
-        json!({"Type": "Wait", "SecondsPath": "$.r.w.wait"}),
+    back_off(
+        seq,
+        &n("settle: wait"),
+        &n("settle: longer"),
+        &n("settle: describe"),
     );
-    let mut longer = json!({"Type": "Pass", "InputPath": "$.r.w.next", "ResultPath": "$.r.delay"});
-    longer["Next"] = json!(n("settle: describe"));
-    seq.push(n("settle: longer"), longer);
     seq.push(
         n("gone"),
         set(
@@ -476,13 +486,7 @@ fn delete_loop(
             {"Variable": "$.r.w.in_progress", "BooleanEquals": true, "Next": n("still deleting")},
         ], "Default": n("delete failed: read events")}),
     );
-    seq.push(
-        n("wait"),
-        json!({"Type": "Wait", "SecondsPath": "$.r.w.wait"}),
-    );
-    let mut longer = json!({"Type": "Pass", "InputPath": "$.r.w.next", "ResultPath": "$.r.delay"});
-    longer["Next"] = json!(n("describe"));
-    seq.push(n("longer"), longer);
+    back_off(seq, &n("wait"), &n("longer"), &n("describe"));
     let mut still = set(
         "dp",
         "'stack ' & $s.r.t.stack_name & ' is still ' & $s.r.w.status & ' after ' & $string($s.r.t.timeout_seconds) & 's; CloudFormation goes on deleting it'",
