@@ -16,8 +16,6 @@ use sha2::Digest as _;
 
 use crate::actions::AwsClients;
 
-/// Largest `stack.yaml` read (a compiled stack is far smaller).
-const MAX_TEMPLATE: u64 = 8 * 1024 * 1024;
 /// How long a create or update may take.
 const STACK_WAIT: Duration = Duration::from_secs(30 * 60);
 
@@ -35,15 +33,12 @@ pub struct Deployed {
 /// Reads `DIR/stack.yaml`, refusing anything that is not a compiled irr stack.
 pub fn read_stack(dir: &Path) -> Result<String, String> {
     let path = dir.join("stack.yaml");
-    let meta = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if meta.len() > MAX_TEMPLATE {
-        return Err(format!(
-            "{}: {} bytes; a compiled stack is smaller",
-            path.display(),
-            meta.len()
-        ));
-    }
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // Bounded (2 MiB: CloudFormation takes a template of at most 1 MB), UTF-8, never
+    // blocking on a FIFO: the folder may not be the caller's own.
+    let text = crate::load::read_file(&path)
+        .map_err(|d| d.message)?
+        .text()
+        .to_owned();
     let parsed: serde_yaml::Value =
         serde_yaml::from_str(&text).map_err(|e| format!("{}: not YAML: {e}", path.display()))?;
     let machine = parsed
@@ -244,4 +239,39 @@ async fn failures(aws: &AwsClients, stack_name: &str, since: aws_smithy_types::D
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_stack;
+
+    /// `irr deploy DIR` reads only a bounded compiled stack, and never blocks on a FIFO.
+    #[test]
+    fn only_a_bounded_compiled_stack_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let stack = dir.path().join("stack.yaml");
+        std::fs::write(
+            &stack,
+            "Resources:\n  StateMachine:\n    Type: AWS::StepFunctions::StateMachine\n",
+        )
+        .unwrap();
+        assert!(read_stack(dir.path()).is_ok());
+        std::fs::write(&stack, "Resources: {Topic: {Type: AWS::SNS::Topic}}\n").unwrap();
+        let e = read_stack(dir.path()).unwrap_err();
+        assert!(e.contains("not a stack"), "{e}");
+        std::fs::write(&stack, vec![b'#'; crate::load::MAX_FILE_BYTES as usize + 1]).unwrap();
+        let e = read_stack(dir.path()).unwrap_err();
+        assert!(e.contains("larger than"), "{e}");
+        std::fs::remove_file(&stack).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &stack,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let e = read_stack(dir.path()).unwrap_err();
+        assert!(e.contains("not a stack"), "{e}");
+    }
 }
