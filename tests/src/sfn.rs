@@ -260,3 +260,20 @@ pub fn seal_and_verify(arn: &str, bucket: &str, case: &str, name: &str) -> (Valu
     assert_eq!(report["integrity_ok"], true, "{:#}", report["findings"]);
     (verified, report)
 }
+
+/// Every evidence object the execution wrote is an `ok` item of the verified seal.
+pub fn assert_every_object_verified(verified: &Value, objects: &BTreeMap<String, Vec<u8>>) {
+    let items: Vec<&str> = verified["items"]
+        .as_array()
+        .expect("verified items")
+        .iter()
+        .filter(|i| i["status"] == "ok")
+        .filter_map(|i| i["path"].as_str())
+        .collect();
+    for item in objects.keys() {
+        assert!(
+            items.contains(&format!("artifacts/{item}").as_str()),
+            "{item} verified: {items:?}"
+        );
+    }
+}

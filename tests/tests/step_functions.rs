@@ -10,8 +10,8 @@ use std::time::Duration;
 use aws_sdk_ec2::types::Filter;
 use irr_runner::emulator::EmulatorKind;
 use irr_tests::sfn::{
-    clients, compile, create_machine, ended, evidence_bucket, evidence_objects, history,
-    seal_and_verify, start,
+    assert_every_object_verified, clients, compile, create_machine, ended, evidence_bucket,
+    evidence_objects, history, seal_and_verify, start,
 };
 use irr_tests::{add_second_interface, compromised_instance_on, contained, unique, Contained};
 use serde_json::{json, Value};
@@ -35,19 +35,7 @@ fn assert_sealed_as_run(
     objects: &BTreeMap<String, Vec<u8>>,
 ) {
     let (verified, report) = seal_and_verify(arn, bucket, case, name);
-    let items: Vec<&str> = verified["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["status"] == "ok")
-        .filter_map(|i| i["path"].as_str())
-        .collect();
-    for item in objects.keys() {
-        assert!(
-            items.contains(&format!("artifacts/{item}").as_str()),
-            "{item} verified: {items:?}"
-        );
-    }
+    assert_every_object_verified(&verified, objects);
     assert_eq!(report["run"]["status"], "succeeded");
     let steps: Vec<(&str, &str)> = report["steps"]
         .as_array()

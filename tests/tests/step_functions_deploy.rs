@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use irr_runner::actions::AwsClients;
 use irr_tests::sfn::{
-    clients, compile, create_machine, ended, evidence_bucket, evidence_objects, history,
-    seal_and_verify, start,
+    assert_every_object_verified, clients, compile, create_machine, ended, evidence_bucket,
+    evidence_objects, history, seal_and_verify, start,
 };
 use irr_tests::unique;
 use serde_json::{json, Value};
@@ -128,18 +128,7 @@ async fn a_compiled_clean_room_renders_the_template_creates_reuses_and_refuses_a
     let (name, arn, status, output) = run(&c, &machine, &input).await;
     assert_eq!(status, "SUCCEEDED", "{arn} {output:#}");
     let out = &output["steps"]["clean-room"]["outputs"];
-    let described = c
-        .cloudformation
-        .describe_stacks()
-        .stack_name(&stack)
-        .send()
-        .await
-        .unwrap();
-    let st = &described.stacks()[0];
-    assert_eq!(
-        st.stack_status().map(|s| s.as_str()),
-        Some("CREATE_COMPLETE")
-    );
+    let st = &complete_stack(&c, &stack).await;
     assert_eq!(out["stack_id"], st.stack_id().unwrap(), "{output:#}");
     assert_eq!(out["stack_name"], stack);
     assert_eq!(out["reused"], false);
@@ -554,37 +543,14 @@ fn assert_sealed(
     objects: &BTreeMap<String, Vec<u8>>,
 ) {
     let (verified, report) = seal_and_verify(arn, bucket, case, name);
-    let items: Vec<&str> = verified["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|i| i["status"] == "ok")
-        .filter_map(|i| i["path"].as_str())
-        .collect();
-    for item in objects.keys() {
-        assert!(
-            items.contains(&format!("artifacts/{item}").as_str()),
-            "{item}: {items:?}"
-        );
-    }
+    assert_every_object_verified(&verified, objects);
     assert_eq!(report["run"]["status"], "succeeded");
 }
 
 /// The case's clean room, complete, from exactly `snaps`, tagged with the case.
 async fn assert_clean_room_of(c: &AwsClients, case: &str, snaps: &[String]) {
     let stack = format!("irr-clean-room-{case}");
-    let described = c
-        .cloudformation
-        .describe_stacks()
-        .stack_name(&stack)
-        .send()
-        .await
-        .unwrap();
-    let st = &described.stacks()[0];
-    assert_eq!(
-        st.stack_status().map(|s| s.as_str()),
-        Some("CREATE_COMPLETE")
-    );
+    let st = &complete_stack(c, &stack).await;
     let param = |k: &str| {
         st.parameters()
             .iter()
@@ -600,4 +566,21 @@ async fn assert_clean_room_of(c: &AwsClients, case: &str, snaps: &[String]) {
         .tags()
         .iter()
         .any(|t| t.key() == Some("irr:case") && t.value() == Some(case)));
+}
+
+/// The stack named `stack`, which must be `CREATE_COMPLETE`.
+async fn complete_stack(c: &AwsClients, stack: &str) -> aws_sdk_cloudformation::types::Stack {
+    let described = c
+        .cloudformation
+        .describe_stacks()
+        .stack_name(stack)
+        .send()
+        .await
+        .unwrap();
+    let st = described.stacks()[0].clone();
+    assert_eq!(
+        st.stack_status().map(|s| s.as_str()),
+        Some("CREATE_COMPLETE")
+    );
+    st
 }
